@@ -1,0 +1,275 @@
+"""A scikit-learn-style estimator around :class:`mrl.model.MixtureModel`.
+
+``__init__`` stores its arguments unchanged; ``fit`` validates, resolves ``"auto"`` values into fitted attributes
+(names ending in ``_``) and returns ``self``; ``predict`` returns property units, shape ``(n_samples,)``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+import mrl
+from mrl.data import DataError, FormulaData
+from mrl.metrics import regression_metrics
+from mrl.model import MixtureModel, make_batch
+from mrl.train import LoopConfig, resolve_device, run_loop
+
+log = logging.getLogger(__name__)
+#: Rows per forward pass when predicting.
+PREDICT_CHUNK = 8192
+
+
+class MixtureRegressor:
+    """Learn one vector per material and a regressor on the content-weighted sum (plus conditions).
+
+    Parameters mirror :class:`mrl.params.RunParams` (model and training sections). ``unknown`` says what
+    ``predict`` does with a material absent from the training vocabulary: ``"error"`` or ``"zero"`` (treat it
+    as a material with no influence).
+    """
+
+    def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
+                 dropout: float = 0.0, head: str = "direct", temperature: str = "T",
+                 content_scale: str = "median", pin_origin: str | None = "auto", init_std: float = 1e-3,
+                 target_transform: str = "auto", aggregation: str = "embedding_bag",
+                 inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
+                 lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
+                 lr_schedule: str = "cosine", eval_every: int = 500, snapshot_every: int = 500,
+                 checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
+                 progress: bool = True) -> None:
+        self.embedding_dim = embedding_dim
+        self.activation = activation
+        self.hidden = hidden
+        self.dropout = dropout
+        self.head = head
+        self.temperature = temperature
+        self.content_scale = content_scale
+        self.pin_origin = pin_origin
+        self.init_std = init_std
+        self.target_transform = target_transform
+        self.aggregation = aggregation
+        self.inverse_conditions = inverse_conditions
+        self.steps = steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.embedding_lr = embedding_lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.eval_every = eval_every
+        self.snapshot_every = snapshot_every
+        self.checkpoint_every = checkpoint_every
+        self.seed = seed
+        self.device = device
+        self.unknown = unknown
+        self.progress = progress
+
+    _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
+                    "pin_origin", "init_std", "target_transform", "aggregation", "inverse_conditions", "steps",
+                    "batch_size", "lr", "embedding_lr", "weight_decay", "lr_schedule", "eval_every",
+                    "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
+
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in self._PARAM_NAMES}
+
+    @classmethod
+    def from_params(cls, params: "mrl.params.RunParams", **kw) -> "MixtureRegressor":
+        """Build from run params (model and training keys)."""
+        values = params.to_dict()
+        return cls(**{k: values[k] for k in cls._PARAM_NAMES if k in values}, **kw)
+
+    # ------------------------------------------------------------------ fit
+    def _resolve_target_transform(self, y: np.ndarray) -> str:
+        if self.target_transform != "auto":
+            return self.target_transform
+        if (y > 0).all() and y.max() / y.min() > 100:
+            return "log10"
+        return "none"
+
+    def _resolve_pin(self, data: FormulaData) -> list[int]:
+        if self.pin_origin is None:
+            return []
+        ids = data.material_ids
+        if self.pin_origin == "auto":
+            totals = data.formulas.groupby("material_id")["content"].sum()
+            mid = totals.idxmax()
+        else:
+            mid = self.pin_origin
+        where = np.flatnonzero(ids == mid)
+        if not len(where):
+            raise ValueError(f"pin_origin: material {mid!r} is not in the data's vocabulary")
+        return [int(where[0])]
+
+    def fit(self, data: FormulaData, eval_data: FormulaData | None = None,
+            checkpoint_path: str | Path | None = None, resume: bool = False) -> "MixtureRegressor":
+        """Train on ``data`` (its materials table is the vocabulary); ``eval_data`` is only monitored."""
+        if data.n_samples == 0:
+            raise ValueError("fit: no training samples")
+        self.target_ = data.targets[0]
+        self.conditions_ = list(data.conditions)
+        bad = [c for c in self.inverse_conditions if c not in self.conditions_]
+        if bad:
+            raise ValueError(f"inverse_conditions {bad} are not conditions of the data {self.conditions_}")
+        if self.head == "vft" and self.temperature not in self.conditions_:
+            raise ValueError(f"head 'vft' needs the temperature condition {self.temperature!r}; "
+                             f"data conditions are {self.conditions_}")
+        self.materials_ = data.materials.reset_index(drop=True).copy()
+        y = data.target_values(self.target_).copy()
+        self.target_transform_ = self._resolve_target_transform(y)
+        self.pinned_ = self._resolve_pin(data)
+        self.device_ = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        module = MixtureModel(
+            n_materials=data.n_materials, embedding_dim=self.embedding_dim, activation=self.activation,
+            hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
+            content_scale=self.content_scale, median_content=self.materials_["median_content"].to_numpy(),
+            pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
+            temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
+        conditions = data.condition_values()
+        module.fit_scalers(y, conditions, self.target_transform_,
+                           [c in self.inverse_conditions for c in self.conditions_])
+        self.module_ = module.to(self.device_)
+        y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
+        cfg = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                         embedding_lr=self.embedding_lr or self.lr, weight_decay=self.weight_decay,
+                         lr_schedule=self.lr_schedule, eval_every=self.eval_every,
+                         snapshot_every=self.snapshot_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
+        evaluate = None
+        if eval_data is not None and eval_data.n_samples:
+            y_eval = eval_data.target_values(self.target_)
+            x_eval, c_eval = self._encode(eval_data)
+            sub = np.random.default_rng(self.seed).permutation(data.n_samples)[:max(eval_data.n_samples, 2000)]
+            x_tr, c_tr = self._encode(data.subset(np.isin(np.arange(data.n_samples), sub)))
+            y_tr = data.target_values(self.target_)[np.sort(sub)]
+
+            def evaluate(model: MixtureModel) -> dict:
+                return {"eval_mae": regression_metrics(y_eval, self._predict_encoded(x_eval, c_eval))["mae"],
+                        "train_mae": regression_metrics(y_tr, self._predict_encoded(x_tr, c_tr))["mae"]}
+
+        matrix = data.content_matrix()
+        state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
+                         self.device_, evaluate=evaluate,
+                         checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
+                         extra_state=self._extra_state(), progress=self.progress)
+        self.n_steps_ = state.step
+        self.history_ = pd.DataFrame(state.history)
+        self.snapshots_ = state.snapshots
+        self.wall_s_ = state.wall_s
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise RuntimeError("this MixtureRegressor is not fitted yet; call fit() or load()")
+
+    def _encode(self, data: FormulaData) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Content matrix in this model's vocabulary order, one row per sample, and the conditions."""
+        self._check_fitted()
+        missing = [c for c in self.conditions_ if c not in data.properties.columns]
+        if missing:
+            raise DataError(f"{data.name}: condition column(s) {missing} required by the model are missing")
+        vocab = pd.Index(self.materials_["material_id"])
+        cols = vocab.get_indexer(data.formulas["material_id"])
+        unknown = cols < 0
+        if unknown.any():
+            if self.unknown == "error":
+                ids = sorted(set(data.formulas["material_id"][unknown]))
+                raise DataError(f"{data.name}: {len(ids)} material(s) not in the model's vocabulary, e.g. "
+                                f"{ids[:5]}; use unknown='zero' to treat them as having no influence")
+            log.warning("%s: %d unknown material rows treated as zero vectors", data.name, int(unknown.sum()))
+        fids = pd.Index(data.formula_ids)
+        rows = fids.get_indexer(data.formulas["formula_id"])
+        keep = ~unknown
+        matrix = sp.csr_matrix((data.formulas["content"].to_numpy()[keep], (rows[keep], cols[keep])),
+                               shape=(len(fids), len(vocab)))
+        matrix.sum_duplicates()
+        cond = data.properties[self.conditions_].to_numpy(np.float64) if self.conditions_ else \
+            np.zeros((data.n_samples, 0))
+        if np.isnan(cond).any():
+            raise DataError(f"{data.name}: NaN in condition columns {self.conditions_}")
+        return matrix[data.sample_rows()], cond
+
+    def _predict_encoded(self, matrix: sp.csr_matrix, conditions: np.ndarray | None) -> np.ndarray:
+        n = matrix.shape[0]
+        cond = np.zeros((n, 0)) if conditions is None else np.asarray(conditions, np.float64).reshape(n, -1)
+        if cond.shape[1] != len(self.conditions_):
+            raise ValueError(f"expected {len(self.conditions_)} condition column(s) {self.conditions_}, "
+                             f"got {cond.shape[1]}")
+        out = []
+        self.module_.eval()
+        with torch.no_grad():
+            for start in range(0, n, PREDICT_CHUNK):
+                rows = np.arange(start, min(n, start + PREDICT_CHUNK))
+                batch = make_batch(matrix, rows, cond[rows]).to(self.device_)
+                out.append(self.module_.scaled_to_target(self.module_(batch)).cpu().numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def predict_matrix(self, matrix: sp.csr_matrix, conditions: np.ndarray | None = None) -> np.ndarray:
+        """Predict from a content matrix in vocabulary order, shape ``(n, n_materials)``; property units."""
+        self._check_fitted()
+        matrix = sp.csr_matrix(matrix)
+        if matrix.shape[1] != len(self.materials_):
+            raise ValueError(f"matrix has {matrix.shape[1]} columns; the model has {len(self.materials_)} materials")
+        return self._predict_encoded(matrix, conditions)
+
+    def predict(self, data: FormulaData) -> np.ndarray:
+        """Predicted property (original units) for every measurement of ``data``, shape ``(n_samples,)``."""
+        return self._predict_encoded(*self._encode(data))
+
+    # ------------------------------------------------------------------ vectors
+    def embeddings(self) -> pd.DataFrame:
+        """One row per material: id, descriptive columns, usage, norm and the effective vector ``e0..``."""
+        self._check_fitted()
+        with torch.no_grad():
+            vec = self.module_.material_vectors().cpu().numpy()
+        return self._vector_table(vec)
+
+    def _vector_table(self, vec: np.ndarray) -> pd.DataFrame:
+        table = self.materials_.copy()
+        table["norm"] = np.linalg.norm(vec, axis=1)
+        table["pinned"] = np.isin(np.arange(len(table)), self.pinned_)
+        return pd.concat([table, pd.DataFrame(vec, columns=[f"e{i}" for i in range(vec.shape[1])])], axis=1)
+
+    def snapshots(self) -> pd.DataFrame:
+        """Material vectors over training, long table ``step, material_id, e0..``."""
+        self._check_fitted()
+        frames = []
+        for step in sorted(self.snapshots_):
+            vec = self.snapshots_[step]
+            frame = pd.DataFrame(vec, columns=[f"e{i}" for i in range(vec.shape[1])])
+            frame.insert(0, "material_id", self.materials_["material_id"].to_numpy())
+            frame.insert(0, "step", int(step))
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ persistence
+    def _extra_state(self) -> dict:
+        return {"estimator_params": {**self.get_params(), "hidden": list(self.hidden),
+                                     "inverse_conditions": list(self.inverse_conditions)},
+                "materials": self.materials_.to_dict(orient="list"), "conditions": self.conditions_,
+                "target": self.target_, "target_transform": self.target_transform_, "pinned": self.pinned_,
+                "mrl_version": mrl.__version__}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> "MixtureRegressor":
+        """Rebuild a fitted estimator from a checkpoint written by :meth:`fit`."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        est = cls(**{**ckpt["estimator_params"], "device": device})
+        est.materials_ = pd.DataFrame(ckpt["materials"])
+        est.conditions_ = list(ckpt["conditions"])
+        est.target_ = ckpt["target"]
+        est.target_transform_ = ckpt["target_transform"]
+        est.pinned_ = list(ckpt["pinned"])
+        est.device_ = resolve_device(device)
+        module = MixtureModel(**ckpt["model_params"])
+        module.load_state_dict(ckpt["state_dict"])
+        est.module_ = module.to(est.device_).eval()
+        est.n_steps_ = ckpt["step"]
+        est.history_ = pd.DataFrame(ckpt["history"])
+        est.snapshots_ = ckpt["snapshots"]
+        est.wall_s_ = ckpt["wall_s"]
+        return est

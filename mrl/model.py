@@ -1,0 +1,242 @@
+"""The material-embedding model: one vector per material, a content-weighted sum, a regressor head.
+
+For a formula with content fractions ``c_i`` the mixture vector is ``m = sum_i c_i * e_i`` where the effective
+material vector is ``e_i = s_i * act(W_i)``: ``W`` is the learned table (``n_materials x embedding_dim``),
+``act`` is ``tanh`` (the seed report's ``CODE_ACT``) or the identity, and ``s_i`` a per-material content scale.
+``s_i = 1 / median content of material i`` ("median" scaling) lets a thickener dosed at 0.5 % move the mixture
+vector as far as the 80 % water base without its raw parameters growing 160-fold; "learned" starts there and
+learns ``log s_i``; "none" keeps ``s_i = 1``. The mixture is linear in the contents for every option.
+
+Measurement conditions (temperature, pressure, ...) are standardised (optionally ``1000 / value`` first) and
+enter the head beside ``m``; they never touch the material vectors. Target scaling (``log10`` then
+standardisation) is stored in buffers so a checkpoint rebuilds the whole predictor.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ACTIVATIONS = ("tanh", "none")
+CONTENT_SCALES = ("none", "median", "learned")
+AGGREGATIONS = ("embedding_bag", "sparse_mm")
+HEADS = ("direct", "vft")
+TARGET_TRANSFORMS = ("none", "log10")
+#: Smallest typical content used for "median" scaling, so a trace material's scale stays bounded.
+MIN_SCALE_CONTENT = 1e-3
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    """A plain MLP: Linear-SiLU(-Dropout) blocks and a linear output."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.SiLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Batch:
+    """A batch of formulas as flat tensors, without padding.
+
+    Attributes:
+        index: material index of every ingredient, shape ``(nnz,)``.
+        offsets: start of each formula in ``index``, shape ``(n,)``.
+        content: content fraction of every ingredient, shape ``(nnz,)``.
+        conditions: raw condition values, shape ``(n, n_conditions)``.
+    """
+
+    def __init__(self, index: torch.Tensor, offsets: torch.Tensor, content: torch.Tensor,
+                 conditions: torch.Tensor) -> None:
+        self.index, self.offsets, self.content, self.conditions = index, offsets, content, conditions
+
+    @property
+    def size(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.index.to(device), self.offsets.to(device), self.content.to(device),
+                     self.conditions.to(device))
+
+
+def make_batch(matrix: sp.csr_matrix, rows: np.ndarray, conditions: np.ndarray | None = None) -> Batch:
+    """Gather ``rows`` of a CSR content matrix into a :class:`Batch` (vectorised, no Python loop).
+
+    Args:
+        matrix: formula x material content fractions, shape ``(n_formulas, n_materials)``.
+        rows: formula rows to gather, shape ``(n,)``; repeats allowed.
+        conditions: condition values for those rows, shape ``(n, n_conditions)`` or None.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    cond = np.zeros((len(rows), 0)) if conditions is None else np.asarray(conditions, np.float64)
+    return Batch(torch.from_numpy(matrix.indices[flat].astype(np.int64)), torch.from_numpy(offsets),
+                 torch.from_numpy(matrix.data[flat].astype(np.float32)),
+                 torch.from_numpy(cond.astype(np.float32).reshape(len(rows), -1)))
+
+
+class MixtureModel(nn.Module):
+    """Material table -> content-weighted sum -> regressor head.
+
+    Args:
+        n_materials: vocabulary size.
+        embedding_dim: length of each material vector.
+        activation: ``"tanh"`` or ``"none"`` applied to the raw table.
+        hidden: widths of the head's hidden layers.
+        dropout: dropout in the head.
+        n_conditions: number of condition columns fed to the head.
+        head: ``"direct"`` (MLP -> property) or ``"vft"`` (MLP -> A, B, C; y = A + B / (T - C)).
+        content_scale: ``"none"``, ``"median"`` or ``"learned"`` (see module docstring).
+        median_content: typical content fraction of each material, shape ``(n_materials,)``; used by scaling.
+        pinned: material indices whose vector is fixed at the origin (e.g. the base solvent).
+        init_std: standard deviation of the initial table (all materials start near the origin).
+        aggregation: ``"embedding_bag"`` or ``"sparse_mm"`` (same result; speed measured in benchmarks/).
+        temperature_index: which condition column is the temperature (``vft`` head only).
+    """
+
+    def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
+                 hidden: Sequence[int] = (128, 128), dropout: float = 0.0, n_conditions: int = 0,
+                 head: str = "direct", content_scale: str = "median",
+                 median_content: Sequence[float] | None = None, pinned: Sequence[int] = (),
+                 init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if content_scale not in CONTENT_SCALES:
+            raise ValueError(f"content_scale must be one of {CONTENT_SCALES}, got {content_scale!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if head == "vft" and n_conditions < 1:
+            raise ValueError("the vft head needs a temperature condition (n_conditions >= 1)")
+        self.model_params = dict(
+            n_materials=n_materials, embedding_dim=embedding_dim, activation=activation, hidden=list(hidden),
+            dropout=dropout, n_conditions=n_conditions, head=head, content_scale=content_scale,
+            median_content=None if median_content is None else [float(v) for v in median_content],
+            pinned=[int(p) for p in pinned], init_std=init_std, aggregation=aggregation,
+            temperature_index=temperature_index)
+        self.activation = activation
+        self.aggregation = aggregation
+        self.head_kind = head
+        self.temperature_index = temperature_index
+        self.table = nn.Parameter(torch.randn(n_materials, embedding_dim) * init_std)
+        typical = np.ones(n_materials) if median_content is None else np.asarray(median_content, np.float64)
+        log_scale = torch.zeros(n_materials) if content_scale == "none" else torch.from_numpy(
+            -np.log(np.clip(np.where(typical > 0, typical, 1.0), MIN_SCALE_CONTENT, None))).float()
+        if content_scale == "learned":
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        keep = torch.ones(n_materials)
+        keep[list(pinned)] = 0.0
+        self.register_buffer("keep", keep)
+        # condition and target scaling (set by fit_scalers, saved in the state_dict)
+        self.register_buffer("cond_mean", torch.zeros(n_conditions))
+        self.register_buffer("cond_std", torch.ones(n_conditions))
+        self.register_buffer("cond_inverse", torch.zeros(n_conditions, dtype=torch.bool))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+        self.register_buffer("y_log10", torch.zeros((), dtype=torch.bool))
+        n_out, n_in = (3, embedding_dim + n_conditions - 1) if head == "vft" else (1, embedding_dim + n_conditions)
+        self.head = mlp(n_in, hidden, n_out, dropout)
+
+    # ------------------------------------------------------------------ scaling
+    def fit_scalers(self, y: np.ndarray, conditions: np.ndarray, target_transform: str,
+                    inverse: Sequence[bool]) -> None:
+        """Set target and condition scaling from training data (property units in, buffers out)."""
+        if target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(f"target_transform must be one of {TARGET_TRANSFORMS}, got {target_transform!r}")
+        log10 = target_transform == "log10"
+        if log10 and (y <= 0).any():
+            raise ValueError("target_transform 'log10' needs strictly positive targets")
+        t = np.log10(y) if log10 else np.asarray(y, np.float64)
+        self.y_log10.fill_(log10)
+        self.y_mean.fill_(float(t.mean()))
+        self.y_std.fill_(float(t.std()) or 1.0)
+        inv = torch.as_tensor(list(inverse), dtype=torch.bool).reshape(-1)
+        self.cond_inverse.copy_(inv)
+        c = self._transform_conditions(torch.as_tensor(conditions, dtype=torch.float32), scale=False)
+        if c.shape[1]:
+            self.cond_mean.copy_(c.mean(0))
+            self.cond_std.copy_(c.std(0, unbiased=False).clamp_min(1e-8))
+
+    def _transform_conditions(self, cond: torch.Tensor, scale: bool = True) -> torch.Tensor:
+        cond = torch.where(self.cond_inverse, 1000.0 / cond, cond)
+        return (cond - self.cond_mean) / self.cond_std if scale else cond
+
+    def target_to_scaled(self, y: torch.Tensor) -> torch.Tensor:
+        """Property units -> standardised (transformed) target."""
+        t = torch.log10(y) if bool(self.y_log10) else y
+        return (t - self.y_mean) / self.y_std
+
+    def scaled_to_target(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised (transformed) target -> property units."""
+        t = z * self.y_std + self.y_mean
+        return torch.pow(10.0, t) if bool(self.y_log10) else t
+
+    # ------------------------------------------------------------------ vectors
+    def material_vectors(self) -> torch.Tensor:
+        """Effective vectors ``e_i = s_i * act(W_i)`` (zero for pinned materials), shape ``(n_materials, dim)``."""
+        raw = torch.tanh(self.table) if self.activation == "tanh" else self.table
+        return raw * (self.keep * torch.exp(self.log_scale)).unsqueeze(1)
+
+    def mixture(self, batch: Batch) -> torch.Tensor:
+        """Content-weighted sum of material vectors, shape ``(batch.size, dim)``."""
+        vectors = self.material_vectors()
+        if self.aggregation == "embedding_bag":
+            return F.embedding_bag(batch.index, vectors, batch.offsets, mode="sum",
+                                   per_sample_weights=batch.content)
+        n, nnz = batch.size, batch.index.shape[0]
+        lengths = torch.diff(batch.offsets, append=torch.tensor([nnz], device=batch.offsets.device))
+        rows = torch.repeat_interleave(torch.arange(n, device=batch.index.device), lengths)
+        weights = torch.sparse_coo_tensor(torch.stack([rows, batch.index]), batch.content,
+                                          (n, vectors.shape[0]))
+        return torch.sparse.mm(weights, vectors)
+
+    # ------------------------------------------------------------------ forward
+    def head_features(self, batch: Batch) -> torch.Tensor:
+        """Head input: mixture vector and scaled conditions (the ``vft`` head leaves temperature out)."""
+        m = self.mixture(batch)
+        if not batch.conditions.shape[1]:
+            return m
+        cond = self._transform_conditions(batch.conditions)
+        if self.head_kind == "vft":
+            keep = [i for i in range(cond.shape[1]) if i != self.temperature_index]
+            cond = cond[:, keep]
+        return torch.cat([m, cond], dim=1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Standardised prediction, shape ``(batch.size,)``."""
+        out = self.head(self.head_features(batch))
+        if self.head_kind == "direct":
+            return out[:, 0]
+        abc = self._vft_parameters(out)
+        temperature = batch.conditions[:, self.temperature_index]
+        c = torch.minimum(abc[:, 2], 0.9 * temperature)
+        t = abc[:, 0] + abc[:, 1] / (temperature - c)
+        return (t - self.y_mean) / self.y_std
+
+    def _vft_parameters(self, out: torch.Tensor) -> torch.Tensor:
+        """Vogel-Fulcher-Tammann parameters in transformed-target units: ``y = A + B / (T - C)``.
+
+        ``B = 1000 softplus(.) > 0`` and ``C = 1000 sigmoid(.)``, clipped below ``0.9 T`` in :meth:`forward`.
+        The head does not see T, so the prediction decreases monotonically with T.
+        """
+        return torch.stack([out[:, 0] * self.y_std + self.y_mean, F.softplus(out[:, 1]) * 1000.0,
+                            torch.sigmoid(out[:, 2]) * 1000.0], dim=1)
+
+    def vft_parameters(self, batch: Batch) -> torch.Tensor:
+        """A, B, C of the ``vft`` head for each formula, shape ``(batch.size, 3)``."""
+        if self.head_kind != "vft":
+            raise ValueError("vft_parameters needs head='vft'")
+        return self._vft_parameters(self.head(self.head_features(batch)))

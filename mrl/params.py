@@ -1,0 +1,126 @@
+"""Run parameters: one flat, typed record, read from YAML, validated, written back into each run folder.
+
+Flat on purpose: the same names are the notebooks' papermill parameters and the sweep grid's keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+@dataclass
+class RunParams:
+    """Everything that defines a run; the same params give the same numbers."""
+
+    name: str = "run"  # run folder name under runs_dir
+    runs_dir: str = "runs"  # parent folder of run folders
+    # data
+    data: str = "synth:small"  # "synth:<preset>", a registered dataset name, or a folder with formulas/properties[/materials]
+    data_seed: int = 0  # seed of the synthetic lab
+    target: Optional[str] = None  # property column to learn (default: the data set's first)
+    conditions: list = field(default_factory=list)  # condition columns fed to the regressor (e.g. [T, P])
+    inverse_conditions: list = field(default_factory=list)  # conditions entered as 1000 / value (e.g. [T])
+    content_unit: str = "auto"  # percent | fraction | auto
+    # split
+    split: str = "random"  # random (by formula) | column (the data's split column) | group (by the group column)
+    eval_fraction: float = 0.2  # share of formulas (or groups) held out for eval
+    split_seed: int = 0
+    # model
+    embedding_dim: int = 8
+    activation: str = "tanh"  # tanh | none, applied to the raw material table
+    hidden: list = field(default_factory=lambda: [128, 128])  # head MLP widths
+    dropout: float = 0.0
+    head: str = "direct"  # direct | vft (needs a temperature condition)
+    temperature: str = "T"  # which condition is the temperature (vft head)
+    content_scale: str = "median"  # none | median | learned: per-material content scaling
+    pin_origin: Optional[str] = "auto"  # material pinned at the origin: an id, "auto" (largest total content) or null
+    init_std: float = 0.001  # all vectors start this close to the origin
+    target_transform: str = "auto"  # none | log10 | auto (log10 when positive and spanning > 2 decades)
+    aggregation: str = "embedding_bag"  # embedding_bag | sparse_mm
+    # training
+    steps: int = 20000
+    batch_size: int = 256
+    lr: float = 0.003  # head learning rate
+    embedding_lr: Optional[float] = None  # material-table learning rate (default: lr)
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # cosine | constant
+    eval_every: int = 500
+    snapshot_every: int = 500  # material vectors recorded every this many steps
+    checkpoint_every: int = 2000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "params") -> "RunParams":
+        """Build from a mapping, rejecting unknown names and wrong types with a message naming the key."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise ValueError(f"{source}: unknown parameter(s) {unknown}; valid: {cls.names()}")
+        hints = get_type_hints(cls)
+        clean = {}
+        for key, value in values.items():
+            clean[key] = _check_type(key, value, hints[key], source)
+        params = cls(**clean)
+        params.validate(source)
+        return params
+
+    def validate(self, source: str = "params") -> None:
+        """Check value ranges and choices."""
+        choices = {"split": ("random", "column", "group"), "activation": ("tanh", "none"),
+                   "head": ("direct", "vft"), "content_scale": ("none", "median", "learned"),
+                   "target_transform": ("none", "log10", "auto"), "aggregation": ("embedding_bag", "sparse_mm"),
+                   "lr_schedule": ("cosine", "constant"), "content_unit": ("auto", "percent", "fraction")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{source}: {key} must be one of {allowed}, got {getattr(self, key)!r}")
+        positive = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{source}: {key} must be > 0, got {getattr(self, key)!r}")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"{source}: eval_fraction must be in (0, 1), got {self.eval_fraction!r}")
+        if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
+            raise ValueError(f"{source}: learning rates must be > 0")
+        if self.head == "vft" and self.temperature not in self.conditions:
+            raise ValueError(f"{source}: head 'vft' needs temperature {self.temperature!r} among conditions "
+                             f"{self.conditions}")
+        bad = [c for c in self.inverse_conditions if c not in self.conditions]
+        if bad:
+            raise ValueError(f"{source}: inverse_conditions {bad} are not in conditions {self.conditions}")
+
+
+def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
+    optional = get_origin(hint) is not None and type(None) in get_args(hint)
+    base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{source}: {key} must not be null")
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is list and isinstance(value, tuple):
+        return list(value)
+    if base is int and isinstance(value, bool) or not isinstance(value, base):
+        raise TypeError(f"{source}: {key} must be {base.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def load_params(path: str | Path, **overrides: Any) -> RunParams:
+    """Read a params YAML file (a mapping of RunParams names) and apply overrides."""
+    path = Path(path)
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    values.update(overrides)
+    return RunParams.from_dict(values, source=str(path))
