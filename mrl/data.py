@@ -124,8 +124,8 @@ class FormulaData:
 
     @property
     def formula_ids(self) -> np.ndarray:
-        """Formula ids in content-matrix row order, shape ``(n_formulas,)``."""
-        return np.asarray(pd.unique(self.formulas["formula_id"]))
+        """Formula ids in content-matrix row order (first appearance in ``properties``), shape ``(n_formulas,)``."""
+        return np.asarray(pd.unique(self.properties["formula_id"]))
 
     @property
     def n_materials(self) -> int:
@@ -273,6 +273,11 @@ def load_formulas(
         raise DataError(f"{_where(plabel, row)}, column 'formula_id': formula {props['formula_id'].iloc[row]!r} "
                         f"has no ingredients in {flabel}")
 
+    unmeasured = ~forms["formula_id"].isin(set(props["formula_id"]))
+    if unmeasured.any():
+        log.info("%s: %d formulas have no measurement in %s and are left out",
+                 flabel, forms["formula_id"][unmeasured].nunique(), plabel)
+        forms = forms[~unmeasured]
     forms = forms.groupby(["formula_id", "material_id"], sort=False, as_index=False)["content"].sum()
     forms = _normalise_contents(forms, flabel, content_unit)
     forms = forms[forms["content"] > 0].reset_index(drop=True)

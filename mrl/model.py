@@ -165,7 +165,7 @@ class MixtureModel(nn.Module):
         self.y_std.fill_(float(t.std()) or 1.0)
         inv = torch.as_tensor(list(inverse), dtype=torch.bool).reshape(-1)
         self.cond_inverse.copy_(inv)
-        c = self._transform_conditions(torch.as_tensor(conditions, dtype=torch.float32), scale=False)
+        c = self._transform_conditions(torch.tensor(np.asarray(conditions), dtype=torch.float32), scale=False)
         if c.shape[1]:
             self.cond_mean.copy_(c.mean(0))
             self.cond_std.copy_(c.std(0, unbiased=False).clamp_min(1e-8))
@@ -200,7 +200,7 @@ class MixtureModel(nn.Module):
         lengths = torch.diff(batch.offsets, append=torch.tensor([nnz], device=batch.offsets.device))
         rows = torch.repeat_interleave(torch.arange(n, device=batch.index.device), lengths)
         weights = torch.sparse_coo_tensor(torch.stack([rows, batch.index]), batch.content,
-                                          (n, vectors.shape[0]))
+                                          (n, vectors.shape[0]), check_invariants=False)
         return torch.sparse.mm(weights, vectors)
 
     # ------------------------------------------------------------------ forward

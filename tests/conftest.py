@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny formulation data set with a known hidden rule."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mrl.data import FormulaData, load_formulas
+
+
+def tiny_tables(n_materials: int = 30, n_formulas: int = 600, seed: int = 0,
+                conditions: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Formulas (content in %) and properties whose target depends on content-weighted sums of hidden vectors."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_materials, 3))
+    rows, props = [], []
+    for f in range(n_formulas):
+        k = int(rng.integers(2, 7))
+        mats = rng.choice(n_materials, k, replace=False)
+        c = rng.dirichlet(np.ones(k)) * 100
+        rows += [(f"F{f:04d}", f"M{m:03d}", float(cc)) for m, cc in zip(mats, c)]
+        mix = (c[:, None] / 100 * z[mats]).sum(0)
+        row = {"formula_id": f"F{f:04d}"}
+        if conditions:
+            row["T"] = float(rng.uniform(280, 360))
+            row["viscosity"] = float(np.exp(mix[0] + np.tanh(mix[1]) * mix[2] + 300.0 / row["T"]) * 100)
+        else:
+            row["viscosity"] = float(np.exp(mix[0] + np.tanh(mix[1]) * mix[2]) * 100)
+        props.append(row)
+    return pd.DataFrame(rows, columns=["formula_id", "material_id", "content"]), pd.DataFrame(props)
+
+
+@pytest.fixture
+def tiny_data() -> FormulaData:
+    forms, props = tiny_tables()
+    return load_formulas(forms, props, name="tiny")
+
+
+@pytest.fixture
+def tiny_data_t() -> FormulaData:
+    forms, props = tiny_tables(conditions=True)
+    return load_formulas(forms, props, conditions=["T"], name="tiny_t")

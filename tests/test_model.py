@@ -1,0 +1,96 @@
+"""Model algebra: linear in contents, zero vectors contribute nothing, aggregation options agree, heads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from mrl.model import MixtureModel, make_batch
+
+
+def _model(**kw) -> MixtureModel:
+    torch.manual_seed(0)
+    model = MixtureModel(n_materials=6, embedding_dim=3, init_std=0.5, **kw)
+    return model.eval()
+
+
+def _matrix(rows: list[list[float]]) -> sp.csr_matrix:
+    return sp.csr_matrix(np.asarray(rows, dtype=np.float64))
+
+
+def test_mixture_is_linear_in_contents():
+    model = _model()
+    a = [0.7, 0.3, 0, 0, 0, 0]
+    b = [0.1, 0, 0.5, 0.4, 0, 0]
+    mix = model.mixture(make_batch(_matrix([a, b, list(0.25 * np.array(a) + 0.75 * np.array(b))]), np.arange(3)))
+    assert torch.allclose(mix[2], 0.25 * mix[0] + 0.75 * mix[1], atol=1e-6)
+    table = model.material_vectors()
+    assert torch.allclose(mix[0], 0.7 * table[0] + 0.3 * table[1], atol=1e-6)
+
+
+def test_pinned_material_has_zero_vector_and_contributes_nothing():
+    model = _model(pinned=[0])
+    assert torch.count_nonzero(model.material_vectors()[0]) == 0
+    with_base = make_batch(_matrix([[0.9, 0.1, 0, 0, 0, 0]]), np.arange(1))
+    without = make_batch(_matrix([[0.0, 0.1, 0, 0, 0, 0]]), np.arange(1))
+    assert torch.allclose(model(with_base), model(without))
+
+
+def test_ingredient_order_does_not_matter():
+    model = _model()
+    index = torch.tensor([0, 3, 5])
+    content = torch.tensor([0.5, 0.3, 0.2])
+    perm = torch.tensor([2, 0, 1])
+    from mrl.model import Batch
+
+    cond = torch.zeros(1, 0)
+    one = model(Batch(index, torch.tensor([0]), content, cond))
+    two = model(Batch(index[perm], torch.tensor([0]), content[perm], cond))
+    assert torch.allclose(one, two, atol=1e-6)
+
+
+def test_embedding_bag_and_sparse_mm_agree():
+    matrix = sp.random(20, 6, density=0.5, random_state=1, format="csr")
+    a, b = _model(aggregation="embedding_bag"), _model(aggregation="sparse_mm")
+    b.load_state_dict(a.state_dict())
+    batch = make_batch(matrix, np.array([3, 1, 1, 7, 19]))
+    assert torch.allclose(a.mixture(batch), b.mixture(batch), atol=1e-5)
+    expected = torch.as_tensor(matrix[[3, 1, 1, 7, 19]].toarray(), dtype=torch.float32) @ a.material_vectors()
+    assert torch.allclose(a.mixture(batch), expected, atol=1e-5)
+
+
+def test_median_content_scale_lets_a_trace_material_move_the_mixture():
+    model = _model(content_scale="median", median_content=[0.8, 0.005, 0.1, 0.1, 0.1, 0.1], activation="tanh")
+    scale = torch.exp(model.log_scale)
+    assert scale[1] / scale[0] == pytest.approx(0.8 / 0.005, rel=1e-4)
+
+
+def test_conditions_change_the_prediction_but_not_the_vectors():
+    model = _model(n_conditions=1)
+    model.fit_scalers(np.array([1.0, 10.0]), np.array([[300.0], [350.0]]), "log10", [True])
+    vectors = model.material_vectors().detach().clone()
+    m = _matrix([[0.5, 0.5, 0, 0, 0, 0]] * 2)
+    out = model(make_batch(m, np.arange(2), np.array([[300.0], [360.0]])))
+    assert not torch.isclose(out[0], out[1])
+    assert torch.equal(vectors, model.material_vectors())
+
+
+def test_vft_head_is_monotone_decreasing_in_temperature():
+    model = _model(n_conditions=2, head="vft", temperature_index=0)
+    model.fit_scalers(np.array([1.0, 5.0]), np.array([[800.0, 0.0], [1600.0, 1.0]]), "none", [False, False])
+    temps = np.linspace(600, 2200, 50)
+    m = _matrix([[0.5, 0.2, 0.3, 0, 0, 0]] * len(temps))
+    cond = np.stack([temps, np.full_like(temps, 0.5)], axis=1)
+    batch = make_batch(m, np.arange(len(temps)), cond)
+    pred = model(batch).detach().numpy()
+    abc = model.vft_parameters(batch).detach().numpy()
+    assert np.all(abc[:, 1] > 0)
+    assert np.all(np.diff(pred) < 0)
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match="activation"):
+        MixtureModel(3, 2, activation="relu")
+    with pytest.raises(ValueError, match="vft head needs a temperature"):
+        MixtureModel(3, 2, head="vft")

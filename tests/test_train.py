@@ -1,0 +1,101 @@
+"""Training: error goes down, same params give same numbers, resume equals an uninterrupted run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrl.estimator import MixtureRegressor
+from mrl.metrics import regression_metrics
+from mrl.runs import make_split
+
+FAST = dict(embedding_dim=4, hidden=(32, 32), batch_size=64, eval_every=50, snapshot_every=100,
+            checkpoint_every=100, progress=False, device="cpu")
+
+
+def _split(data):
+    split = make_split(data, "random", 0.25, seed=0)
+    return data.subset(split == "train"), data.subset(split == "eval")
+
+
+def test_training_lowers_eval_error(tiny_data):
+    train, ev = _split(tiny_data)
+    short = MixtureRegressor(steps=5, **FAST).fit(train, ev)
+    long = MixtureRegressor(steps=800, **FAST).fit(train, ev)
+    y = ev.target_values()
+    assert regression_metrics(y, long.predict(ev))["mae"] < 0.7 * regression_metrics(y, short.predict(ev))["mae"]
+    assert long.history_["eval_mae"].iloc[-1] < long.history_["eval_mae"].iloc[0]
+
+
+def test_same_params_same_numbers(tiny_data):
+    train, ev = _split(tiny_data)
+    a = MixtureRegressor(steps=150, seed=3, **FAST).fit(train, ev).predict(ev)
+    b = MixtureRegressor(steps=150, seed=3, **FAST).fit(train, ev).predict(ev)
+    c = MixtureRegressor(steps=150, seed=4, **FAST).fit(train, ev).predict(ev)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tiny_data, tmp_path, monkeypatch):
+    train, ev = _split(tiny_data)
+    full = MixtureRegressor(steps=300, **FAST).fit(train, ev, checkpoint_path=tmp_path / "a.pt")
+
+    import mrl.train as train_mod
+
+    original = train_mod.run_loop
+
+    def interrupted(*args, **kwargs):
+        evaluate = kwargs["evaluate"]
+
+        def stop_at_250(model):
+            out = evaluate(model)
+            if len(calls) == 4:  # evaluations at 50..200 done, checkpoint at 200 written
+                raise _Interrupt
+            calls.append(1)
+            return out
+        kwargs["evaluate"] = stop_at_250
+        return original(*args, **kwargs)
+
+    calls: list = []
+    monkeypatch.setattr("mrl.estimator.run_loop", interrupted)
+    with pytest.raises(_Interrupt):
+        MixtureRegressor(steps=300, **FAST).fit(train, ev, checkpoint_path=tmp_path / "b.pt")
+    monkeypatch.setattr("mrl.estimator.run_loop", original)
+    resumed = MixtureRegressor(steps=300, **FAST).fit(train, ev, checkpoint_path=tmp_path / "b.pt", resume=True)
+    assert resumed.n_steps_ == 300
+    assert np.array_equal(full.predict(ev), resumed.predict(ev))
+    assert np.array_equal(full.embeddings().filter(like="e").to_numpy(),
+                          resumed.embeddings().filter(like="e").to_numpy())
+    assert full.history_[["step", "eval_mae"]].equals(resumed.history_[["step", "eval_mae"]])
+
+
+def test_checkpoint_rebuilds_the_predictor(tiny_data_t, tmp_path):
+    train, ev = _split(tiny_data_t)
+    est = MixtureRegressor(steps=100, inverse_conditions=["T"], **FAST).fit(train, checkpoint_path=tmp_path / "c.pt")
+    loaded = MixtureRegressor.load(tmp_path / "c.pt", device="cpu")
+    assert np.array_equal(est.predict(ev), loaded.predict(ev))
+    assert loaded.conditions_ == ["T"]
+
+
+def test_predict_requires_conditions_and_known_materials(tiny_data_t, tiny_data):
+    est = MixtureRegressor(steps=20, **FAST).fit(tiny_data_t)
+    with pytest.raises(ValueError, match=r"condition column\(s\) \['T'\]"):
+        est.predict(tiny_data)
+    other = tiny_data_t.formulas.assign(material_id=tiny_data_t.formulas["material_id"].str.replace("M0", "Q"))
+    from mrl.data import FormulaData
+
+    strange = FormulaData(other, tiny_data_t.properties, tiny_data_t.materials, ("viscosity",), ("T",), "strange")
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        est.predict(strange)
+
+
+def test_pin_origin_auto_pins_the_base_material(tiny_data):
+    est = MixtureRegressor(steps=30, **FAST).fit(tiny_data)
+    emb = est.embeddings()
+    totals = tiny_data.formulas.groupby("material_id")["content"].sum()
+    pinned = emb.loc[emb["pinned"], "material_id"].tolist()
+    assert pinned == [totals.idxmax()]
+    assert emb.loc[emb["pinned"], "norm"].iloc[0] == 0.0
