@@ -1,0 +1,375 @@
+"""Figures for the representation analysis.
+
+Every function returns a :class:`matplotlib.figure.Figure` (or HTML text) built without pyplot's global state, so it
+neither shows nor leaks figures; display it in a notebook by returning it, save it with :func:`save_figure`.
+Only :func:`evolution_animation`, :func:`save_figure` and :func:`save_html` write files (atomically).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure
+
+from mrl.analysis import _align, _families, _ids, _names, _usage
+
+log = logging.getLogger(__name__)
+
+#: Families beyond this many (by size) are shown as "other" so legends stay readable.
+MAX_FAMILIES = 12
+_STYLE = "whitegrid"
+
+
+def _figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (7, 5.5), **kw) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure with seaborn styling; axes as a 2-D array."""
+    with sns.axes_style(_STYLE):
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _family_labels(emb: pd.DataFrame) -> np.ndarray:
+    """Family per material, the smallest families folded into ``other``."""
+    fam = _families(emb)
+    if fam is None:
+        return np.full(len(emb), "material", dtype=object)
+    counts = pd.Series(fam).value_counts()
+    if len(counts) > MAX_FAMILIES:
+        keep = set(counts.index[: MAX_FAMILIES - 1])
+        fam = np.where(np.isin(fam, list(keep)), fam, "other")
+    return fam.astype(object)
+
+
+def _family_palette(labels: np.ndarray) -> dict[str, tuple]:
+    order = [f for f in pd.Series(labels).value_counts().index if f not in ("other", "unknown")]
+    order += [f for f in ("other", "unknown") if f in set(labels)]
+    cols = sns.color_palette("tab10" if len(order) <= 10 else "tab20", len(order))
+    pal = dict(zip(order, cols))
+    for grey in ("other", "unknown"):
+        if grey in pal:
+            pal[grey] = (0.6, 0.6, 0.6)
+    return pal
+
+
+def _sizes(emb: pd.DataFrame) -> np.ndarray:
+    """Marker areas growing with usage."""
+    use = _usage(emb)
+    return 12.0 + 60.0 * np.sqrt(use / max(use.max(), 1.0))
+
+
+def _color_values(emb: pd.DataFrame, color_by: str, influence) -> tuple[str, np.ndarray]:
+    """``("family", labels)`` or ``("continuous", values)``."""
+    if color_by == "family":
+        return "family", _family_labels(emb)
+    if color_by == "n_formulas":
+        return "continuous", _usage(emb)
+    if color_by == "influence":
+        if influence is None:
+            raise ValueError("color_by='influence' needs influence= (Series by material_id or influence() table)")
+        return "continuous", _align(influence, emb)
+    raise ValueError(f"color_by must be 'family', 'n_formulas' or 'influence', got {color_by!r}")
+
+
+def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, legend: bool = True,
+             cax_fig: Figure | None = None):
+    kind, values = _color_values(emb, color_by, influence)
+    sizes = _sizes(emb)
+    unused = _usage(emb) <= 0
+    if unused.any():
+        ax.scatter(xy[unused, 0], xy[unused, 1], s=14, marker="x", c="0.7", linewidths=0.8,
+                   label="unused" if legend else None, zorder=1)
+    used = ~unused
+    if kind == "family":
+        pal = _family_palette(values)
+        for fam, col in pal.items():
+            m = used & (values == fam)
+            if m.any():
+                ax.scatter(xy[m, 0], xy[m, 1], s=sizes[m], color=col, alpha=0.8, edgecolors="white",
+                           linewidths=0.4, label=str(fam) if legend else None, zorder=2)
+        if legend and len(pal) > 1:
+            ax.legend(title="family", fontsize="small", loc="best", markerscale=0.8, frameon=True)
+        return None
+    vals = np.asarray(values, np.float64)
+    pos = vals[used & np.isfinite(vals)]
+    norm = (mcolors.LogNorm(vmin=max(pos[pos > 0].min(), 1e-12), vmax=pos.max())
+            if color_by == "n_formulas" and (pos > 0).sum() > 1 and pos.max() / max(pos[pos > 0].min(), 1e-12) > 20
+            else None)
+    m = used & np.isfinite(vals) & ((vals > 0) if norm is not None else True)
+    sc = ax.scatter(xy[m, 0], xy[m, 1], s=sizes[m], c=vals[m], cmap="viridis", norm=norm, alpha=0.85,
+                    edgecolors="white", linewidths=0.4, zorder=2)
+    rest = used & ~m
+    if rest.any():
+        ax.scatter(xy[rest, 0], xy[rest, 1], s=sizes[rest], c="0.75", zorder=1)
+    if cax_fig is not None and m.any():
+        cax_fig.colorbar(sc, ax=ax, label=color_by.replace("_", " "))
+    return sc
+
+
+def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
+                 title: str | None = None, annotate: int = 0, origin: Sequence[float] | None = None) -> Figure:
+    """Scatter of materials at ``coords`` ``(n, 2)`` (from :func:`mrl.analysis.project`), marker area ~ usage,
+    unused materials as grey crosses.
+
+    ``color_by``: ``"family"``, ``"n_formulas"`` or ``"influence"`` (needs ``influence``: Series by material_id or
+    the :func:`mrl.analysis.influence` table). ``annotate``: label that many materials (most influential when
+    coloured by influence, else most used). ``origin``: where the zero vector lands (``(0, 0)`` for raw or
+    uncentred PCA), drawn as a cross.
+    """
+    xy = np.asarray(coords, np.float64)
+    if xy.shape != (len(emb), 2):
+        raise ValueError(f"coords must have shape ({len(emb)}, 2), got {xy.shape}")
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    _scatter(ax, xy, emb, color_by, influence, legend=True, cax_fig=fig)
+    if origin is not None:
+        ax.scatter([origin[0]], [origin[1]], marker="+", s=150, c="black", linewidths=1.5, zorder=3)
+        ax.annotate("origin", origin, textcoords="offset points", xytext=(5, 5), fontsize="small")
+    if annotate > 0:
+        score = _usage(emb).copy()
+        if color_by == "influence" and influence is not None:
+            score = np.nan_to_num(_align(influence, emb), nan=-np.inf)
+        names = _names(emb)
+        for i in np.argsort(-score, kind="stable")[: int(annotate)]:
+            ax.annotate(names[i], xy[i], textcoords="offset points", xytext=(4, 3), fontsize=7, alpha=0.9)
+    ax.set_xlabel("axis 1")
+    ax.set_ylabel("axis 2")
+    ax.set_title(title or f"Material map ({len(emb)} materials, coloured by {color_by.replace('_', ' ')})")
+    return fig
+
+
+def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
+                      title: str | None = None) -> str:
+    """Interactive map as a self-contained HTML page (plotly.js inlined, works offline); hovering a point shows
+    material_id, name, family, usage (n_formulas, median content), norm and influence when given."""
+    import plotly.graph_objects as go
+
+    xy = np.asarray(coords, np.float64)
+    if xy.shape != (len(emb), 2):
+        raise ValueError(f"coords must have shape ({len(emb)}, 2), got {xy.shape}")
+    ids, names = _ids(emb), _names(emb)
+    fam = _families(emb)
+    fam = fam if fam is not None else np.full(len(emb), "")
+    use = _usage(emb)
+    med = emb["median_content"].to_numpy(np.float64) if "median_content" in emb.columns else np.full(len(emb), np.nan)
+    norm = emb["norm"].to_numpy(np.float64) if "norm" in emb.columns else np.full(len(emb), np.nan)
+    infl = _align(influence, emb) if influence is not None else np.full(len(emb), np.nan)
+    custom = np.column_stack([ids, names, fam, use.astype(int), med, norm, infl]).astype(object)
+    hover = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>family: %{customdata[2]}<br>"
+             "used in %{customdata[3]} formulas, median content %{customdata[4]:.3f}<br>"
+             "norm %{customdata[5]:.3g}" + ("<br>influence %{customdata[6]:.3g}" if influence is not None else "")
+             + "<extra></extra>")
+    size = np.sqrt(_sizes(emb)) * 1.3
+    kind, values = _color_values(emb, color_by, influence)
+    fig = go.Figure()
+    if kind == "family":
+        pal = _family_palette(values)
+        for f, col in pal.items():
+            m = values == f
+            fig.add_trace(go.Scatter(
+                x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(f), customdata=custom[m], hovertemplate=hover,
+                marker=dict(size=size[m], color=mcolors.to_hex(col), opacity=0.85, line=dict(width=0.5, color="white"))))
+    else:
+        vals = np.asarray(values, np.float64)
+        fig.add_trace(go.Scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name=color_by, customdata=custom, hovertemplate=hover,
+            marker=dict(size=size, color=np.nan_to_num(vals, nan=0.0), colorscale="Viridis", showscale=True,
+                        colorbar=dict(title=color_by.replace("_", " ")), opacity=0.85)))
+    fig.update_layout(title=title or f"Material map ({len(emb)} materials)", template="plotly_white",
+                      xaxis_title="axis 1", yaxis_title="axis 2", legend_title_text=color_by, height=650)
+    return fig.to_html(full_html=True, include_plotlyjs=True, include_mathjax=False)
+
+
+def _frame_arrays(frames: pd.DataFrame, emb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Coordinates ``(n_steps, n, 2)`` in the order of ``emb`` (materials missing from ``emb`` are appended with
+    no metadata), the steps, and the matching embeddings rows."""
+    steps = np.sort(pd.unique(frames["step"]))
+    mids = frames["material_id"].astype(str)
+    ids = list(_ids(emb))
+    extra = [m for m in pd.unique(mids) if m not in set(ids)]
+    meta = emb.assign(material_id=emb["material_id"].astype(str))
+    if extra:
+        meta = pd.concat([meta, pd.DataFrame({"material_id": extra})], ignore_index=True)
+    pos = pd.Index(meta["material_id"])
+    cube = np.full((len(steps), len(meta), 2), np.nan)
+    s_idx = pd.Index(steps).get_indexer(frames["step"])
+    m_idx = pos.get_indexer(mids)
+    cube[s_idx, m_idx] = frames[["x", "y"]].to_numpy(np.float64)
+    return cube, steps, meta.reset_index(drop=True)
+
+
+def _limits(cube: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    lims = []
+    for a in range(2):
+        v = cube[..., a]
+        v = v[np.isfinite(v)]
+        lo, hi = (float(v.min()), float(v.max())) if len(v) else (-1.0, 1.0)
+        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        lims.append((lo - pad, hi + pad))
+    return lims[0], lims[1]
+
+
+def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "family", influence=None) -> Figure:
+    """Small multiples of :func:`mrl.analysis.evolution_frames` output, one panel per step, all sharing limits."""
+    cube, steps, meta = _frame_arrays(frames, emb)
+    n = len(steps)
+    ncols = int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _figure(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows + 0.6), sharex=True, sharey=True)
+    xlim, ylim = _limits(cube)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        _scatter(ax, cube[i], meta, color_by, influence, legend=False)
+        ax.set_title(f"step {steps[i]}", fontsize="medium")
+        ax.set_xlim(xlim)
+        ax.set_ylim(ylim)
+    if color_by == "family":
+        pal = _family_palette(_family_labels(meta))
+        if len(pal) > 1:
+            from matplotlib.lines import Line2D
+
+            handles = [Line2D([], [], marker="o", ls="", color=c, label=str(f)) for f, c in pal.items()]
+            fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
+    fig.suptitle("Material vectors during training (one projection for all panels)")
+    return fig
+
+
+def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Path, color_by: str = "family",
+                        fps: int = 4, influence=None, dpi: int = 80) -> Path:
+    """Write an animated GIF of the material map over training steps (atomically: temp file, then rename)."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    cube, steps, meta = _frame_arrays(frames, emb)
+    fig, axes = _figure(figsize=(6, 5))
+    FigureCanvasAgg(fig)
+    ax = axes[0, 0]
+    xlim, ylim = _limits(cube)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    kind, values = _color_values(meta, color_by, influence)
+    if kind == "family":
+        pal = _family_palette(values)
+        cols = np.array([pal[v] for v in values])
+        from matplotlib.lines import Line2D
+
+        if len(pal) > 1:
+            ax.legend(handles=[Line2D([], [], marker="o", ls="", color=c, label=str(f)) for f, c in pal.items()],
+                      fontsize="x-small", loc="upper left")
+    else:
+        vals = np.nan_to_num(np.asarray(values, np.float64))
+        cols = sns.color_palette("viridis", as_cmap=True)(mcolors.Normalize()(vals))
+    sc = ax.scatter(np.nan_to_num(cube[0, :, 0]), np.nan_to_num(cube[0, :, 1]), s=_sizes(meta), c=cols,
+                    alpha=0.8, edgecolors="white", linewidths=0.3)
+    title = ax.set_title("")
+
+    def update(i: int):
+        sc.set_offsets(np.nan_to_num(cube[i]))
+        title.set_text(f"step {steps[i]}")
+        return sc, title
+
+    anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".gif", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def error_by_dim(summary: pd.DataFrame, metric: str = "mae") -> Figure:
+    """Error vs embedding dimension (log x): one line per split found among ``train_/eval_/full_/test_<metric>``
+    columns; repeated dimensions (several seeds) are drawn as mean with a band."""
+    splits = [s for s in ("train", "eval", "test", "full") if f"{s}_{metric}" in summary.columns]
+    if not splits:
+        raise KeyError(f"no <split>_{metric} columns in summary; columns are {list(summary.columns)}")
+    long = summary.melt(id_vars=["embedding_dim"], value_vars=[f"{s}_{metric}" for s in splits],
+                        var_name="split", value_name=metric)
+    long["split"] = long["split"].str.removesuffix(f"_{metric}")
+    fig, axes = _figure(figsize=(6.5, 4.5))
+    ax = axes[0, 0]
+    sns.lineplot(data=long, x="embedding_dim", y=metric, hue="split", marker="o", ax=ax, errorbar="sd")
+    dims = np.sort(pd.unique(summary["embedding_dim"]))
+    if (dims > 0).all():
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dims)
+        ax.set_xticklabels([str(int(d)) if float(d).is_integer() else f"{d:g}" for d in dims])
+        ax.minorticks_off()
+    ax.set_xlabel("embedding dimension")
+    ax.set_ylabel(metric.upper() if len(metric) <= 4 else metric)
+    ax.set_title(f"{metric.upper()} by embedding dimension")
+    return fig
+
+
+def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = None, log: bool = True,
+           label: str = "property") -> Figure:
+    """Predicted vs measured with the y = x line, one colour per split (legend shows MAE and R2 per split).
+    ``log`` uses log axes when every value is positive (falls back to linear otherwise)."""
+    yt = np.asarray(y_true, np.float64).ravel()
+    yp = np.asarray(y_pred, np.float64).ravel()
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true {yt.shape} and y_pred {yp.shape} differ in shape")
+    groups = np.asarray(split).astype(str) if split is not None else np.full(len(yt), "all")
+    ok = np.isfinite(yt) & np.isfinite(yp)
+    use_log = bool(log and ok.any() and (yt[ok] > 0).all() and (yp[ok] > 0).all())
+    if log and not use_log:
+        logging.getLogger(__name__).info("parity: non-positive values, using linear axes")
+    fig, axes = _figure(figsize=(5.5, 5.5))
+    ax = axes[0, 0]
+    order = [s for s in ("train", "eval", "test", "all") if s in set(groups)]
+    order += [s for s in pd.unique(groups) if s not in order]
+    pal = dict(zip(order, sns.color_palette("deep", len(order))))
+    for s in order:
+        m = ok & (groups == s)
+        if not m.any():
+            continue
+        err = yp[m] - yt[m]
+        ss = ((yt[m] - yt[m].mean()) ** 2).sum()
+        r2 = 1 - (err**2).sum() / ss if ss > 0 else np.nan
+        ax.scatter(yt[m], yp[m], s=10, alpha=0.5, color=pal[s],
+                   label=f"{s} (n={m.sum()}, MAE {np.abs(err).mean():.3g}, R² {r2:.3f})")
+    if ok.any():
+        lo, hi = min(yt[ok].min(), yp[ok].min()), max(yt[ok].max(), yp[ok].max())
+        ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", zorder=0)
+    if use_log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"measured {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.legend(fontsize="small", loc="upper left")
+    ax.set_title("Parity")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Save a figure atomically; the format follows the suffix (``.png``, ``.svg``, ``.pdf``...)."""
+    from mrl.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=(path.suffix.lstrip(".") or "png"), bbox_inches="tight")
+    return path
+
+
+def save_html(html: str, path: str | Path) -> Path:
+    """Write HTML text (e.g. :func:`material_map_html`) atomically."""
+    from mrl.io import write_text
+
+    return write_text(html, path)
