@@ -64,12 +64,23 @@ class LoopState:
     wall_s: float = 0.0
 
 
-def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
-    """Sample indices of the batch at ``step``: consecutive slices of one permutation per epoch."""
-    per_epoch = max(1, math.ceil(n / batch_size))
-    epoch, pos = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return perm[pos * batch_size:(pos + 1) * batch_size]
+class BatchOrder:
+    """Sample indices of the batch at any step: consecutive slices of one permutation per epoch.
+
+    The permutation of epoch ``e`` is ``default_rng([seed, e]).permutation(n)``, so the order depends only on
+    ``(seed, step)`` and a resumed run sees the same batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = max(1, math.ceil(n / batch_size))
+        self._epoch, self._perm = -1, np.arange(0)
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
 
 
 def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -77,7 +88,7 @@ def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Op
     material = [p for n, p in model.named_parameters() if n in ("table", "log_scale")]
     head = [p for n, p in model.named_parameters() if n not in ("table", "log_scale")]
     opt = torch.optim.Adam([{"params": material, "lr": cfg.embedding_lr, "weight_decay": 0.0},
-                            {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}])
+                            {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}], foreach=True)
     if cfg.lr_schedule == "cosine":
         def factor(step: int) -> float:
             return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
@@ -118,6 +129,7 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         state = LoopState(ckpt["step"], ckpt["history"], ckpt["snapshots"], ckpt["wall_s"])
         log.info("resumed from %s at step %d", checkpoint_path, state.step)
     y_all = torch.as_tensor(y_scaled, dtype=torch.float32)
+    order = BatchOrder(len(rows), cfg.batch_size, cfg.seed)
     record = set(snapshot_steps(cfg.steps, cfg.snapshot_every))
     started = time.perf_counter() - state.wall_s
 
@@ -137,7 +149,7 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         if state.step in record and state.step not in state.snapshots:
             state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
         model.train()
-        idx = _batch_indices(len(rows), cfg.batch_size, state.step, cfg.seed)
+        idx = order(state.step)
         batch = make_batch(matrix, rows[idx], conditions[idx]).to(device)
         loss = torch.nn.functional.mse_loss(model(batch), y_all[idx].to(device))
         opt.zero_grad(set_to_none=True)
