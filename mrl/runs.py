@@ -112,7 +112,7 @@ def _provenance() -> dict:
     import torch
 
     return {"mrl": mrl.__version__, "git_sha": _git_sha(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+            "torch": str(torch.__version__), "numpy": np.__version__, "pandas": pd.__version__,
             "sklearn": sklearn.__version__}
 
 
