@@ -1,0 +1,643 @@
+"""Named real data sets, built offline from files shipped inside PyPI wheels.
+
+No data file is committed to this repository. Each data set comes from a wheel on PyPI that ships it:
+
+* ``crabnet==2.0.8`` (MIT; installable only on Python < 3.11, so it is *downloaded*, never installed) carries the
+  composition-only Matbench v0.1 tasks (``crabnet/data/matbench/<task>.csv``, columns ``formula,target``) and
+  element property tables (``crabnet/data/element_properties/*.csv``).
+* ``gpvisc==0.3.5`` (GPL-3) carries the melt viscosity database of Le Losq, Ferraina et al. (arXiv 2409.20235)
+  with the paper's train/valid/test split (``gpvisc/data/all_viscosity.hdf5``).
+
+:func:`fetch_wheel` downloads a wheel once into ``cache_dir()/"wheels"`` with ``python -m pip download`` (so only
+the package registry pip is configured with is contacted); members are read straight from the wheel zip. Converted
+data sets are cached as Parquet under ``cache_dir()/"datasets"``.
+
+Matbench tasks become long-format data with one formula per dataset row and materials = chemical elements
+(``material_id`` = element symbol, content = atomic fraction). The melt data set has materials = the 12 oxides,
+one formula per distinct composition and one measurement row per (T, P) point.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mrl.data import FormulaData, load_formulas
+
+log = logging.getLogger(__name__)
+
+#: Bump when the conversion of any data set changes, so stale Parquet caches are ignored.
+CONVERSION_VERSION = 1
+#: Matbench v0.1 cross-validation protocol: ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order.
+MATBENCH_SEED = 18012019
+
+# --------------------------------------------------------------------------------------------------------------
+# Periodic table (elements 1-118): symbol and English name; group, period, block and family are derived from Z.
+# --------------------------------------------------------------------------------------------------------------
+_ELEMENTS = (
+    "H Hydrogen,He Helium,Li Lithium,Be Beryllium,B Boron,C Carbon,N Nitrogen,O Oxygen,F Fluorine,Ne Neon,"
+    "Na Sodium,Mg Magnesium,Al Aluminium,Si Silicon,P Phosphorus,S Sulfur,Cl Chlorine,Ar Argon,K Potassium,"
+    "Ca Calcium,Sc Scandium,Ti Titanium,V Vanadium,Cr Chromium,Mn Manganese,Fe Iron,Co Cobalt,Ni Nickel,Cu Copper,"
+    "Zn Zinc,Ga Gallium,Ge Germanium,As Arsenic,Se Selenium,Br Bromine,Kr Krypton,Rb Rubidium,Sr Strontium,"
+    "Y Yttrium,Zr Zirconium,Nb Niobium,Mo Molybdenum,Tc Technetium,Ru Ruthenium,Rh Rhodium,Pd Palladium,Ag Silver,"
+    "Cd Cadmium,In Indium,Sn Tin,Sb Antimony,Te Tellurium,I Iodine,Xe Xenon,Cs Caesium,Ba Barium,La Lanthanum,"
+    "Ce Cerium,Pr Praseodymium,Nd Neodymium,Pm Promethium,Sm Samarium,Eu Europium,Gd Gadolinium,Tb Terbium,"
+    "Dy Dysprosium,Ho Holmium,Er Erbium,Tm Thulium,Yb Ytterbium,Lu Lutetium,Hf Hafnium,Ta Tantalum,W Tungsten,"
+    "Re Rhenium,Os Osmium,Ir Iridium,Pt Platinum,Au Gold,Hg Mercury,Tl Thallium,Pb Lead,Bi Bismuth,Po Polonium,"
+    "At Astatine,Rn Radon,Fr Francium,Ra Radium,Ac Actinium,Th Thorium,Pa Protactinium,U Uranium,Np Neptunium,"
+    "Pu Plutonium,Am Americium,Cm Curium,Bk Berkelium,Cf Californium,Es Einsteinium,Fm Fermium,Md Mendelevium,"
+    "No Nobelium,Lr Lawrencium,Rf Rutherfordium,Db Dubnium,Sg Seaborgium,Bh Bohrium,Hs Hassium,Mt Meitnerium,"
+    "Ds Darmstadtium,Rg Roentgenium,Cn Copernicium,Nh Nihonium,Fl Flerovium,Mc Moscovium,Lv Livermorium,"
+    "Ts Tennessine,Og Oganesson"
+)
+SYMBOLS: tuple[str, ...] = tuple(item.split(" ")[0] for item in _ELEMENTS.split(","))
+_NAMES = {item.split(" ")[0]: item.split(" ")[1] for item in _ELEMENTS.split(",")}
+ATOMIC_NUMBER: dict[str, int] = {sym: z for z, sym in enumerate(SYMBOLS, start=1)}
+_METALLOIDS = {"B", "Si", "Ge", "As", "Sb", "Te"}
+_NONMETALS = {"H", "C", "N", "O", "P", "S", "Se"}
+_HALOGENS = {"F", "Cl", "Br", "I", "At", "Ts"}
+_PERIOD_START = (1, 3, 11, 19, 37, 55, 87, 119)
+
+
+def _position(z: int) -> tuple[int, int, str]:
+    """(group, period, block) of atomic number ``z``; lanthanides and actinides get group 3, block ``f``."""
+    period = next(p for p in range(1, 8) if _PERIOD_START[p] > z)
+    k = z - _PERIOD_START[period - 1]
+    if period == 1:
+        return (1 if z == 1 else 18), 1, "s"
+    if k < 2:
+        return k + 1, period, "s"
+    if period <= 3:
+        return 13 + (k - 2), period, "p"
+    if period <= 5:
+        return (3 + (k - 2), period, "d") if k < 12 else (13 + (k - 12), period, "p")
+    if k < 17:  # La..Lu, Ac..Lr
+        return 3, period, "f"
+    return (4 + (k - 17), period, "d") if k < 26 else (13 + (k - 26), period, "p")
+
+
+def _family(symbol: str, group: int, block: str, z: int) -> str:
+    if block == "f":
+        return "lanthanide" if z < 89 else "actinide"
+    if symbol in _NONMETALS:
+        return "nonmetal"
+    if symbol in _METALLOIDS:
+        return "metalloid"
+    if symbol in _HALOGENS:
+        return "halogen"
+    if group == 18:
+        return "noble gas"
+    if group == 1:
+        return "alkali metal"
+    if group == 2:
+        return "alkaline earth metal"
+    if block == "d":
+        return "transition metal"
+    return "post-transition metal"
+
+
+def periodic_table() -> pd.DataFrame:
+    """Elements 1-118: ``material_id`` (symbol), ``name``, ``family``, ``Z``, ``group``, ``period``, ``block``."""
+    rows = []
+    for sym in SYMBOLS:
+        z = ATOMIC_NUMBER[sym]
+        group, period, block = _position(z)
+        rows.append({"material_id": sym, "name": _NAMES[sym], "family": _family(sym, group, block, z), "Z": z,
+                     "group": group, "period": period, "block": block})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chemical formulas
+# --------------------------------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"([A-Z][a-z]?)|([(\[{])|([)\]}])|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)")
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_SIMPLE = re.compile(rf"(?:[A-Z][a-z]?(?:{_NUMBER})?)+")
+_SIMPLE_PART = re.compile(rf"([A-Z][a-z]?)({_NUMBER})?")
+
+
+def parse_formula(formula: str) -> dict[str, float]:
+    """Parse a chemical formula into ``{element: amount}`` (amounts summed over repeats, in order of appearance).
+
+    Accepts integer and decimal amounts (``"Fe0.620C0.000953"``, ``"Al2O3"``, ``"Fe1e-05"``), nested brackets with
+    multipliers (``"(Fe2O3)0.5"``, ``"Ag(W3Br7)2"``, ``"K[Fe(CN)6]"``); whitespace between tokens is skipped.
+
+    Raises:
+        ValueError: on an empty string, an unknown element symbol, unbalanced brackets, a number with nothing
+            before it, or any other character.
+    """
+    if not isinstance(formula, str):
+        raise ValueError(f"formula must be a string, got {type(formula).__name__}: {formula!r}")
+    text = formula.strip()
+    if not text:
+        raise ValueError(f"empty formula {formula!r}")
+    if _SIMPLE.fullmatch(text):  # fast path: no brackets, no spaces
+        simple: dict[str, float] = {}
+        for sym, number in _SIMPLE_PART.findall(text):
+            if sym not in ATOMIC_NUMBER:
+                raise ValueError(f"cannot parse formula {formula!r}: unknown element {sym!r}")
+            simple[sym] = simple.get(sym, 0.0) + (float(number) if number else 1.0)
+        if not all(math.isfinite(v) for v in simple.values()):
+            raise ValueError(f"cannot parse formula {formula!r}: non-finite amount")
+        return simple
+    # stack of (opening bracket, parsed groups); a number scales the group just before it
+    stack: list[tuple[str, list[dict[str, float]]]] = [("", [])]
+    scalable = False
+    pos = 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ValueError(f"cannot parse formula {formula!r}: unexpected {text[pos]!r} at position {pos}")
+        sym, opening, closing, number = m.groups()
+        if sym is not None:
+            if sym not in ATOMIC_NUMBER:
+                raise ValueError(f"cannot parse formula {formula!r}: unknown element {sym!r}")
+            stack[-1][1].append({sym: 1.0})
+            scalable = True
+        elif opening is not None:
+            stack.append((opening, []))
+            scalable = False
+        elif closing is not None:
+            if len(stack) == 1 or _CLOSE[stack[-1][0]] != closing:
+                raise ValueError(f"cannot parse formula {formula!r}: unbalanced {closing!r} at position {pos}")
+            _, groups = stack.pop()
+            if not groups:
+                raise ValueError(f"cannot parse formula {formula!r}: empty brackets before position {pos}")
+            stack[-1][1].append(_sum_groups(groups))
+            scalable = True
+        else:
+            if not scalable:
+                raise ValueError(f"cannot parse formula {formula!r}: number {number!r} at position {pos} "
+                                 "does not follow an element or a bracket")
+            factor = float(number)
+            stack[-1][1][-1] = {k: v * factor for k, v in stack[-1][1][-1].items()}
+            scalable = False
+        pos = m.end()
+    if len(stack) != 1:
+        raise ValueError(f"cannot parse formula {formula!r}: unclosed {stack[-1][0]!r}")
+    out = _sum_groups(stack[0][1])
+    if not out:
+        raise ValueError(f"cannot parse formula {formula!r}: no element")
+    if not all(math.isfinite(v) for v in out.values()):
+        raise ValueError(f"cannot parse formula {formula!r}: non-finite amount")
+    return out
+
+
+def _sum_groups(groups: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for group in groups:
+        for key, value in group.items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def formulas_to_long(formulas: Sequence[str], ids: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Long table ``formula_id, material_id, content`` (atomic fractions summing to 1 per formula).
+
+    ``ids`` default to the row numbers zero-padded to a common width (``"0000"``, ``"0001"``...). Elements with
+    zero amount are left out; a formula whose amounts sum to zero raises ``ValueError``.
+    """
+    formulas = list(formulas)
+    if ids is None:
+        width = max(len(str(max(len(formulas) - 1, 0))), 1)
+        ids = [f"{i:0{width}d}" for i in range(len(formulas))]
+    ids = [str(i) for i in ids]
+    if len(ids) != len(formulas):
+        raise ValueError(f"{len(ids)} ids for {len(formulas)} formulas")
+    if len(set(ids)) != len(ids):
+        raise ValueError("formula ids are not unique")
+    fid: list[str] = []
+    mid: list[str] = []
+    amt: list[float] = []
+    cache: dict[str, dict[str, float]] = {}
+    for row, (formula_id, formula) in enumerate(zip(ids, formulas)):
+        parsed = cache.get(formula)
+        if parsed is None:
+            try:
+                parsed = parse_formula(formula)
+            except ValueError as err:
+                raise ValueError(f"formula {row} (id {formula_id!r}): {err}") from None
+            cache[formula] = parsed
+        total = sum(parsed.values())
+        if not total > 0:
+            raise ValueError(f"formula {row} (id {formula_id!r}): {formula!r} has no positive amount")
+        for element, amount in parsed.items():
+            if amount > 0:
+                fid.append(formula_id)
+                mid.append(element)
+                amt.append(amount / total)
+    return pd.DataFrame({"formula_id": fid, "material_id": mid, "content": np.asarray(amt, np.float64)})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Wheels
+# --------------------------------------------------------------------------------------------------------------
+#: SHA-256 of the wheels on PyPI, checked right after a download.
+WHEEL_SHA256 = {
+    ("crabnet", "2.0.8"): "4901565abaa5b4cd1a7841b9de647a3906df21676b226a7abf972d113f92054a",
+    ("gpvisc", "0.3.5"): "3be41e74296adb26dc5c09c6cf3161500157a99ecb3c9d6ce95fb2bac8b6c011",
+}
+#: Extra ``pip download`` options per package (crabnet 2.0.8 declares Python < 3.11, so ask for a 3.10 wheel).
+_PIP_OPTIONS = {"crabnet": ["--python-version", "3.10"]}
+
+
+def cache_dir() -> Path:
+    """Cache folder: ``$MRL_CACHE`` if set, else ``~/.cache/mrl`` (read at each call)."""
+    env = os.environ.get("MRL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mrl"
+
+
+def _normalise(package: str) -> str:
+    return re.sub(r"[-_.]+", "_", package).lower()
+
+
+def _find_wheel(folder: Path, package: str, version: str) -> Path | None:
+    """The wheel of ``package==version`` in ``folder`` (names compared in normalised form), or ``None``."""
+    if not folder.is_dir():
+        return None
+    want = (_normalise(package), version)
+    hits = [p for p in folder.glob("*.whl")
+            if len(p.name.split("-")) >= 5 and (_normalise(p.name.split("-")[0]), p.name.split("-")[1]) == want]
+    return sorted(hits)[0] if hits else None
+
+
+def _pip_command(package: str, version: str, dest: Path | str) -> list[str]:
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            *_PIP_OPTIONS.get(_normalise(package), []),
+            "-d", str(dest), f"{package}=={version}"]
+
+
+def fetch_wheel(package: str, version: str) -> Path:
+    """Return the path of ``<package>-<version>-*.whl`` in ``cache_dir()/"wheels"``, downloading it once.
+
+    The download runs ``python -m pip download --no-deps`` (nothing is installed) into a temporary folder and is
+    moved into place atomically. Known wheels are checked against :data:`WHEEL_SHA256`.
+
+    Raises:
+        RuntimeError: when pip cannot fetch the wheel; the message gives the command to run by hand.
+    """
+    folder = cache_dir() / "wheels"
+    found = _find_wheel(folder, package, version)
+    if found is not None:
+        return found
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
+    try:
+        cmd = _pip_command(package, version, tmp)
+        log.info("downloading %s==%s: %s", package, version, " ".join(cmd))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            failed = proc.returncode != 0
+            detail = (proc.stderr or proc.stdout or "").strip()[-2000:]
+        except (OSError, subprocess.TimeoutExpired) as err:
+            failed, detail = True, str(err)
+        wheel = _find_wheel(tmp, package, version)
+        if failed or wheel is None:
+            manual = " ".join(_pip_command(package, version, folder))
+            raise RuntimeError(
+                f"could not download {package}=={version} from the package registry "
+                f"(pip said: {detail or 'no wheel written'}).\n"
+                f"Run this by hand on a machine with registry access, then copy the .whl into {folder}:\n  {manual}"
+            )
+        expected = WHEEL_SHA256.get((_normalise(package), version))
+        if expected is not None:
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            if digest != expected:
+                raise RuntimeError(f"{wheel.name}: SHA-256 {digest} does not match the expected {expected}")
+        target = folder / wheel.name
+        os.replace(wheel, target)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_wheel_member(wheel: Path, member: str) -> bytes:
+    """Bytes of one file inside a wheel (a zip), e.g. ``"crabnet/data/matbench/expt_gap.csv"``."""
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            return zf.read(member)
+        except KeyError:
+            raise KeyError(f"{Path(wheel).name} has no member {member!r}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------------------------
+_MATBENCH_CITE = ("Dunn A., Wang Q., Ganose A., Dopp D., Jain A. (2020) Benchmarking materials property prediction "
+                  "methods: the Matbench test set and Automatminer reference algorithm. npj Comput. Mater. 6, 138. "
+                  "Composition CSVs as redistributed by CrabNet: Wang A. Y.-T., Kauwe S. K., Murdock R. J., "
+                  "Sparks T. D. (2021) Compositionally restricted attention-based network for materials property "
+                  "predictions. npj Comput. Mater. 7, 77.")
+_CRABNET_LICENSE = ("Files read from the crabnet 2.0.8 wheel on PyPI (MIT licence); the Matbench data keep the "
+                    "terms of their original sources (see the Matbench documentation).")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Card of a named data set."""
+
+    name: str
+    description: str
+    package: str
+    version: str
+    member: str
+    target: str
+    unit: str
+    conditions: tuple[str, ...] = ()
+    citation: str = ""
+    license: str = ""
+    n_samples: int | None = None
+    loader: str = "matbench"
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "matbench_steels": DatasetInfo(
+        name="matbench_steels",
+        description="Matbench v0.1 matbench_steels: yield strength of 312 steels from their composition "
+                    "(atomic fractions of up to 14 elements). 5-fold CV protocol (see matbench_folds).",
+        package="crabnet", version="2.0.8", member="crabnet/data/matbench/steels_yield.csv",
+        target="yield_strength", unit="MPa", n_samples=312,
+        citation=_MATBENCH_CITE + " Original data: Citrine Informatics steel strength data set.",
+        license=_CRABNET_LICENSE),
+    "matbench_expt_gap": DatasetInfo(
+        name="matbench_expt_gap",
+        description="Matbench v0.1 matbench_expt_gap: experimental band gap of 4,604 inorganic compounds from "
+                    "their composition (metals have gap 0). 5-fold CV protocol (see matbench_folds).",
+        package="crabnet", version="2.0.8", member="crabnet/data/matbench/expt_gap.csv",
+        target="band_gap", unit="eV", n_samples=4604,
+        citation=_MATBENCH_CITE + " Original data: Zhuo Y., Mansouri Tehrani A., Brgoch J. (2018) Predicting "
+                                  "the band gaps of inorganic solids by machine learning. J. Phys. Chem. Lett. 9, "
+                                  "1668-1673.",
+        license=_CRABNET_LICENSE),
+    "mp_e_form": DatasetInfo(
+        name="mp_e_form",
+        description="Matbench v0.1 matbench_mp_e_form reduced to compositions: DFT formation energy of 132,752 "
+                    "Materials Project structures. Several polymorphs share a formula (same input, different "
+                    "targets), which bounds the error a composition-only model can reach.",
+        package="crabnet", version="2.0.8", member="crabnet/data/matbench/mp_e_form.csv",
+        target="e_form", unit="eV/atom", n_samples=132752,
+        citation=_MATBENCH_CITE + " Original data: Jain A. et al. (2013) The Materials Project. APL Mater. 1, "
+                                  "011002.",
+        license=_CRABNET_LICENSE + " Materials Project data: CC BY 4.0."),
+    "melt_viscosity": DatasetInfo(
+        name="melt_viscosity",
+        description="Viscosity of silicate/aluminosilicate melts (12 oxides, mole fractions) at temperature T (K) "
+                    "and pressure P (GPa): 28,898 measurements of 8,013 compositions, with the published "
+                    "train/valid/test split (valid -> eval). See load_melt_viscosity for split statistics.",
+        package="gpvisc", version="0.3.5", member="gpvisc/data/all_viscosity.hdf5",
+        target="viscosity", unit="log10 Pa s", conditions=("T", "P"), n_samples=28898, loader="melt",
+        citation="Le Losq C., Ferraina C., et al. (2024) A general machine learning model of aluminosilicate melt "
+                 "viscosity and its application to the surface properties of dry lava planets. "
+                 "arXiv:2409.20235. Data and code: gpvisc 0.3.5 (https://github.com/charlesll/gpvisc, "
+                 "Zenodo 10.5281/zenodo.13843250).",
+        license="gpvisc code is GPL-3.0; the data set (measurements compiled from the literature and SciGlass) is "
+                "read from the gpvisc 0.3.5 wheel on PyPI and not redistributed here. Cite the paper and the "
+                "original measurement references when using it."),
+}
+
+
+def list_datasets() -> pd.DataFrame:
+    """One row per registered data set: name, target, unit, conditions, size, source wheel, citation, licence."""
+    rows = []
+    for info in DATASETS.values():
+        row = asdict(info)
+        row["conditions"] = ",".join(info.conditions)
+        row["source"] = f"{info.package}=={info.version}:{info.member}"
+        rows.append(row)
+    cols = ["name", "target", "unit", "conditions", "n_samples", "description", "source", "citation", "license"]
+    return pd.DataFrame(rows)[cols]
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The card of a registered data set (``KeyError`` listing the known names otherwise)."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown data set {name!r}; known: {sorted(DATASETS)}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------
+def _cache_folder(name: str) -> Path:
+    return cache_dir() / "datasets" / f"{name}-v{CONVERSION_VERSION}"
+
+
+def _read_cached(name: str, info: DatasetInfo) -> FormulaData | None:
+    folder = _cache_folder(name)
+    if not (folder / "done.json").exists():
+        return None
+    try:
+        return load_formulas(folder / "formulas.parquet", folder / "properties.parquet", folder / "materials.parquet",
+                             targets=(info.target,), conditions=info.conditions, content_unit="fraction", name=name)
+    except Exception as err:  # a damaged cache is rebuilt, not fatal
+        log.warning("ignoring damaged cache %s: %s", folder, err)
+        return None
+
+
+def _write_cached(name: str, data: FormulaData) -> None:
+    from mrl.data import save_formulas
+    from mrl.io import write_json
+
+    folder = _cache_folder(name)
+    try:
+        save_formulas(data, folder)
+        write_json({"name": name, "conversion_version": CONVERSION_VERSION, "n_samples": data.n_samples}, folder /
+                   "done.json")
+    except OSError as err:
+        log.warning("could not cache %s in %s: %s", name, folder, err)
+
+
+def load_dataset(name: str, use_cache: bool = True, **kwargs: Any) -> FormulaData:
+    """Load a registered data set as :class:`~mrl.data.FormulaData` (downloading its wheel once).
+
+    Args:
+        name: one of :data:`DATASETS` (``matbench_steels``, ``matbench_expt_gap``, ``mp_e_form``,
+            ``melt_viscosity``).
+        use_cache: read/write the converted tables under ``cache_dir()/"datasets"`` (only with default kwargs).
+        **kwargs: passed to the converter (``melt_viscosity``: ``decimals``).
+    """
+    info = dataset_info(name)
+    cacheable = use_cache and not kwargs
+    if cacheable:
+        cached = _read_cached(name, info)
+        if cached is not None:
+            return cached
+    wheel = fetch_wheel(info.package, info.version)
+    converter: Callable[..., FormulaData] = _CONVERTERS[info.loader]
+    data = converter(wheel, info, **kwargs)
+    if cacheable:
+        _write_cached(name, data)
+    return data
+
+
+def _matbench(wheel: Path, info: DatasetInfo) -> FormulaData:
+    frame = pd.read_csv(io.BytesIO(read_wheel_member(wheel, info.member)))
+    if list(frame.columns[:2]) != ["formula", "target"]:
+        raise ValueError(f"{info.member}: expected columns formula,target; found {list(frame.columns)}")
+    return matbench_from_frame(frame, info.target, name=info.name)
+
+
+def matbench_from_frame(frame: pd.DataFrame, target: str, name: str = "matbench") -> FormulaData:
+    """Long-format data from a ``formula,target`` table: one formula per row (ids = zero-padded row numbers,
+    dataset order kept), materials = the elements used, sorted by atomic number."""
+    formulas = formulas_to_long(frame["formula"].astype(str).tolist())
+    ids = pd.unique(formulas["formula_id"])
+    props = pd.DataFrame({"formula_id": ids, "formula": frame["formula"].astype(str).to_numpy(),
+                          target: frame["target"].to_numpy(np.float64)})
+    table = periodic_table()
+    mats = table[table["material_id"].isin(set(formulas["material_id"]))].reset_index(drop=True)
+    return load_formulas(formulas, props, mats, targets=(target,), content_unit="fraction", name=name)
+
+
+# ----- melt viscosity -----------------------------------------------------------------------------------------
+#: The 12 oxides of the melt data set, in the column order of gpvisc's ``X_*`` arrays.
+MELT_OXIDES = ("SiO2", "TiO2", "Al2O3", "FeO", "Fe2O3", "MnO", "Na2O", "K2O", "MgO", "CaO", "P2O5", "H2O")
+_OXIDE_FAMILY = {"SiO2": "network former", "P2O5": "network former", "TiO2": "intermediate",
+                 "Al2O3": "intermediate", "Fe2O3": "intermediate", "FeO": "transition metal (2+)",
+                 "MnO": "transition metal (2+)", "Na2O": "alkali", "K2O": "alkali", "MgO": "alkaline earth",
+                 "CaO": "alkaline earth", "H2O": "volatile"}
+_MELT_SPLITS = (("train", "train"), ("valid", "eval"), ("test", "test"))
+
+
+def _decode(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()]
+
+
+def melt_measurements(hdf5_bytes: bytes) -> pd.DataFrame:
+    """One row per measurement from gpvisc's ``all_viscosity.hdf5``: the 12 oxide mole fractions (first 12
+    columns of ``X_*``), ``T`` (K), ``P`` (GPa), ``viscosity`` (log10 Pa s), ``Name``, ``split`` (train/eval/test),
+    in file order (train, then valid, then test)."""
+    import h5py
+
+    frames = []
+    with h5py.File(io.BytesIO(hdf5_bytes), "r") as h5:
+        if "X_columns" in h5:
+            cols = [c.lower() for c in _decode(h5["X_columns"][:12])]
+            if cols != [o.lower() for o in MELT_OXIDES]:
+                raise ValueError(f"all_viscosity.hdf5: unexpected first X columns {cols}")
+        for key, split in _MELT_SPLITS:
+            x = np.asarray(h5[f"X_{key}"][:, :12], np.float64)
+            part = pd.DataFrame(x, columns=list(MELT_OXIDES))
+            part["T"] = np.asarray(h5[f"T_{key}"], np.float64).ravel()
+            part["P"] = np.asarray(h5[f"P_{key}"], np.float64).ravel()
+            part["viscosity"] = np.asarray(h5[f"y_{key}"], np.float64).ravel()
+            part["Name"] = _decode(h5[f"Name_{key}"])
+            part["split"] = split
+            frames.append(part)
+    return pd.concat(frames, ignore_index=True)
+
+
+def melt_from_measurements(frame: pd.DataFrame, decimals: int = 6, name: str = "melt_viscosity") -> FormulaData:
+    """Group measurements into formulas: one formula per distinct (``Name``, oxide fractions rounded to
+    ``decimals``). The formula id is the ``Name``, suffixed ``#2``, ``#3``... when one name covers several
+    compositions (gpvisc names are nominal compositions; the fractions differ e.g. by Fe redox state).
+
+    A formula measured in several splits keeps one id; ``split`` is per measurement row."""
+    fractions = frame[list(MELT_OXIDES)].to_numpy(np.float64)
+    key_frame = pd.DataFrame(np.round(fractions, decimals) + 0.0, columns=list(MELT_OXIDES))
+    key_frame.insert(0, "Name", frame["Name"].astype(str).to_numpy())
+    codes = key_frame.groupby(list(key_frame.columns), sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()  # first row of each composition
+    names = frame["Name"].astype(str).to_numpy()[first]
+    rank = pd.Series(names).groupby(names).cumcount().to_numpy()
+    ids = np.array([n if r == 0 else f"{n}#{r + 1}" for n, r in zip(names, rank)], dtype=object)
+    comp = fractions[first]
+    rows, cols = np.nonzero(comp > 0)
+    formulas = pd.DataFrame({"formula_id": ids[rows], "material_id": np.asarray(MELT_OXIDES)[cols],
+                             "content": comp[rows, cols]})
+    props = pd.DataFrame({"formula_id": ids[codes], "viscosity": frame["viscosity"].to_numpy(np.float64),
+                          "T": frame["T"].to_numpy(np.float64), "P": frame["P"].to_numpy(np.float64),
+                          "split": frame["split"].to_numpy(), "group": frame["Name"].astype(str).to_numpy()})
+    mats = pd.DataFrame({"material_id": list(MELT_OXIDES), "name": list(MELT_OXIDES),
+                         "family": [_OXIDE_FAMILY[o] for o in MELT_OXIDES]})
+    return load_formulas(formulas, props, mats, targets=("viscosity",), conditions=("T", "P"),
+                         content_unit="fraction", name=name)
+
+
+def _melt(wheel: Path, info: DatasetInfo, decimals: int = 6) -> FormulaData:
+    """Converter of ``melt_viscosity`` (see :func:`load_melt_viscosity`)."""
+    frame = melt_measurements(read_wheel_member(wheel, info.member))
+    return melt_from_measurements(frame, decimals=decimals, name=info.name)
+
+
+def load_melt_viscosity(decimals: int = 6, use_cache: bool = True) -> FormulaData:
+    """Melt viscosity from gpvisc's ``all_viscosity.hdf5`` (same as ``load_dataset("melt_viscosity")``).
+
+    With the default ``decimals=6`` (gpvisc 0.3.5): 28,898 measurements (= the 27,671 rows of
+    ``dataset+sciglass_lp.csv`` plus the 1,227 of ``dataset_hp.csv``) of 8,013 compositions (5,728 names).
+    Per split: train 22,673 rows / 6,384 compositions / 4,614 names; eval (paper's "valid") 3,249 / 930 / 634;
+    test 2,976 / 841 / 630. The paper split by name, yet 66 of the 630 test names (and 63 of the 841 test
+    compositions, with identical fractions; 177 test rows) also occur in training; 84 of the 634 eval names
+    occur in training. 110 names and 108 compositions have measurements in more than one split, so ``split``
+    is per measurement row, not per formula.
+    """
+    kwargs = {} if decimals == 6 else {"decimals": decimals}
+    return load_dataset("melt_viscosity", use_cache=use_cache, **kwargs)
+
+
+_CONVERTERS: dict[str, Callable[..., FormulaData]] = {"matbench": _matbench, "melt": _melt}
+
+
+def published_gp_metrics() -> pd.DataFrame:
+    """Published metrics of gpvisc's three GP models (``gpvisc/models/GP_model{1,2,3}/metrics.csv``): columns
+    ``model``, ``train``, ``test``, ``handtest`` (RMSE, log10 Pa s)."""
+    wheel = fetch_wheel("gpvisc", "0.3.5")
+    rows = []
+    for i in (1, 2, 3):
+        frame = pd.read_csv(io.BytesIO(read_wheel_member(wheel, f"gpvisc/models/GP_model{i}/metrics.csv")))
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("Unnamed")])
+        frame.insert(0, "model", f"GP_model{i}")
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Protocols and element tables
+# --------------------------------------------------------------------------------------------------------------
+def matbench_folds(data: FormulaData, n_splits: int = 5,
+                   random_state: int = MATBENCH_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Matbench v0.1 folds: ``KFold(n_splits, shuffle=True, random_state)`` over the samples in dataset order;
+    a list of ``(train_indices, test_indices)`` into ``data.properties`` rows."""
+    from sklearn.model_selection import KFold
+
+    kfold = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    return [(tr, te) for tr, te in kfold.split(np.arange(data.n_samples))]
+
+
+ELEMENT_TABLES = ("magpie", "mat2vec", "oliynyk", "jarvis")
+
+
+def element_table(name: str = "magpie") -> pd.DataFrame:
+    """Element property table from the crabnet wheel (``crabnet/data/element_properties/<name>.csv``): index =
+    element symbol, numeric (float) columns only; NaNs are kept."""
+    if name not in ELEMENT_TABLES:
+        raise ValueError(f"unknown element table {name!r}; known: {ELEMENT_TABLES}")
+    wheel = fetch_wheel("crabnet", "2.0.8")
+    frame = pd.read_csv(io.BytesIO(read_wheel_member(wheel, f"crabnet/data/element_properties/{name}.csv")))
+    frame = frame.set_index(frame.columns[0])
+    frame.index = frame.index.astype(str).str.strip()
+    frame.index.name = "element"
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    keep = [c for c in frame.columns if numeric[c].notna().any()]
+    out = numeric[keep].astype(np.float64)
+    out.columns = [str(c) for c in out.columns]
+    return out
