@@ -39,6 +39,7 @@ class MixtureRegressor:
                  target_transform: str = "auto", aggregation: str = "embedding_bag",
                  inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
                  lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
+                 embedding_weight_decay: float = 0.0,
                  lr_schedule: str = "cosine", eval_every: int = 500, snapshot_every: int = 500,
                  checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
                  progress: bool = True) -> None:
@@ -59,6 +60,7 @@ class MixtureRegressor:
         self.lr = lr
         self.embedding_lr = embedding_lr
         self.weight_decay = weight_decay
+        self.embedding_weight_decay = embedding_weight_decay
         self.lr_schedule = lr_schedule
         self.eval_every = eval_every
         self.snapshot_every = snapshot_every
@@ -70,7 +72,7 @@ class MixtureRegressor:
 
     _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
                     "pin_origin", "init_std", "target_transform", "aggregation", "inverse_conditions", "steps",
-                    "batch_size", "lr", "embedding_lr", "weight_decay", "lr_schedule", "eval_every",
+                    "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay", "lr_schedule", "eval_every",
                     "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
 
     def get_params(self) -> dict:
@@ -136,7 +138,7 @@ class MixtureRegressor:
         y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
         cfg = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                          embedding_lr=self.embedding_lr or self.lr, weight_decay=self.weight_decay,
-                         lr_schedule=self.lr_schedule, eval_every=self.eval_every,
+                         embedding_weight_decay=self.embedding_weight_decay, lr_schedule=self.lr_schedule, eval_every=self.eval_every,
                          snapshot_every=self.snapshot_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
         evaluate = None
         if eval_data is not None and eval_data.n_samples:

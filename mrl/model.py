@@ -26,6 +26,8 @@ CONTENT_SCALES = ("none", "median", "learned")
 AGGREGATIONS = ("embedding_bag", "sparse_mm")
 HEADS = ("direct", "vft")
 TARGET_TRANSFORMS = ("none", "log10")
+#: Predictions are clipped to the training target range widened by this share of it (transformed units).
+PREDICTION_MARGIN = 0.1
 #: Smallest typical content used for "median" scaling, so a trace material's scale stays bounded.
 MIN_SCALE_CONTENT = 1e-3
 
@@ -147,6 +149,8 @@ class MixtureModel(nn.Module):
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
         self.register_buffer("y_log10", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("y_low", torch.tensor(-float("inf")))
+        self.register_buffer("y_high", torch.tensor(float("inf")))
         n_out, n_in = (3, embedding_dim + n_conditions - 1) if head == "vft" else (1, embedding_dim + n_conditions)
         self.head = mlp(n_in, hidden, n_out, dropout)
 
@@ -163,6 +167,9 @@ class MixtureModel(nn.Module):
         self.y_log10.fill_(log10)
         self.y_mean.fill_(float(t.mean()))
         self.y_std.fill_(float(t.std()) or 1.0)
+        margin = PREDICTION_MARGIN * float(t.max() - t.min())
+        self.y_low.fill_(float(t.min()) - margin)
+        self.y_high.fill_(float(t.max()) + margin)
         inv = torch.as_tensor(list(inverse), dtype=torch.bool).reshape(-1)
         self.cond_inverse.copy_(inv)
         c = self._transform_conditions(torch.tensor(np.asarray(conditions), dtype=torch.float32), scale=False)
@@ -180,8 +187,12 @@ class MixtureModel(nn.Module):
         return (t - self.y_mean) / self.y_std
 
     def scaled_to_target(self, z: torch.Tensor) -> torch.Tensor:
-        """Standardised (transformed) target -> property units."""
-        t = z * self.y_std + self.y_mean
+        """Standardised (transformed) target -> property units, clipped to the training range +- a margin.
+
+        The clip stops an out-of-distribution mixture from extrapolating to absurd values (10**20 cP) that
+        ``10 ** prediction`` would otherwise turn into a dominating error.
+        """
+        t = (z * self.y_std + self.y_mean).clamp(self.y_low, self.y_high)
         return torch.pow(10.0, t) if bool(self.y_log10) else t
 
     # ------------------------------------------------------------------ vectors

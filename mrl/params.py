@@ -46,7 +46,8 @@ class RunParams:
     batch_size: int = 256
     lr: float = 0.003  # head learning rate
     embedding_lr: Optional[float] = None  # material-table learning rate (default: lr)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 on the head's weights
+    embedding_weight_decay: float = 0.0  # L2 on the material table: pulls data-poor materials to the origin
     lr_schedule: str = "cosine"  # cosine | constant
     eval_every: int = 500
     snapshot_every: int = 500  # material vectors recorded every this many steps

@@ -47,6 +47,7 @@ class LoopConfig:
     lr: float
     embedding_lr: float
     weight_decay: float
+    embedding_weight_decay: float
     lr_schedule: str
     eval_every: int
     snapshot_every: int
@@ -87,7 +88,7 @@ def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Op
     """Adam with separate learning rates for the material table (and scales) and the head."""
     material = [p for n, p in model.named_parameters() if n in ("table", "log_scale")]
     head = [p for n, p in model.named_parameters() if n not in ("table", "log_scale")]
-    opt = torch.optim.Adam([{"params": material, "lr": cfg.embedding_lr, "weight_decay": 0.0},
+    opt = torch.optim.Adam([{"params": material, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay},
                             {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}], foreach=True)
     if cfg.lr_schedule == "cosine":
         def factor(step: int) -> float:
