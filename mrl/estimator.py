@@ -39,7 +39,7 @@ class MixtureRegressor:
                  target_transform: str = "auto", aggregation: str = "embedding_bag",
                  inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
                  lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
-                 embedding_weight_decay: float = 0.0,
+                 embedding_weight_decay: float = 1e-4,
                  lr_schedule: str = "cosine", eval_every: int = 500, snapshot_every: int = 500,
                  checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
                  progress: bool = True) -> None:

@@ -47,7 +47,7 @@ class RunParams:
     lr: float = 0.003  # head learning rate
     embedding_lr: Optional[float] = None  # material-table learning rate (default: lr)
     weight_decay: float = 0.0  # L2 on the head's weights
-    embedding_weight_decay: float = 0.0  # L2 on the material table: pulls data-poor materials to the origin
+    embedding_weight_decay: float = 0.0001  # L2 on the material table: pulls data-poor materials to the origin
     lr_schedule: str = "cosine"  # cosine | constant
     eval_every: int = 500
     snapshot_every: int = 500  # material vectors recorded every this many steps
