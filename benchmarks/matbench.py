@@ -1,0 +1,339 @@
+"""Matbench v0.1 composition tasks: mrl against classical baselines and the published leaderboard (not a test).
+
+    python benchmarks/matbench.py --task steels|expt_gap [--quick] [--json PATH] [--figure PATH]
+
+Protocol (Matbench v0.1): 5-fold CV with ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order
+(:func:`mrl.datasets.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
+on the training folds only, with hyperparameters fixed a priori (no tuning, no early stopping: mrl trains a fixed
+number of steps); ``median_content`` used by mrl's content scaling is recomputed on the training folds.
+
+Rows: ``dummy``; ``ridge``, ``random_forest`` and ``lightgbm`` on the atomic fractions and on Magpie composition
+statistics (:func:`mrl.baselines.magpie_features`); ``mrl`` at several embedding sizes, and ``mrl`` whose element
+vectors start from mat2vec (PCA to the embedding size, :mod:`mrl.init_vectors`). Published leaderboard MAEs are
+printed beside ours; they are quoted, not re-measured.
+
+Then the element vectors learned from the property alone (first fold's models) are compared with the periodic table:
+the share of each element's k nearest neighbours (cosine) in the same group / block, for learned vectors, random
+vectors of the same size, mat2vec and Magpie; and a PCA map of the elements is saved.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: Quoted Matbench v0.1 leaderboard mean MAEs (from the issue / matbench.materialsproject.org; not re-measured).
+PUBLISHED: dict[str, list[tuple[str, float]]] = {
+    "expt_gap": [("CrabNet (tuned, Ax/SAASBO)", 0.331), ("MODNet", 0.333), ("CrabNet", 0.346),
+                 ("RF-SCM/Magpie", 0.446), ("Dummy", 1.14)],
+    "steels": [("MODNet", 88.0), ("RF-SCM/Magpie", 104.0), ("CrabNet", 107.0), ("Dummy", 230.0)],
+}
+
+#: Per task: data set, unit, and mrl settings chosen a priori (see the module docstring).
+TASKS: dict[str, dict] = {
+    "steels": dict(dataset="matbench_steels", unit="MPa", dims=(4, 16, 64), init_dim=16,
+                   mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
+                            batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128))),
+    "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", dims=(4, 16, 64), init_dim=16,
+                     mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
+                              batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128))),
+}
+#: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
+BASELINES: list[tuple[str, str, str, dict]] = [
+    ("dummy", "fractions", "dummy", {}),
+    ("ridge", "fractions", "ridge", {}),
+    ("random_forest", "fractions", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
+    ("lightgbm", "fractions", "lightgbm", {"n_jobs": 1}),
+    ("ridge", "magpie", "ridge", {}),
+    ("random_forest", "magpie", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
+    ("lightgbm", "magpie", "lightgbm", {"n_jobs": 1}),
+]
+QUICK = dict(folds=2, steps_factor=0.2, dims=(16,), trees=50)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# small helpers (tested in tests/test_matbench_bench.py)
+# --------------------------------------------------------------------------------------------------------------
+def fold_summary(name: str, features: str, maes: Sequence[float], wall_s: float) -> dict:
+    """One table row: mean and SD (ddof 0, as matbench reports) of the fold MAEs, number of folds, wall time."""
+    maes = np.asarray(maes, np.float64)
+    return {"model": name, "features": features, "mae_mean": float(maes.mean()), "mae_std": float(maes.std()),
+            "n_folds": int(len(maes)), "fold_mae": [float(v) for v in maes], "wall_s": float(wall_s)}
+
+
+def format_results(rows: Sequence[dict], published: Sequence[tuple[str, float]], unit: str) -> str:
+    """Side-by-side text table: our rows (sorted by mean MAE) and the quoted leaderboard figures."""
+    ours = pd.DataFrame(rows).sort_values("mae_mean", kind="stable")
+    left = [f"{'model':<16}{'features':<18}{'MAE ' + unit:>12}{'SD':>9}{'wall s':>9}"]
+    for r in ours.itertuples():
+        left.append(f"{r.model:<16}{r.features:<18}{r.mae_mean:>12.4g}{r.mae_std:>9.3g}{r.wall_s:>9.1f}")
+    right = [f"{'published (quoted)':<28}{'MAE ' + unit:>10}"]
+    for name, mae in published:
+        right.append(f"{name:<28}{mae:>10.4g}")
+    width = max(len(s) for s in left)
+    n = max(len(left), len(right))
+    left += [""] * (n - len(left))
+    right += [""] * (n - len(right))
+    return "\n".join(f"{a:<{width}}   | {b}".rstrip() for a, b in zip(left, right))
+
+
+def neighbour_agreement(X: np.ndarray, labels: Sequence, k: int = 5) -> tuple[float, float]:
+    """Mean share of each row's ``k`` nearest neighbours (cosine, itself excluded) sharing its label, and the
+    chance share (expected for a random neighbour ordering). Zero rows are at cosine distance 1 from all."""
+    X = np.asarray(X, np.float64)
+    labels = np.asarray([str(v) for v in labels])
+    n = len(X)
+    if n < 2:
+        raise ValueError("need at least 2 rows")
+    k = int(min(k, n - 1))
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    U = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+    D = 1.0 - U @ U.T
+    np.fill_diagonal(D, np.inf)
+    nn = np.argsort(D, axis=1, kind="stable")[:, :k]
+    agree = float((labels[nn] == labels[:, None]).mean())
+    counts = pd.Series(labels).map(pd.Series(labels).value_counts()).to_numpy(np.float64)
+    return agree, float(((counts - 1) / (n - 1)).mean())
+
+
+def refit_usage(data):
+    """``data`` with ``n_formulas``/``median_content`` recomputed on its own formulas (same vocabulary order), so
+    a training fold does not see the test fold's compositions through the content scaling."""
+    from mrl.data import FormulaData
+
+    usage = data.formulas.groupby("material_id")["content"].agg(["size", "median"])
+    mats = data.materials.copy()
+    mats["n_formulas"] = mats["material_id"].map(usage["size"]).fillna(0).astype(int)
+    mats["median_content"] = mats["material_id"].map(usage["median"]).fillna(0.0)
+    return FormulaData(data.formulas, data.properties, mats, data.targets, data.conditions, data.name)
+
+
+@contextlib.contextmanager
+def initialised_tables(values: np.ndarray | None) -> Iterator[None]:
+    """While active, every ``MixtureModel`` that ``MixtureRegressor.fit`` builds starts from ``values`` (stop-gap
+    until the estimator has an ``initial_table`` hook; see :mod:`mrl.init_vectors`)."""
+    if values is None:
+        yield
+        return
+    import mrl.estimator as est_mod
+    from mrl.init_vectors import set_initial_table
+
+    original = est_mod.MixtureModel
+
+    class _Initialised(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            set_initial_table(self, values)
+
+    est_mod.MixtureModel = _Initialised
+    try:
+        yield
+    finally:
+        est_mod.MixtureModel = original
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the benchmark
+# --------------------------------------------------------------------------------------------------------------
+def run_baselines(data, folds, trees: int | None, log) -> list[dict]:
+    from mrl.baselines import cross_validate, fraction_matrix, magpie_features
+
+    y = data.target_values()
+    feats = {"fractions": fraction_matrix(data), "magpie": magpie_features(data, "magpie")}
+    rows = []
+    for name, feat, est, params in BASELINES:
+        params = dict(params)
+        if trees and "n_estimators" in params:
+            params["n_estimators"] = trees
+        start = time.perf_counter()
+        cv = cross_validate(est, feats[feat], y, folds, seed=0, **params)
+        rows.append(fold_summary(name, feat, cv["mae"], time.perf_counter() - start))
+        log(f"  {name:<14} {feat:<10} MAE {rows[-1]['mae_mean']:.4g}  ({rows[-1]['wall_s']:.1f} s)")
+    return rows
+
+
+def run_mrl(data, folds, dim: int, settings: dict, init: np.ndarray | None, label: str, log) -> tuple[dict, object]:
+    """Cross-validate one mrl configuration; returns the row and the first fold's fitted estimator."""
+    from mrl.estimator import MixtureRegressor
+
+    y = data.target_values()
+    maes, first = [], None
+    start = time.perf_counter()
+    for k, (train, test) in enumerate(folds):
+        mask = np.zeros(data.n_samples, bool)
+        mask[train] = True
+        est = MixtureRegressor(embedding_dim=dim, **settings, seed=0, device="cpu", progress=False,
+                               eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
+        with initialised_tables(init):
+            est.fit(refit_usage(data.subset(mask)))
+        pred = est.predict(data.subset(~mask))
+        maes.append(float(np.abs(pred - y[test]).mean()))
+        if first is None:
+            first = est
+    row = fold_summary(label, f"dim {dim}", maes, time.perf_counter() - start)
+    log(f"  {label:<14} dim {dim:<6} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
+    return row, first
+
+
+def element_agreement(vector_sets: dict[str, np.ndarray], ids: np.ndarray, k: int = 5, n_random: int = 20,
+                      random_dim: int = 16) -> pd.DataFrame:
+    """Neighbour agreement with group and block for each named vector set (rows aligned with ``ids``), plus the
+    mean over ``n_random`` sets of Gaussian random vectors of size ``random_dim``."""
+    from mrl.datasets import periodic_table
+
+    pt = periodic_table().set_index("material_id").loc[list(ids)]
+    sets = dict(vector_sets)
+    rows = []
+    rng = np.random.default_rng(0)
+    randoms = [rng.standard_normal((len(ids), random_dim)) for _ in range(n_random)]
+    for name, X in list(sets.items()) + [(f"random (dim {random_dim}, mean of {n_random})", None)]:
+        row = {"vectors": name}
+        for col in ("group", "block"):
+            if X is None:
+                vals = [neighbour_agreement(R, pt[col].to_numpy(), k) for R in randoms]
+                row[f"{col}_agree"] = float(np.mean([v[0] for v in vals]))
+                chance = vals[0][1]
+            else:
+                row[f"{col}_agree"], chance = neighbour_agreement(X, pt[col].to_numpy(), k)
+            row[f"{col}_chance"] = chance
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def element_map(vectors: np.ndarray, emb: pd.DataFrame, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mrl.analysis import project
+
+    xy = project(vectors, "pca")
+    blocks = emb["block"].astype(str).to_numpy()
+    colours = {"s": "tab:blue", "p": "tab:orange", "d": "tab:green", "f": "tab:purple"}
+    fig, ax = plt.subplots(figsize=(6.5, 5.2))
+    for b, c in colours.items():
+        m = blocks == b
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=18 + 6 * np.sqrt(emb["n_formulas"].to_numpy()[m]), c=c, alpha=0.7,
+                       label=f"{b} block", edgecolors="none")
+    for (x, yv), sym in zip(xy, emb["material_id"].astype(str)):
+        ax.annotate(sym, (x, yv), textcoords="offset points", xytext=(3, 2), fontsize=7)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--quick", action="store_true", help="2 folds, 1/5 of the steps, dim 16, 50 trees")
+    parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--figure", type=Path, help="element map PNG (default book/figures/matbench_elements"
+                                                    "[_steels].png; not written with --quick unless given)")
+    parser.add_argument("--min-formulas", type=int, default=10,
+                        help="elements used in fewer training formulas are left out of the element analysis")
+    parser.add_argument("--k", type=int, default=5, help="neighbours in the element analysis")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from mrl.datasets import element_table, load_dataset, matbench_folds
+    from mrl.init_vectors import initial_table
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    cfg = TASKS[args.task]
+    settings = dict(cfg["mrl"])
+    dims = cfg["dims"]
+    trees = None
+    t0 = time.perf_counter()
+    data = load_dataset(cfg["dataset"])
+    folds = matbench_folds(data)
+    if args.quick:
+        folds = folds[: QUICK["folds"]]
+        settings["steps"] = int(settings["steps"] * QUICK["steps_factor"])
+        dims, trees = QUICK["dims"], QUICK["trees"]
+    log(f"# matbench {args.task}: {data.n_samples} samples, {data.n_materials} elements, {len(folds)} folds"
+        f"{' (QUICK: not the protocol)' if args.quick else ''}; mrl {settings}")
+    rows = run_baselines(data, folds, trees, log)
+    models = {}
+    for dim in dims:
+        row, est = run_mrl(data, folds, dim, settings, None, "mrl", log)
+        rows.append(row)
+        models[f"mrl dim {dim}"] = est
+    m2v = element_table("mat2vec")
+    init = initial_table(m2v, data.material_ids, cfg["init_dim"], activation="tanh")
+    row, est = run_mrl(data, folds, cfg["init_dim"], settings, init, "mrl+mat2vec", log)
+    rows.append(row)
+    models[f"mrl+mat2vec dim {cfg['init_dim']}"] = est
+    table = format_results(rows, PUBLISHED[args.task], cfg["unit"])
+    print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({cfg['unit']}), mean and SD over folds"
+          f"{' [QUICK]' if args.quick else ''}\n")
+    print(table)
+
+    # element vectors vs the periodic table (first fold's models)
+    first = next(iter(models.values()))
+    emb0 = first.embeddings()
+    keep = (emb0["n_formulas"].to_numpy() >= args.min_formulas) & ~emb0["pinned"].to_numpy()
+    ids = emb0["material_id"].to_numpy()[keep]
+    sets = {name: est.embeddings()[[c for c in est.embeddings().columns if c.startswith("e") and
+                                    c[1:].isdigit()]].to_numpy()[keep] for name, est in models.items()}
+    mags = element_table("magpie").reindex(ids)
+    mags = mags.loc[:, mags.notna().all()]
+    sets["mat2vec (200-d, reference)"] = m2v.reindex(ids).fillna(0.0).to_numpy()
+    sets["magpie (standardised, reference)"] = ((mags - mags.mean()) / mags.std().replace(0, 1)).to_numpy()
+    agree = element_agreement(sets, ids, k=args.k)
+    print(f"\n## element vectors vs periodic table: share of {args.k} nearest neighbours (cosine) in the same "
+          f"group / block; {len(ids)} elements used in >= {args.min_formulas} training formulas of fold 1"
+          f"{' (pinned origin excluded)' if (~emb0['pinned']).sum() < len(emb0) else ''}\n")
+    print(agree.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    fig_path = args.figure
+    if fig_path is None and not args.quick:
+        fig_path = ROOT / "book" / "figures" / ("matbench_elements.png" if args.task == "expt_gap"
+                                                else "matbench_elements_steels.png")
+    if fig_path is not None:
+        dim_map = 16 if f"mrl dim 16" in models else int(dims[0])
+        est = models[f"mrl dim {dim_map}"]
+        emb = est.embeddings()
+        emb = emb[keep].reset_index(drop=True)
+        vec = emb[[c for c in emb.columns if c.startswith("e") and c[1:].isdigit()]].to_numpy()
+        element_map(vec, emb, fig_path, f"matbench {args.task}: learned element vectors (dim {dim_map}, fold 1), "
+                                        f"PCA; area ~ usage")
+        print(f"\nelement map: {fig_path}")
+    total = time.perf_counter() - t0
+    print(f"\ntotal wall time {total:.0f} s")
+    result = {"task": args.task, "quick": args.quick, "n_samples": data.n_samples, "n_folds": len(folds),
+              "mrl_settings": {**settings, "hidden": list(settings["hidden"])}, "rows": rows,
+              "published_quoted": PUBLISHED[args.task], "element_agreement": agree.to_dict(orient="records"),
+              "element_ids": [str(i) for i in ids], "total_wall_s": total}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

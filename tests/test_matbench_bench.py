@@ -1,0 +1,122 @@
+"""Helpers of benchmarks/matbench.py and mrl.init_vectors on tiny fixtures; real-data checks skip without the cache."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mrl.data import load_formulas
+from mrl.init_vectors import initial_table, set_initial_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("matbench_bench", ROOT / "benchmarks" / "matbench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _bench()
+
+
+def _tiny():
+    forms = pd.DataFrame({"formula_id": ["a", "a", "b", "b", "c", "d"],
+                          "material_id": ["Fe", "C", "Fe", "C", "Fe", "Ni"],
+                          "content": [0.9, 0.1, 0.5, 0.5, 1.0, 1.0]})
+    props = pd.DataFrame({"formula_id": ["a", "b", "c", "d"], "y": [1.0, 2.0, 3.0, 4.0]})
+    return load_formulas(forms, props, targets="y", content_unit="fraction")
+
+
+def test_fold_summary_mean_and_population_sd():
+    row = bench.fold_summary("ridge", "fractions", [1.0, 3.0], 2.5)
+    assert row["mae_mean"] == 2.0 and row["mae_std"] == 1.0 and row["n_folds"] == 2 and row["wall_s"] == 2.5
+    assert row["fold_mae"] == [1.0, 3.0]
+
+
+def test_format_results_sorted_and_side_by_side():
+    rows = [bench.fold_summary("dummy", "fractions", [10.0], 0.1), bench.fold_summary("mrl", "dim 4", [2.0], 3.0)]
+    text = bench.format_results(rows, [("A", 1.5), ("B", 9.0), ("C", 11.0)], "eV")
+    lines = text.splitlines()
+    assert len(lines) == 4  # header + max(2 ours, 3 published)
+    assert lines[1].startswith("mrl") and lines[2].startswith("dummy")
+    assert "| A" in lines[1] and "| C" in lines[3]
+    assert all("|" in line for line in lines)
+
+
+def test_neighbour_agreement_perfect_and_chance():
+    X = np.array([[1, 0], [1, 0.01], [0, 1], [0.01, 1]], float)
+    agree, chance = bench.neighbour_agreement(X, ["a", "a", "b", "b"], k=1)
+    assert agree == 1.0 and chance == pytest.approx(1 / 3)
+    agree, _ = bench.neighbour_agreement(X, ["a", "b", "a", "b"], k=1)
+    assert agree == 0.0
+    # k is clipped to n - 1; zero rows do not crash
+    agree, _ = bench.neighbour_agreement(np.zeros((3, 2)), ["a", "a", "b"], k=10)
+    assert 0.0 <= agree <= 1.0
+
+
+def test_refit_usage_recomputes_on_subset():
+    data = _tiny()
+    sub = bench.refit_usage(data.subset(np.array([True, False, True, False])))
+    mats = sub.materials.set_index("material_id")
+    assert list(sub.materials["material_id"]) == list(data.materials["material_id"])
+    assert mats.loc["Ni", "n_formulas"] == 0 and mats.loc["Ni", "median_content"] == 0.0
+    assert mats.loc["C", "n_formulas"] == 1 and mats.loc["C", "median_content"] == pytest.approx(0.1)
+    assert mats.loc["Fe", "median_content"] == pytest.approx(0.95)
+
+
+def test_initial_table_shape_scale_and_missing():
+    table = pd.DataFrame(np.random.default_rng(0).standard_normal((5, 7)), index=list("ABCDE"))
+    out = initial_table(table, ["A", "B", "C", "Z", "D", "E"], dim=3, activation="none", scale=0.5)
+    assert out.shape == (6, 3)
+    assert np.all(out[3] == 0)  # Z is not in the table
+    assert np.tanh(initial_table(table, list("ABCDE"), 3, "tanh")).std() == pytest.approx(0.5, rel=1e-6)
+    # more dims than the table's rank: extra columns are zero
+    wide = initial_table(table.iloc[:, :2], list("ABCDE"), dim=4, activation="none")
+    assert np.all(wide[:, 2:] == 0) and np.abs(wide[:, :2]).sum() > 0
+    with pytest.raises(ValueError):
+        initial_table(table, list("AB"), 0)
+
+
+def test_set_initial_table_and_patched_fit():
+    from mrl.estimator import MixtureRegressor
+    import mrl.estimator as est_mod
+    from mrl.model import MixtureModel
+
+    module = MixtureModel(n_materials=3, embedding_dim=2, hidden=(4,))
+    set_initial_table(module, np.ones((3, 2)))
+    assert torch.allclose(module.table, torch.ones(3, 2))
+    with pytest.raises(ValueError):
+        set_initial_table(module, np.ones((2, 2)))
+
+    data = _tiny()
+    values = np.full((data.n_materials, 2), 0.3)  # lr 0: one step changes nothing
+    est = MixtureRegressor(embedding_dim=2, hidden=(4,), steps=1, lr=0.0, progress=False, device="cpu", pin_origin=None,
+                           eval_every=10, snapshot_every=10, checkpoint_every=10)
+    with bench.initialised_tables(values):
+        est.fit(data)
+    assert est_mod.MixtureModel is MixtureModel  # patch undone
+    assert np.allclose(est.module_.table.detach().numpy(), 0.3)
+
+
+def _cached(name: str) -> bool:
+    from mrl.datasets import cache_dir
+
+    return (cache_dir() / "datasets" / f"{name}-v1" / "done.json").exists()
+
+
+@pytest.mark.skipif(not _cached("matbench_steels"), reason="matbench_steels not in the local cache")
+def test_real_steels_folds_and_tables():
+    from mrl.datasets import load_dataset, matbench_folds
+
+    data = load_dataset("matbench_steels")
+    folds = matbench_folds(data)
+    assert len(folds) == 5 and sum(len(te) for _, te in folds) == data.n_samples == 312
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(312))
+    sub = bench.refit_usage(data.subset(np.isin(np.arange(312), folds[0][0])))
+    assert (sub.materials["n_formulas"] <= data.materials["n_formulas"]).all()
