@@ -120,3 +120,15 @@ def test_real_steels_folds_and_tables():
     assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(312))
     sub = bench.refit_usage(data.subset(np.isin(np.arange(312), folds[0][0])))
     assert (sub.materials["n_formulas"] <= data.materials["n_formulas"]).all()
+
+
+def test_mae_figure_and_plot_from(tmp_path):
+    import json
+
+    rows = [bench.fold_summary("dummy", "fractions", [2.0, 2.2], 0.1), bench.fold_summary("mrl", "dim 4", [1.0], 3.0)]
+    result = {"task": "expt_gap", "rows": rows, "published_quoted": [["A", 1.5], ["B", 0.5]]}
+    out = bench.mae_figure(result, tmp_path / "f.png")
+    assert out.exists() and out.stat().st_size > 1000
+    (tmp_path / "r.json").write_text(json.dumps(result))
+    bench.main(["--plot-from", str(tmp_path / "r.json"), "--figure", str(tmp_path / "g.png")])
+    assert (tmp_path / "g.png").exists()
