@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -331,30 +330,46 @@ def truth_comparison(run: "mrl.runs.Run", data: "mrl.data.FormulaData", truth: p
 
 
 # ------------------------------------------------------------------------------------------------ the book
-def _jupyter_book() -> list[str]:
+#: Columns of the results page's summary table (others from the grid are added after ``point``).
+SUMMARY_COLUMNS = ("point", "embedding_dim", "steps", "wall_s", "eval_mae", "eval_rmse", "eval_r2", "eval_mape",
+                   "train_mae", "train_r2", "full_mae", "status")
+#: Maps per row in the results page's gallery.
+GALLERY_COLUMNS = 3
+
+
+def _jupyter_book() -> str:
     exe = Path(sys.executable).with_name("jupyter-book")
     found = str(exe) if exe.exists() else shutil.which("jupyter-book")
     if not found:
         raise FileNotFoundError("jupyter-book is not installed: pip install 'jupyter-book<2'")
-    return [found]
+    return found
 
 
-def _write_if_changed(text: str, path: Path) -> Path:
-    """Write text unless the file already holds it (unchanged pages are not rebuilt by Sphinx)."""
-    if not (path.exists() and path.read_text() == text):
-        write_text(text, path)
-    return path
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
 
 
-def _copy_if_changed(src: Path, dst: Path) -> Path:
-    if not (dst.exists() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime == src.stat().st_mtime):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
-    return dst
+def _table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """A MyST pipe table with compactly formatted numbers."""
+    frame = frame[list(columns)] if columns is not None else frame
+    if frame.empty:
+        return "*(empty)*\n"
+    cells = [[_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
 
 
-def _copy_notebook(src: Path, dst: Path, suffix: str) -> Path:
-    """Copy an executed notebook, appending ``suffix`` to its first title so pages of different points differ."""
+def _figure_block(src: str, label: str, caption: str) -> list[str]:
+    return [f"```{{figure}} {src}", f":name: {re.sub(r'[^A-Za-z0-9-]+', '-', label)}", "", caption, "```", ""]
+
+
+def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
+    """Copy an executed notebook, appending ``suffix`` to its title so the pages of different points differ."""
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
@@ -363,221 +378,214 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> Path:
             first, _, rest = cell.source.partition("\n")
             cell.source = f"{first} ({suffix})" + (f"\n{rest}" if rest else "")
             break
-    return _write_if_changed(nbformat.writes(nb), dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return ""
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}"
-    return str(value)
+def _maps(point_dir: Path) -> list[Path]:
+    """The point's static maps, in :data:`METHOD_TITLES` order."""
+    order = list(METHOD_TITLES)
+    return sorted(point_dir.glob("map_*.png"), key=lambda p: order.index(p.stem[4:]) if p.stem[4:] in order else 99)
 
 
-def _table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    """A MyST (pipe) table with compactly formatted numbers."""
-    frame = frame[list(columns)] if columns is not None else frame
-    if frame.empty:
-        return "*(empty)*\n"
-    text = frame.apply(lambda col: col.map(_fmt)).astype(str).replace({r"\|": r"\\|"}, regex=True)
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(row) + " |" for row in text.to_numpy().tolist()]
-    return "\n".join([header, rule, *body]) + "\n"
-
-
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
-
-
-SUMMARY_COLUMNS = ("point", "embedding_dim", "steps", "wall_s", "eval_mae", "eval_rmse", "eval_r2", "eval_mape",
-                   "train_mae", "train_r2", "full_mae", "status")
-
-
-def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, gen: Path, has_data: bool) -> str:
+def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path, data_notebook: str | None) -> str:
+    """The sweep's results page: error by embedding size, map gallery, summary table, unfinished points."""
     from mrl.plots import error_by_dim, save_figure
 
     name = sweep_dir.name
     done = summary[summary["status"] == "done"]
-    lines = [f"# Results: {name}", ""]
     grid = ", ".join(f"`{k}` in {v}" for k, v in (spec.get("grid") or {}).items())
-    lines += [f"One run per grid point ({grid}); everything else fixed: "
-              f"`{json.dumps(spec.get('base') or {})}`. Lower error is better; *eval* formulas were never seen in "
-              f"training. {len(done)} of {len(summary)} points finished.", ""]
-    if len(done):
-        for metric, what in (("mae", "mean absolute error, in the property's units"),
-                             ("mape", "mean absolute percentage error")):
-            figure = gen / f"error_by_dim_{metric}.png"
-            save_figure(error_by_dim(done, metric), figure)
-            lines += [f"```{{figure}} {figure.name}", f":name: {name}-error-{metric}", "",
-                      f"{metric.upper()} ({what}) by embedding size.", "```", ""]
-    table = summary.copy()
-    table["point"] = [f"[{p}]({p}.md)" if s == "done" else p for p, s in zip(table["point"], table["status"])]
-    cols = [c for c in SUMMARY_COLUMNS if c in table.columns]
-    cols += [c for c in summary.columns if c not in cols and c not in METRIC_SKIP]
-    lines += ["## Summary table", "", "Wall time `wall_s` is training only (seconds); MAPE is in %.", "",
-              _table(table, cols), ""]
-    failed = summary[summary["status"] != "done"]
-    if len(failed):
+    lines = [f"# Results: {name}", "",
+             f"One run per grid point ({grid}), everything else fixed (`{json.dumps(spec.get('base') or {})}`). "
+             f"*eval* formulas were held out from training; {len(done)} of {len(summary)} points finished.", ""]
+    for metric, what in (("mae", "Mean absolute error (property units; lower is better)"),
+                         ("r2", "R² (higher is better)")):
+        if len(done) and done[f"eval_{metric}"].notna().any():
+            save_figure(error_by_dim(done, metric), out / f"error_by_dim_{metric}.png")
+            lines += _figure_block(f"error_by_dim_{metric}.png", f"{name}-error-{metric}",
+                                   f"{what} by embedding size.")
+    table = summary.assign(point=[f"[{p}]({p}.md)" if s == "done" else p
+                                  for p, s in zip(summary["point"], summary["status"])])
+    columns = ["point", *[c for c in (spec.get("grid") or {}) if c in table.columns and c != "embedding_dim"],
+               *[c for c in SUMMARY_COLUMNS[1:] if c in table.columns]]
+    lines += ["## Summary table", "", "`wall_s`: training time in seconds; MAPE in %. Each point links to its page.",
+              "", _table(table, columns), ""]
+    gallery = [(row.point, _maps(sweep_dir / row.point)[0]) for row in done.itertuples() if _maps(sweep_dir / row.point)]
+    if gallery:
+        lines += ["## Maps at a glance", "",
+                  "The first material map of every point (coloured by family): how the picture changes with the "
+                  "embedding size.", ""]
+        for start in range(0, len(gallery), GALLERY_COLUMNS):
+            chunk = gallery[start:start + GALLERY_COLUMNS]
+            lines += ["| " + " | ".join(f"[{p}]({p}.md) ({METHOD_TITLES.get(m.stem[4:], m.stem[4:])})"
+                                        for p, m in chunk) + " |",
+                      "|" + " --- |" * len(chunk),
+                      "| " + " | ".join(f"![map of {p}]({p}/{m.name})" for p, m in chunk) + " |", ""]
+    unfinished = summary[summary["status"] != "done"]
+    if len(unfinished):
         lines += ["## Points not finished", ""]
         lines += [f"- **{r.point}** ({r.status}): {r.error if isinstance(r.error, str) else 'not run yet'}"
-                  for r in failed.itertuples()]
-        lines += ["", "Re-run the sweep to finish pending points; failed ones need `--retry-failed`.", ""]
+                  for r in unfinished.itertuples()]
+        lines += ["", "Re-running the sweep finishes pending points; failed points need `--retry-failed`.", ""]
     lines += ["## Reproduce", "", "```bash", f"mrl sweep params/{name}.yaml && mrl report {sweep_dir}", "```", ""]
-    if has_data:
-        lines += [f"The data set is described in [the data notebook](data/01_data.ipynb).", ""]
+    if data_notebook:
+        lines += ["The data set is described in [the data notebook](data/" + data_notebook + ".ipynb).", ""]
     return "\n".join(lines)
 
 
-METRIC_SKIP = {"error", "notebooks_s", "train_rmse", "train_mape", "full_rmse", "full_r2", "full_mape"}
-
-
-def _point_page(point_dir: Path, row: Any, gen: Path, extra: Path, sweep: str) -> str:
-    """Markdown page of one finished point; copies its figures next to the page and its HTML maps to ``extra``."""
+def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
+    """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
+    ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site)."""
     name = point_dir.name
-    assets = gen / name
     metrics = read_json(point_dir / "metrics.json")
-    lines = [f"# {name}: embedding size {metrics.get('embedding_dim', '?')}", ""]
     ev, tr = metrics.get("eval", {}), metrics.get("train", {})
-    lines += [f"Eval MAE **{_fmt(ev.get('mae'))}** (R² {_fmt(ev.get('r2'))}, MAPE {_fmt(ev.get('mape'))} %), train "
-              f"MAE {_fmt(tr.get('mae'))}; {metrics.get('steps')} steps in {_fmt(metrics.get('wall_s'))} s on "
-              f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
-    table = _read_csv(file_path(point_dir, "metrics_table"))
-    if table is not None:
-        lines += [_table(table), ""]
+    lines = [f"# {name}: embedding size {metrics.get('embedding_dim', '?')}", "",
+             f"Eval MAE **{_fmt(ev.get('mae'))}** (R² {_fmt(ev.get('r2'))}, MAPE {_fmt(ev.get('mape'))} %), train "
+             f"MAE {_fmt(tr.get('mae'))}; {metrics.get('steps')} steps in {_fmt(metrics.get('wall_s'))} s on "
+             f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
+    table = file_path(point_dir, "metrics_table")
+    if table.exists():
+        lines += [_table(pd.read_csv(table)), ""]
 
-    def image(key: str, caption: str, method: str | None = None) -> list[str]:
-        src = file_path(point_dir, key, method)
-        if not src.exists():
-            return []
-        _copy_if_changed(src, assets / src.name)
-        label = f"{sweep}-{name}-{src.name}".replace(".", "-")
-        return [f"```{{figure}} {name}/{src.name}", f":name: {label}", "", caption, "```", ""]
+    def figure(src: Path, caption: str) -> list[str]:
+        (out / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, out / name / src.name)
+        return _figure_block(f"{name}/{src.name}", f"{sweep}-{name}-{src.name}", caption)
 
-    maps = sorted(point_dir.glob("map_*.png"), key=lambda p: list(METHOD_TITLES).index(p.stem[4:])
-                  if p.stem[4:] in METHOD_TITLES else 99)
+    maps = _maps(point_dir)
     if maps:
         lines += ["## Material maps", "",
                   "Each dot is a raw material, coloured by family, its size growing with usage; the most used are "
-                  "named. Materials the model finds interchangeable sit close together. Only raw vectors and PCA "
-                  "keep distances to the origin (no influence) meaningful.", ""]
+                  "named. Materials the model treats alike sit close together. Only raw vectors and PCA keep the "
+                  "origin (no influence) meaningful.", ""]
     for png in maps:
         method = png.stem[4:]
-        lines += image("map_png", f"{METHOD_TITLES.get(method, method)} map.", method)
+        title = METHOD_TITLES.get(method, method)
+        lines += figure(png, f"{title} map.")
         html = file_path(point_dir, "map_html", method)
         if html.exists():
-            target = extra / "maps" / sweep / name / html.name
-            _copy_if_changed(html, target)
+            maps_out.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(html, maps_out / html.name)
             src = f"../../maps/{sweep}/{name}/{html.name}"
-            lines += [f"Interactive {METHOD_TITLES.get(method, method)} map: hover a dot for its name and usage, "
-                      f"drag to zoom.", "",
+            lines += [f"Interactive {title} map: hover a dot for its name and usage, drag to zoom.", "",
                       f'<iframe src="{src}" width="100%" height="680" style="border:0" loading="lazy" '
                       f'title="interactive map {name} {method}"></iframe>', "",
                       f'<p><a href="{src}">Open the interactive map on its own page</a></p>', ""]
     if file_path(point_dir, "evolution").exists():
         lines += ["## Training evolution", "",
-                  "The same map at several training steps (one projection for all panels): the vectors start "
-                  "together at the origin and spread as the model learns which materials matter.", ""]
-        lines += image("evolution", "Material vectors during training.")
-        lines += image("evolution_gif", "Animation over all recorded steps.")
-    pairs = _read_csv(file_path(point_dir, "top_pairs"))
-    if pairs is not None:
-        keep = [c for c in pairs.columns if c in ("rank", "name_a", "family_a", "name_b", "family_b", "distance")]
+                  "The map at several training steps, one projection for all panels: the vectors start together "
+                  "at the origin and spread as the model learns which materials matter.", ""]
+        lines += figure(file_path(point_dir, "evolution"), "Material vectors during training.")
+        if file_path(point_dir, "evolution_gif").exists():
+            lines += figure(file_path(point_dir, "evolution_gif"), "The same as an animation.")
+    pairs = file_path(point_dir, "top_pairs")
+    if pairs.exists():
+        frame = pd.read_csv(pairs)
+        keep = [c for c in ("rank", "name_a", "family_a", "name_b", "family_b", "distance") if c in frame.columns]
         lines += ["## Most similar pairs", "", "Materials whose vectors point the same way (cosine distance).", "",
-                  _table(pairs.head(15), keep), ""]
-    clusters = _read_csv(file_path(point_dir, "clusters"))
-    if clusters is not None:
+                  _table(frame.head(15), keep), ""]
+    clusters = file_path(point_dir, "clusters")
+    if clusters.exists():
         lines += ["## Clusters", "", "k-means groups of the vectors, largest first, with their most used members.",
-                  "", _table(clusters), ""]
+                  "", _table(pd.read_csv(clusters)), ""]
     origin = file_path(point_dir, "origin_check")
     if origin.exists():
-        check = read_json(origin)
-        lines += ["## Influence and the origin", "", str(check.get("verdict", "")), ""]
-    truth = _read_csv(file_path(point_dir, "truth_scores"))
-    if truth is not None:
+        lines += ["## Influence and the origin", "", str(read_json(origin).get("verdict", "")), ""]
+    truth = file_path(point_dir, "truth_scores")
+    if truth.exists():
         lines += ["## Against the hidden truth", "",
                   "How well the vectors recover the synthetic lab's hidden families and properties, against a "
-                  "no-learning baseline of the same size (SVD of the content matrix).", "", _table(truth), ""]
-    lines += ["## Notebooks", "", "The executed notebooks of this point, with all outputs:", ""]
-    lines += [f"- [{nb.stem}]({name}/{nb.name})" for nb in sorted(point_dir.glob("0*.ipynb"))]
+                  "no-learning baseline of the same size (SVD of the content matrix).", "",
+                  _table(pd.read_csv(truth)), ""]
+    notebooks = sorted(point_dir.glob("0*.ipynb"))
+    lines += ["## Notebooks", "", "The executed notebooks of this point, with all their outputs:", ""]
+    lines += [f"- [{nb.stem}]({name}/{nb.name})" for nb in notebooks]
+    for nb in notebooks:
+        _copy_notebook(nb, out / name / nb.name, name)
     return "\n".join(lines) + "\n"
 
 
+def _sync(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold exactly ``src``'s files, leaving identical files untouched (Sphinx then skips them)."""
+    import filecmp
+
+    new = {p.relative_to(src) for p in src.rglob("*") if p.is_file()}
+    old = {p.relative_to(dst) for p in dst.rglob("*") if p.is_file()} if dst.exists() else set()
+    for rel in sorted(new):
+        target = dst / rel
+        if not (target.exists() and filecmp.cmp(src / rel, target, shallow=False)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, target)
+    for rel in old - new:
+        (dst / rel).unlink()
+
+
 def _toc(book_dir: Path) -> str:
-    """Table of contents: the intro, then one part per generated sweep (results, data, one chapter per point)."""
+    """Table of contents: the intro, then one part per generated sweep (results, data, a chapter per point with
+    its notebooks as sections)."""
     import yaml
 
     parts = []
-    for index in sorted((book_dir / "generated").glob("*/index.md")):
-        sweep_gen = index.parent
-        rel = sweep_gen.relative_to(book_dir).as_posix()
-        order = read_json(sweep_gen / "pages.json")
+    for pages in sorted((book_dir / "generated").glob("*/pages.json")):
+        rel = pages.parent.relative_to(book_dir).as_posix()
+        order = read_json(pages)
         chapters = [{"file": f"{rel}/index"}]
         if order.get("data"):
             chapters.append({"file": f"{rel}/data/{order['data']}"})
-        for point, notebooks in order["points"].items():
-            chapters.append({"file": f"{rel}/{point}",
-                             "sections": [{"file": f"{rel}/{point}/{nb}"} for nb in notebooks]})
-        parts.append({"caption": f"Sweep {sweep_gen.name}", "chapters": chapters})
-    toc = {"format": "jb-book", "root": "intro"}
-    if parts:
-        toc["parts"] = parts
-    return "# generated by mrl.report.build_report\n" + yaml.safe_dump(toc, sort_keys=False)
+        chapters += [{"file": f"{rel}/{point}", "sections": [{"file": f"{rel}/{point}/{nb}"} for nb in notebooks]}
+                     for point, notebooks in order["points"].items()]
+        parts.append({"caption": f"Sweep {pages.parent.name}", "chapters": chapters})
+    toc = {"format": "jb-book", "root": "intro", **({"parts": parts} if parts else {})}
+    return "# generated by mrl.report.generate_pages\n" + yaml.safe_dump(toc, sort_keys=False)
 
 
 def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path:
-    """Write the book pages of a sweep from its files into ``<book_dir>/generated/<sweep>/``; return the toc path.
+    """Write a sweep's book pages from its files into ``<book_dir>/generated/<sweep>/``; return the toc path.
 
-    Pages: ``index.md`` (results: summary table, error by embedding size), ``data/01_data.ipynb``, one page per
-    finished point (maps, evolution, pairs, clusters, influence, truth) with its executed notebooks below it.
-    Interactive maps go to ``generated/_extra/maps/`` (copied to the site root by ``html_extra_path``).
+    Pages: ``index.md`` (results: error by embedding size, map gallery, summary table), ``data/01_data.ipynb``,
+    and for every finished point ``<point>.md`` (maps, evolution, pairs, clusters, influence, truth) with its
+    executed notebooks in ``<point>/``. Interactive maps go to ``generated/_extra/maps/<sweep>/`` (copied to the
+    site root by ``html_extra_path`` in ``_config.yml``). The table of contents is ``generated/_toc.yml`` and
+    lists every sweep under ``generated/``. Unchanged files keep their time stamps, so rebuilds are incremental.
     """
+    import tempfile
+
     import yaml
 
-    from mrl.sweep import DATA_POINT, load_summary
+    from mrl.sweep import DATA_POINT, DONE, load_summary
 
     sweep_dir, book_dir = Path(sweep_dir), Path(book_dir)
     if not (book_dir / "_config.yml").exists():
-        raise FileNotFoundError(f"{book_dir}/_config.yml not found: book_dir must be the book source folder")
+        raise FileNotFoundError(f"{book_dir / '_config.yml'} not found: book_dir must be the book's source folder")
     summary = load_summary(sweep_dir)
     spec_path = sweep_dir / "sweep.yaml"
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
     sweep = sweep_dir.name
-    gen = book_dir / "generated" / sweep
-    extra = book_dir / "generated" / "_extra"
-    (extra / "maps").mkdir(parents=True, exist_ok=True)
-    before = {p for p in gen.rglob("*") if p.is_file()} | {p for p in (extra / "maps" / sweep).rglob("*")
-                                                          if p.is_file()}
-    gen.mkdir(parents=True, exist_ok=True)
-    written: set[Path] = set()
-
-    data_nb = None
-    data_dir = sweep_dir / DATA_POINT
-    executed = sorted(data_dir.glob("0*.ipynb")) if (data_dir / "done").exists() else []
-    if executed:
-        data_nb = executed[0].stem
-        written.add(_copy_notebook(executed[0], gen / "data" / executed[0].name, f"{sweep}"))
-    pages: dict[str, list[str]] = {}
-    for row in summary.itertuples():
-        point_dir = sweep_dir / row.point
-        if row.status != "done" or not (point_dir / "metrics.json").exists():
-            continue
-        text = _point_page(point_dir, row, gen, extra, sweep)
-        written.add(_write_if_changed(text, gen / f"{row.point}.md"))
-        notebooks = sorted(point_dir.glob("0*.ipynb"))
-        for nb in notebooks:
-            written.add(_copy_notebook(nb, gen / row.point / nb.name, row.point))
-        pages[row.point] = [nb.stem for nb in notebooks]
-    written.add(_write_if_changed(_results_page(sweep_dir, spec, summary, gen, data_nb is not None),
-                                  gen / "index.md"))
-    written.add(_write_if_changed(json.dumps({"data": data_nb, "points": pages}, indent=1), gen / "pages.json"))
-    written |= {p for p in gen.rglob("*") if p.is_file() and p.suffix in (".png", ".gif")
-                and p.parent.name in pages or p.name.startswith("error_by_dim")}
-    written |= {p for p in (extra / "maps" / sweep).rglob("*") if p.is_file() and p.parent.name in pages}
-    for stale in before - written:
-        stale.unlink(missing_ok=True)
-    toc = book_dir / "generated" / "_toc.yml"
-    _write_if_changed(_toc(book_dir), toc)
+    generated = book_dir / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=generated, prefix=".tmp-") as tmp:
+        out, maps_out = Path(tmp) / "pages", Path(tmp) / "maps"
+        out.mkdir()
+        maps_out.mkdir()
+        data_notebook = None
+        data_dir = sweep_dir / DATA_POINT
+        executed = sorted(data_dir.glob("0*.ipynb")) if (data_dir / DONE).exists() else []
+        if executed:
+            data_notebook = executed[0].stem
+            _copy_notebook(executed[0], out / "data" / executed[0].name, sweep)
+        points = {}
+        for row in summary[summary["status"] == "done"].itertuples():
+            point_dir = sweep_dir / row.point
+            (out / f"{row.point}.md").write_text(_point_page(point_dir, out, maps_out / row.point, sweep))
+            points[row.point] = [nb.stem for nb in sorted(point_dir.glob("0*.ipynb"))]
+        (out / "index.md").write_text(_results_page(sweep_dir, spec, summary, out, data_notebook))
+        (out / "pages.json").write_text(json.dumps({"data": data_notebook, "points": points}, indent=1) + "\n")
+        _sync(out, generated / sweep)
+        _sync(maps_out, generated / "_extra" / "maps" / sweep)
+    toc = generated / "_toc.yml"
+    text = _toc(book_dir)
+    if not (toc.exists() and toc.read_text() == text):
+        write_text(text, toc)
     return toc
 
 
@@ -585,22 +593,22 @@ def build_report(sweep_dir: str | Path, book_dir: str | Path = "book", build: bo
                  strict: bool = False) -> Path:
     """Generate a sweep's pages (:func:`generate_pages`) and build the book; return ``_build/html/index.html``.
 
-    ``strict`` turns Sphinx warnings into errors (``-W --keep-going``). ``build=False`` only writes the pages.
+    The build runs ``jupyter-book build <book_dir> --toc <book_dir>/generated/_toc.yml`` (notebooks are not
+    executed again: ``execute_notebooks: 'off'``). ``strict`` turns Sphinx warnings into errors
+    (``-W --keep-going``); ``build=False`` only writes the pages.
     """
     book_dir = Path(book_dir)
     toc = generate_pages(sweep_dir, book_dir)
     index = book_dir / "_build" / "html" / "index.html"
     if not build:
         return index
-    cmd = [*_jupyter_book(), "build", str(book_dir.resolve()), "--toc", str(toc.resolve())]
+    cmd = [_jupyter_book(), "build", str(book_dir.resolve()), "--toc", str(toc.resolve())]
     if strict:
         cmd += ["-W", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if re.search(r"WARNING|ERROR", line)]
-    for line in warnings[:20]:
-        log.warning("jupyter-book: %s", line)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in [ln for ln in (proc.stdout + proc.stderr).splitlines() if "WARNING" in ln or "ERROR" in ln][:20]:
+        log.warning("jupyter-book: %s", line.strip())
     if proc.returncode != 0 or not index.exists():
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
