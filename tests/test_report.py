@@ -1,0 +1,96 @@
+"""The Jupyter Book report of a sweep: pages generated from run files, the offline HTML build, and (where
+Chromium is installed) what a browser renders of the results page."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mrl.report import build_report, generate_pages
+from mrl.sweep import load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "params" / "quick.yaml"
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "intro.md")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A one-point sweep (with the data notebook) and its built book, in a temporary folder."""
+    tmp = tmp_path_factory.mktemp("report")
+    sweep = load_sweep(QUICK, runs_dir=str(tmp / "runs"), grid={"embedding_dim": [4]},
+                       notebook_params={"04_visualize": {"map_methods": ["pca"], "n_frames": 4, "gif_frames": 4,
+                                                         "influence_formulas": 20}})
+    summary = run_sweep(sweep, jobs=2)
+    assert (summary["status"] == "done").all(), summary["error"].tolist()
+    book = tmp / "book"
+    book.mkdir()
+    for name in BOOK_SOURCES:
+        shutil.copy(ROOT / "book" / name, book / name)
+    index = build_report(sweep.folder, book_dir=book)
+    return sweep, book, index
+
+
+def test_book_builds_with_results_and_point_pages(report):
+    sweep, book, index = report
+    html = book / "_build" / "html"
+    assert index == html / "index.html" and index.exists()
+    results = html / "generated" / "quick" / "index.html"
+    page = html / "generated" / "quick" / "dim_0004.html"
+    assert results.exists() and page.exists()
+    for notebook in ("data/01_data", "dim_0004/02_train", "dim_0004/03_evaluate", "dim_0004/04_visualize"):
+        assert (html / "generated" / "quick" / f"{notebook}.html").exists(), notebook
+    text = results.read_text()
+    assert "dim_0004" in text and "eval_mae" in text and "error_by_dim_mae" in text
+    # the interactive map is served next to the site and the page's iframe points at it
+    src = re.search(r'<iframe src="([^"]+)"', page.read_text()).group(1)
+    target = (page.parent / src).resolve()
+    assert target.exists() and target.stat().st_size > 1_000_000
+    assert "<table" in page.read_text() and "evolution.gif" in page.read_text()
+    config = (book / "_config.yml").read_text()
+    assert "execute_notebooks: 'off'" in config
+
+
+def test_pages_are_rewritten_only_when_their_source_changes(report):
+    sweep, book, _ = report
+    generated = book / "generated" / "quick"
+    before = {p: p.stat().st_mtime_ns for p in generated.rglob("*") if p.is_file()}
+    generate_pages(sweep.folder, book)
+    after = {p: p.stat().st_mtime_ns for p in generated.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _browser(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_results_page_renders_table_and_maps_in_a_browser(report, tmp_path):
+    _, book, _ = report
+    results = book / "_build" / "html" / "generated" / "quick" / "index.html"
+    dom = _browser(["--virtual-time-budget=5000", "--dump-dom", results.as_uri()], tmp_path / "profile").stdout
+    rows = re.findall(r"<tr\b.*?</tr>", dom, flags=re.S)
+    assert any("dim_0004" in row and re.search(r"\d\.\d", row) for row in rows), "summary table row missing"
+    images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+    maps = [src for src in images if "map_pca" in src]
+    assert maps, f"no map image on the results page: {images}"
+    assert all((results.parent / src).resolve().exists() for src in images)
+
+    shot = tmp_path / "results.png"
+    _browser(["--hide-scrollbars", "--window-size=1200,2400", "--virtual-time-budget=5000",
+              f"--screenshot={shot}", results.as_uri()], tmp_path / "profile")
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    coloured = int((rgb.max(axis=2) - rgb.min(axis=2) > 60).sum())  # plot lines and map dots; the page is grey
+    assert coloured > 3000, f"only {coloured} coloured pixels in the screenshot: the figures did not render"
