@@ -47,10 +47,14 @@ PUBLISHED: dict[str, list[tuple[str, float]]] = {
 TASKS: dict[str, dict] = {
     "steels": dict(dataset="matbench_steels", unit="MPa", dims=(4, 16, 64), init_dim=16,
                    mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
-                            batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128))),
+                            batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
+                   tune_grid=({"embedding_dim": 64}, {"embedding_dim": 16, "mat2vec": True},
+                              {"embedding_dim": 16, "mat2vec": True, "content_scale": "none"})),
     "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", dims=(4, 16, 64), init_dim=16,
                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
-                              batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128))),
+                              batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
+                     tune_grid=({"embedding_dim": 64}, {"embedding_dim": 16, "mat2vec": True},
+                                {"embedding_dim": 64, "content_scale": "median"})),
 }
 #: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
 BASELINES: list[tuple[str, str, str, dict]] = [
@@ -122,6 +126,15 @@ def refit_usage(data):
     return FormulaData(data.formulas, data.properties, mats, data.targets, data.conditions, data.name)
 
 
+def inner_split(n: int, frac: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask of a seeded random inner-validation share ``frac`` of ``n`` training rows (at least 1 row)."""
+    if not 0 < frac < 1:
+        raise ValueError(f"frac must be in (0, 1), got {frac}")
+    mask = np.zeros(n, bool)
+    mask[np.random.default_rng(seed).permutation(n)[:max(1, int(round(frac * n)))]] = True
+    return mask
+
+
 @contextlib.contextmanager
 def initialised_tables(values: np.ndarray | None) -> Iterator[None]:
     """While active, every ``MixtureModel`` that ``MixtureRegressor.fit`` builds starts from ``values`` (stop-gap
@@ -187,6 +200,47 @@ def run_mrl(data, folds, dim: int, settings: dict, init: np.ndarray | None, labe
     row = fold_summary(label, f"dim {dim}", maes, time.perf_counter() - start)
     log(f"  {label:<14} dim {dim:<6} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
     return row, first
+
+
+def run_mrl_tuned(data, folds, dim: int, settings: dict, grid: Sequence[dict], init_for, label: str,
+                  log) -> tuple[dict, list[dict]]:
+    """Nested selection: in each outer fold, every candidate ``{**settings, **grid[j]}`` is fitted on 80 % of the
+    training fold and scored on the other 20 % (:func:`inner_split`); the best is refitted on the whole training
+    fold and scored on the test fold. A candidate may set ``embedding_dim`` (default ``dim``) and ``mat2vec: True``
+    (start from ``init_for(embedding_dim)``). Returns the row and the per-fold choices."""
+    from mrl.estimator import MixtureRegressor
+
+    y = data.target_values()
+    maes, choices = [], []
+    start = time.perf_counter()
+
+    def fit(train_mask, params):
+        params = dict(params)
+        size = int(params.pop("embedding_dim", dim))
+        start_from = init_for(size) if params.pop("mat2vec", False) else None
+        est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
+                               eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
+        with initialised_tables(start_from):
+            return est.fit(refit_usage(data.subset(train_mask)))
+
+    for k, (train, test) in enumerate(folds):
+        held = inner_split(len(train), 0.2, seed=k)
+        inner_tr, inner_va = train[~held], train[held]
+        scores = []
+        for cand in grid:
+            params = {**settings, **cand}
+            est = fit(np.isin(np.arange(data.n_samples), inner_tr), params)
+            va = np.isin(np.arange(data.n_samples), inner_va)
+            scores.append(float(np.abs(est.predict(data.subset(va)) - y[va]).mean()))
+        best = int(np.argmin(scores))
+        mask = np.isin(np.arange(data.n_samples), train)
+        est = fit(mask, {**settings, **grid[best]})
+        maes.append(float(np.abs(est.predict(data.subset(~mask)) - y[test]).mean()))
+        choices.append({"fold": k, "inner_mae": scores, "chosen": grid[best]})
+    row = fold_summary(label, "inner-selected", maes, time.perf_counter() - start)
+    log(f"  {label:<14} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s); choices "
+        f"{[c['chosen'] for c in choices]}")
+    return row, choices
 
 
 def element_agreement(vector_sets: dict[str, np.ndarray], ids: np.ndarray, k: int = 5, n_random: int = 20,
@@ -280,6 +334,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--min-formulas", type=int, default=10,
                         help="elements used in fewer training formulas are left out of the element analysis")
     parser.add_argument("--k", type=int, default=5, help="neighbours in the element analysis")
+    parser.add_argument("--tune", action="store_true",
+                        help="add a 'mrl tuned' row: per outer fold, pick among the task's tune_grid candidates on "
+                             "an inner 80/20 split of the training fold (about 4x the cost of one mrl row)")
+    parser.add_argument("--only-tuned", action="store_true", help="with --tune: skip all other rows and the "
+                                                                  "element analysis")
     args = parser.parse_args(argv)
     if args.plot_from:
         result = json.loads(args.plot_from.read_text())
@@ -312,14 +371,35 @@ def main(argv: Sequence[str] | None = None) -> dict:
         dims, trees = QUICK["dims"], QUICK["trees"]
     log(f"# matbench {args.task}: {data.n_samples} samples, {data.n_materials} elements, {len(folds)} folds"
         f"{' (QUICK: not the protocol)' if args.quick else ''}; mrl {settings}")
+    m2v = element_table("mat2vec")
+
+    def init_for(size: int) -> np.ndarray:
+        return initial_table(m2v, data.material_ids, size, activation="tanh")
+
+    tuned_choices = None
+    if args.only_tuned and not args.tune:
+        parser.error("--only-tuned needs --tune")
+    if args.tune:
+        row, tuned_choices = run_mrl_tuned(data, folds, cfg["init_dim"], settings, cfg["tune_grid"], init_for,
+                                           "mrl tuned", log)
+        if args.only_tuned:
+            result = {"task": args.task, "quick": args.quick, "n_folds": len(folds), "rows": [row],
+                      "tune_grid": list(cfg["tune_grid"]), "tuned_choices": tuned_choices,
+                      "total_wall_s": time.perf_counter() - t0}
+            print(json.dumps(result, indent=1))
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(result, indent=1))
+            return result
     rows = run_baselines(data, folds, trees, log)
+    if args.tune:
+        rows.append(row)
     models = {}
     for dim in dims:
         row, est = run_mrl(data, folds, dim, settings, None, "mrl", log)
         rows.append(row)
         models[f"mrl dim {dim}"] = est
-    m2v = element_table("mat2vec")
-    init = initial_table(m2v, data.material_ids, cfg["init_dim"], activation="tanh")
+    init = init_for(cfg["init_dim"])
     row, est = run_mrl(data, folds, cfg["init_dim"], settings, init, "mrl+mat2vec", log)
     rows.append(row)
     models[f"mrl+mat2vec dim {cfg['init_dim']}"] = est
@@ -363,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {"task": args.task, "quick": args.quick, "n_samples": data.n_samples, "n_folds": len(folds),
               "mrl_settings": {**settings, "hidden": list(settings["hidden"])}, "rows": rows,
               "published_quoted": PUBLISHED[args.task], "element_agreement": agree.to_dict(orient="records"),
-              "element_ids": [str(i) for i in ids], "total_wall_s": total}
+              "element_ids": [str(i) for i in ids], "total_wall_s": total,
+              "tune_grid": list(cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))

@@ -132,3 +132,27 @@ def test_mae_figure_and_plot_from(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(result))
     bench.main(["--plot-from", str(tmp_path / "r.json"), "--figure", str(tmp_path / "g.png")])
     assert (tmp_path / "g.png").exists()
+
+
+def test_inner_split_deterministic_share():
+    a = bench.inner_split(10, 0.2, seed=3)
+    assert a.sum() == 2 and np.array_equal(a, bench.inner_split(10, 0.2, seed=3))
+    assert bench.inner_split(3, 0.1).sum() == 1
+    with pytest.raises(ValueError):
+        bench.inner_split(10, 1.0)
+
+
+def test_run_mrl_tuned_tiny():
+    rng = np.random.default_rng(0)
+    n = 30
+    forms = pd.DataFrame({"formula_id": np.repeat([f"f{i}" for i in range(n)], 2),
+                          "material_id": np.tile(["Fe", "C"], n),
+                          "content": np.column_stack([1 - (c := rng.uniform(0, 0.3, n)), c]).ravel()})
+    props = pd.DataFrame({"formula_id": [f"f{i}" for i in range(n)], "y": c * 10})
+    data = load_formulas(forms, props, targets="y", content_unit="fraction")
+    folds = [(np.arange(0, 20), np.arange(20, 30))]
+    settings = dict(steps=5, batch_size=8, hidden=(4,), pin_origin=None, target_transform="none")
+    grid = [{"embedding_dim": 2}, {"embedding_dim": 3, "mat2vec": True}]
+    row, choices = bench.run_mrl_tuned(data, folds, 2, settings, grid, lambda d: np.zeros((2, d)), "t", print)
+    assert row["n_folds"] == 1 and np.isfinite(row["mae_mean"])
+    assert choices[0]["chosen"] in grid and len(choices[0]["inner_mae"]) == 2
