@@ -1,0 +1,350 @@
+"""Melt viscosity (gpvisc 0.3.5 data, Le Losq, Ferraina et al. 2024, arXiv 2409.20235): mrl against classical
+baselines and the published Gaussian-process models, on the paper's split, plus a grouped cross-validation and the
+analysis figures of ``book/melt_viscosity.md``.
+
+Everything is in log10 Pa s. The mrl variants (head ``direct``/``vft`` x embedding size) are trained on the
+paper's *train* split; the winner is chosen on the *valid* split only (``eval`` in mrl) and then retrained for
+``--final-steps``; the *test* split is only reported.
+
+    python benchmarks/melt_viscosity.py                    # ~20-25 min on 2 busy cores
+    python benchmarks/melt_viscosity.py --quick            # ~2 min smoke run (few steps, fewer variants)
+    python benchmarks/melt_viscosity.py --json runs/melt_benchmark.json --figures book/figures
+
+The data come from the gpvisc wheel (GPL-3.0); see ``mrl.datasets``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mrl.baselines import condition_features, fit_predict, fraction_matrix, regression_scores
+from mrl.data import FormulaData
+from mrl.datasets import load_dataset, published_gp_metrics
+from mrl.estimator import MixtureRegressor
+from mrl.io import write_json
+
+#: Shared settings of every mrl variant (tuned on the valid split; see book/melt_viscosity.md).
+MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", pin_origin=None,
+                target_transform="none", inverse_conditions=["T"], batch_size=1024, lr=1e-2,
+                embedding_weight_decay=1e-4, lr_schedule="cosine", device="cpu", progress=False, seed=0)
+FORMERS = ("SiO2", "Al2O3", "P2O5", "TiO2")
+MODIFIERS = ("Na2O", "K2O", "CaO", "MgO", "FeO", "MnO")
+#: Well-known melts for the viscosity-temperature figure: target mole fractions.
+REFERENCE_MELTS = {
+    "SiO2 (silica)": {"SiO2": 1.0},
+    "albite NaAlSi3O8": {"SiO2": 0.75, "Al2O3": 0.125, "Na2O": 0.125},
+    "diopside CaMgSi2O6": {"SiO2": 0.5, "MgO": 0.25, "CaO": 0.25},
+    "basalt": {"SiO2": 0.532, "TiO2": 0.021, "Al2O3": 0.093, "FeO": 0.083, "MnO": 0.002, "Na2O": 0.028,
+               "K2O": 0.005, "MgO": 0.106, "CaO": 0.129, "P2O5": 0.002},
+}
+
+
+# ----------------------------------------------------------------------------------------------- features
+def baseline_features(data: FormulaData, kind: str) -> np.ndarray:
+    """``trees``: fractions, 1000/T, P; ``ridge``: those plus fractions x 1000/T."""
+    frac = fraction_matrix(data)
+    cond = condition_features(data, inverse_T=True)  # T, P, 1000/T
+    inv_t, p = cond[:, -1:], cond[:, list(data.conditions).index("P")][:, None]
+    X = np.hstack([frac, inv_t, p])
+    if kind == "ridge":
+        X = np.hstack([X, frac * inv_t])
+    return X
+
+
+BASELINES = {"dummy": ("trees", {}), "ridge": ("ridge", {}),
+             "random_forest": ("trees", {"n_jobs": 1, "n_estimators": 200, "min_samples_leaf": 2}),
+             "lightgbm": ("trees", {"n_jobs": 1})}
+
+
+def run_baseline(name: str, train: FormulaData, test: FormulaData, seed: int = 0,
+                 quick: bool = False) -> tuple[np.ndarray, float]:
+    kind, params = BASELINES[name]
+    if quick and name in ("random_forest", "lightgbm"):
+        params = {**params, "n_estimators": 50 if name == "random_forest" else 300}
+    start = time.perf_counter()
+    pred = fit_predict(name, baseline_features(train, kind), train.target_values(), baseline_features(test, kind),
+                       seed=seed, **params)
+    return pred, time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------------- mrl
+def make_mrl(head: str, dim: int, steps: int, **overrides) -> MixtureRegressor:
+    params = {**MRL_BASE, **overrides}
+    every = max(steps, 1)
+    return MixtureRegressor(embedding_dim=dim, head=head, steps=steps, eval_every=every, snapshot_every=every,
+                            checkpoint_every=every, **params)
+
+
+def fit_mrl(head: str, dim: int, steps: int, train: FormulaData, **overrides) -> tuple[MixtureRegressor, float]:
+    start = time.perf_counter()
+    est = make_mrl(head, dim, steps, **overrides).fit(train)
+    return est, time.perf_counter() - start
+
+
+def rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(p)) ** 2)))
+
+
+# ----------------------------------------------------------------------------------------------- grouped CV
+def grouped_cv(data: FormulaData, models: dict, n_splits: int = 5) -> pd.DataFrame:
+    """GroupKFold over ``group`` (composition name) on all measurements; one row per (model, fold).
+
+    ``models``: name -> callable ``(train, test) -> predictions``."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = data.properties["group"].to_numpy()
+    folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(data.n_samples), groups=groups))
+    y = data.target_values()
+    rows = []
+    for name, fn in models.items():
+        for k, (tr, te) in enumerate(folds):
+            m_tr = np.zeros(data.n_samples, bool)
+            m_tr[tr] = True
+            start = time.perf_counter()
+            pred = fn(data.subset(m_tr), data.subset(~m_tr))
+            rows.append({"model": name, "fold": k, **regression_scores(y[~m_tr], pred), "n": int((~m_tr).sum()),
+                         "wall_s": time.perf_counter() - start})
+            print(f"  cv {name} fold {k}: rmse {rows[-1]['rmse']:.3f} ({rows[-1]['wall_s']:.0f} s)", flush=True)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+def composition_table(data: FormulaData) -> pd.DataFrame:
+    return data.formulas.pivot_table(index="formula_id", columns="material_id", values="content",
+                                     fill_value=0.0).reindex(columns=data.material_ids, fill_value=0.0)
+
+
+def find_melt(comp: pd.DataFrame, target: dict, tol: float = 0.01) -> list[str]:
+    """Formula ids whose mole fractions are within ``tol`` (Euclidean) of ``target``; the nearest if none."""
+    t = pd.Series(target).reindex(comp.columns).fillna(0.0)
+    dist = np.sqrt(((comp - t) ** 2).sum(axis=1))
+    close = dist[dist <= tol]
+    return list(close.index) if len(close) else [dist.idxmin()]
+
+
+def embedding_analysis(est: MixtureRegressor, data: FormulaData, max_formulas: int = 300) -> dict:
+    """Vectors, 2-D map, influence (+1 mol%, others renormalised, at each measurement's own T and P) and the
+    former/modifier separation of the learned vectors."""
+    from mrl.analysis import influence, project
+
+    emb = est.embeddings()
+    cols = [f"e{i}" for i in range(est.embedding_dim)]
+    X = emb[cols].to_numpy()
+    coords = project(X, "pca" if X.shape[1] > 2 else "raw")
+    matrix = data.content_matrix()[data.sample_rows()]
+    infl = influence(emb, predict=est.predict_matrix, content_matrix=matrix, conditions=data.condition_values(),
+                     delta=0.01, max_formulas=max_formulas, seed=0)
+    ids = emb["material_id"].to_numpy()
+    is_f, is_m = np.isin(ids, FORMERS), np.isin(ids, MODIFIERS)
+    cf, cm = X[is_f].mean(0), X[is_m].mean(0)
+    within = np.sqrt(np.mean(np.concatenate([((X[is_f] - cf) ** 2).sum(1), ((X[is_m] - cm) ** 2).sum(1)])))
+    # nearest-centroid classification of each former/modifier (leave-one-out)
+    correct = 0
+    for i in np.flatnonzero(is_f | is_m):
+        f_mask, m_mask = is_f.copy(), is_m.copy()
+        f_mask[i] = m_mask[i] = False
+        d_f = np.linalg.norm(X[i] - X[f_mask].mean(0))
+        d_m = np.linalg.norm(X[i] - X[m_mask].mean(0))
+        correct += int((d_f < d_m) == bool(is_f[i]))
+    sep = {"centroid_distance": float(np.linalg.norm(cf - cm)), "within_rms": float(within),
+           "loo_nearest_centroid_correct": f"{correct}/{int((is_f | is_m).sum())}"}
+    return {"emb": emb, "coords": coords, "influence": infl, "separation": sep}
+
+
+def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: FormulaData, analysis: dict,
+            folder: Path, best_label: str, other_label: str) -> list[Path]:
+    """book/figures/melt_map.png, melt_effect.png, melt_vft_curves.png, melt_parity.png."""
+    from matplotlib.figure import Figure
+
+    from mrl.plots import material_map, parity, save_figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    emb, infl = analysis["emb"], analysis["influence"]
+    fig = material_map(analysis["coords"], emb, color_by="family", annotate=len(emb),
+                       title=f"Oxide vectors, {best_label} (PCA of the effective vectors)")
+    out.append(save_figure(fig, folder / "melt_map.png", dpi=90))
+
+    order = infl.sort_values("effect")
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    colors = ["tab:red" if m in FORMERS else "tab:blue" if m in MODIFIERS else "tab:gray"
+              for m in order["material_id"]]
+    ax.barh(order["material_id"], order["effect"], color=colors)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("mean change of predicted log10 viscosity for +1 mol% (others renormalised), at measured T, P")
+    ax.set_title("Signed effect of each oxide (red: formers, blue: modifiers, grey: other)", fontsize=9)
+    out.append(save_figure(fig, folder / "melt_effect.png", dpi=90))
+
+    comp = composition_table(data)
+    props = data.properties
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    for ax, (label, target) in zip(axes, REFERENCE_MELTS.items()):
+        ids = find_melt(comp, target)
+        pts = props[props["formula_id"].isin(ids) & (props["P"] <= 1e-3)]
+        for split, marker in (("train", "o"), ("eval", "s"), ("test", "^")):
+            part = pts[pts["split"] == split]
+            if len(part):
+                ax.scatter(1e4 / part["T"], part["viscosity"], marker=marker, s=18, label=f"measured ({split})",
+                           alpha=0.8)
+        t_lo = float(pts["T"].min()) if len(pts) else 800.0
+        t_hi = float(pts["T"].max()) if len(pts) else 2000.0
+        grid = np.linspace(t_lo * 0.95, t_hi * 1.05, 80)
+        row = comp.loc[ids[0]].to_numpy()[None, :]
+        import scipy.sparse as sp
+
+        mat = sp.csr_matrix(np.repeat(row, len(grid), axis=0))
+        cond = np.column_stack([grid, np.zeros_like(grid)])
+        ax.plot(1e4 / grid, best.predict_matrix(mat, cond), color="black", label=best_label)
+        if other is not None:
+            ax.plot(1e4 / grid, other.predict_matrix(mat, cond), color="gray", ls="--", label=other_label)
+        ax.set_title(f"{label} ({len(ids)} composition(s), {len(pts)} points at 1 bar)", fontsize=9)
+        ax.set_xlabel("10^4 / T (K^-1)")
+        ax.set_ylabel("log10 viscosity (Pa s)")
+        ax.legend(fontsize=7)
+    out.append(save_figure(fig, folder / "melt_vft_curves.png", dpi=80))
+
+    test = data.subset(props["split"].to_numpy() == "test")
+    fig = parity(test.target_values(), best.predict(test), log=False)
+    out.append(save_figure(fig, folder / "melt_parity.png", dpi=80))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=None, help="training steps of each screened mrl variant")
+    parser.add_argument("--final-steps", type=int, default=None, help="steps of the retrained winner")
+    parser.add_argument("--cv-steps", type=int, default=None, help="steps of mrl in each grouped-CV fold")
+    parser.add_argument("--dims", type=int, nargs="+", default=None)
+    parser.add_argument("--heads", nargs="+", default=["direct", "vft"])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--no-cv", action="store_true")
+    parser.add_argument("--json", help="write {name: {rmse, mae, r2, wall_s}} here")
+    parser.add_argument("--figures", default=None, help="folder for the analysis PNGs (e.g. book/figures)")
+    parser.add_argument("--quick", action="store_true", help="~2-min smoke run")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    quick = args.quick
+    steps = args.steps or (150 if quick else 1000)
+    final_steps = args.final_steps or (300 if quick else 12000)
+    cv_steps = args.cv_steps or (100 if quick else 2000)
+    dims = args.dims or ([2, 8] if quick else [2, 4, 8, 12, 16])
+    total_start = time.perf_counter()
+
+    data = load_dataset("melt_viscosity")
+    split = data.properties["split"].to_numpy()
+    train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
+    groups = data.properties["group"]
+    train_names = set(groups[split == "train"])
+    test_names = set(groups[split == "test"])
+    train_forms = set(data.properties["formula_id"][split == "train"])
+    test_forms = set(data.properties["formula_id"][split == "test"])
+    leak_rows = int((groups[split == "test"].isin(train_names)).sum())
+    print(f"melt_viscosity: {data.n_samples} measurements, {data.n_formulas} compositions, "
+          f"{data.n_materials} oxides; train/valid/test rows {len(train.properties)}/{len(valid.properties)}/"
+          f"{len(test.properties)}")
+    print(f"published split overlap: {len(test_names & train_names)} of {len(test_names)} test names "
+          f"({len(test_forms & train_forms)} of {len(test_forms)} test compositions, {leak_rows} test rows) "
+          f"also occur in train")
+    results: dict[str, dict] = {}
+    y_test, y_valid = test.target_values(), valid.target_values()
+
+    print("\n## baselines (fit on train, scored on test)")
+    for name in BASELINES:
+        pred, wall = run_baseline(name, train, test, quick=quick)
+        results[name] = {**regression_scores(y_test, pred), "wall_s": wall}
+        print(f"  {name:14s} test rmse {results[name]['rmse']:.3f} ({wall:.1f} s)", flush=True)
+
+    print(f"\n## mrl variants ({steps} steps each, batch {MRL_BASE['batch_size']}, lr {MRL_BASE['lr']}); "
+          "winner by valid RMSE")
+    screen = []
+    for head in args.heads:
+        for dim in dims:
+            est, wall = fit_mrl(head, dim, steps, train)
+            row = {"head": head, "dim": dim, "valid_rmse": rmse(y_valid, est.predict(valid)),
+                   "test_rmse": rmse(y_test, est.predict(test)), "wall_s": wall}
+            screen.append(row)
+            results[f"mrl_{head}_d{dim}_screen"] = {**regression_scores(y_test, est.predict(test)), "wall_s": wall}
+            print(f"  {head:6s} dim {dim:2d}: valid {row['valid_rmse']:.3f} test {row['test_rmse']:.3f} "
+                  f"({wall:.0f} s)", flush=True)
+    screen = pd.DataFrame(screen)
+    win = screen.loc[screen["valid_rmse"].idxmin()]
+    head, dim = str(win["head"]), int(win["dim"])
+    print(f"  winner on valid: head={head} dim={dim}")
+    others = screen[screen["head"] != head]
+    other_cfg = others.loc[others["valid_rmse"].idxmin()] if len(others) else None
+
+    print(f"\n## winner retrained for {final_steps} steps (best of the other head: {final_steps // 3}, for the figures)")
+    best, wall = fit_mrl(head, dim, final_steps, train)
+    results["mrl"] = {**regression_scores(y_test, best.predict(test)), "wall_s": wall,
+                      "head": head, "dim": dim, "steps": final_steps, "valid_rmse": rmse(y_valid, best.predict(valid))}
+    print(f"  mrl {head} dim {dim}: valid {results['mrl']['valid_rmse']:.3f} test {results['mrl']['rmse']:.3f} "
+          f"({wall:.0f} s)", flush=True)
+    other = None
+    if other_cfg is not None:
+        oh, od = str(other_cfg["head"]), int(other_cfg["dim"])
+        other, owall = fit_mrl(oh, od, final_steps // 3, train)
+        results[f"mrl_{oh}"] = {**regression_scores(y_test, other.predict(test)), "wall_s": owall, "head": oh,
+                                "dim": od, "steps": final_steps // 3, "valid_rmse": rmse(y_valid, other.predict(valid))}
+        print(f"  mrl {oh} dim {od}: valid {results[f'mrl_{oh}']['valid_rmse']:.3f} "
+              f"test {results[f'mrl_{oh}']['rmse']:.3f} ({owall:.0f} s)", flush=True)
+
+    gp = published_gp_metrics()
+    for _, r in gp.iterrows():
+        results[f"gp_published_{r['model']}"] = {"rmse": float(r["test"]), "mae": None, "r2": None, "wall_s": None}
+
+    print("\n## test split (paper's test), log10 Pa s")
+    table = pd.DataFrame([{"model": k, **{m: v.get(m) for m in ("rmse", "mae", "r2", "wall_s")}}
+                          for k, v in results.items() if not k.endswith("_screen")])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n## all screened variants (valid = selection, test = report only)")
+    print(screen.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    cv_table = None
+    if not args.no_cv:
+        print(f"\n## grouped {2 if quick else args.folds}-fold CV (GroupKFold on composition name, all {data.n_samples} rows)")
+
+        def baseline_fn(name):
+            return lambda tr, te: run_baseline(name, tr, te, quick=quick)[0]
+
+        def mrl_fn(tr, te):
+            return fit_mrl(head, dim, cv_steps, tr)[0].predict(te)
+
+        cv = grouped_cv(data, {"ridge": baseline_fn("ridge"), "lightgbm": baseline_fn("lightgbm"),
+                               f"mrl_{head}_d{dim}": mrl_fn}, n_splits=2 if quick else args.folds)
+        cv_table = cv.groupby("model", sort=False).agg(rmse=("rmse", "mean"), rmse_sd=("rmse", "std"),
+                                                       mae=("mae", "mean"), r2=("r2", "mean"),
+                                                       wall_s=("wall_s", "sum"))
+        print(cv_table.to_string(float_format=lambda v: f"{v:.3f}"))
+        for name, r in cv_table.iterrows():
+            results[f"cv_{name}"] = {"rmse": r["rmse"], "mae": r["mae"], "r2": r["r2"], "wall_s": r["wall_s"],
+                                     "rmse_sd": r["rmse_sd"]}
+
+    print("\n## analysis of the winner (fit on train)")
+    analysis = embedding_analysis(best, train)
+    infl = analysis["influence"][["material_id", "family", "norm", "influence", "effect", "n_evaluated"]]
+    print(infl.sort_values("effect").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("  former/modifier separation:", analysis["separation"])
+    emb = analysis["emb"]
+    coords = pd.DataFrame(analysis["coords"], columns=["pc1", "pc2"])
+    coords.insert(0, "material_id", emb["material_id"])
+    print(coords.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.figures:
+        paths = figures(best, other, data, analysis, Path(args.figures), f"mrl {head} d{dim}",
+                        f"mrl {other_cfg['head']} d{int(other_cfg['dim'])}" if other_cfg is not None else "")
+        print("  figures:", ", ".join(str(p) for p in paths))
+    if args.json:
+        write_json(results, args.json)
+        print(f"wrote {args.json}")
+    print(f"\ntotal wall time {time.perf_counter() - total_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
