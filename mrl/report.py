@@ -17,13 +17,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from mrl.io import read_json, write_json, write_table, write_text
+
+if TYPE_CHECKING:
+    from mrl.data import FormulaData
+    from mrl.params import RunParams
+    from mrl.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,9 @@ FILES = {
     # 02_train
     "history": "history.png",
     # 03_evaluate
-    "metrics_table": "metrics_table.csv", "parity": "parity.png", "error_by_usage": "error_by_usage.csv",
-    "error_by_usage_png": "error_by_usage.png", "unseen_effect": "unseen_effect.csv",
+    "metrics_table": "metrics_table.csv", "log10_metrics": "log10_metrics.csv", "parity": "parity.png",
+    "error_by_usage": "error_by_usage.csv", "error_by_usage_png": "error_by_usage.png",
+    "unseen_effect": "unseen_effect.csv",
     # 04_visualize
     "map_png": "map_{method}.png", "map_html": "map_{method}.html", "evolution": "evolution.png",
     "evolution_gif": "evolution.gif", "top_pairs": "top_pairs.csv", "clusters": "clusters.csv",
@@ -88,7 +94,7 @@ def save(obj: Any, folder: str | Path, key: str, method: str | None = None) -> A
     return obj
 
 
-def open_run(params: "mrl.params.RunParams") -> "mrl.runs.Run":  # noqa: F821
+def open_run(params: RunParams) -> Run:
     """The finished run named by ``params`` (``runs_dir/name``), with a hint when it is missing."""
     from mrl.runs import load_run, run_dir
 
@@ -117,7 +123,7 @@ def _figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (7, 4
 
 
 # ------------------------------------------------------------------------------------------------ 01: the data
-def data_summary(data: "mrl.data.FormulaData") -> pd.DataFrame:  # noqa: F821
+def data_summary(data: FormulaData) -> pd.DataFrame:
     """Counts that describe a data set: one row per quantity (``quantity, value``)."""
     per_formula = data.formulas.groupby("formula_id").size()
     usage = data.materials["n_formulas"]
@@ -138,7 +144,7 @@ def data_summary(data: "mrl.data.FormulaData") -> pd.DataFrame:  # noqa: F821
     return pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": str})
 
 
-def ingredients_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
+def ingredients_figure(data: FormulaData) -> Figure:
     """Histogram of the number of ingredients per formula."""
     counts = data.formulas.groupby("formula_id").size()
     fig, axes = _figure()
@@ -150,7 +156,7 @@ def ingredients_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
     return fig
 
 
-def usage_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
+def usage_figure(data: FormulaData) -> Figure:
     """Usage of every material (formulas using it) against its usage rank, log-log: the long tail."""
     usage = np.sort(data.materials["n_formulas"].to_numpy())[::-1]
     fig, axes = _figure(1, 2, figsize=(10, 4))
@@ -171,7 +177,7 @@ def usage_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
     return fig
 
 
-def content_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
+def content_figure(data: FormulaData) -> Figure:
     """Content (fraction, log scale) of every ingredient entry, one box per material family."""
     import seaborn as sns
 
@@ -188,7 +194,7 @@ def content_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
     return fig
 
 
-def target_figure(data: "mrl.data.FormulaData") -> Figure:  # noqa: F821
+def target_figure(data: FormulaData) -> Figure:
     """Histogram of the target (log-spaced bins when it is positive and spans more than two decades)."""
     y = data.target_values()
     wide = bool((y > 0).all() and y.max() / y.min() > 100)
@@ -251,7 +257,7 @@ def umap_neighbours(X: np.ndarray, n_neighbors: int = 15) -> dict[str, Any]:
     return {"n_neighbors": k, "precomputed_knn": (idx, dist)}
 
 
-def write_maps(run: "mrl.runs.Run", methods: Sequence[str] = MAP_METHODS, influence: pd.DataFrame | None = None,  # noqa: F821
+def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.DataFrame | None = None,
                seed: int = 0, interactive: int = 1) -> pd.DataFrame:
     """Draw the material map for each projection (:func:`map_methods`) into the run folder.
 
@@ -279,7 +285,7 @@ def write_maps(run: "mrl.runs.Run", methods: Sequence[str] = MAP_METHODS, influe
     return pd.DataFrame(rows, columns=["method", "png", "html"])
 
 
-def write_evolution(run: "mrl.runs.Run", n_frames: int = 9, gif_frames: int = 16, method: str = "pca",  # noqa: F821
+def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
                     seed: int = 0) -> Any:
     """Write ``evolution.png`` (``n_frames`` small multiples) and ``evolution.gif`` (``gif_frames`` steps) into the
     run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
@@ -290,12 +296,13 @@ def write_evolution(run: "mrl.runs.Run", n_frames: int = 9, gif_frames: int = 16
     emb = run.embeddings
     frames = evolution_frames(run.snapshots, n_frames=n_frames, method=method, seed=seed)
     shown = save(evolution_grid(frames, emb), run.path, "evolution")
-    every = evolution_frames(run.snapshots, n_frames=gif_frames, method=method, seed=seed)
-    evolution_animation(every, emb, file_path(run.path, "evolution_gif"))
+    if gif_frames != n_frames:
+        frames = evolution_frames(run.snapshots, n_frames=gif_frames, method=method, seed=seed)
+    evolution_animation(frames, emb, file_path(run.path, "evolution_gif"))
     return shown
 
 
-def run_influence(run: "mrl.runs.Run", data: "mrl.data.FormulaData", max_formulas: int = 200,  # noqa: F821
+def run_influence(run: Run, data: FormulaData, max_formulas: int = 200,
                   delta: float = 0.01) -> pd.DataFrame:
     """:func:`mrl.analysis.influence` of a run's materials, measured with its trained model on its own data."""
     from mrl.analysis import influence
@@ -305,7 +312,7 @@ def run_influence(run: "mrl.runs.Run", data: "mrl.data.FormulaData", max_formula
                      delta=delta, max_formulas=max_formulas)
 
 
-def truth_comparison(run: "mrl.runs.Run", data: "mrl.data.FormulaData", truth: pd.DataFrame | None,  # noqa: F821
+def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
                      k: int = 10, seed: int = 0) -> pd.DataFrame | None:
     """Learned vectors against the no-learning baseline (:func:`mrl.analysis.baseline_representation`, same size),
     both scored on the hidden truth with :func:`mrl.analysis.truth_scores`. One row per representation; ``None``
@@ -331,9 +338,11 @@ def truth_comparison(run: "mrl.runs.Run", data: "mrl.data.FormulaData", truth: p
 
 # ------------------------------------------------------------------------------------------------ the book
 #: Columns of the results page's summary table (others from the grid are added after ``point``).
-SUMMARY_COLUMNS = ("point", "embedding_dim", "steps", "wall_s", "eval_mae", "eval_rmse", "eval_r2", "eval_mape",
-                   "train_mae", "train_r2", "full_mae", "status")
-#: Maps per row in the results page's gallery.
+SUMMARY_COLUMNS = ("point", "embedding_dim", "steps", "wall_s", "eval_mae_log10", "eval_r2_log10", "eval_mae",
+                   "eval_rmse", "eval_r2", "eval_mape", "train_mae_log10", "train_mae", "full_mae", "status")
+#: Projection shown in the results page's gallery, by preference.
+GALLERY_METHODS = ("raw", "umap", "tsne", "pca")
+#: Maps per row in the results page's gallery (on wide screens).
 GALLERY_COLUMNS = 3
 
 
@@ -388,6 +397,12 @@ def _maps(point_dir: Path) -> list[Path]:
     return sorted(point_dir.glob("map_*.png"), key=lambda p: order.index(p.stem[4:]) if p.stem[4:] in order else 99)
 
 
+def _gallery_map(point_dir: Path) -> Path | None:
+    """The point's map in the first available projection of :data:`GALLERY_METHODS`."""
+    maps = {p.stem[4:]: p for p in _maps(point_dir)}
+    return next((maps[m] for m in GALLERY_METHODS if m in maps), next(iter(maps.values()), None))
+
+
 def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path, data_notebook: str | None) -> str:
     """The sweep's results page: error by embedding size, map gallery, summary table, unfinished points."""
     from mrl.plots import error_by_dim, save_figure
@@ -398,9 +413,10 @@ def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path,
     lines = [f"# Results: {name}", "",
              f"One run per grid point ({grid}), everything else fixed (`{json.dumps(spec.get('base') or {})}`). "
              f"*eval* formulas were held out from training; {len(done)} of {len(summary)} points finished.", ""]
-    for metric, what in (("mae", "Mean absolute error (property units; lower is better)"),
-                         ("r2", "R² (higher is better)")):
-        if len(done) and done[f"eval_{metric}"].notna().any():
+    for metric, what in (("mae_log10", "Mean absolute error of log10 of the property (0.3: typically within a "
+                                       "factor of 2; lower is better)"),
+                         ("mae", "Mean absolute error in the property's units (dominated by the largest values)")):
+        if len(done) and f"eval_{metric}" in done and done[f"eval_{metric}"].notna().any():
             save_figure(error_by_dim(done, metric), out / f"error_by_dim_{metric}.png")
             lines += _figure_block(f"error_by_dim_{metric}.png", f"{name}-error-{metric}",
                                    f"{what} by embedding size.")
@@ -408,26 +424,28 @@ def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path,
                                   for p, s in zip(summary["point"], summary["status"])])
     columns = ["point", *[c for c in (spec.get("grid") or {}) if c in table.columns and c != "embedding_dim"],
                *[c for c in SUMMARY_COLUMNS[1:] if c in table.columns]]
-    lines += ["## Summary table", "", "`wall_s`: training time in seconds; MAPE in %. Each point links to its page.",
-              "", _table(table, columns), ""]
-    gallery = [(row.point, _maps(sweep_dir / row.point)[0]) for row in done.itertuples() if _maps(sweep_dir / row.point)]
+    lines += ["## Summary table", "",
+              "`*_log10`: errors of log10 of the property; `wall_s`: training time in seconds; MAPE in %. Each point "
+              "links to its page.", "", _table(table, columns), ""]
+    gallery = [(row.point, _gallery_map(sweep_dir / row.point)) for row in done.itertuples()]
+    gallery = [(point, png) for point, png in gallery if png is not None]
     if gallery:
         lines += ["## Maps at a glance", "",
-                  "The first material map of every point (coloured by family): how the picture changes with the "
-                  "embedding size.", ""]
-        for start in range(0, len(gallery), GALLERY_COLUMNS):
-            chunk = gallery[start:start + GALLERY_COLUMNS]
-            lines += ["| " + " | ".join(f"[{p}]({p}.md) ({METHOD_TITLES.get(m.stem[4:], m.stem[4:])})"
-                                        for p, m in chunk) + " |",
-                      "|" + " --- |" * len(chunk),
-                      "| " + " | ".join(f"![map of {p}]({p}/{m.name})" for p, m in chunk) + " |", ""]
+                  "One material map per embedding size (coloured by family): how the picture changes with the size.",
+                  ""]
+        lines += [f"::::{{grid}} 1 2 {GALLERY_COLUMNS} {GALLERY_COLUMNS}", ":gutter: 2", ""]
+        for point, png in gallery:
+            lines += [f":::{{grid-item-card}} {point} ({METHOD_TITLES.get(png.stem[4:], png.stem[4:])})",
+                      f":link: {point}", ":link-type: doc", "", f"![map of {point}]({point}/{png.name})", ":::", ""]
+        lines += ["::::", ""]
     unfinished = summary[summary["status"] != "done"]
     if len(unfinished):
         lines += ["## Points not finished", ""]
         lines += [f"- **{r.point}** ({r.status}): {r.error if isinstance(r.error, str) else 'not run yet'}"
                   for r in unfinished.itertuples()]
         lines += ["", "Re-running the sweep finishes pending points; failed points need `--retry-failed`.", ""]
-    lines += ["## Reproduce", "", "```bash", f"mrl sweep params/{name}.yaml && mrl report {sweep_dir}", "```", ""]
+    lines += ["## Reproduce", "", "```bash", f"mrl sweep params/{name}.yaml -j 2 && mrl report {sweep_dir}", "```",
+              ""]
     if data_notebook:
         lines += ["The data set is described in [the data notebook](data/" + data_notebook + ".ipynb).", ""]
     return "\n".join(lines)
@@ -443,9 +461,9 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
              f"Eval MAE **{_fmt(ev.get('mae'))}** (R² {_fmt(ev.get('r2'))}, MAPE {_fmt(ev.get('mape'))} %), train "
              f"MAE {_fmt(tr.get('mae'))}; {metrics.get('steps')} steps in {_fmt(metrics.get('wall_s'))} s on "
              f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
-    table = file_path(point_dir, "metrics_table")
-    if table.exists():
-        lines += [_table(pd.read_csv(table)), ""]
+    for key in ("metrics_table", "log10_metrics"):
+        if file_path(point_dir, key).exists():
+            lines += [_table(pd.read_csv(file_path(point_dir, key))), ""]
 
     def figure(src: Path, caption: str) -> list[str]:
         (out / name).mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,8 @@ Behaviour:
 * ``jobs > 1`` runs points in parallel worker processes, each notebook in its own kernel, with the CPU
   threads split between workers (``OMP_NUM_THREADS``; unless already set).
 * At the end ``<runs_dir>/<name>/summary.csv`` gets one row per point (grid keys, status, steps, wall times,
-  train/eval/full MAE, RMSE, R2, MAPE), built from the run files.
+  train/eval/full MAE, RMSE, R2, MAPE, and MAE/R2 of log10 of the property when it is positive), built from the
+  run files.
 
 Notebook parameters: a notebook receives the keys of ``base``/point/``notebook_params`` that its ``parameters``
 cell declares (found with ``papermill.inspect_notebook``); RunParams keys it does not declare go into its
@@ -73,6 +74,8 @@ EXTRA = "extra"
 SPEC_KEYS = ("name", "notebooks", "data_notebook", "base", "grid", "point_name", "notebook_params", "runs_dir",
              "notebooks_dir")
 METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae", "rmse", "r2", "mape")]
+#: Errors of log10(property) (see :func:`mrl.errors.log10_metrics`), empty for non-positive properties.
+LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
 #: Seconds papermill waits for a kernel to start (a busy machine is slow).
 KERNEL_START_TIMEOUT = 180
 
@@ -198,10 +201,17 @@ class Sweep:
         return path
 
 
+def _quiet_papermill() -> None:
+    """papermill logs every notebook it opens at INFO ("Input Notebook: ..."); keep that out of the sweep's log."""
+    if logging.getLogger("papermill").level == logging.NOTSET:
+        logging.getLogger("papermill").setLevel(logging.WARNING)
+
+
 def notebook_parameters(path: Path) -> dict[str, dict]:
     """Parameters declared in a notebook's ``parameters`` cell: name -> papermill's description."""
     import papermill
 
+    _quiet_papermill()
     return papermill.inspect_notebook(str(path))
 
 
@@ -254,6 +264,19 @@ def _interrupted(exc: BaseException) -> bool:
     return getattr(exc, "ename", None) in ("KeyboardInterrupt", "SystemExit")
 
 
+def _kernel_manager_class() -> type:
+    """Kernel manager talking to its kernel over local IPC sockets rather than TCP ports (no open ports, and no
+    "running over TCP without encryption" warning from every kernel)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
     """Execute one point's notebooks in order into its folder; write ``done`` or ``error.txt``.
 
@@ -262,6 +285,8 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
     """
     import papermill
 
+    _quiet_papermill()
+    manager = _kernel_manager_class()
     started = time.perf_counter()
     point.folder.mkdir(parents=True, exist_ok=True)
     (point.folder / ERROR).unlink(missing_ok=True)
@@ -273,7 +298,7 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
             papermill.execute_notebook(
                 str(Path(notebooks_dir) / f"{notebook}.ipynb"), str(point.folder / f"{notebook}.ipynb"),
                 parameters=point.parameters[notebook], kernel_name="python3", progress_bar=False,
-                start_timeout=KERNEL_START_TIMEOUT, cwd=os.getcwd())
+                start_timeout=KERNEL_START_TIMEOUT, cwd=os.getcwd(), kernel_manager_class=manager)
     except Exception as exc:  # noqa: BLE001 - any notebook error is recorded, the sweep goes on
         if _interrupted(exc):
             raise KeyboardInterrupt(f"{point.name}: {current} interrupted") from exc
@@ -427,16 +452,29 @@ def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFra
         for split in ("train", "eval", "full"):
             for m in ("mae", "rmse", "r2", "mape"):
                 row[f"{split}_{m}"] = metrics.get(split, {}).get(m)
+        row.update(_log10_columns(point.folder / "predictions.parquet") if metrics else {})
         done = point.folder / DONE
         row["notebooks_s"] = read_json(done).get("seconds") if done.exists() else None
         error = point.folder / ERROR
         row["error"] = _error_line(error) if error.exists() else None
         rows.append(row)
     columns = ["point", *sweep.grid, *(["embedding_dim"] if "embedding_dim" not in sweep.grid else []), "steps",
-               "wall_s", *METRIC_COLUMNS, "status", "notebooks_s", "error"]
+               "wall_s", *METRIC_COLUMNS, *LOG10_COLUMNS, "status", "notebooks_s", "error"]
     summary = pd.DataFrame(rows, columns=columns)
     write_table(summary, sweep.summary_path)
     return summary
+
+
+def _log10_columns(predictions_path: Path) -> dict[str, float]:
+    """``<split>_mae_log10`` and ``<split>_r2_log10`` from a run's predictions (nothing when not all positive)."""
+    from mrl.errors import log10_metrics
+
+    if not predictions_path.exists():
+        return {}
+    table = log10_metrics(pd.read_parquet(predictions_path))
+    if table is None:
+        return {}
+    return {f"{row.split}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mae_log10", "r2_log10")}
 
 
 def _error_line(path: Path) -> str:
