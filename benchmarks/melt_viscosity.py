@@ -216,6 +216,38 @@ def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: Formul
     return out
 
 
+def run_cv(data: FormulaData, head: str, dim: int, cv_steps: int, folds: int, quick: bool) -> dict:
+    """Grouped CV of ridge, lightgbm and one mrl variant; prints per fold and the mean table."""
+    print(f"\n## grouped {folds}-fold CV (GroupKFold on composition name, all {data.n_samples} rows; "
+          f"mrl {head} d{dim} trained {cv_steps} steps per fold)")
+
+    def baseline_fn(name):
+        return lambda tr, te: run_baseline(name, tr, te, quick=quick)[0]
+
+    def mrl_fn(tr, te):
+        return fit_mrl(head, dim, cv_steps, tr)[0].predict(te)
+
+    cv = grouped_cv(data, {"ridge": baseline_fn("ridge"), "lightgbm": baseline_fn("lightgbm"),
+                           f"mrl_{head}_d{dim}_{cv_steps}steps": mrl_fn}, n_splits=folds)
+    table = cv.groupby("model", sort=False).agg(rmse=("rmse", "mean"), rmse_sd=("rmse", "std"),
+                                                mae=("mae", "mean"), r2=("r2", "mean"), wall_s=("wall_s", "sum"))
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print("per-fold RMSE:")
+    print(cv.pivot(index="fold", columns="model", values="rmse").to_string(float_format=lambda v: f"{v:.3f}"))
+    return {f"cv_{name}": {"rmse": r["rmse"], "mae": r["mae"], "r2": r["r2"], "wall_s": r["wall_s"],
+                           "rmse_sd": r["rmse_sd"]} for name, r in table.iterrows()}
+
+
+def cv_only(data: FormulaData, head: str, dim: int, cv_steps: int, folds: int, quick: bool,
+            json_path: str | None) -> None:
+    start = time.perf_counter()
+    results = run_cv(data, head, dim, cv_steps, folds, quick)
+    if json_path:
+        write_json(results, json_path)
+        print(f"wrote {json_path}")
+    print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
+
+
 # ----------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,6 +261,8 @@ def main() -> None:
     parser.add_argument("--json", help="write {name: {rmse, mae, r2, wall_s}} here")
     parser.add_argument("--figures", default=None, help="folder for the analysis PNGs (e.g. book/figures)")
     parser.add_argument("--quick", action="store_true", help="~2-min smoke run")
+    parser.add_argument("--cv-only", metavar="HEAD:DIM", default=None,
+                        help="only the grouped CV (ridge, lightgbm, mrl HEAD:DIM with --cv-steps), e.g. direct:16")
     args = parser.parse_args()
     torch.set_num_threads(1)
     quick = args.quick
@@ -239,6 +273,10 @@ def main() -> None:
     total_start = time.perf_counter()
 
     data = load_dataset("melt_viscosity")
+    if args.cv_only:
+        head, dim = args.cv_only.split(":")
+        cv_only(data, head, int(dim), cv_steps, 2 if quick else args.folds, quick, args.json)
+        return
     split = data.properties["split"].to_numpy()
     train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
     groups = data.properties["group"]
@@ -307,25 +345,8 @@ def main() -> None:
     print("\n## all screened variants (valid = selection, test = report only)")
     print(screen.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-    cv_table = None
     if not args.no_cv:
-        print(f"\n## grouped {2 if quick else args.folds}-fold CV (GroupKFold on composition name, all {data.n_samples} rows)")
-
-        def baseline_fn(name):
-            return lambda tr, te: run_baseline(name, tr, te, quick=quick)[0]
-
-        def mrl_fn(tr, te):
-            return fit_mrl(head, dim, cv_steps, tr)[0].predict(te)
-
-        cv = grouped_cv(data, {"ridge": baseline_fn("ridge"), "lightgbm": baseline_fn("lightgbm"),
-                               f"mrl_{head}_d{dim}": mrl_fn}, n_splits=2 if quick else args.folds)
-        cv_table = cv.groupby("model", sort=False).agg(rmse=("rmse", "mean"), rmse_sd=("rmse", "std"),
-                                                       mae=("mae", "mean"), r2=("r2", "mean"),
-                                                       wall_s=("wall_s", "sum"))
-        print(cv_table.to_string(float_format=lambda v: f"{v:.3f}"))
-        for name, r in cv_table.iterrows():
-            results[f"cv_{name}"] = {"rmse": r["rmse"], "mae": r["mae"], "r2": r["r2"], "wall_s": r["wall_s"],
-                                     "rmse_sd": r["rmse_sd"]}
+        results.update(run_cv(data, head, dim, cv_steps, 2 if quick else args.folds, quick))
 
     print("\n## analysis of the winner (fit on train)")
     analysis = embedding_analysis(best, train)
