@@ -106,6 +106,11 @@ class MixtureRegressor:
             raise ValueError(f"pin_origin: material {mid!r} is not in the data's vocabulary")
         return [int(where[0])]
 
+    def _typical_content(self, data: FormulaData) -> np.ndarray:
+        """Median content of each material over the *training* formulas (1.0, i.e. no scaling, where unused)."""
+        medians = data.formulas.groupby("material_id")["content"].median()
+        return self.materials_["material_id"].map(medians).fillna(1.0).to_numpy(np.float64)
+
     def fit(self, data: FormulaData, eval_data: FormulaData | None = None,
             checkpoint_path: str | Path | None = None, resume: bool = False) -> "MixtureRegressor":
         """Train on ``data`` (its materials table is the vocabulary); ``eval_data`` is only monitored."""
@@ -128,7 +133,7 @@ class MixtureRegressor:
         module = MixtureModel(
             n_materials=data.n_materials, embedding_dim=self.embedding_dim, activation=self.activation,
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
-            content_scale=self.content_scale, median_content=self.materials_["median_content"].to_numpy(),
+            content_scale=self.content_scale, median_content=self._typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
         conditions = data.condition_values()

@@ -28,6 +28,9 @@ HEADS = ("direct", "vft")
 TARGET_TRANSFORMS = ("none", "log10")
 #: Predictions are clipped to the training target range widened by this share of it (transformed units).
 PREDICTION_MARGIN = 0.1
+#: Typical Vogel-Fulcher-Tammann B (K) and C (K) the vft head starts from (silicate melts: B ~ 4,000-10,000 K).
+VFT_B_INIT = 5000.0
+VFT_C_INIT = 500.0
 #: Smallest typical content used for "median" scaling, so a trace material's scale stays bounded.
 MIN_SCALE_CONTENT = 1e-3
 
@@ -151,6 +154,7 @@ class MixtureModel(nn.Module):
         self.register_buffer("y_log10", torch.zeros((), dtype=torch.bool))
         self.register_buffer("y_low", torch.tensor(-float("inf")))
         self.register_buffer("y_high", torch.tensor(float("inf")))
+        self.register_buffer("c_max", torch.tensor(VFT_C_INIT / 0.5))  # vft: C in (0, c_max), set from data
         n_out, n_in = (3, embedding_dim + n_conditions - 1) if head == "vft" else (1, embedding_dim + n_conditions)
         self.head = mlp(n_in, hidden, n_out, dropout)
 
@@ -176,6 +180,25 @@ class MixtureModel(nn.Module):
         if c.shape[1]:
             self.cond_mean.copy_(c.mean(0))
             self.cond_std.copy_(c.std(0, unbiased=False).clamp_min(1e-8))
+        if self.head_kind == "vft":
+            self._init_vft(np.asarray(conditions, np.float64)[:, self.temperature_index], float(t.mean()))
+
+    def _init_vft(self, temperature: np.ndarray, t_mean: float) -> None:
+        """Bound C below 0.9 x the lowest training temperature and start B, C at typical values.
+
+        The output layer's biases start at B = VFT_B_INIT, C = c_max / 2 and an A that puts the initial
+        prediction at the training mean for the mean temperature.
+        """
+        if (temperature <= 0).any():
+            raise ValueError("the vft head needs absolute temperatures > 0 (e.g. kelvin)")
+        self.c_max.fill_(0.9 * float(temperature.min()))
+        c0 = 0.5 * float(self.c_max)
+        last = self.head[-1]
+        with torch.no_grad():
+            last.bias[1] = float(np.log(np.expm1(VFT_B_INIT / 1000.0)))
+            last.bias[2] = 0.0
+            a0 = t_mean - VFT_B_INIT / (float(temperature.mean()) - c0)
+            last.bias[0] = (a0 - float(self.y_mean)) / float(self.y_std)
 
     def _transform_conditions(self, cond: torch.Tensor, scale: bool = True) -> torch.Tensor:
         cond = torch.where(self.cond_inverse, 1000.0 / cond, cond)
@@ -233,18 +256,19 @@ class MixtureModel(nn.Module):
             return out[:, 0]
         abc = self._vft_parameters(out)
         temperature = batch.conditions[:, self.temperature_index]
-        c = torch.minimum(abc[:, 2], 0.9 * temperature)
-        t = abc[:, 0] + abc[:, 1] / (temperature - c)
+        # C < c_max = 0.9 T_min(train) by construction; the floor only acts far below the training range
+        t = abc[:, 0] + abc[:, 1] / (temperature - abc[:, 2]).clamp_min(0.1 * temperature)
         return (t - self.y_mean) / self.y_std
 
     def _vft_parameters(self, out: torch.Tensor) -> torch.Tensor:
         """Vogel-Fulcher-Tammann parameters in transformed-target units: ``y = A + B / (T - C)``.
 
-        ``B = 1000 softplus(.) > 0`` and ``C = 1000 sigmoid(.)``, clipped below ``0.9 T`` in :meth:`forward`.
-        The head does not see T, so the prediction decreases monotonically with T.
+        ``B = 1000 softplus(.) > 0`` and ``C = c_max sigmoid(.)`` with ``c_max`` = 0.9 x the lowest training
+        temperature, so ``T - C > 0`` across the training range without a hard clamp. The head does not see T,
+        so the prediction decreases monotonically with T.
         """
         return torch.stack([out[:, 0] * self.y_std + self.y_mean, F.softplus(out[:, 1]) * 1000.0,
-                            torch.sigmoid(out[:, 2]) * 1000.0], dim=1)
+                            torch.sigmoid(out[:, 2]) * self.c_max], dim=1)
 
     def vft_parameters(self, batch: Batch) -> torch.Tensor:
         """A, B, C of the ``vft`` head for each formula, shape ``(batch.size, 3)``."""

@@ -81,7 +81,8 @@ def make_split(data: FormulaData, method: str = "random", eval_fraction: float =
     """Split label (``train``/``eval``/``test``) of every measurement, shape ``(n_samples,)``.
 
     ``random`` holds out a share of *formulas* (all measurements of a formula stay together); ``group`` holds out
-    a share of the ``group`` column's values; ``column`` uses the data's own ``split`` column.
+    a share of the ``group`` column's values; ``column`` uses the data's own ``split`` column. Rows the data's
+    ``split`` column marks ``test`` stay ``test`` under every method.
     """
     props = data.properties
     if method == "column":
@@ -93,10 +94,14 @@ def make_split(data: FormulaData, method: str = "random", eval_fraction: float =
         raise ValueError(f"unknown split method {method!r}")
     if key not in props.columns:
         raise ValueError(f"{data.name}: split='group' needs a 'group' column in the properties table")
-    units = np.asarray(pd.unique(props[key]))
+    # rows the data set reserves as its test split stay out of training and eval whatever the method
+    test = props["split"].eq("test").to_numpy() if "split" in props.columns else np.zeros(len(props), bool)
+    units = np.asarray(pd.unique(props.loc[~test, key]))
     rng = np.random.default_rng(seed)
     held = set(units[rng.permutation(len(units))[:max(1, int(round(eval_fraction * len(units))))]])
-    return np.where(props[key].isin(held), "eval", "train").astype(object)
+    labels = np.where(props[key].isin(held), "eval", "train").astype(object)
+    labels[test] = "test"
+    return labels
 
 
 def _git_sha() -> str | None:

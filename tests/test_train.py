@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from mrl.estimator import MixtureRegressor
 from mrl.metrics import regression_metrics
@@ -99,3 +100,23 @@ def test_pin_origin_auto_pins_the_base_material(tiny_data):
     pinned = emb.loc[emb["pinned"], "material_id"].tolist()
     assert pinned == [totals.idxmax()]
     assert emb.loc[emb["pinned"], "norm"].iloc[0] == 0.0
+
+
+def test_data_test_rows_stay_out_of_random_splits(tiny_data):
+    from mrl.data import FormulaData
+
+    props = tiny_data.properties.assign(split=np.where(np.arange(tiny_data.n_samples) % 5 == 0, "test", "train"))
+    data = FormulaData(tiny_data.formulas, props, tiny_data.materials, tiny_data.targets)
+    labels = make_split(data, "random", 0.3, seed=1)
+    assert set(labels[props["split"].eq("test")]) == {"test"}
+    assert {"train", "eval"} <= set(labels[~props["split"].eq("test")])
+
+
+def test_content_scale_uses_training_formulas_only(tiny_data):
+    train, ev = _split(tiny_data)
+    est = MixtureRegressor(steps=1, content_scale="median", **FAST).fit(train)
+    medians = train.formulas.groupby("material_id")["content"].median()
+    mid = medians.index[0]
+    i = int(np.flatnonzero(est.materials_["material_id"] == mid)[0])
+    scale = float(torch.exp(est.module_.log_scale[i].detach()))
+    assert scale == pytest.approx(1.0 / max(medians[mid], 1e-3), rel=1e-5)
