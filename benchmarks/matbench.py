@@ -19,13 +19,12 @@ vectors of the same size, mat2vec and Magpie; and a PCA map of the elements is s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -135,29 +134,6 @@ def inner_split(n: int, frac: float = 0.2, seed: int = 0) -> np.ndarray:
     return mask
 
 
-@contextlib.contextmanager
-def initialised_tables(values: np.ndarray | None) -> Iterator[None]:
-    """While active, every ``MixtureModel`` that ``MixtureRegressor.fit`` builds starts from ``values`` (stop-gap
-    until the estimator has an ``initial_table`` hook; see :mod:`mrl.init_vectors`)."""
-    if values is None:
-        yield
-        return
-    import mrl.estimator as est_mod
-    from mrl.init_vectors import set_initial_table
-
-    original = est_mod.MixtureModel
-
-    class _Initialised(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            set_initial_table(self, values)
-
-    est_mod.MixtureModel = _Initialised
-    try:
-        yield
-    finally:
-        est_mod.MixtureModel = original
-
 
 # --------------------------------------------------------------------------------------------------------------
 # the benchmark
@@ -191,8 +167,7 @@ def run_mrl(data, folds, dim: int, settings: dict, init: np.ndarray | None, labe
         mask[train] = True
         est = MixtureRegressor(embedding_dim=dim, **settings, seed=0, device="cpu", progress=False,
                                eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
-        with initialised_tables(init):
-            est.fit(refit_usage(data.subset(mask)))
+        est.fit(refit_usage(data.subset(mask)), initial_table=init)
         pred = est.predict(data.subset(~mask))
         maes.append(float(np.abs(pred - y[test]).mean()))
         if first is None:
@@ -220,8 +195,7 @@ def run_mrl_tuned(data, folds, dim: int, settings: dict, grid: Sequence[dict], i
         start_from = init_for(size) if params.pop("mat2vec", False) else None
         est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
                                eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
-        with initialised_tables(start_from):
-            return est.fit(refit_usage(data.subset(train_mask)))
+        return est.fit(refit_usage(data.subset(train_mask)), initial_table=start_from)
 
     for k, (train, test) in enumerate(folds):
         held = inner_split(len(train), 0.2, seed=k)
@@ -437,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fig_path = ROOT / "book" / "figures" / ("matbench_elements.png" if args.task == "expt_gap"
                                                 else "matbench_elements_steels.png")
     if fig_path is not None:
-        dim_map = 16 if f"mrl dim 16" in models else int(dims[0])
+        dim_map = 16 if "mrl dim 16" in models else int(dims[0])
         est = models[f"mrl dim {dim_map}"]
         emb = est.embeddings()
         emb = emb[keep].reset_index(drop=True)

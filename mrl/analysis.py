@@ -599,7 +599,7 @@ def truth_scores(emb: pd.DataFrame, truth: pd.DataFrame, k: int = 10, n_clusters
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import adjusted_rand_score
-    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.model_selection import KFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,8 +72,8 @@ class MixtureRegressor:
 
     _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
                     "pin_origin", "init_std", "target_transform", "aggregation", "inverse_conditions", "steps",
-                    "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay", "lr_schedule", "eval_every",
-                    "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
+                    "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay", "lr_schedule",
+                    "eval_every", "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in self._PARAM_NAMES}
@@ -112,8 +112,13 @@ class MixtureRegressor:
         return self.materials_["material_id"].map(medians).fillna(1.0).to_numpy(np.float64)
 
     def fit(self, data: FormulaData, eval_data: FormulaData | None = None,
-            checkpoint_path: str | Path | None = None, resume: bool = False) -> "MixtureRegressor":
-        """Train on ``data`` (its materials table is the vocabulary); ``eval_data`` is only monitored."""
+            checkpoint_path: str | Path | None = None, resume: bool = False,
+            initial_table: np.ndarray | None = None) -> "MixtureRegressor":
+        """Train on ``data`` (its materials table is the vocabulary); ``eval_data`` is only monitored.
+
+        ``initial_table`` (``n_materials x embedding_dim`` raw values, e.g. from
+        :func:`mrl.init_vectors.initial_table`) replaces the near-origin start of the material table.
+        """
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
         self.target_ = data.targets[0]
@@ -136,6 +141,10 @@ class MixtureRegressor:
             content_scale=self.content_scale, median_content=self._typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
+        if initial_table is not None:
+            from mrl.init_vectors import set_initial_table
+
+            set_initial_table(module, initial_table)
         conditions = data.condition_values()
         module.fit_scalers(y, conditions, self.target_transform_,
                            [c in self.inverse_conditions for c in self.conditions_])
@@ -143,20 +152,9 @@ class MixtureRegressor:
         y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
         cfg = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                          embedding_lr=self.embedding_lr or self.lr, weight_decay=self.weight_decay,
-                         embedding_weight_decay=self.embedding_weight_decay, lr_schedule=self.lr_schedule, eval_every=self.eval_every,
-                         snapshot_every=self.snapshot_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
-        evaluate = None
-        if eval_data is not None and eval_data.n_samples:
-            y_eval = eval_data.target_values(self.target_)
-            x_eval, c_eval = self._encode(eval_data)
-            sub = np.random.default_rng(self.seed).permutation(data.n_samples)[:max(eval_data.n_samples, 2000)]
-            x_tr, c_tr = self._encode(data.subset(np.isin(np.arange(data.n_samples), sub)))
-            y_tr = data.target_values(self.target_)[np.sort(sub)]
-
-            def evaluate(model: MixtureModel) -> dict:
-                return {"eval_mae": regression_metrics(y_eval, self._predict_encoded(x_eval, c_eval))["mae"],
-                        "train_mae": regression_metrics(y_tr, self._predict_encoded(x_tr, c_tr))["mae"]}
-
+                         embedding_weight_decay=self.embedding_weight_decay, lr_schedule=self.lr_schedule,
+                         eval_every=self.eval_every, snapshot_every=self.snapshot_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
+        evaluate = self._monitor(data, eval_data)
         matrix = data.content_matrix()
         state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
                          self.device_, evaluate=evaluate,
@@ -167,6 +165,21 @@ class MixtureRegressor:
         self.snapshots_ = state.snapshots
         self.wall_s_ = state.wall_s
         return self
+
+    def _monitor(self, data: FormulaData, eval_data: FormulaData | None) -> Callable[[MixtureModel], dict] | None:
+        """Callback giving eval MAE and the MAE on a training subsample (property units), or None without eval."""
+        if eval_data is None or not eval_data.n_samples:
+            return None
+        y_eval = eval_data.target_values(self.target_)
+        x_eval, c_eval = self._encode(eval_data)
+        sub = np.random.default_rng(self.seed).permutation(data.n_samples)[:max(eval_data.n_samples, 2000)]
+        x_tr, c_tr = self._encode(data.subset(np.isin(np.arange(data.n_samples), sub)))
+        y_tr = data.target_values(self.target_)[np.sort(sub)]
+
+        def evaluate(model: MixtureModel) -> dict:
+            return {"eval_mae": regression_metrics(y_eval, self._predict_encoded(x_eval, c_eval))["mae"],
+                    "train_mae": regression_metrics(y_tr, self._predict_encoded(x_tr, c_tr))["mae"]}
+        return evaluate
 
     # ------------------------------------------------------------------ predict
     def _check_fitted(self) -> None:

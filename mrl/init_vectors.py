@@ -6,10 +6,8 @@ column mean, columns standardised, the rows of the vocabulary projected on their
 axes, and the result scaled so that the *activated* values (``tanh(W)`` for ``activation="tanh"``) have overall
 standard deviation ``scale``. Materials missing from the table start at zero. Nothing here looks at targets.
 
-The estimator has no hook for this yet; :func:`set_initial_table` copies the values into a built module, so a hook
-in ``MixtureRegressor.fit`` right after the module is built would be one line::
-
-    if self.initial_table is not None: set_initial_table(module, self.initial_table)
+``MixtureRegressor.fit(data, initial_table=...)`` takes the result; :func:`set_initial_table` copies it into a
+built module.
 """
 from __future__ import annotations
 

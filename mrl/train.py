@@ -92,7 +92,7 @@ def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Op
                             {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}], foreach=True)
     if cfg.lr_schedule == "cosine":
         def factor(step: int) -> float:
-            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / max(cfg.steps, 1)))
     else:
         def factor(step: int) -> float:
             return 1.0

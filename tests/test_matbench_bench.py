@@ -83,9 +83,8 @@ def test_initial_table_shape_scale_and_missing():
         initial_table(table, list("AB"), 0)
 
 
-def test_set_initial_table_and_patched_fit():
+def test_set_initial_table_and_fit_hook():
     from mrl.estimator import MixtureRegressor
-    import mrl.estimator as est_mod
     from mrl.model import MixtureModel
 
     module = MixtureModel(n_materials=3, embedding_dim=2, hidden=(4,))
@@ -98,9 +97,7 @@ def test_set_initial_table_and_patched_fit():
     values = np.full((data.n_materials, 2), 0.3)  # lr 0: one step changes nothing
     est = MixtureRegressor(embedding_dim=2, hidden=(4,), steps=1, lr=0.0, progress=False, device="cpu", pin_origin=None,
                            eval_every=10, snapshot_every=10, checkpoint_every=10)
-    with bench.initialised_tables(values):
-        est.fit(data)
-    assert est_mod.MixtureModel is MixtureModel  # patch undone
+    est.fit(data, initial_table=values)
     assert np.allclose(est.module_.table.detach().numpy(), 0.3)
 
 
