@@ -10,6 +10,7 @@ A sweep is a YAML file, ``params/<sweep>.yaml``::
     point_name: "dim_{embedding_dim:04d}" # folder of a point (zero-padded so names sort)
     notebook_params: {04_visualize: {map_methods: [pca]}}   # optional: display options of one notebook
     runs_dir: runs                        # optional, default "runs"
+    jobs: 2                               # optional: parallel workers when the caller does not say (default 1)
 
 Every point runs in ``<runs_dir>/<name>/<point>/``: the run's files (``params.yaml``, ``metrics.json``,
 checkpoint...), the executed notebooks with their outputs, the figures they save, and then either a ``done``
@@ -72,12 +73,15 @@ DATA_POINT = "data"
 #: Notebook parameter that collects RunParams keys the notebook does not declare one by one.
 EXTRA = "extra"
 SPEC_KEYS = ("name", "notebooks", "data_notebook", "base", "grid", "point_name", "notebook_params", "runs_dir",
-             "notebooks_dir")
+             "notebooks_dir", "jobs")
 METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae", "rmse", "r2", "mape")]
 #: Errors of log10(property) (see :func:`mrl.errors.log10_metrics`), empty for non-positive properties.
 LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
 #: Seconds papermill waits for a kernel to start (a busy machine is slow).
 KERNEL_START_TIMEOUT = 180
+#: Kernel command-line options: only errors from the kernel's own log (not ipykernel's warning, in every kernel,
+#: that its local TCP connection is unencrypted).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def default_notebooks_dir() -> Path:
@@ -119,6 +123,7 @@ class Sweep:
     notebook_params: dict[str, dict[str, Any]]
     runs_dir: Path
     notebooks_dir: Path
+    jobs: int = 1
     source: str = "sweep"
 
     @property
@@ -255,26 +260,14 @@ def load_sweep(path: str | Path, **overrides: Any) -> Sweep:
                  data_notebook=stem(spec["data_notebook"]) if spec.get("data_notebook") else None,
                  base=dict(spec.get("base") or {}), grid=dict(grid), point_name=str(spec["point_name"]),
                  notebook_params={stem(k): v for k, v in (spec.get("notebook_params") or {}).items()},
-                 runs_dir=Path(spec.get("runs_dir") or "runs"), notebooks_dir=notebooks_dir, source=str(path))
+                 runs_dir=Path(spec.get("runs_dir") or "runs"), notebooks_dir=notebooks_dir,
+                 jobs=int(spec.get("jobs") or 1), source=str(path))
 
 
 # ---------------------------------------------------------------------------------------------- execution
 def _interrupted(exc: BaseException) -> bool:
     """True when a notebook stopped because of Ctrl-C/termination rather than an error of its own."""
     return getattr(exc, "ename", None) in ("KeyboardInterrupt", "SystemExit")
-
-
-def _kernel_manager_class() -> type:
-    """Kernel manager talking to its kernel over local IPC sockets rather than TCP ports (no open ports, and no
-    "running over TCP without encryption" warning from every kernel)."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs.setdefault("transport", "ipc")
-            super().__init__(**kwargs)
-
-    return IPCKernelManager
 
 
 def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
@@ -286,7 +279,6 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
     import papermill
 
     _quiet_papermill()
-    manager = _kernel_manager_class()
     started = time.perf_counter()
     point.folder.mkdir(parents=True, exist_ok=True)
     (point.folder / ERROR).unlink(missing_ok=True)
@@ -298,7 +290,7 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
             papermill.execute_notebook(
                 str(Path(notebooks_dir) / f"{notebook}.ipynb"), str(point.folder / f"{notebook}.ipynb"),
                 parameters=point.parameters[notebook], kernel_name="python3", progress_bar=False,
-                start_timeout=KERNEL_START_TIMEOUT, cwd=os.getcwd(), kernel_manager_class=manager)
+                start_timeout=KERNEL_START_TIMEOUT, cwd=os.getcwd(), extra_arguments=KERNEL_ARGUMENTS)
     except Exception as exc:  # noqa: BLE001 - any notebook error is recorded, the sweep goes on
         if _interrupted(exc):
             raise KeyboardInterrupt(f"{point.name}: {current} interrupted") from exc
@@ -368,16 +360,19 @@ class _SweepLock:
         self.path.unlink(missing_ok=True)
 
 
-def run_sweep(path: str | Path | Sweep, jobs: int = 1, retry_failed: bool = False, **overrides: Any) -> pd.DataFrame:
+def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: bool = False,
+              **overrides: Any) -> pd.DataFrame:
     """Execute every pending point of a sweep; write and return its summary table (one row per point).
 
     Args:
         path: the sweep YAML file (or a :class:`Sweep` from :func:`load_sweep`).
-        jobs: parallel worker processes (each runs one point at a time, each notebook in its own kernel).
+        jobs: parallel worker processes (each runs one point at a time, each notebook in its own kernel);
+            ``None``: the sweep file's ``jobs`` (default 1).
         retry_failed: also re-run points that failed before (their ``error.txt`` is replaced).
         overrides: top-level keys of the sweep file to replace (e.g. ``runs_dir``, ``base``, ``grid``).
     """
     sweep = path if isinstance(path, Sweep) else load_sweep(path, **overrides)
+    jobs = sweep.jobs if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     points = sweep.points()  # validates everything before any work
