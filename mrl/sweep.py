@@ -79,9 +79,9 @@ METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in
 LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
 #: Seconds papermill waits for a kernel to start (a busy machine is slow).
 KERNEL_START_TIMEOUT = 180
-#: Kernel command-line options: only errors from the kernel's own log (not ipykernel's warning, in every kernel,
-#: that its local TCP connection is unencrypted).
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: Kernel command-line options: keep the kernels' own log quiet (ipykernel warns in every kernel that its local TCP
+#: connection is unencrypted, and logs the interrupt sent at shutdown); errors still land in the notebooks.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def default_notebooks_dir() -> Path:
