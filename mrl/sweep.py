@@ -308,6 +308,15 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
     return {"point": point.name, "status": "done", "seconds": seconds, "error": None}
 
 
+def _worker_execute(point: Point, notebooks_dir: str) -> dict[str, Any]:
+    """:func:`execute_point` in a pool worker. An interruption (Ctrl-C, or SIGTERM because the sweep process died)
+    ends the worker once papermill has stopped its kernel: the pool would otherwise hand it the next point."""
+    try:
+        return execute_point(point, notebooks_dir)
+    except BaseException:  # noqa: BLE001 - notebook errors were handled inside; this is an interruption
+        os._exit(130)
+
+
 def _worker_init(threads: int | None) -> None:
     """Pool worker set-up: die with the parent, exit cleanly on SIGTERM, split the CPU threads."""
     try:  # Linux: get SIGTERM when the sweep process dies (even by SIGKILL), so no orphan keeps writing
@@ -390,6 +399,10 @@ def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: b
                    sweep.folder / "sweep.yaml")
         try:
             _execute(todo, sweep, jobs)
+        except KeyboardInterrupt:
+            log.warning("sweep %s interrupted: finished points are kept; run the same command again to continue "
+                        "(an interrupted point resumes from its last checkpoint)", sweep.name)
+            raise
         finally:
             summary = write_summary(sweep, points)
     failed = summary[summary["status"] == "failed"]
@@ -422,7 +435,7 @@ def _execute(todo: list[Point], sweep: Sweep, jobs: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
                                     initargs=(threads,)) as pool:
-            futures = {pool.submit(execute_point, p, notebooks_dir): p for p in todo}
+            futures = {pool.submit(_worker_execute, p, notebooks_dir): p for p in todo}
             try:
                 for future in cf.as_completed(futures):
                     finished(future.result())
