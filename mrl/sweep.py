@@ -200,7 +200,7 @@ class Sweep:
         return ([self.data_notebook] if self.data_notebook else []) + list(self.notebooks)
 
     def notebook_path(self, notebook: str) -> Path:
-        path = self.notebooks_dir / (notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb")
+        path = self.notebooks_dir / f"{notebook}.ipynb"
         if not path.exists():
             raise FileNotFoundError(f"{self.source}: notebook {path} not found")
         return path
@@ -273,8 +273,8 @@ def _interrupted(exc: BaseException) -> bool:
 def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
     """Execute one point's notebooks in order into its folder; write ``done`` or ``error.txt``.
 
-    Returns ``{"point", "status", "seconds", "error"}``. Exceptions from the notebooks are caught and recorded;
-    interruptions (Ctrl-C, termination, a killed kernel) propagate and leave the point pending.
+    Returns ``{"point", "status", "seconds", "error"}``. Exceptions from the notebooks (a dead kernel included)
+    are caught and recorded; interruptions (Ctrl-C, termination) propagate and leave the point pending.
     """
     import papermill
 
@@ -313,7 +313,7 @@ def _worker_execute(point: Point, notebooks_dir: str) -> dict[str, Any]:
     ends the worker once papermill has stopped its kernel: the pool would otherwise hand it the next point."""
     try:
         return execute_point(point, notebooks_dir)
-    except BaseException:  # noqa: BLE001 - notebook errors were handled inside; this is an interruption
+    except (KeyboardInterrupt, SystemExit):
         os._exit(130)
 
 

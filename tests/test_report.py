@@ -94,3 +94,31 @@ def test_results_page_renders_table_and_maps_in_a_browser(report, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
     coloured = int((rgb.max(axis=2) - rgb.min(axis=2) > 60).sum())  # plot lines and map dots; the page is grey
     assert coloured > 3000, f"only {coloured} coloured pixels in the screenshot: the figures did not render"
+
+
+def test_errors_by_rarest_ingredient_and_unseen_materials():
+    """Usage counts only training formulas; a formula with a material no training formula uses is 'unseen'."""
+    import pandas as pd
+
+    from mrl.errors import error_by_usage, log10_metrics, unseen_effect, usage_errors
+
+    formulas = pd.DataFrame({"formula_id": ["F1", "F1", "F2", "F2", "F3", "F3", "F4"],
+                             "material_id": ["W", "A", "W", "A", "W", "B", "W"],
+                             "content": [0.9, 0.1, 0.8, 0.2, 0.5, 0.5, 1.0]})
+    predictions = pd.DataFrame({"formula_id": ["F1", "F2", "F3", "F4"], "split": ["train", "train", "eval", "eval"],
+                                "y_true": [10.0, 100.0, 10.0, 1.0], "y_pred": [10.0, 80.0, 100.0, 1.0]})
+    table = usage_errors(predictions, formulas).set_index("formula_id")
+    assert table["rarest_train_usage"].to_dict() == {"F1": 2, "F2": 2, "F3": 0, "F4": 2}
+    assert table["n_unseen"].to_dict() == {"F1": 0, "F2": 0, "F3": 1, "F4": 0}
+    assert table.loc["F3", "abs_error"] == 90.0
+
+    binned = error_by_usage(usage_errors(predictions, formulas))
+    assert set(zip(binned["split"], binned["usage_bin"])) == {("train", "1-2"), ("eval", "0"), ("eval", "1-2")}
+    assert binned.set_index(["split", "usage_bin"]).loc[("eval", "0"), "mae"] == 90.0
+
+    effect = unseen_effect(usage_errors(predictions, formulas)).set_index("group")
+    assert effect["n"].tolist() == [1, 1] and effect["mae"].tolist() == [0.0, 90.0]
+
+    logs = log10_metrics(predictions).set_index("split")
+    assert logs.loc["eval", "mae_log10"] == pytest.approx(0.5)  # |log10(100/10)| and 0, averaged
+    assert log10_metrics(predictions.assign(y_pred=[-1.0, 1, 1, 1])) is None
