@@ -315,8 +315,9 @@ def run_influence(run: Run, data: FormulaData, max_formulas: int = 200,
 def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
                      k: int = 10, seed: int = 0) -> pd.DataFrame | None:
     """Learned vectors against the no-learning baseline (:func:`mrl.analysis.baseline_representation`, same size),
-    both scored on the hidden truth with :func:`mrl.analysis.truth_scores`. One row per representation; ``None``
-    when the data has no truth table (real data)."""
+    both scored on the hidden truth with :func:`mrl.analysis.truth_scores`. One row per representation (neighbour
+    agreement with the hidden family and its lift over chance, cluster purity and ARI against families, median
+    cross-validated R² of linear probes for the hidden properties); ``None`` when the data has no truth table."""
     from mrl.analysis import baseline_representation, truth_scores, vector_columns
 
     if truth is None:
@@ -332,7 +333,8 @@ def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
         rows.append({"representation": label, "n_scored": s["n_scored"],
                      "neighbour_agreement": s["neighbour_agreement"], "neighbour_chance": s["neighbour_chance"],
                      "neighbour_lift": s["neighbour_lift"], "cluster_purity": s["purity"], "cluster_ari": s["ari"],
-                     "mean_probe_r2": float(np.mean(probe)) if probe else float("nan")})
+                     # median over the hidden properties: one badly probed property must not swamp the rest
+                     "median_probe_r2": float(np.median(probe)) if probe else float("nan")})
     return pd.DataFrame(rows)
 
 
