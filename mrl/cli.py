@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a sweep's notebooks with papermill for every grid point")
     p.add_argument("sweep", help="sweep YAML file (params/<sweep>.yaml)")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: the sweep file's jobs, else 1)")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="parallel workers (default: the sweep file's jobs, else 1)")
     p.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
     p.set_defaults(func=cmd_sweep)
 
