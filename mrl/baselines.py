@@ -232,12 +232,11 @@ def fit_predict(name: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE and R2 of one set of predictions."""
-    y_true = np.asarray(y_true, np.float64).ravel()
-    err = np.asarray(y_pred, np.float64).ravel() - y_true
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-            "r2": float(1.0 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")}
+    """MAE, RMSE and R2 of one set of predictions (a subset of :func:`mrl.metrics.regression_metrics`)."""
+    from mrl.metrics import regression_metrics
+
+    scores = regression_metrics(y_true, y_pred)
+    return {key: scores[key] for key in ("mae", "rmse", "r2")}
 
 
 def cross_validate(name: str, X: np.ndarray, y: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]],
