@@ -137,3 +137,21 @@ def test_changed_params_of_an_existing_point_are_refused(quick):
     changed = load_sweep(QUICK, runs_dir=str(sweep.runs_dir), base={**sweep.base, "steps": 300})
     with pytest.raises(ValueError, match=r"steps: 200 -> 300"):
         run_sweep(changed)
+
+
+def test_papermill_sees_every_parameter_of_every_notebook():
+    """papermill's inspector skips annotations it cannot parse (e.g. ``str | None``); the sweep then would not
+    pass that parameter, silently."""
+    import ast
+
+    import papermill
+
+    from mrl.sweep import default_notebooks_dir
+
+    for path in sorted(default_notebooks_dir().glob("0*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = [node.target.id for node in ast.parse(cell.source).body if isinstance(node, ast.AnnAssign)]
+        assert len(assigned) == len(cell.source.strip().splitlines()), f"{path.name}: one annotated literal a line"
+        assert list(papermill.inspect_notebook(str(path))) == assigned, path.name
+        assert all(p["help"] for p in papermill.inspect_notebook(str(path)).values()), f"{path.name}: # help"
