@@ -213,68 +213,68 @@ _SPECIAL_STEMS = {
 }
 
 # --------------------------------------------------------------------------------------------------- templates
-# (kind, P(present), n_lo, n_hi, dose_lo %, dose_hi %, open-ended). Open-ended slots stretch with
-# ``complexity`` and absorb the adjustments that keep the ingredient count inside the preset's bounds.
-_Slot = tuple[str, float, int, int, float, float, bool]
+#: Open-ended kinds: their slots stretch with ``complexity`` and, in this order, give up (or gain) ingredients
+#: to keep the ingredient count inside the preset's bounds.
+_FLEX_ORDER = ("active", "fragrance", "oil")
+#: Template -> (weight, slots); a slot is (kind, P(present), n_lo, n_hi, dose_lo %, dose_hi %).
+_Slot = tuple[str, float, int, int, float, float]
 _TEMPLATES: dict[str, tuple[float, tuple[_Slot, ...]]] = {
     "toner": (0.12, (
-        ("glycerin", 0.8, 1, 1, 1.0, 5.0, False), ("humectant", 0.8, 1, 3, 0.5, 4.0, False),
-        ("glycol", 0.6, 1, 2, 1.0, 5.0, False), ("active", 1.0, 2, 8, 0.005, 1.0, True),
-        ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0, False), ("preservative", 0.6, 1, 2, 0.05, 0.6, False),
-        ("fragrance", 0.5, 1, 4, 0.01, 0.2, True), ("emulsifier", 0.4, 1, 1, 0.1, 1.0, False),
-        ("acid", 0.4, 1, 1, 0.01, 0.2, False), ("salt", 0.1, 1, 1, 0.02, 0.3, False),
-        ("gum", 0.15, 1, 1, 0.01, 0.08, False), ("alcohol", 0.1, 1, 1, 2.0, 15.0, False),
+        ("glycerin", 0.8, 1, 1, 1.0, 5.0), ("humectant", 0.8, 1, 3, 0.5, 4.0),
+        ("glycol", 0.6, 1, 2, 1.0, 5.0), ("active", 1.0, 2, 8, 0.005, 1.0),
+        ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0), ("preservative", 0.6, 1, 2, 0.05, 0.6),
+        ("fragrance", 0.5, 1, 4, 0.01, 0.2), ("emulsifier", 0.4, 1, 1, 0.1, 1.0),
+        ("acid", 0.4, 1, 1, 0.01, 0.2), ("salt", 0.1, 1, 1, 0.02, 0.3),
+        ("gum", 0.15, 1, 1, 0.01, 0.08), ("alcohol", 0.1, 1, 1, 2.0, 15.0),
     )),
     "serum": (0.15, (
-        ("glycerin", 0.85, 1, 1, 1.0, 6.0, False), ("humectant", 0.9, 1, 4, 0.5, 5.0, False),
-        ("glycol", 0.5, 1, 2, 1.0, 5.0, False), ("gum", 0.75, 1, 2, 0.05, 0.6, False),
-        ("carbomer", 0.3, 1, 1, 0.05, 0.4, False), ("base", 0.35, 1, 1, 0.02, 0.4, False),
-        ("active", 1.0, 3, 12, 0.005, 3.0, True), ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0, False),
-        ("preservative", 0.6, 1, 2, 0.05, 0.6, False), ("fragrance", 0.3, 1, 4, 0.01, 0.15, True),
-        ("salt", 0.1, 1, 1, 0.02, 0.3, False), ("acid", 0.2, 1, 1, 0.01, 0.3, False),
-        ("emulsifier", 0.3, 1, 1, 0.1, 1.0, False), ("oil", 0.2, 1, 3, 0.1, 2.0, True),
+        ("glycerin", 0.85, 1, 1, 1.0, 6.0), ("humectant", 0.9, 1, 4, 0.5, 5.0),
+        ("glycol", 0.5, 1, 2, 1.0, 5.0), ("gum", 0.75, 1, 2, 0.05, 0.6),
+        ("carbomer", 0.3, 1, 1, 0.05, 0.4), ("base", 0.35, 1, 1, 0.02, 0.4),
+        ("active", 1.0, 3, 12, 0.005, 3.0), ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0),
+        ("preservative", 0.6, 1, 2, 0.05, 0.6), ("fragrance", 0.3, 1, 4, 0.01, 0.15),
+        ("salt", 0.1, 1, 1, 0.02, 0.3), ("acid", 0.2, 1, 1, 0.01, 0.3),
+        ("emulsifier", 0.3, 1, 1, 0.1, 1.0), ("oil", 0.2, 1, 3, 0.1, 2.0),
     )),
     "gel": (0.15, (
-        ("carbomer", 0.95, 1, 2, 0.1, 0.6, False), ("gum", 0.35, 1, 1, 0.05, 0.5, False),
-        ("base", 0.9, 1, 1, 0.1, 0.8, False), ("glycerin", 0.8, 1, 1, 1.0, 6.0, False),
-        ("humectant", 0.6, 1, 3, 0.5, 4.0, False), ("glycol", 0.4, 1, 2, 1.0, 5.0, False),
-        ("alcohol", 0.2, 1, 1, 3.0, 30.0, False), ("active", 0.85, 1, 10, 0.005, 2.0, True),
-        ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0, False), ("preservative", 0.5, 1, 2, 0.05, 0.6, False),
-        ("fragrance", 0.4, 1, 5, 0.01, 0.3, True), ("salt", 0.15, 1, 1, 0.02, 0.8, False),
-        ("acid", 0.15, 1, 1, 0.01, 0.3, False),
+        ("carbomer", 0.95, 1, 2, 0.1, 0.6), ("gum", 0.35, 1, 1, 0.05, 0.5),
+        ("base", 0.9, 1, 1, 0.1, 0.8), ("glycerin", 0.8, 1, 1, 1.0, 6.0),
+        ("humectant", 0.6, 1, 3, 0.5, 4.0), ("glycol", 0.4, 1, 2, 1.0, 5.0),
+        ("alcohol", 0.2, 1, 1, 3.0, 30.0), ("active", 0.85, 1, 10, 0.005, 2.0),
+        ("phenoxyethanol", 0.8, 1, 1, 0.3, 1.0), ("preservative", 0.5, 1, 2, 0.05, 0.6),
+        ("fragrance", 0.4, 1, 5, 0.01, 0.3), ("salt", 0.15, 1, 1, 0.02, 0.8),
+        ("acid", 0.15, 1, 1, 0.01, 0.3),
     )),
     "lotion": (0.2, (
-        ("oil", 1.0, 2, 8, 0.5, 6.0, True), ("wax", 0.9, 1, 2, 0.8, 4.0, False),
-        ("emulsifier", 1.0, 1, 3, 0.5, 3.0, False), ("gum", 0.6, 1, 2, 0.05, 0.4, False),
-        ("carbomer", 0.35, 1, 1, 0.05, 0.3, False), ("base", 0.4, 1, 1, 0.02, 0.4, False),
-        ("glycerin", 0.9, 1, 1, 1.0, 5.0, False), ("humectant", 0.6, 1, 3, 0.5, 4.0, False),
-        ("glycol", 0.3, 1, 2, 1.0, 4.0, False), ("active", 0.9, 2, 12, 0.005, 2.0, True),
-        ("phenoxyethanol", 0.85, 1, 1, 0.3, 1.0, False), ("preservative", 0.6, 1, 2, 0.05, 0.6, False),
-        ("fragrance", 0.7, 1, 6, 0.01, 0.3, True), ("pigment", 0.15, 1, 3, 0.1, 3.0, False),
-        ("salt", 0.08, 1, 1, 0.02, 0.3, False), ("acid", 0.2, 1, 1, 0.01, 0.3, False),
+        ("oil", 1.0, 2, 8, 0.5, 6.0), ("wax", 0.9, 1, 2, 0.8, 4.0),
+        ("emulsifier", 1.0, 1, 3, 0.5, 3.0), ("gum", 0.6, 1, 2, 0.05, 0.4),
+        ("carbomer", 0.35, 1, 1, 0.05, 0.3), ("base", 0.4, 1, 1, 0.02, 0.4),
+        ("glycerin", 0.9, 1, 1, 1.0, 5.0), ("humectant", 0.6, 1, 3, 0.5, 4.0),
+        ("glycol", 0.3, 1, 2, 1.0, 4.0), ("active", 0.9, 2, 12, 0.005, 2.0),
+        ("phenoxyethanol", 0.85, 1, 1, 0.3, 1.0), ("preservative", 0.6, 1, 2, 0.05, 0.6),
+        ("fragrance", 0.7, 1, 6, 0.01, 0.3), ("pigment", 0.15, 1, 3, 0.1, 3.0),
+        ("salt", 0.08, 1, 1, 0.02, 0.3), ("acid", 0.2, 1, 1, 0.01, 0.3),
     )),
     "cream": (0.18, (
-        ("oil", 1.0, 3, 10, 0.5, 8.0, True), ("wax", 1.0, 1, 2, 1.5, 4.0, False),
-        ("emulsifier", 1.0, 1, 4, 1.0, 4.0, False), ("gum", 0.5, 1, 2, 0.05, 0.5, False),
-        ("carbomer", 0.25, 1, 1, 0.05, 0.3, False), ("base", 0.3, 1, 1, 0.02, 0.4, False),
-        ("glycerin", 0.9, 1, 1, 2.0, 7.0, False), ("humectant", 0.6, 1, 3, 0.5, 4.0, False),
-        ("active", 0.95, 3, 15, 0.005, 3.0, True), ("phenoxyethanol", 0.85, 1, 1, 0.3, 1.0, False),
-        ("preservative", 0.6, 1, 2, 0.05, 0.6, False), ("fragrance", 0.6, 1, 8, 0.01, 0.3, True),
-        ("pigment", 0.3, 1, 5, 0.3, 8.0, False), ("salt", 0.08, 1, 1, 0.02, 0.3, False),
-        ("acid", 0.2, 1, 1, 0.01, 0.3, False),
+        ("oil", 1.0, 3, 10, 0.5, 8.0), ("wax", 1.0, 1, 2, 1.5, 4.0),
+        ("emulsifier", 1.0, 1, 4, 1.0, 4.0), ("gum", 0.5, 1, 2, 0.05, 0.5),
+        ("carbomer", 0.25, 1, 1, 0.05, 0.3), ("base", 0.3, 1, 1, 0.02, 0.4),
+        ("glycerin", 0.9, 1, 1, 2.0, 7.0), ("humectant", 0.6, 1, 3, 0.5, 4.0),
+        ("active", 0.95, 3, 15, 0.005, 3.0), ("phenoxyethanol", 0.85, 1, 1, 0.3, 1.0),
+        ("preservative", 0.6, 1, 2, 0.05, 0.6), ("fragrance", 0.6, 1, 8, 0.01, 0.3),
+        ("pigment", 0.3, 1, 5, 0.3, 8.0), ("salt", 0.08, 1, 1, 0.02, 0.3),
+        ("acid", 0.2, 1, 1, 0.01, 0.3),
     )),
     "shampoo": (0.2, (
-        ("anionic", 1.0, 1, 2, 4.0, 15.0, False), ("amphoteric", 0.8, 1, 2, 1.0, 6.0, False),
-        ("salt", 0.85, 1, 1, 0.2, 2.5, False), ("gum", 0.2, 1, 1, 0.05, 0.5, False),
-        ("glycerin", 0.5, 1, 1, 0.5, 3.0, False), ("humectant", 0.4, 1, 2, 0.1, 2.0, False),
-        ("glycol", 0.3, 1, 1, 0.5, 3.0, False), ("active", 0.8, 1, 8, 0.005, 1.0, True),
-        ("phenoxyethanol", 0.7, 1, 1, 0.3, 1.0, False), ("preservative", 0.8, 1, 2, 0.05, 0.6, False),
-        ("fragrance", 0.95, 1, 8, 0.05, 1.0, True), ("acid", 0.7, 1, 1, 0.05, 0.5, False),
-        ("oil", 0.3, 1, 2, 0.1, 1.0, True), ("emulsifier", 0.3, 1, 1, 0.2, 2.0, False),
+        ("anionic", 1.0, 1, 2, 4.0, 15.0), ("amphoteric", 0.8, 1, 2, 1.0, 6.0),
+        ("salt", 0.85, 1, 1, 0.2, 2.5), ("gum", 0.2, 1, 1, 0.05, 0.5),
+        ("glycerin", 0.5, 1, 1, 0.5, 3.0), ("humectant", 0.4, 1, 2, 0.1, 2.0),
+        ("glycol", 0.3, 1, 1, 0.5, 3.0), ("active", 0.8, 1, 8, 0.005, 1.0),
+        ("phenoxyethanol", 0.7, 1, 1, 0.3, 1.0), ("preservative", 0.8, 1, 2, 0.05, 0.6),
+        ("fragrance", 0.95, 1, 8, 0.05, 1.0), ("acid", 0.7, 1, 1, 0.05, 0.5),
+        ("oil", 0.3, 1, 2, 0.1, 1.0), ("emulsifier", 0.3, 1, 1, 0.2, 2.0),
     )),
 }
-#: Order in which open-ended slots give up (or gain) ingredients to respect the ingredient-count bounds.
-_FLEX_ORDER = ("active", "fragrance", "oil")
 #: Non-balance ingredients are rescaled to this total (in %) so that the balance stays within 60-95 %.
 _OTHERS_RANGE = (5.01, 39.99)
 
@@ -403,8 +403,8 @@ def _slot_counts(rng: np.random.Generator, preset: LabPreset, slots: tuple[_Slot
                  kind_sizes: dict[str, int]) -> np.ndarray:
     """Number of materials per (formula, slot), adjusted so each formula's total fits the preset's bounds."""
     counts = np.zeros((n, len(slots)), dtype=np.int64)
-    for j, (kind, p, lo, hi, _, _, flex) in enumerate(slots):
-        if flex:
+    for j, (kind, p, lo, hi, _, _) in enumerate(slots):
+        if kind in _FLEX_ORDER:
             hi = max(lo, int(round(hi * preset.complexity)))
         hi = min(hi, kind_sizes[kind])
         lo = min(lo, hi)
@@ -412,7 +412,7 @@ def _slot_counts(rng: np.random.Generator, preset: LabPreset, slots: tuple[_Slot
         u = rng.random(n)
         counts[:, j] = present * (lo + np.floor((hi - lo + 1) * u**2).astype(np.int64))  # skewed to few
     total = counts.sum(axis=1) + 1  # + balance solvent
-    flex_cols = [j for name in _FLEX_ORDER for j, s in enumerate(slots) if s[0] == name and s[6]]
+    flex_cols = [j for name in _FLEX_ORDER for j, s in enumerate(slots) if s[0] == name]
     for j in flex_cols:  # too many ingredients: drop open-ended ones
         excess = np.maximum(total - preset.max_ingredients, 0)
         cut = np.minimum(excess, counts[:, j])
@@ -438,7 +438,7 @@ def _formulas(preset: LabPreset, rng: np.random.Generator, truth: pd.DataFrame, 
         f_idx = np.flatnonzero(template == ti)
         slots = _TEMPLATES[tname][1]
         counts = _slot_counts(rng, preset, slots, len(f_idx), kind_sizes)
-        for j, (kind, _, _, _, dlo, dhi, _) in enumerate(slots):
+        for j, (kind, _, _, _, dlo, dhi) in enumerate(slots):
             mem = members[_KIND_INDEX[kind]]
             rows, pos = _pick(rng, popularity[mem], counts[:, j])
             mats = mem[pos]
