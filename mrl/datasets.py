@@ -368,36 +368,36 @@ class DatasetInfo:
     loader: str = "matbench"
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "matbench_steels": DatasetInfo(
-        name="matbench_steels",
-        description="Matbench v0.1 matbench_steels: yield strength of 312 steels from their composition "
-                    "(atomic fractions of up to 14 elements). 5-fold CV protocol (see matbench_folds).",
-        package="crabnet", version="2.0.8", member="crabnet/data/matbench/steels_yield.csv",
-        target="yield_strength", unit="MPa", n_samples=312,
-        citation=_MATBENCH_CITE + " Original data: Citrine Informatics steel strength data set.",
-        license=_CRABNET_LICENSE),
-    "matbench_expt_gap": DatasetInfo(
-        name="matbench_expt_gap",
-        description="Matbench v0.1 matbench_expt_gap: experimental band gap of 4,604 inorganic compounds from "
-                    "their composition (metals have gap 0). 5-fold CV protocol (see matbench_folds).",
-        package="crabnet", version="2.0.8", member="crabnet/data/matbench/expt_gap.csv",
-        target="band_gap", unit="eV", n_samples=4604,
-        citation=_MATBENCH_CITE + " Original data: Zhuo Y., Mansouri Tehrani A., Brgoch J. (2018) Predicting "
-                                  "the band gaps of inorganic solids by machine learning. J. Phys. Chem. Lett. 9, "
-                                  "1668-1673.",
-        license=_CRABNET_LICENSE),
-    "mp_e_form": DatasetInfo(
-        name="mp_e_form",
-        description="Matbench v0.1 matbench_mp_e_form reduced to compositions: DFT formation energy of 132,752 "
-                    "Materials Project structures. Several polymorphs share a formula (same input, different "
-                    "targets), which bounds the error a composition-only model can reach.",
-        package="crabnet", version="2.0.8", member="crabnet/data/matbench/mp_e_form.csv",
-        target="e_form", unit="eV/atom", n_samples=132752,
-        citation=_MATBENCH_CITE + " Original data: Jain A. et al. (2013) The Materials Project. APL Mater. 1, "
-                                  "011002.",
-        license=_CRABNET_LICENSE + " Materials Project data: CC BY 4.0."),
-    "melt_viscosity": DatasetInfo(
+def _matbench_card(name: str, csv: str, target: str, unit: str, n_samples: int, description: str, source: str,
+                   license_note: str = "") -> DatasetInfo:
+    """Card of a Matbench v0.1 composition task read from ``crabnet/data/matbench/<csv>`` in the crabnet wheel."""
+    return DatasetInfo(
+        name=name, description=description, package="crabnet", version="2.0.8",
+        member=f"crabnet/data/matbench/{csv}", target=target, unit=unit, n_samples=n_samples,
+        citation=f"{_MATBENCH_CITE} Original data: {source}",
+        license=" ".join(filter(None, (_CRABNET_LICENSE, license_note))))
+
+
+DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
+    _matbench_card(
+        "matbench_steels", "steels_yield.csv", "yield_strength", "MPa", 312,
+        "Matbench v0.1 matbench_steels: yield strength of 312 steels from their composition "
+        "(atomic fractions of up to 14 elements). 5-fold CV protocol (see matbench_folds).",
+        "Citrine Informatics steel strength data set."),
+    _matbench_card(
+        "matbench_expt_gap", "expt_gap.csv", "band_gap", "eV", 4604,
+        "Matbench v0.1 matbench_expt_gap: experimental band gap of 4,604 inorganic compounds from "
+        "their composition (metals have gap 0). 5-fold CV protocol (see matbench_folds).",
+        "Zhuo Y., Mansouri Tehrani A., Brgoch J. (2018) Predicting the band gaps of inorganic solids by machine "
+        "learning. J. Phys. Chem. Lett. 9, 1668-1673."),
+    _matbench_card(
+        "mp_e_form", "mp_e_form.csv", "e_form", "eV/atom", 132752,
+        "Matbench v0.1 matbench_mp_e_form reduced to compositions: DFT formation energy of 132,752 "
+        "Materials Project structures. Several polymorphs share a formula (same input, different "
+        "targets), which bounds the error a composition-only model can reach.",
+        "Jain A. et al. (2013) The Materials Project. APL Mater. 1, 011002.",
+        license_note="Materials Project data: CC BY 4.0."),
+    DatasetInfo(
         name="melt_viscosity",
         description="Viscosity of silicate/aluminosilicate melts (12 oxides, mole fractions) at temperature T (K) "
                     "and pressure P (GPa): 28,898 measurements of 8,013 compositions, with the published "
@@ -411,7 +411,7 @@ DATASETS: dict[str, DatasetInfo] = {
         license="gpvisc code is GPL-3.0; the data set (measurements compiled from the literature and SciGlass) is "
                 "read from the gpvisc 0.3.5 wheel on PyPI and not redistributed here. Cite the paper and the "
                 "original measurement references when using it."),
-}
+)}
 
 
 def list_datasets() -> pd.DataFrame:
