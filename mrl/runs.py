@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,12 @@ import yaml
 
 import mrl
 from mrl.data import FormulaData, load_formulas
-from mrl.estimator import MixtureRegressor
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams
+
+if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does not need it
+    from mrl.estimator import MixtureRegressor
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,11 @@ def _find_table(folder: Path, stem: str) -> Path | None:
         if (folder / f"{stem}{suffix}").exists():
             return folder / f"{stem}{suffix}"
     return None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read a Parquet table, or a CSV one (optionally gzipped) for any other suffix."""
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
@@ -58,8 +66,7 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
         data = load_formulas(forms, props, _find_table(folder, "materials"), targets=params.target,
                              conditions=params.conditions, content_unit=params.content_unit, name=folder.name)
         truth_path = _find_table(folder, "truth")
-        truth = pd.read_parquet(truth_path) if truth_path and truth_path.suffix == ".parquet" else (
-            pd.read_csv(truth_path) if truth_path else None)
+        truth = _read_table(truth_path) if truth_path else None
     else:
         from mrl.datasets import DATASETS, load_dataset
 
@@ -132,6 +139,8 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     A finished run (``metrics.json`` present) is never overwritten unless ``overwrite``; an unfinished one
     (checkpoint only) needs ``resume`` (continue) or ``overwrite`` (start again).
     """
+    from mrl.estimator import MixtureRegressor
+
     out = run_dir(params)
     if (out / "metrics.json").exists() and not overwrite:
         if resume:
@@ -193,27 +202,34 @@ class Run:
 
     @cached_property
     def embeddings(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "embeddings.parquet")
+        return self._read("embeddings.parquet")
 
     @cached_property
     def snapshots(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "snapshots.parquet")
+        return self._read("snapshots.parquet")
 
     @cached_property
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / "history.csv")
+        return self._read("history.csv")
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "predictions.parquet")
+        return self._read("predictions.parquet")
 
     @cached_property
     def split(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "split.parquet")
+        return self._read("split.parquet")
 
     @cached_property
     def estimator(self) -> MixtureRegressor:
+        """The trained model, rebuilt from the checkpoint (imports torch on first use)."""
+        from mrl.estimator import MixtureRegressor
+
         return MixtureRegressor.load(self.path / CHECKPOINT)
+
+    def _read(self, name: str) -> pd.DataFrame:
+        """A table of the run folder by file name."""
+        return _read_table(self.path / name)
 
     def data(self) -> tuple[FormulaData, pd.DataFrame | None]:
         """The run's data set and hidden truth (if any), re-resolved from its params."""
