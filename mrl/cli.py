@@ -46,9 +46,13 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from mrl.sweep import run_sweep
+    from mrl.sweep import SweepFailed, run_sweep
 
-    run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed)
+    try:
+        run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True)
+    except SweepFailed as exc:
+        logging.getLogger("mrl").error("%s", exc)
+        sys.exit(1)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -83,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
     p.set_defaults(func=cmd_similar)
 
-    p = sub.add_parser("sweep", help="run a sweep's notebooks with papermill for every grid point")
+    p = sub.add_parser("sweep", help="run a sweep's notebooks with papermill for every grid point "
+                                     "(exit status 1 when a point failed)")
     p.add_argument("sweep", help="sweep YAML file (params/<sweep>.yaml)")
     p.add_argument("-j", "--jobs", type=int, default=None,
                    help="parallel workers (default: the sweep file's jobs, else 1)")

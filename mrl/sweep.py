@@ -25,7 +25,9 @@ Behaviour:
   its last checkpoint, so finished work is not redone.
 * A failed point writes ``error.txt`` and never stops the others. Failed points are **not** re-run by default
   (a deterministic failure would only fail again); pass ``retry_failed=True`` (``mrl sweep --retry-failed``)
-  after fixing the cause.
+  after fixing the cause. With ``check=True`` (what ``mrl sweep`` uses) :func:`run_sweep` then raises
+  :class:`SweepFailed` naming every failed point (this run's or an earlier one's), so ``mrl sweep`` exits with
+  status 1 and ``mrl sweep ... && mrl report ...`` stops there.
 * ``jobs > 1`` runs points in parallel worker processes, each notebook in its own kernel, with the CPU
   threads split between workers (``OMP_NUM_THREADS``; unless already set).
 * At the end ``<runs_dir>/<name>/summary.csv`` gets one row per point (grid keys, status, steps, wall times,
@@ -82,6 +84,10 @@ KERNEL_START_TIMEOUT = 180
 #: Kernel command-line options: keep the kernels' own log quiet (ipykernel warns in every kernel that its local TCP
 #: connection is unencrypted, and logs the interrupt sent at shutdown); errors still land in the notebooks.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+class SweepFailed(RuntimeError):
+    """Some points of a sweep failed (raised by :func:`run_sweep` with ``check=True``, after the summary)."""
 
 
 def default_notebooks_dir() -> Path:
@@ -369,7 +375,7 @@ class _SweepLock:
         self.path.unlink(missing_ok=True)
 
 
-def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: bool = False,
+def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: bool = False, check: bool = False,
               **overrides: Any) -> pd.DataFrame:
     """Execute every pending point of a sweep; write and return its summary table (one row per point).
 
@@ -378,6 +384,8 @@ def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: b
         jobs: parallel worker processes (each runs one point at a time, each notebook in its own kernel);
             ``None``: the sweep file's ``jobs`` (default 1).
         retry_failed: also re-run points that failed before (their ``error.txt`` is replaced).
+        check: raise :class:`SweepFailed` when any point (the data notebook's included) has failed, in this run
+            or before; otherwise failures are only logged and shown in the summary.
         overrides: top-level keys of the sweep file to replace (e.g. ``runs_dir``, ``base``, ``grid``).
     """
     sweep = path if isinstance(path, Sweep) else load_sweep(path, **overrides)
@@ -405,12 +413,15 @@ def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: b
             raise
         finally:
             summary = write_summary(sweep, points)
-    failed = summary[summary["status"] == "failed"]
-    for _, row in failed.iterrows():
-        log.error("point %s failed: %s (see %s)", row["point"], row["error"], sweep.folder / row["point"] / ERROR)
-    log.info("sweep %s: %d done, %d failed, %d pending; summary %s", sweep.name,
-             int((summary["status"] == "done").sum()), len(failed), int((summary["status"] == "pending").sum()),
-             sweep.summary_path)
+    statuses = [p.status for p in points]
+    failed = [p for p, status in zip(points, statuses) if status == "failed"]
+    for point in failed:
+        log.error("point %s failed: %s (see %s)", point.name, _error_line(point.folder / ERROR), point.folder / ERROR)
+    log.info("sweep %s: %d done, %d failed, %d pending; summary %s", sweep.name, statuses.count("done"),
+             len(failed), statuses.count("pending"), sweep.summary_path)
+    if check and failed:
+        raise SweepFailed(f"sweep {sweep.name}: {len(failed)} of {len(points)} point(s) failed: "
+                          + ", ".join(f"{p.name} ({p.folder / ERROR})" for p in failed))
     return summary
 
 

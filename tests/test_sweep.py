@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 
 from mrl.io import read_json
 from mrl.sweep import DONE, ERROR, load_sweep, run_sweep
@@ -116,6 +117,26 @@ def test_failing_point_is_recorded_and_does_not_stop_the_others(tmp_path):
     assert error.stat().st_mtime_ns == mtime
     again = run_sweep(sweep, jobs=1, retry_failed=True).set_index("point")
     assert error.stat().st_mtime_ns != mtime and again.loc["target_no_such_property", "status"] == "failed"
+
+
+def test_cli_sweep_exits_non_zero_when_a_point_failed(tmp_path, caplog):
+    """``mrl sweep X && mrl report Y`` must stop at a failed point (the target is missing: fails before training)."""
+    from mrl.cli import main
+
+    spec = tmp_path / "fail.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "fail", "runs_dir": str(tmp_path / "runs"), "notebooks": ["02_train"],
+        "base": {"data": "synth:small", "steps": 10}, "grid": {"target": ["no_such_property"]},
+        "point_name": "target_{target}"}))
+    error = tmp_path / "runs" / "fail" / "target_no_such_property" / ERROR
+    for _ in range(2):  # a failure recorded by an earlier run (not retried) counts too
+        caplog.clear()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sweep", str(spec), "--jobs", "1"])
+        assert exit_info.value.code == 1
+        assert error.exists()
+        assert f"target_no_such_property ({error})" in caplog.text
+    assert pd.read_csv(tmp_path / "runs" / "fail" / "summary.csv")["status"].tolist() == ["failed"]
 
 
 def test_bad_params_are_rejected_before_anything_runs(tmp_path):
