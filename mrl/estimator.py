@@ -36,11 +36,11 @@ class MixtureRegressor:
     def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
                  dropout: float = 0.0, head: str = "direct", temperature: str = "T",
                  content_scale: str = "median", pin_origin: str | None = "auto", init_std: float = 1e-3,
-                 target_transform: str = "auto", aggregation: str = "embedding_bag",
+                 target_transform: str = "auto", aggregation: str = "embedding_bag", interaction: str = "none",
                  inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
                  lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
                  embedding_weight_decay: float = 1e-4,
-                 lr_schedule: str = "cosine", eval_every: int = 500, snapshot_every: int = 500,
+                 lr_schedule: str = "cosine", loss: str = "mse", eval_every: int = 500, snapshot_every: int = 500,
                  checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
                  progress: bool = True) -> None:
         self.embedding_dim = embedding_dim
@@ -54,6 +54,7 @@ class MixtureRegressor:
         self.init_std = init_std
         self.target_transform = target_transform
         self.aggregation = aggregation
+        self.interaction = interaction
         self.inverse_conditions = inverse_conditions
         self.steps = steps
         self.batch_size = batch_size
@@ -62,6 +63,7 @@ class MixtureRegressor:
         self.weight_decay = weight_decay
         self.embedding_weight_decay = embedding_weight_decay
         self.lr_schedule = lr_schedule
+        self.loss = loss
         self.eval_every = eval_every
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
@@ -71,9 +73,9 @@ class MixtureRegressor:
         self.progress = progress
 
     _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
-                    "pin_origin", "init_std", "target_transform", "aggregation", "inverse_conditions", "steps",
-                    "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay", "lr_schedule",
-                    "eval_every", "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
+                    "pin_origin", "init_std", "target_transform", "aggregation", "interaction", "inverse_conditions",
+                    "steps", "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
+                    "lr_schedule", "loss", "eval_every", "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in self._PARAM_NAMES}
@@ -107,9 +109,12 @@ class MixtureRegressor:
         return [int(where[0])]
 
     def _typical_content(self, data: FormulaData) -> np.ndarray:
-        """Median content of each material over the *training* formulas (1.0, i.e. no scaling, where unused)."""
-        medians = data.formulas.groupby("material_id")["content"].median()
-        return self.materials_["material_id"].map(medians).fillna(1.0).to_numpy(np.float64)
+        """Typical content of each material over the *training* formulas: median, or root mean square for
+        ``content_scale="rms"`` (1.0, i.e. no scaling, where unused)."""
+        content = data.formulas.groupby("material_id")["content"]
+        typical = (content.apply(lambda c: float(np.sqrt(np.mean(np.square(c))))) if self.content_scale == "rms"
+                   else content.median())
+        return self.materials_["material_id"].map(typical).fillna(1.0).to_numpy(np.float64)
 
     def fit(self, data: FormulaData, eval_data: FormulaData | None = None,
             checkpoint_path: str | Path | None = None, resume: bool = False,
@@ -140,6 +145,7 @@ class MixtureRegressor:
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
             content_scale=self.content_scale, median_content=self._typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
+            interaction=self.interaction,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
         if initial_table is not None:
             from mrl.init_vectors import set_initial_table
@@ -153,7 +159,8 @@ class MixtureRegressor:
         cfg = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                          embedding_lr=self.embedding_lr or self.lr, weight_decay=self.weight_decay,
                          embedding_weight_decay=self.embedding_weight_decay, lr_schedule=self.lr_schedule,
-                         eval_every=self.eval_every, snapshot_every=self.snapshot_every, checkpoint_every=self.checkpoint_every, seed=self.seed)
+                         loss=self.loss, eval_every=self.eval_every, snapshot_every=self.snapshot_every,
+                         checkpoint_every=self.checkpoint_every, seed=self.seed)
         evaluate = self._monitor(data, eval_data)
         matrix = data.content_matrix()
         state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,

@@ -5,7 +5,13 @@ material vector is ``e_i = s_i * act(W_i)``: ``W`` is the learned table (``n_mat
 ``act`` is ``tanh`` (the seed report's ``CODE_ACT``) or the identity, and ``s_i`` a per-material content scale.
 ``s_i = 1 / median content of material i`` ("median" scaling) lets a thickener dosed at 0.5 % move the mixture
 vector as far as the 80 % water base without its raw parameters growing 160-fold; "learned" starts there and
-learns ``log s_i``; "none" keeps ``s_i = 1``. The mixture is linear in the contents for every option.
+learns ``log s_i``; "rms" uses the root mean square content instead of the median (robust when a material is
+mostly dosed in traces but sometimes at 10-100x that); "none" keeps ``s_i = 1``. The mixture is linear in the contents for every option.
+
+Optionally (``interaction="attention"``) the ingredients of a formula first look at each other: one layer of
+content-weighted multi-head attention (as Roost/CrabNet do for elements) gives every ingredient an update
+``u_i`` from its partners, and ``m = sum_i c_i (e_i + s_i u_i)``. The table stays the one inspectable vector per
+material; the update starts at zero (a learned gate initialised at 0), so training starts from the plain sum.
 
 Measurement conditions (temperature, pressure, ...) are standardised (optionally ``1000 / value`` first) and
 enter the head beside ``m``; they never touch the material vectors. Target scaling (``log10`` then
@@ -22,16 +28,17 @@ from torch import nn
 import torch.nn.functional as F
 
 ACTIVATIONS = ("tanh", "none")
-CONTENT_SCALES = ("none", "median", "learned")
+CONTENT_SCALES = ("none", "median", "rms", "learned")
 AGGREGATIONS = ("embedding_bag", "sparse_mm")
 HEADS = ("direct", "vft")
 TARGET_TRANSFORMS = ("none", "log10")
+INTERACTIONS = ("none", "attention")
 #: Predictions are clipped to the training target range widened by this share of it (transformed units).
 PREDICTION_MARGIN = 0.1
 #: Typical Vogel-Fulcher-Tammann B (K) and C (K) the vft head starts from (silicate melts: B ~ 4,000-10,000 K).
 VFT_B_INIT = 5000.0
 VFT_C_INIT = 500.0
-#: Smallest typical content used for "median" scaling, so a trace material's scale stays bounded.
+#: Smallest typical content used for content scaling, so a trace material's scale stays bounded.
 MIN_SCALE_CONTENT = 1e-3
 
 
@@ -89,6 +96,55 @@ def make_batch(matrix: sp.csr_matrix, rows: np.ndarray, conditions: np.ndarray |
                  torch.from_numpy(cond.astype(np.float32).reshape(len(rows), -1)))
 
 
+def formula_rows(offsets: torch.Tensor, nnz: int) -> torch.Tensor:
+    """Formula (row) index of each of the ``nnz`` flat ingredients of a batch with these ``offsets``."""
+    lengths = torch.diff(offsets, append=torch.tensor([nnz], device=offsets.device))
+    return torch.repeat_interleave(torch.arange(offsets.shape[0], device=offsets.device), lengths)
+
+
+def _pad(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Flat per-ingredient rows -> padded ``(n_formulas, max_len, ...)``."""
+    slots = torch.arange(values.shape[0], device=values.device) - offsets[rows]
+    width = int(slots.max()) + 1
+    padded = values.new_full((offsets.shape[0], width, *values.shape[1:]), fill)
+    padded[rows, slots] = values
+    return padded
+
+
+class ContentAttention(nn.Module):
+    """One layer of content-weighted self-attention between the ingredients of each formula.
+
+    Ingredient ``i`` attends to ``j`` with weight ``c_j exp(q_i.k_j) / sum_l c_l exp(q_i.k_l)`` (Roost's weighted
+    attention: a 0.1 % partner counts less than a 50 % one); a feed-forward layer maps the ingredient's own
+    vector, the attended context and its log content to the update ``u_i``, scaled by a gate that starts at 0.
+    """
+
+    def __init__(self, dim: int, width: int = 64, heads: int = 4) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be a multiple of heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * width)
+        self.update = mlp(dim + width + 1, (width,), dim)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, content: torch.Tensor, offsets: torch.Tensor,
+                rows: torch.Tensor) -> torch.Tensor:
+        """Updates ``u_i`` for flat ingredient vectors ``x`` (``(nnz, dim)``) with contents ``(nnz,)``;
+        ``rows`` is each ingredient's formula (:func:`formula_rows`)."""
+        if not x.shape[0]:
+            return torch.zeros_like(x)
+        log_c = torch.log(content.clamp_min(1e-8))
+        qkv = _pad(self.qkv(x), offsets, rows)
+        n, length = qkv.shape[:2]
+        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+        bias = _pad(log_c, offsets, rows, fill=-float("inf"))[:, None, None, :]
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(n, self.heads, length, length))
+        slots = torch.arange(x.shape[0], device=x.device) - offsets[rows]
+        ctx = ctx.transpose(1, 2).reshape(n, length, -1)[rows, slots]
+        return self.gate * self.update(torch.cat([x, ctx, log_c[:, None]], dim=1))
+
+
 class MixtureModel(nn.Module):
     """Material table -> content-weighted sum -> regressor head.
 
@@ -100,19 +156,22 @@ class MixtureModel(nn.Module):
         dropout: dropout in the head.
         n_conditions: number of condition columns fed to the head.
         head: ``"direct"`` (MLP -> property) or ``"vft"`` (MLP -> A, B, C; y = A + B / (T - C)).
-        content_scale: ``"none"``, ``"median"`` or ``"learned"`` (see module docstring).
-        median_content: typical content fraction of each material, shape ``(n_materials,)``; used by scaling.
+        content_scale: ``"none"``, ``"median"``, ``"rms"`` or ``"learned"`` (see module docstring).
+        median_content: typical content fraction of each material (median, or RMS for ``"rms"``), shape
+            ``(n_materials,)``; used by scaling.
         pinned: material indices whose vector is fixed at the origin (e.g. the base solvent).
         init_std: standard deviation of the initial table (all materials start near the origin).
         aggregation: ``"embedding_bag"`` or ``"sparse_mm"`` (same result; speed measured in benchmarks/).
         temperature_index: which condition column is the temperature (``vft`` head only).
+        interaction: ``"none"`` (plain content-weighted sum) or ``"attention"`` (:class:`ContentAttention`).
     """
 
     def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
                  hidden: Sequence[int] = (128, 128), dropout: float = 0.0, n_conditions: int = 0,
                  head: str = "direct", content_scale: str = "median",
                  median_content: Sequence[float] | None = None, pinned: Sequence[int] = (),
-                 init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0) -> None:
+                 init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0,
+                 interaction: str = "none") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -120,6 +179,8 @@ class MixtureModel(nn.Module):
             raise ValueError(f"content_scale must be one of {CONTENT_SCALES}, got {content_scale!r}")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if interaction not in INTERACTIONS:
+            raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if head == "vft" and n_conditions < 1:
@@ -129,12 +190,13 @@ class MixtureModel(nn.Module):
             dropout=dropout, n_conditions=n_conditions, head=head, content_scale=content_scale,
             median_content=None if median_content is None else [float(v) for v in median_content],
             pinned=[int(p) for p in pinned], init_std=init_std, aggregation=aggregation,
-            temperature_index=temperature_index)
+            temperature_index=temperature_index, interaction=interaction)
         self.activation = activation
         self.aggregation = aggregation
         self.head_kind = head
         self.temperature_index = temperature_index
         self.table = nn.Parameter(torch.randn(n_materials, embedding_dim) * init_std)
+        self.interaction = ContentAttention(embedding_dim) if interaction == "attention" else None
         typical = np.ones(n_materials) if median_content is None else np.asarray(median_content, np.float64)
         log_scale = torch.zeros(n_materials) if content_scale == "none" else torch.from_numpy(
             -np.log(np.clip(np.where(typical > 0, typical, 1.0), MIN_SCALE_CONTENT, None))).float()
@@ -225,16 +287,23 @@ class MixtureModel(nn.Module):
         return raw * (self.keep * torch.exp(self.log_scale)).unsqueeze(1)
 
     def mixture(self, batch: Batch) -> torch.Tensor:
-        """Content-weighted sum of material vectors, shape ``(batch.size, dim)``."""
-        vectors = self.material_vectors()
+        """Content-weighted sum of material vectors (plus the interaction updates), shape ``(batch.size, dim)``."""
+        m = self._weighted_sum(self.material_vectors(), batch)
+        if self.interaction is None:
+            return m
+        raw = torch.tanh(self.table) if self.activation == "tanh" else self.table
+        rows = formula_rows(batch.offsets, batch.index.shape[0])
+        u = self.interaction(raw[batch.index], batch.content, batch.offsets, rows)
+        weight = batch.content * (self.keep * torch.exp(self.log_scale))[batch.index]
+        return m.index_add(0, rows, u * weight[:, None])
+
+    def _weighted_sum(self, vectors: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.aggregation == "embedding_bag":
             return F.embedding_bag(batch.index, vectors, batch.offsets, mode="sum",
                                    per_sample_weights=batch.content)
-        n, nnz = batch.size, batch.index.shape[0]
-        lengths = torch.diff(batch.offsets, append=torch.tensor([nnz], device=batch.offsets.device))
-        rows = torch.repeat_interleave(torch.arange(n, device=batch.index.device), lengths)
+        rows = formula_rows(batch.offsets, batch.index.shape[0])
         weights = torch.sparse_coo_tensor(torch.stack([rows, batch.index]), batch.content,
-                                          (n, vectors.shape[0]), check_invariants=False)
+                                          (batch.size, vectors.shape[0]), check_invariants=False)
         return torch.sparse.mm(weights, vectors)
 
     # ------------------------------------------------------------------ forward

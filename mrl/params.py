@@ -36,11 +36,12 @@ class RunParams:
     dropout: float = 0.0
     head: str = "direct"  # direct | vft (needs a temperature condition)
     temperature: str = "T"  # which condition is the temperature (vft head)
-    content_scale: str = "median"  # none | median | learned: per-material content scaling
+    content_scale: str = "median"  # none | median | rms | learned: per-material content scaling
     pin_origin: Optional[str] = "auto"  # material pinned at the origin: an id, "auto" (largest total content) or null
     init_std: float = 0.001  # all vectors start this close to the origin
     target_transform: str = "auto"  # none | log10 | auto (log10 when positive and spanning > 2 decades)
     aggregation: str = "embedding_bag"  # embedding_bag | sparse_mm
+    interaction: str = "none"  # none | attention: ingredients attend to each other before the sum (Roost-like)
     # training
     steps: int = 20000
     batch_size: int = 256
@@ -49,6 +50,7 @@ class RunParams:
     weight_decay: float = 0.0  # L2 on the head's weights
     embedding_weight_decay: float = 0.0001  # L2 on the material table: pulls data-poor materials to the origin
     lr_schedule: str = "cosine"  # cosine | constant
+    loss: str = "mse"  # mse | l1 | huber, on the standardised (transformed) target
     eval_every: int = 500
     snapshot_every: int = 500  # material vectors recorded every this many steps
     checkpoint_every: int = 2000
@@ -79,9 +81,10 @@ class RunParams:
     def validate(self, source: str = "params") -> None:
         """Check value ranges and choices."""
         choices = {"split": ("random", "column", "group"), "activation": ("tanh", "none"),
-                   "head": ("direct", "vft"), "content_scale": ("none", "median", "learned"),
+                   "head": ("direct", "vft"), "content_scale": ("none", "median", "rms", "learned"),
                    "target_transform": ("none", "log10", "auto"), "aggregation": ("embedding_bag", "sparse_mm"),
-                   "lr_schedule": ("cosine", "constant"), "content_unit": ("auto", "percent", "fraction")}
+                   "interaction": ("none", "attention"), "lr_schedule": ("cosine", "constant"),
+                   "loss": ("mse", "l1", "huber"), "content_unit": ("auto", "percent", "fraction")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{source}: {key} must be one of {allowed}, got {getattr(self, key)!r}")

@@ -22,6 +22,9 @@ from mrl.io import atomic_path
 from mrl.model import MixtureModel, make_batch
 
 log = logging.getLogger(__name__)
+#: Training losses on the standardised target: ``huber`` is quadratic within 1 SD, linear beyond.
+LOSSES = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss,
+          "huber": torch.nn.functional.huber_loss}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,6 +56,7 @@ class LoopConfig:
     snapshot_every: int
     checkpoint_every: int
     seed: int
+    loss: str = "mse"
 
 
 @dataclass
@@ -118,6 +122,9 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         resume: continue from ``checkpoint_path`` if it exists.
         extra_state: saved alongside in each checkpoint (e.g. what rebuilds the estimator).
     """
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {cfg.loss!r}")
+    loss_fn = LOSSES[cfg.loss]
     torch.manual_seed(cfg.seed)
     opt, sched = make_optimizer(model, cfg)
     state = LoopState()
@@ -152,7 +159,7 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         model.train()
         idx = order(state.step)
         batch = make_batch(matrix, rows[idx], conditions[idx]).to(device)
-        loss = torch.nn.functional.mse_loss(model(batch), y_all[idx].to(device))
+        loss = loss_fn(model(batch), y_all[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -94,3 +94,48 @@ def test_bad_options_raise():
         MixtureModel(3, 2, activation="relu")
     with pytest.raises(ValueError, match="vft head needs a temperature"):
         MixtureModel(3, 2, head="vft")
+
+
+def _attention_model() -> MixtureModel:
+    model = _model(interaction="attention", pinned=[0])
+    with torch.no_grad():
+        model.interaction.gate.fill_(1.0)  # switch the (zero-initialised) interaction on
+    return model
+
+
+def test_attention_starts_as_the_plain_sum_then_couples_ingredients():
+    matrix = _matrix([[0.6, 0.3, 0.1, 0, 0, 0], [0.6, 0.3, 0, 0.1, 0, 0]])
+    batch = make_batch(matrix, np.arange(2))
+    fresh = _model(interaction="attention", pinned=[0])
+    plain = _model(pinned=[0])
+    plain.load_state_dict({k: v for k, v in fresh.state_dict().items() if not k.startswith("interaction.")})
+    assert torch.allclose(fresh.mixture(batch), plain.mixture(batch), atol=1e-7)
+    model = _attention_model()
+    mix = model.mixture(batch)
+    table = model.material_vectors()
+    # the part of material 1's contribution that is not its own vector depends on its partner (2 vs 3)
+    rest = mix.detach() - torch.from_numpy(matrix.toarray().astype(np.float32)) @ table.detach()
+    assert not torch.allclose(rest[0], rest[1], atol=1e-4)
+
+
+def test_attention_is_order_invariant_and_batches_do_not_leak():
+    model = _attention_model()
+    matrix = sp.random(12, 6, density=0.5, random_state=3, format="csr")
+    matrix = sp.csr_matrix(matrix.multiply(1 / matrix.sum(axis=1).clip(1e-9)))
+    rows = np.flatnonzero(matrix.getnnz(axis=1) > 0)
+    together = model(make_batch(matrix, rows))
+    alone = torch.cat([model(make_batch(matrix, np.array([r]))) for r in rows])
+    assert torch.allclose(together, alone, atol=1e-5)
+    from mrl.model import Batch
+
+    index, content = torch.tensor([1, 3, 5]), torch.tensor([0.5, 0.3, 0.2])
+    perm = torch.tensor([2, 0, 1])
+    cond = torch.zeros(1, 0)
+    assert torch.allclose(model(Batch(index, torch.tensor([0]), content, cond)),
+                          model(Batch(index[perm], torch.tensor([0]), content[perm], cond)), atol=1e-6)
+
+
+def test_attention_pinned_material_still_contributes_nothing_of_its_own():
+    model = _attention_model()
+    alone = make_batch(_matrix([[1.0, 0, 0, 0, 0, 0]]), np.arange(1))
+    assert torch.count_nonzero(model.mixture(alone)) == 0

@@ -120,3 +120,35 @@ def test_content_scale_uses_training_formulas_only(tiny_data):
     i = int(np.flatnonzero(est.materials_["material_id"] == mid)[0])
     scale = float(torch.exp(est.module_.log_scale[i].detach()))
     assert scale == pytest.approx(1.0 / max(medians[mid], 1e-3), rel=1e-5)
+
+
+def test_rms_content_scale_follows_the_root_mean_square(tiny_data):
+    est = MixtureRegressor(steps=1, content_scale="rms", **FAST).fit(tiny_data)
+    content = tiny_data.formulas.groupby("material_id")["content"]
+    rms = np.sqrt(content.apply(lambda c: float(np.mean(c.to_numpy() ** 2))))
+    scale = torch.exp(est.module_.log_scale.detach()).numpy()
+    expected = 1.0 / np.clip(est.materials_["material_id"].map(rms).to_numpy(), 1e-3, None)
+    np.testing.assert_allclose(scale, expected, rtol=1e-5)
+    assert not np.allclose(rms.to_numpy(), content.median().to_numpy(), rtol=1e-3)  # not the median under a new name
+
+
+@pytest.mark.parametrize("loss", ["l1", "huber"])
+def test_loss_option_changes_training_and_checks_its_name(tiny_data, loss):
+    train, ev = _split(tiny_data)
+    mse = MixtureRegressor(steps=200, **FAST).fit(train).predict(ev)
+    other = MixtureRegressor(steps=200, loss=loss, **FAST).fit(train)
+    assert not np.allclose(mse, other.predict(ev))
+    y = ev.target_values()
+    assert regression_metrics(y, other.predict(ev))["mae"] < np.abs(y - np.median(y)).mean()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        MixtureRegressor(steps=1, loss="hinge", **FAST).fit(train)
+
+
+def test_attention_interaction_trains_and_reloads(tiny_data, tmp_path):
+    train, ev = _split(tiny_data)
+    est = MixtureRegressor(steps=200, interaction="attention", **FAST).fit(train, checkpoint_path=tmp_path / "a.pt")
+    assert float(est.module_.interaction.gate.detach()) != 0.0  # the interaction took part in training
+    loaded = MixtureRegressor.load(tmp_path / "a.pt", device="cpu")
+    assert np.array_equal(est.predict(ev), loaded.predict(ev))
+    y = ev.target_values()
+    assert regression_metrics(y, est.predict(ev))["mae"] < np.abs(y - np.median(y)).mean()
