@@ -1,0 +1,188 @@
+"""New and data-poor materials: extend a fitted :class:`~mrl.estimator.MixtureRegressor` without retraining it.
+
+* :func:`add_materials` fits only the new materials' rows of the table, from the few formulas that use them,
+  against the frozen head and the frozen vectors of the known materials; it starts from, and is pulled towards,
+  the origin or the vector of a known material the practitioner names.
+* :func:`tie_materials` gives a new material the effective vector of a known one ("this new grade acts like
+  M00042"), or pins it at the origin (no influence, like the base solvent; same predictions as
+  ``unknown="zero"``).
+
+Both return a new estimator; the one passed in is not changed, and predictions for formulas without new
+materials are bitwise the same.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from mrl.data import FormulaData
+from mrl.estimator import MixtureRegressor
+from mrl.model import Batch, MixtureModel, make_batch
+
+log = logging.getLogger(__name__)
+
+
+def _partner_rows(est: MixtureRegressor, partners: list[str | None], caller: str) -> np.ndarray:
+    """Vocabulary row of each named known material (-1 for None); an id outside the vocabulary is an error."""
+    vocab = pd.Index(est.materials_["material_id"])
+    missing = [k for k in partners if k is not None and k not in vocab]
+    if missing:
+        raise ValueError(f"{caller}: known material(s) {missing} are not in the model's vocabulary")
+    return np.array([-1 if k is None else vocab.get_loc(k) for k in partners], dtype=np.int64)
+
+
+def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, median_content: np.ndarray,
+                   source: np.ndarray, pinned: np.ndarray) -> MixtureRegressor:
+    """A copy of ``est`` whose vocabulary ends with ``materials``.
+
+    New material ``j`` copies the raw row and content scale of known row ``source[j]``; where ``source[j] < 0``
+    its raw row is 0 and its scale follows the model's rule from ``median_content[j]``. ``pinned[j]`` fixes it
+    at the origin. Snapshots get NaN rows for the new materials (they were not in the vocabulary then).
+    """
+    old = est.module_
+    n_old, n_new = len(est.materials_), len(materials)
+    copied = source >= 0
+    typical = np.asarray(old.model_params["median_content"], np.float64)
+    new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
+    params = dict(old.model_params, n_materials=n_old + n_new,
+                  median_content=[*typical, *np.where(copied, typical[source], median_content)],
+                  pinned=[*old.model_params["pinned"], *new_pins])
+    module = MixtureModel(**params)
+    state, fresh = old.state_dict(), module.state_dict()
+    for name in ("table", "log_scale", "keep"):
+        tail = fresh[name][n_old:].clone()
+        if name == "table":
+            tail.zero_()
+        if name != "keep":
+            tail[torch.as_tensor(np.flatnonzero(copied))] = state[name][torch.as_tensor(source[copied])].cpu()
+        state[name] = torch.cat([state[name], tail.to(state[name].device)])
+    module.load_state_dict(state)
+    out = copy.copy(est)
+    out.module_ = module.to(est.device_).eval()
+    out.materials_ = pd.concat([est.materials_, materials], ignore_index=True)
+    out.pinned_ = [*est.pinned_, *new_pins]
+    out.snapshots_ = {step: np.vstack([vec, np.full((n_new, vec.shape[1]), np.nan, vec.dtype)])
+                      for step, vec in est.snapshots_.items()}
+    return out
+
+
+def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> MixtureRegressor:
+    """Add materials that act exactly like known ones: ``{new_id: known_id}``; ``{new_id: None}`` pins at the origin.
+
+    A tied material gets the known material's raw vector and content scale, so the same content of either gives
+    the same mixture vector. A material pinned at the origin has no influence (as with ``unknown="zero"``).
+
+    Raises:
+        ValueError: empty mapping, a new id already in the vocabulary, or a known id that is not.
+    """
+    est._check_fitted()
+    if not mapping:
+        raise ValueError("tie_materials: empty mapping; give {new_id: known_id or None}")
+    clash = [m for m in mapping if m in set(est.materials_["material_id"])]
+    if clash:
+        raise ValueError(f"tie_materials: {clash} already in the model's vocabulary")
+    new_ids = list(mapping)
+    source = _partner_rows(est, [mapping[m] for m in new_ids], "tie_materials")
+    keep = est.module_.keep.cpu().numpy()
+    materials = pd.DataFrame({"material_id": new_ids, "name": new_ids, "n_formulas": 0,
+                              "tied_to": [mapping[m] for m in new_ids]})
+    return _with_new_rows(est, materials, np.ones(len(new_ids)), source, (source < 0) | (keep[source] == 0))
+
+
+def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, str] | None = None,
+                  steps: int = 300, lr: float = 3e-2, shrinkage: float = 10.0) -> MixtureRegressor:
+    """Fit the vectors of the materials in ``data`` that ``est`` does not know, everything else frozen.
+
+    Each new vector starts at a prior, the origin or (``like={new_id: known_id}``) the known material's vector
+    with its content scale, and is pulled back to it by ``shrinkage``. The loss is the MSE on the standardised
+    target (as in training) over the formulas that contain a new material (the others carry no information),
+    plus ``shrinkage * ||W_new - W_prior||^2 / n_samples``: the pull weighs like ``shrinkage`` formulas and
+    fades as formulas accumulate. Full batch, Adam with a cosine schedule; no randomness. Without a prior, a new
+    material's content scale follows the model's rule from its median content in ``data`` (it stays fixed with
+    ``content_scale="learned"``).
+
+    Args:
+        est: a fitted estimator (unchanged).
+        data: measured formulas using the new materials (known materials may appear too).
+        like: optional known material per new one: start and centre of the pull (default: the origin).
+        steps: optimisation steps.
+        lr: Adam learning rate of the new rows.
+        shrinkage: strength of the pull to the prior, in formulas.
+
+    Raises:
+        ValueError: ``steps < 1``, no new material, ``like`` naming an id that is not new or a partner that is
+            not known, the target or a condition column missing, a missing (NaN) target, or a new material used
+            only in formulas without a measurement.
+    """
+    est._check_fitted()
+    if steps < 1:
+        raise ValueError(f"add_materials: steps must be >= 1, got {steps}")
+    vocab = pd.Index(est.materials_["material_id"])
+    props = data.properties
+    if est.target_ not in props.columns:
+        raise ValueError(f"{data.name}: no column {est.target_!r} (the model's target) in the properties")
+    missing = [c for c in est.conditions_ if c not in props.columns]
+    if missing:
+        raise ValueError(f"{data.name}: condition column(s) {missing} required by the model are missing")
+    nan = props[est.target_].isna().to_numpy()
+    if nan.any():
+        raise ValueError(f"{data.name}: formula {props['formula_id'].iloc[int(np.flatnonzero(nan)[0])]!r} "
+                         f"has no value of {est.target_!r}")
+    forms = data.formulas
+    unknown = forms[~forms["material_id"].isin(vocab)]
+    if unknown.empty:
+        raise ValueError(f"{data.name}: no material outside the model's vocabulary; nothing to add")
+    measured = unknown[unknown["formula_id"].isin(set(props["formula_id"]))]
+    unmeasured = sorted(set(unknown["material_id"]) - set(measured["material_id"]))
+    if unmeasured:
+        raise ValueError(f"{data.name}: new material(s) {unmeasured[:5]} appear only in formulas without a "
+                         f"measurement of {est.target_!r}")
+    new_ids = list(pd.unique(measured["material_id"]))
+    like = dict(like or {})
+    stray = sorted(set(like) - set(new_ids))
+    if stray:
+        raise ValueError(f"add_materials: like names {stray[:5]}, which are not new materials of {data.name}")
+    source = _partner_rows(est, [like.get(m) for m in new_ids], "add_materials")
+    keep = est.module_.keep.cpu().numpy()
+    source = np.where((source >= 0) & (keep[source] == 0), -1, source)  # a pinned partner means the origin
+    typical = measured.groupby("material_id")["content"].median().reindex(new_ids).to_numpy(np.float64)
+    materials = data.materials.set_index("material_id").reindex(new_ids).rename_axis("material_id").reset_index()
+    materials["like"] = [like.get(m) for m in new_ids]
+    out = _with_new_rows(est, materials, typical, source, np.zeros(len(new_ids), bool))
+    matrix, conditions = out._encode(data)
+    rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)
+    _fit_rows(out.module_, len(vocab), make_batch(matrix, rows, conditions[rows]).to(est.device_),
+              data.target_values(est.target_)[rows], steps, lr, shrinkage)
+    return out
+
+
+def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, steps: int, lr: float,
+              shrinkage: float) -> None:
+    """Train ``module.table[n_old:]`` in place on one full batch, pulled to its start; all else is frozen."""
+    fixed, prior = module.table.detach()[:n_old], module.table.detach()[n_old:].clone()
+    rows = torch.nn.Parameter(prior.clone())
+    target = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=prior.device))
+    opt = torch.optim.Adam([rows], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    module.eval().requires_grad_(False)
+    for _ in range(steps):
+        pred = functional_call(module, {"table": torch.cat([fixed, rows])}, (batch,))
+        loss = F.mse_loss(pred, target) + shrinkage * (rows - prior).square().sum() / len(target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    module.requires_grad_(True)
+    with torch.no_grad():
+        module.table[n_old:] = rows
+    log.info("add_materials: %d new material(s), %d samples, final loss %.4g", len(prior), len(y),
+             float(loss.detach()))
