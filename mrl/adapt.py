@@ -78,7 +78,9 @@ def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> M
     """Add materials that act exactly like known ones: ``{new_id: known_id}``; ``{new_id: None}`` pins at the origin.
 
     A tied material gets the known material's raw vector and content scale, so the same content of either gives
-    the same mixture vector. A material pinned at the origin has no influence (as with ``unknown="zero"``).
+    the same mixture vector. A material pinned at the origin adds nothing to the mixture vector (as with
+    ``unknown="zero"``); with ``interaction="attention"`` it still takes part in its partners' attention, as the
+    pinned base does.
 
     Raises:
         ValueError: empty mapping, a new id already in the vocabulary, or a known id that is not.
@@ -106,8 +108,8 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     target (as in training) over the formulas that contain a new material (the others carry no information),
     plus ``shrinkage * ||W_new - W_prior||^2 / n_samples``: the pull weighs like ``shrinkage`` formulas and
     fades as formulas accumulate. Full batch, Adam with a cosine schedule; no randomness. Without a prior, a new
-    material's content scale follows the model's rule from its median content in ``data`` (it stays fixed with
-    ``content_scale="learned"``).
+    material's content scale follows the estimator's rule from its contents in ``data`` (median or RMS; it stays
+    fixed with ``content_scale="learned"``).
 
     Args:
         est: a fitted estimator (unchanged).
@@ -153,9 +155,11 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     source = _partner_rows(est, [like.get(m) for m in new_ids], "add_materials")
     keep = est.module_.keep.cpu().numpy()
     source = np.where((source >= 0) & (keep[source] == 0), -1, source)  # a pinned partner means the origin
-    typical = measured.groupby("material_id")["content"].median().reindex(new_ids).to_numpy(np.float64)
     materials = data.materials.set_index("material_id").reindex(new_ids).rename_axis("material_id").reset_index()
     materials["like"] = [like.get(m) for m in new_ids]
+    probe = copy.copy(est)
+    probe.materials_ = materials
+    typical = probe._typical_content(data)  # the estimator's own rule (median or RMS content)
     out = _with_new_rows(est, materials, typical, source, np.zeros(len(new_ids), bool))
     matrix, conditions = out._encode(data)
     rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)

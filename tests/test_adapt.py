@@ -163,3 +163,20 @@ def test_add_materials_with_a_condition_column(tiny_data_t):
     with pytest.raises(ValueError, match="condition column"):
         add_materials(est, FormulaData(new_data.formulas, new_data.properties.drop(columns="T"),
                                        new_data.materials, new_data.targets))
+
+
+@pytest.mark.parametrize("options", [{"interaction": "attention"}, {"content_scale": "rms"},
+                                     {"content_scale": "learned"}])
+def test_model_options(tiny_data, options):
+    has_new = _formulas_with(tiny_data, "M029")
+    train = tiny_data.subset(~has_new).with_materials(
+        tiny_data.materials[tiny_data.materials["material_id"] != "M029"])
+    est = MixtureRegressor(embedding_dim=3, hidden=(16,), steps=100, device="cpu", progress=False, eval_every=100,
+                           snapshot_every=100, checkpoint_every=100, **options).fit(train)
+    new_data = tiny_data.subset(has_new & ~_formulas_with(tiny_data, "M000"))  # with both, attention sees two
+    out = add_materials(est, new_data, steps=20)
+    assert np.array_equal(out.predict(train), est.predict(train))
+    tied = tie_materials(est, {"M029": "M000"})
+    swapped = FormulaData(new_data.formulas.replace({"material_id": {"M029": "M000"}}), new_data.properties,
+                          new_data.materials, new_data.targets)
+    np.testing.assert_allclose(tied.predict(new_data), est.predict(swapped), rtol=1e-5)
