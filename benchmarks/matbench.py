@@ -4,13 +4,16 @@
 
 Protocol (Matbench v0.1): 5-fold CV with ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order
 (:func:`mrl.datasets.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
-on the training folds only, with hyperparameters fixed a priori (no tuning, no early stopping: mrl trains a fixed
-number of steps); ``median_content`` used by mrl's content scaling is recomputed on the training folds.
+on the training folds only, with fixed hyperparameters (no early stopping: mrl trains a fixed number of steps);
+``median_content`` used by mrl's content scaling is recomputed on the training folds. ``--tune`` adds a row whose
+settings are chosen per outer fold on an inner split of that training fold only (nested selection).
 
 Rows: ``dummy``; ``ridge``, ``random_forest`` and ``lightgbm`` on the atomic fractions and on Magpie composition
 statistics (:func:`mrl.baselines.magpie_features`); ``mrl`` at several embedding sizes, and ``mrl`` whose element
-vectors start from mat2vec (PCA to the embedding size, :mod:`mrl.init_vectors`). Published leaderboard MAEs are
-printed beside ours; they are quoted, not re-measured.
+vectors start from mat2vec (PCA to the embedding size, :mod:`mrl.init_vectors`), with the MSE or the L1 loss,
+and ``mrl attention``: the same element vectors, but the ingredients of a composition attend to each other
+(content-weighted, Roost-like) before the sum (``interaction="attention"``, :class:`mrl.model.ContentAttention`).
+Published leaderboard MAEs are printed beside ours; they are quoted, not re-measured.
 
 Then the element vectors learned from the property alone (first fold's models) are compared with the periodic table:
 the share of each element's k nearest neighbours (cosine) in the same group / block, for learned vectors, random
@@ -42,18 +45,34 @@ PUBLISHED: dict[str, list[tuple[str, float]]] = {
     "steels": [("MODNet v0.1.12", 87.76), ("RF-SCM/Magpie", 103.51), ("CrabNet", 107.32), ("Dummy", 229.74)],
 }
 
-#: Per task: data set, unit, and mrl settings chosen a priori (see the module docstring).
+#: Per task: data set, unit, the shared mrl settings, the mrl rows (label, candidate; see :func:`fit_candidate`),
+#: the row whose first-fold vectors are mapped, and the nested-selection grid of ``--tune``. Session 1 fixed the
+#: plain-sum settings a priori; the ``l1`` loss and the attention rows were added in session 2 after exploring on
+#: inner 80/20 splits of the training folds (see book/matbench.md for what was looked at).
 TASKS: dict[str, dict] = {
-    "steels": dict(dataset="matbench_steels", unit="MPa", dims=(4, 16, 64), init_dim=16,
+    "steels": dict(dataset="matbench_steels", unit="MPa", map_row="mrl dim 16",
                    mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
                             batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                   tune_grid=({"embedding_dim": 64}, {"embedding_dim": 16, "mat2vec": True},
-                              {"embedding_dim": 16, "mat2vec": True, "steps": 5000})),
-    "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", dims=(4, 16, 64), init_dim=16,
+                   rows=(("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}),
+                         ("mrl", {"embedding_dim": 64}), ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True}),
+                         ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1"}),
+                         ("mrl attention+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1",
+                                                    "interaction": "attention"})),
+                   tune_grid=({"embedding_dim": 16, "mat2vec": True},
+                              {"embedding_dim": 16, "mat2vec": True, "loss": "l1"},
+                              {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention"})),
+    "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", map_row="mrl dim 16",
                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
                               batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                     tune_grid=({"embedding_dim": 64}, {"embedding_dim": 64, "steps": 8000},
-                                {"embedding_dim": 16, "mat2vec": True, "steps": 8000})),
+                     rows=(("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}),
+                           ("mrl", {"embedding_dim": 64}), ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True}),
+                           ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1"}),
+                           ("mrl attention+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1",
+                                                      "interaction": "attention"})),
+                     tune_grid=({"embedding_dim": 16, "mat2vec": True, "loss": "l1"},
+                                {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention"},
+                                {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention",
+                                 "hidden": (256, 256)})),
 }
 #: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
 BASELINES: list[tuple[str, str, str, dict]] = [
@@ -65,6 +84,7 @@ BASELINES: list[tuple[str, str, str, dict]] = [
     ("random_forest", "magpie", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
     ("lightgbm", "magpie", "lightgbm", {"n_jobs": 1}),
 ]
+#: --quick: 2 folds, a fifth of the steps, only the rows with these embedding sizes, 50 trees.
 QUICK = dict(folds=2, steps_factor=0.2, dims=(16,), trees=50)
 
 
@@ -155,64 +175,67 @@ def run_baselines(data, folds, trees: int | None, log) -> list[dict]:
     return rows
 
 
-def run_mrl(data, folds, dim: int, settings: dict, init: np.ndarray | None, label: str, log) -> tuple[dict, object]:
-    """Cross-validate one mrl configuration; returns the row and the first fold's fitted estimator."""
+def fit_candidate(data, train_mask: np.ndarray, settings: dict, cand: dict, init_for):
+    """Fit mrl on the ``train_mask`` rows with ``{**settings, **cand}``; ``cand`` may set ``embedding_dim`` and
+    ``mat2vec: True`` (start the table from ``init_for(embedding_dim)``)."""
     from mrl.estimator import MixtureRegressor
 
+    params = {**settings, **cand}
+    size = int(params.pop("embedding_dim"))
+    start_from = init_for(size) if params.pop("mat2vec", False) else None
+    est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
+                           eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
+    return est.fit(refit_usage(data.subset(train_mask)), initial_table=start_from)
+
+
+def describe(cand: dict, settings: dict) -> str:
+    """Short features label of an mrl row, e.g. ``dim 16, attn, l1``."""
+    params = {**settings, **cand}
+    parts = [f"dim {params['embedding_dim']}"]
+    if params.get("interaction", "none") != "none":
+        parts.append("attn")
+    if params.get("loss", "mse") != "mse":
+        parts.append(params["loss"])
+    return ", ".join(parts)
+
+
+def run_mrl(data, folds, settings: dict, cand: dict, init_for, label: str, log) -> tuple[dict, object]:
+    """Cross-validate one mrl configuration; returns the row and the first fold's fitted estimator."""
     y = data.target_values()
     maes, first = [], None
     start = time.perf_counter()
-    for k, (train, test) in enumerate(folds):
-        mask = np.zeros(data.n_samples, bool)
-        mask[train] = True
-        est = MixtureRegressor(embedding_dim=dim, **settings, seed=0, device="cpu", progress=False,
-                               eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
-        est.fit(refit_usage(data.subset(mask)), initial_table=init)
-        pred = est.predict(data.subset(~mask))
-        maes.append(float(np.abs(pred - y[test]).mean()))
+    for train, test in folds:
+        mask = np.isin(np.arange(data.n_samples), train)
+        est = fit_candidate(data, mask, settings, cand, init_for)
+        maes.append(float(np.abs(est.predict(data.subset(~mask)) - y[test]).mean()))
         if first is None:
             first = est
-    row = fold_summary(label, f"dim {dim}", maes, time.perf_counter() - start)
-    log(f"  {label:<14} dim {dim:<6} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
+    row = fold_summary(label, describe(cand, settings), maes, time.perf_counter() - start)
+    log(f"  {label:<22} {row['features']:<16} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
     return row, first
 
 
-def run_mrl_tuned(data, folds, dim: int, settings: dict, grid: Sequence[dict], init_for, label: str,
+def run_mrl_tuned(data, folds, settings: dict, grid: Sequence[dict], init_for, label: str,
                   log) -> tuple[dict, list[dict]]:
-    """Nested selection: in each outer fold, every candidate ``{**settings, **grid[j]}`` is fitted on 80 % of the
-    training fold and scored on the other 20 % (:func:`inner_split`); the best is refitted on the whole training
-    fold and scored on the test fold. A candidate may set ``embedding_dim`` (default ``dim``) and ``mat2vec: True``
-    (start from ``init_for(embedding_dim)``). Returns the row and the per-fold choices."""
-    from mrl.estimator import MixtureRegressor
-
+    """Nested selection: in each outer fold, every candidate of ``grid`` (see :func:`fit_candidate`) is fitted on
+    80 % of the training fold and scored on the other 20 % (:func:`inner_split`); the best is refitted on the
+    whole training fold and scored on the test fold. Returns the row and the per-fold choices."""
     y = data.target_values()
     maes, choices = [], []
     start = time.perf_counter()
-
-    def fit(train_mask, params):
-        params = dict(params)
-        size = int(params.pop("embedding_dim", dim))
-        start_from = init_for(size) if params.pop("mat2vec", False) else None
-        est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
-                               eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
-        return est.fit(refit_usage(data.subset(train_mask)), initial_table=start_from)
-
     for k, (train, test) in enumerate(folds):
         held = inner_split(len(train), 0.2, seed=k)
-        inner_tr, inner_va = train[~held], train[held]
-        scores = []
-        for cand in grid:
-            params = {**settings, **cand}
-            est = fit(np.isin(np.arange(data.n_samples), inner_tr), params)
-            va = np.isin(np.arange(data.n_samples), inner_va)
-            scores.append(float(np.abs(est.predict(data.subset(va)) - y[va]).mean()))
+        inner_tr = np.isin(np.arange(data.n_samples), train[~held])
+        inner_va = np.isin(np.arange(data.n_samples), train[held])
+        scores = [float(np.abs(fit_candidate(data, inner_tr, settings, cand, init_for).predict(
+            data.subset(inner_va)) - y[inner_va]).mean()) for cand in grid]
         best = int(np.argmin(scores))
         mask = np.isin(np.arange(data.n_samples), train)
-        est = fit(mask, {**settings, **grid[best]})
+        est = fit_candidate(data, mask, settings, grid[best], init_for)
         maes.append(float(np.abs(est.predict(data.subset(~mask)) - y[test]).mean()))
         choices.append({"fold": k, "inner_mae": scores, "chosen": grid[best]})
     row = fold_summary(label, "inner-selected", maes, time.perf_counter() - start)
-    log(f"  {label:<14} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s); choices "
+    log(f"  {label:<22} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s); choices "
         f"{[c['chosen'] for c in choices]}")
     return row, choices
 
@@ -341,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     cfg = TASKS[args.task]
     settings = dict(cfg["mrl"])
-    dims = cfg["dims"]
+    mrl_rows = list(cfg["rows"])
     trees = None
     t0 = time.perf_counter()
     data = load_dataset(cfg["dataset"])
@@ -349,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.quick:
         folds = folds[: QUICK["folds"]]
         settings["steps"] = int(settings["steps"] * QUICK["steps_factor"])
-        dims, trees = QUICK["dims"], QUICK["trees"]
+        mrl_rows = [r for r in mrl_rows if r[1]["embedding_dim"] in QUICK["dims"]]
+        trees = QUICK["trees"]
     log(f"# matbench {args.task}: {data.n_samples} samples, {data.n_materials} elements, {len(folds)} folds"
         f"{' (QUICK: not the protocol)' if args.quick else ''}; mrl {settings}")
     m2v = element_table("mat2vec")
@@ -361,8 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.only_tuned and not args.tune:
         parser.error("--only-tuned needs --tune")
     if args.tune:
-        row, tuned_choices = run_mrl_tuned(data, folds, cfg["init_dim"], settings, cfg["tune_grid"], init_for,
-                                           "mrl tuned", log)
+        row, tuned_choices = run_mrl_tuned(data, folds, settings, cfg["tune_grid"], init_for, "mrl tuned", log)
         if args.only_tuned:
             result = {"task": args.task, "quick": args.quick, "n_folds": len(folds), "rows": [row],
                       "tune_grid": list(cfg["tune_grid"]), "tuned_choices": tuned_choices,
@@ -376,14 +399,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.tune:
         rows.append(row)
     models = {}
-    for dim in dims:
-        row, est = run_mrl(data, folds, dim, settings, None, "mrl", log)
+    for label, cand in mrl_rows:
+        row, est = run_mrl(data, folds, settings, cand, init_for, label, log)
         rows.append(row)
-        models[f"mrl dim {dim}"] = est
-    init = init_for(cfg["init_dim"])
-    row, est = run_mrl(data, folds, cfg["init_dim"], settings, init, "mrl+mat2vec", log)
-    rows.append(row)
-    models[f"mrl+mat2vec dim {cfg['init_dim']}"] = est
+        models[f"{label} {row['features']}"] = est
     table = format_results(rows, PUBLISHED[args.task], cfg["unit"])
     print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({cfg['unit']}), mean and SD over folds"
           f"{' [QUICK]' if args.quick else ''}\n")
@@ -411,12 +430,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         fig_path = ROOT / "book" / "figures" / ("matbench_elements.png" if args.task == "expt_gap"
                                                 else "matbench_elements_steels.png")
     if fig_path is not None:
-        dim_map = 16 if "mrl dim 16" in models else int(dims[0])
-        est = models[f"mrl dim {dim_map}"]
+        map_row = cfg["map_row"] if cfg["map_row"] in models else next(iter(models))
+        est = models[map_row]
         emb = est.embeddings()
         emb = emb[keep].reset_index(drop=True)
         vec = emb[[c for c in emb.columns if c.startswith("e") and c[1:].isdigit()]].to_numpy()
-        element_map(vec, emb, fig_path, f"matbench {args.task}: learned element vectors (dim {dim_map}, fold 1), "
+        element_map(vec, emb, fig_path, f"matbench {args.task}: learned element vectors ({map_row}, fold 1), "
                                         f"PCA; area ~ usage")
         print(f"\nelement map: {fig_path}")
     total = time.perf_counter() - t0

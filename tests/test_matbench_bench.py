@@ -150,6 +150,10 @@ def test_run_mrl_tuned_tiny():
     folds = [(np.arange(0, 20), np.arange(20, 30))]
     settings = dict(steps=5, batch_size=8, hidden=(4,), pin_origin=None, target_transform="none")
     grid = [{"embedding_dim": 2}, {"embedding_dim": 3, "mat2vec": True}]
-    row, choices = bench.run_mrl_tuned(data, folds, 2, settings, grid, lambda d: np.zeros((2, d)), "t", print)
+    row, choices = bench.run_mrl_tuned(data, folds, settings, grid, lambda d: np.zeros((2, d)), "t", print)
     assert row["n_folds"] == 1 and np.isfinite(row["mae_mean"])
     assert choices[0]["chosen"] in grid and len(choices[0]["inner_mae"]) == 2
+    cand = {"embedding_dim": 3, "interaction": "attention", "loss": "l1"}
+    row, est = bench.run_mrl(data, folds, settings, cand, None, "mrl attention", print)
+    assert row["features"] == "dim 3, attn, l1" and est.module_.interaction is not None
+    assert np.isfinite(row["fold_mae"]).all()
