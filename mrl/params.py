@@ -26,8 +26,8 @@ class RunParams:
     inverse_conditions: list = field(default_factory=list)  # conditions entered as 1000 / value (e.g. [T])
     content_unit: str = "auto"  # percent | fraction | auto
     # split
-    split: str = "random"  # random (by formula) | column (the data's split column) | group (by the group column)
-    eval_fraction: float = 0.2  # share of formulas (or groups) held out for eval
+    split: str = "random"  # random (by formula) | column (the data's split column) | group (by the group column) | material (by material)
+    eval_fraction: float = 0.2  # share of formulas (or groups, or materials) held out for eval
     split_seed: int = 0
     # model
     embedding_dim: int = 8
@@ -80,7 +80,7 @@ class RunParams:
 
     def validate(self, source: str = "params") -> None:
         """Check value ranges and choices."""
-        choices = {"split": ("random", "column", "group"), "activation": ("tanh", "none"),
+        choices = {"split": ("random", "column", "group", "material"), "activation": ("tanh", "none"),
                    "head": ("direct", "vft"), "content_scale": ("none", "median", "rms", "learned"),
                    "target_transform": ("none", "log10", "auto"), "aggregation": ("embedding_bag", "sparse_mm"),
                    "interaction": ("none", "attention"), "lr_schedule": ("cosine", "constant"),

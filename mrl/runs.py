@@ -88,24 +88,33 @@ def make_split(data: FormulaData, method: str = "random", eval_fraction: float =
     """Split label (``train``/``eval``/``test``) of every measurement, shape ``(n_samples,)``.
 
     ``random`` holds out a share of *formulas* (all measurements of a formula stay together); ``group`` holds out
-    a share of the ``group`` column's values; ``column`` uses the data's own ``split`` column. Rows the data's
-    ``split`` column marks ``test`` stay ``test`` under every method.
+    a share of the ``group`` column's values; ``material`` holds out a share of the *materials* (never the base,
+    the one with the largest total content) and labels ``eval`` every formula holding one of them; ``column`` uses
+    the data's own ``split`` column. Rows the data's ``split`` column marks ``test`` stay ``test`` under every
+    method.
     """
     props = data.properties
     if method == "column":
         if "split" not in props.columns:
             raise ValueError(f"{data.name}: split='column' needs a 'split' column in the properties table")
         return props["split"].to_numpy(dtype=object)
-    key = {"random": "formula_id", "group": "group"}.get(method)
+    key = {"random": "formula_id", "group": "group", "material": "formula_id"}.get(method)
     if key is None:
         raise ValueError(f"unknown split method {method!r}")
     if key not in props.columns:
         raise ValueError(f"{data.name}: split='group' needs a 'group' column in the properties table")
     # rows the data set reserves as its test split stay out of training and eval whatever the method
     test = props["split"].eq("test").to_numpy() if "split" in props.columns else np.zeros(len(props), bool)
-    units = np.asarray(pd.unique(props.loc[~test, key]))
+    if method == "material":
+        forms = data.formulas[data.formulas["formula_id"].isin(set(props.loc[~test, "formula_id"]))]
+        totals = data.formulas.groupby("material_id")["content"].sum()
+        units = np.asarray(sorted(set(forms["material_id"]) - {totals.idxmax()}))
+    else:
+        units = np.asarray(pd.unique(props.loc[~test, key]))
     rng = np.random.default_rng(seed)
     held = set(units[rng.permutation(len(units))[:max(1, int(round(eval_fraction * len(units))))]])
+    if method == "material":  # held materials -> the formulas holding one of them
+        held = set(forms.loc[forms["material_id"].isin(held), "formula_id"])
     labels = np.where(props[key].isin(held), "eval", "train").astype(object)
     labels[test] = "test"
     return labels
