@@ -1,9 +1,10 @@
-"""Where a model errs: error against how often a formula's ingredients were seen in training.
+"""Where a model errs: error against how often a formula's ingredients were seen in training, and against how far
+the formula lies from its nearest training formula.
 
 A material's vector is learned only from the training formulas that use it, so a formula holding a rarely-seen
-(or never-seen) material is expected to be predicted worse. These functions measure that from a run's
-``predictions`` table (``formula_id, split, y_true, y_pred``, one row per measurement) and the data's
-``formulas`` table (``formula_id, material_id, content``).
+(or never-seen) material is expected to be predicted worse; so is a formula far (in contents) from every training
+formula. These functions measure that from a run's ``predictions`` table (``formula_id, split, y_true, y_pred``,
+one row per measurement) and the data's ``formulas`` table (``formula_id, material_id, content``).
 """
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from matplotlib.figure import Figure
 
 from mrl.metrics import regression_metrics
 
 #: Default bin edges of "training formulas using the formula's rarest ingredient" (left-closed).
 USAGE_BINS = (0, 1, 3, 10, 30, 100, np.inf)
+#: Default bin edges of the L1 distance to the nearest training formula (right-closed; exactly 0 gets its own bin).
+DISTANCE_BINS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+#: Distances below this are float noise of an identical content vector.
+DISTANCE_TOLERANCE = 1e-9
 
 
 def usage_errors(predictions: pd.DataFrame, formulas: pd.DataFrame) -> pd.DataFrame:
@@ -42,6 +48,65 @@ def usage_errors(predictions: pd.DataFrame, formulas: pd.DataFrame) -> pd.DataFr
     for column in per_formula.columns:
         out[column] = per_row[column].to_numpy()
     return out
+
+
+def nearest_distances(query: sp.spmatrix, reference: sp.spmatrix, chunk_size: int = 256
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """L1 distance from each row of ``query`` (shape ``(n_query, n_materials)``) to its nearest row of
+    ``reference`` (``(n_reference, n_materials)``), and that row's index; both of shape ``(n_query,)``.
+
+    With non-negative contents, ``|q - r|_1 = |q|_1 + |r|_1 - 2 overlap`` where ``overlap = sum_m min(q_m, r_m)``;
+    for fractions summing to 1 the distance is ``2 (1 - overlap)`` in ``[0, 2]``: 0 = the same contents, small =
+    the same ingredients at other ratios, 2 = no ingredient in common. A sum of minima is no matrix product, so
+    each chunk of ``chunk_size`` query rows adds, per material it uses, the outer minimum of that material's
+    (sparse) column entries into a ``chunk_size x n_reference`` block: memory never grows with ``n_query``.
+    """
+    query, reference = sp.csr_matrix(query, dtype=np.float64), sp.csc_matrix(reference, dtype=np.float64)
+    if query.shape[1] != reference.shape[1] or reference.shape[0] == 0:
+        raise ValueError(f"query {query.shape} and reference {reference.shape}: need the same material columns "
+                         "and at least one reference row")
+    query_sums = np.asarray(query.sum(axis=1)).ravel()
+    reference_sums = np.asarray(reference.sum(axis=1)).ravel()
+    distance = np.empty(query.shape[0])
+    nearest = np.empty(query.shape[0], dtype=np.int64)
+    for start in range(0, query.shape[0], chunk_size):
+        block = query[start:start + chunk_size].tocsc()
+        overlap = np.zeros((block.shape[0], reference.shape[0]))
+        for m in np.flatnonzero((np.diff(block.indptr) > 0) & (np.diff(reference.indptr) > 0)):
+            q, r = slice(*block.indptr[m:m + 2]), slice(*reference.indptr[m:m + 2])
+            overlap[np.ix_(block.indices[q], reference.indices[r])] += np.minimum.outer(block.data[q],
+                                                                                       reference.data[r])
+        gap = reference_sums - 2 * overlap  # the distance less the query row's sum
+        rows = np.arange(block.shape[0])
+        nearest[start:start + block.shape[0]] = best = gap.argmin(axis=1)
+        distance[start:start + block.shape[0]] = query_sums[start:start + block.shape[0]] + gap[rows, best]
+    distance[distance < DISTANCE_TOLERANCE] = 0.0
+    return distance, nearest
+
+
+def distance_errors(predictions: pd.DataFrame, formulas: pd.DataFrame, chunk_size: int = 256) -> pd.DataFrame:
+    """:func:`usage_errors` plus, per measurement, ``train_distance``: the L1 distance of its formula's content
+    fractions to the nearest training formula's (0 for a training formula; see :func:`nearest_distances`), and
+    ``nearest_train_formula``, that formula's id. Shape ``(n_measurements, ...)``.
+    """
+    out = usage_errors(predictions, formulas)
+    forms = formulas.assign(formula_id=formulas["formula_id"].astype(str),
+                            material_id=formulas["material_id"].astype(str))
+    formula_ids = pd.Index(pd.unique(out["formula_id"].astype(str)))
+    forms = forms[forms["formula_id"].isin(formula_ids)]
+    material_ids = pd.Index(pd.unique(forms["material_id"]))
+    content = sp.csr_matrix((forms["content"].to_numpy(np.float64), (formula_ids.get_indexer(forms["formula_id"]),
+                             material_ids.get_indexer(forms["material_id"]))),
+                            shape=(len(formula_ids), len(material_ids)))
+    content = sp.diags(1.0 / np.maximum(np.asarray(content.sum(axis=1)).ravel(), 1e-300)) @ content  # fractions
+    is_train = formula_ids.isin(out.loc[out["split"] == "train", "formula_id"].astype(str))
+    distance = np.where(is_train, 0.0, np.nan)
+    nearest = np.where(is_train, formula_ids.to_numpy(dtype=object), None)
+    if is_train.any() and not is_train.all():  # without training formulas every distance stays NaN
+        d, idx = nearest_distances(content[~is_train], content[is_train], chunk_size)
+        distance[~is_train], nearest[~is_train] = d, formula_ids[is_train].to_numpy(dtype=object)[idx]
+    rows = formula_ids.get_indexer(out["formula_id"].astype(str))
+    return out.assign(train_distance=distance[rows], nearest_train_formula=nearest[rows])
 
 
 def log10_metrics(predictions: pd.DataFrame) -> pd.DataFrame | None:
@@ -100,28 +165,86 @@ def unseen_effect(table: pd.DataFrame, split: str = "eval") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def error_by_distance(table: pd.DataFrame, split: str = "eval", bins: Sequence[float] = DISTANCE_BINS
+                      ) -> pd.DataFrame:
+    """Metrics of ``split`` measurements per bin of ``train_distance`` (from :func:`distance_errors`) and per
+    ``ingredients`` group: ``all seen`` (every material used by some training formula), ``some unseen``, ``any``.
+
+    One row per (distance bin, group), bins in order (``"0"``: a training formula's contents; ``"0.1-0.25"``:
+    distance in (0.1, 0.25]), then bin ``"all"``; columns ``distance_bin, ingredients, n, share`` (of the
+    split's measurements), ``mae, rmse, median_abs_error, mae_log10`` (NaN unless every value is positive).
+    """
+    part = table[table["split"] == split]
+    distance = part["train_distance"].to_numpy(np.float64)
+    edges = list(bins)
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    binned = pd.Categorical(np.where(distance == 0, "0", pd.cut(distance, edges, labels=labels).astype(str)),
+                            categories=["0", *labels], ordered=True)
+    part = part.assign(distance_bin=binned, ingredients=np.where(part["n_unseen"] > 0, "some unseen", "all seen"))
+    rows = []
+    for label, in_bin in [*part.groupby("distance_bin", observed=True), ("all", part)]:
+        for ingredients, grp in [*in_bin.groupby("ingredients"), ("any", in_bin)]:
+            rows.append({"distance_bin": str(label), "ingredients": ingredients,
+                         "share": len(grp) / max(len(part), 1), **_error_summary(grp)})
+    return pd.DataFrame(rows, columns=["distance_bin", "ingredients", "n", "share", "mae", "rmse",
+                                       "median_abs_error", "mae_log10"])
+
+
+def _error_summary(frame: pd.DataFrame) -> dict[str, float]:
+    """``n, mae, rmse, median_abs_error`` of ``y_pred`` against ``y_true``, and ``mae_log10`` (NaN unless every
+    value is positive)."""
+    y_true, y_pred = frame["y_true"].to_numpy(np.float64), frame["y_pred"].to_numpy(np.float64)
+    m = regression_metrics(y_true, y_pred)
+    positive = len(y_true) > 0 and (y_true > 0).all() and (y_pred > 0).all()
+    return {"n": m["n"], "mae": m["mae"], "rmse": m["rmse"],
+            "median_abs_error": float(np.median(np.abs(y_pred - y_true))) if len(y_true) else float("nan"),
+            "mae_log10": float(np.abs(np.log10(y_pred) - np.log10(y_true)).mean()) if positive else float("nan")}
+
+
 def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error") -> Figure:
     """Bars of ``metric`` per usage bin, one colour per split, with the number of measurements on each bar."""
+    splits = [s for s in ("train", "eval", "test") if s in set(binned["split"])]
+    splits += [s for s in pd.unique(binned["split"]) if s not in splits]
+    return _grouped_bars(binned, "usage_bin", "split", splits, metric,
+                         xlabel="training formulas using the formula's rarest ingredient",
+                         title="Error against familiarity of the rarest ingredient")
+
+
+def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10") -> Figure:
+    """Bars of ``metric`` per bin of distance to the nearest training formula (from :func:`error_by_distance`),
+    one colour per ingredients group, with the number of measurements on each bar. ``mae_log10`` falls back to
+    ``median_abs_error`` when it is undefined (a value not positive)."""
+    if metric == "mae_log10" and binned["mae_log10"].isna().all():
+        metric = "median_abs_error"
+    groups = [g for g in ("all seen", "some unseen", "any") if g in set(binned["ingredients"])]
+    return _grouped_bars(binned, "distance_bin", "ingredients", groups, metric,
+                         xlabel="L1 distance of contents to the nearest training formula (2 = nothing in common)",
+                         title="Error against distance to the nearest training formula")
+
+
+def _grouped_bars(table: pd.DataFrame, x: str, hue: str, hues: Sequence[str], metric: str, xlabel: str,
+                  title: str) -> Figure:
+    """Bars of ``metric`` per value of column ``x`` (in table order), one colour per value ``hues`` of column
+    ``hue``, with the number of measurements (column ``n``) on each bar."""
     import seaborn as sns
 
     with sns.axes_style("whitegrid"):
         fig = Figure(figsize=(7, 4.2), layout="constrained")
         ax = fig.subplots()
-    splits = [s for s in ("train", "eval", "test") if s in set(binned["split"])]
-    splits += [s for s in pd.unique(binned["split"]) if s not in splits]
-    labels = list(dict.fromkeys(binned["usage_bin"]))
-    width = 0.8 / max(len(splits), 1)
-    colors = dict(zip(splits, sns.color_palette("deep", len(splits))))
-    x = np.arange(len(labels))
-    for i, split in enumerate(splits):
-        part = binned[binned["split"] == split].set_index("usage_bin").reindex(labels)
-        bars = ax.bar(x + (i - (len(splits) - 1) / 2) * width, part[metric], width, label=split, color=colors[split])
+    labels = list(dict.fromkeys(table[x]))
+    width = 0.8 / max(len(hues), 1)
+    colors = dict(zip(hues, sns.color_palette("deep", len(hues))))
+    positions = np.arange(len(labels))
+    for i, value in enumerate(hues):
+        part = table[table[hue] == value].set_index(x).reindex(labels)
+        bars = ax.bar(positions + (i - (len(hues) - 1) / 2) * width, part[metric], width, label=value,
+                      color=colors[value])
         ax.bar_label(bars, labels=[f"n={int(n)}" if np.isfinite(n) else "" for n in part["n"]], fontsize=7)
-    ax.set_xticks(x, labels)
-    ax.set_xlabel("training formulas using the formula's rarest ingredient")
+    ax.set_xticks(positions, labels)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title("Error against familiarity of the rarest ingredient")
-    ax.legend(title="split")
+    ax.set_title(title)
+    ax.legend(title=hue)
     return fig
 
 
