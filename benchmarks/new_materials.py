@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="random orders of each material's formulas")
     parser.add_argument("--no-retrain", action="store_true", help="skip the retrained reference (the slow part)")
     parser.add_argument("--json", default=None, help="write the tables and per-material errors here")
-    parser.add_argument("--figure", default=None, help="error vs k per method (e.g. book/figures/new_materials.png)")
+    parser.add_argument("--figure", default=None, help="error vs k per method (book/figures/new_materials.png)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -161,13 +161,14 @@ def main() -> None:
         scored = {m: rows_of(data, order[m][max(KS):]) for m in held_ids}
         for k in KS:
             known = {m: rows_of(data, order[m][:k]) for m in held_ids}
-            preds = {name: {m: model.predict(data.subset(scored[m])) for m in held_ids} for name, model in fixed.items()}
+            preds = {name: {m: model.predict(data.subset(scored[m])) for m in held_ids}
+                     for name, model in fixed.items()}
             preds["fit"], preds["fit_tie"] = {}, {}
             for m in held_ids:
                 for name, like in (("fit", None), ("fit_tie", {m: tie_kind[m]})):
                     fitted = add_materials(est, data.subset(known[m]), like=like, steps=args.fit_steps,
                                            lr=args.fit_lr, shrinkage=args.fit_shrinkage)
-                    assert np.array_equal(fitted.predict(known_eval), reference), "known materials' outputs changed"
+                    assert np.array_equal(fitted.predict(known_eval), reference), "known materials changed"
                     preds[name][m] = fitted.predict(data.subset(scored[m]))
             if not args.no_retrain:
                 extra = np.logical_or.reduce(list(known.values()))
@@ -182,7 +183,8 @@ def main() -> None:
             print(f"  repeat {r} k {k:2d} done ({time.perf_counter() - start:.0f} s)", flush=True)
 
     long = pd.DataFrame(per_material)
-    by_repeat = pd.DataFrame([{"method": name, "k": k, "repeat": r, **scores(g["y"].to_numpy(), g["pred"].to_numpy())}
+    by_repeat = pd.DataFrame([{"method": name, "k": k, "repeat": r,
+                               **scores(g["y"].to_numpy(), g["pred"].to_numpy())}
                               for (name, k, r), g in long.groupby(["method", "k", "repeat"])])
     table = by_repeat.groupby(["method", "k"])[["mae_cp", "mae_log10"]].mean().reset_index()
     per_mat = pd.DataFrame([{"method": name, "k": k, "material_id": m,

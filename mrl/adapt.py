@@ -39,12 +39,12 @@ def _partner_rows(est: MixtureRegressor, partners: list[str | None], caller: str
     return np.array([-1 if k is None else vocab.get_loc(k) for k in partners], dtype=np.int64)
 
 
-def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, median_content: np.ndarray,
+def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_content: np.ndarray,
                    source: np.ndarray, pinned: np.ndarray) -> MixtureRegressor:
     """A copy of ``est`` whose vocabulary ends with ``materials``.
 
     New material ``j`` copies the raw row and content scale of known row ``source[j]``; where ``source[j] < 0``
-    its raw row is 0 and its scale follows the model's rule from ``median_content[j]``. ``pinned[j]`` fixes it
+    its raw row is 0 and its scale follows the model's rule from ``typical_content[j]``. ``pinned[j]`` fixes it
     at the origin. Snapshots get NaN rows for the new materials (they were not in the vocabulary then).
     """
     old = est.module_
@@ -53,7 +53,7 @@ def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, median_conten
     typical = np.asarray(old.model_params["median_content"], np.float64)
     new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
     params = dict(old.model_params, n_materials=n_old + n_new,
-                  median_content=[*typical, *np.where(copied, typical[source], median_content)],
+                  median_content=[*typical, *np.where(copied, typical[source], typical_content)],
                   pinned=[*old.model_params["pinned"], *new_pins])
     module = MixtureModel(**params)
     state, fresh = old.state_dict(), module.state_dict()
@@ -75,7 +75,7 @@ def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, median_conten
 
 
 def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> MixtureRegressor:
-    """Add materials that act exactly like known ones: ``{new_id: known_id}``; ``{new_id: None}`` pins at the origin.
+    """Add materials that act like known ones (``{new_id: known_id}``) or sit at the origin (``{new_id: None}``).
 
     A tied material gets the known material's raw vector and content scale, so the same content of either gives
     the same mixture vector. A material pinned at the origin adds nothing to the mixture vector (as with

@@ -1,4 +1,4 @@
-"""New materials: fit only their vectors against a frozen model, tie them to known ones, or pin them at the origin."""
+"""New materials: fit their vectors against a frozen model, tie them to known ones, or pin them at the origin."""
 from __future__ import annotations
 
 import copy
@@ -71,7 +71,8 @@ def test_fitted_vector_beats_no_influence_on_other_formulas(lab):
 
 def test_shrinkage_pulls_to_the_prior(lab):
     est, new, like = lab["est"], lab["new"], lab["like"]
-    norms = [float(add_materials(est, lab["known"], shrinkage=a).module_.table[-1].detach().norm()) for a in (0.0, 10.0, 1e3)]
+    norms = [float(add_materials(est, lab["known"], shrinkage=a).module_.table[-1].detach().norm())
+             for a in (0.0, 10.0, 1e3)]
     assert norms[0] > norms[1] > norms[2]
     held = add_materials(est, lab["known"], like={new: like}, shrinkage=1e6)
     emb = held.embeddings().set_index("material_id")
