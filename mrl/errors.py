@@ -210,14 +210,16 @@ def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error"
                          title="Error against familiarity of the rarest ingredient")
 
 
-def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10") -> Figure:
+def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hue: str = "ingredients") -> Figure:
     """Bars of ``metric`` per bin of distance to the nearest training formula (from :func:`error_by_distance`),
-    one colour per ingredients group, with the number of measurements on each bar. ``mae_log10`` falls back to
-    ``median_abs_error`` when it is undefined (a value not positive)."""
+    one colour per value of column ``hue`` (e.g. a column naming the split of tables put together), with the
+    number of measurements on each bar. ``mae_log10`` falls back to ``median_abs_error`` when it is undefined (a
+    value not positive)."""
     if metric == "mae_log10" and binned["mae_log10"].isna().all():
         metric = "median_abs_error"
-    groups = [g for g in ("all seen", "some unseen", "any") if g in set(binned["ingredients"])]
-    return _grouped_bars(binned, "distance_bin", "ingredients", groups, metric,
+    order = ("all seen", "some unseen", "any")
+    groups = sorted(dict.fromkeys(binned[hue]), key=lambda g: order.index(g) if g in order else len(order))
+    return _grouped_bars(binned, "distance_bin", hue, groups, metric,
                          xlabel="L1 distance of contents to the nearest training formula (2 = nothing in common)",
                          title="Error against distance to the nearest training formula")
 

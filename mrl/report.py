@@ -42,7 +42,8 @@ FILES = {
     # 03_evaluate
     "metrics_table": "metrics_table.csv", "log10_metrics": "log10_metrics.csv", "parity": "parity.png",
     "error_by_usage": "error_by_usage.csv", "error_by_usage_png": "error_by_usage.png",
-    "unseen_effect": "unseen_effect.csv",
+    "unseen_effect": "unseen_effect.csv", "error_by_distance": "error_by_distance.csv",
+    "error_by_distance_png": "error_by_distance.png",
     # 04_visualize
     "map_png": "map_{method}.png", "map_html": "map_{method}.html", "evolution": "evolution.png",
     "evolution_gif": "evolution.gif", "top_pairs": "top_pairs.csv", "clusters": "clusters.csv",
