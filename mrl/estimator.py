@@ -16,6 +16,7 @@ import torch
 
 import mrl
 from mrl.data import DataError, FormulaData
+from mrl.io import atomic_path
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
 from mrl.train import LoopConfig, resolve_device, run_loop
@@ -280,6 +281,16 @@ class MixtureRegressor:
                 "materials": self.materials_.to_dict(orient="list"), "conditions": self.conditions_,
                 "target": self.target_, "target_transform": self.target_transform_, "pinned": self.pinned_,
                 "mrl_version": mrl.__version__}
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint that :meth:`load` rebuilds (e.g. after :mod:`mrl.adapt` changed the vocabulary);
+        the optimiser state is not kept, so it cannot resume training. Written atomically."""
+        self._check_fitted()
+        with atomic_path(path) as tmp:
+            torch.save({"state_dict": self.module_.state_dict(), "model_params": self.module_.model_params,
+                        "step": self.n_steps_, "history": self.history_.to_dict(orient="records"),
+                        "snapshots": self.snapshots_, "wall_s": self.wall_s_, **self._extra_state()}, tmp)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "MixtureRegressor":

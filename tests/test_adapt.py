@@ -81,6 +81,14 @@ def test_shrinkage_pulls_to_the_prior(lab):
     assert emb.loc[new, "like"] == like
 
 
+def test_adapted_estimator_saves_and_reloads(lab, tmp_path):
+    out = add_materials(lab["est"], lab["known"], like={lab["new"]: lab["like"]})
+    loaded = MixtureRegressor.load(out.save(tmp_path / "adapted.pt"), device="cpu")
+    assert np.array_equal(loaded.predict(lab["other"]), out.predict(lab["other"]))
+    assert list(loaded.materials_["material_id"]) == list(out.materials_["material_id"])
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp file left behind
+
+
 def test_add_materials_is_deterministic(lab):
     a, b = add_materials(lab["est"], lab["known"]), add_materials(lab["est"], lab["known"])
     assert torch.equal(a.module_.table, b.module_.table)
