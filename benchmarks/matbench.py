@@ -101,9 +101,12 @@ def fold_summary(name: str, features: str, maes: Sequence[float], wall_s: float)
 def format_results(rows: Sequence[dict], published: Sequence[tuple[str, float]], unit: str) -> str:
     """Side-by-side text table: our rows (sorted by mean MAE) and the quoted leaderboard figures."""
     ours = pd.DataFrame(rows).sort_values("mae_mean", kind="stable")
-    left = [f"{'model':<16}{'features':<18}{'MAE ' + unit:>12}{'SD':>9}{'wall s':>9}"]
+    w_model = max(16, *(len(r) + 2 for r in ours["model"]))
+    w_feat = max(18, *(len(f) + 2 for f in ours["features"]))
+    left = [f"{'model':<{w_model}}{'features':<{w_feat}}{'MAE ' + unit:>12}{'SD':>9}{'wall s':>9}"]
     for r in ours.itertuples():
-        left.append(f"{r.model:<16}{r.features:<18}{r.mae_mean:>12.4g}{r.mae_std:>9.3g}{r.wall_s:>9.1f}")
+        left.append(f"{r.model:<{w_model}}{r.features:<{w_feat}}{r.mae_mean:>12.4g}{r.mae_std:>9.3g}"
+                    f"{r.wall_s:>9.1f}")
     right = [f"{'published (quoted)':<28}{'MAE ' + unit:>10}"]
     for name, mae in published:
         right.append(f"{name:<28}{mae:>10.4g}")

@@ -157,3 +157,12 @@ def test_run_mrl_tuned_tiny():
     row, est = bench.run_mrl(data, folds, settings, cand, None, "mrl attention", print)
     assert row["features"] == "dim 3, attn, l1" and est.module_.interaction is not None
     assert np.isfinite(row["fold_mae"]).all()
+
+
+def test_format_results_keeps_columns_aligned_for_long_labels():
+    rows = [bench.fold_summary("mrl attention+mat2vec", "dim 16, attn, l1", [1.0], 1.0),
+            bench.fold_summary("dummy", "fractions", [2.0], 0.1)]
+    lines = bench.format_results(rows, [("A", 1.5)], "eV").splitlines()
+    assert len({line.index("|") for line in lines}) == 1
+    assert lines[1].split()[:4] == ["mrl", "attention+mat2vec", "dim", "16,"]
+    assert "1" in lines[1].split("|")[0].split()[-3]
