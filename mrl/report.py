@@ -542,7 +542,7 @@ def _sync(src: Path, dst: Path) -> None:
 
 
 #: Hand-written pages of the real-data benchmarks (tables as measured by benchmarks/*.py).
-BENCHMARK_PAGES = ("melt_viscosity", "matbench", "new_materials")
+BENCHMARK_PAGES = ("melt_viscosity", "matbench", "new_materials", "error_sources")
 
 
 def _toc(book_dir: Path) -> str:
