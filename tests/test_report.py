@@ -122,3 +122,20 @@ def test_errors_by_rarest_ingredient_and_unseen_materials():
     logs = log10_metrics(predictions).set_index("split")
     assert logs.loc["eval", "mae_log10"] == pytest.approx(0.5)  # |log10(100/10)| and 0, averaged
     assert log10_metrics(predictions.assign(y_pred=[-1.0, 1, 1, 1])) is None
+
+
+def test_toc_keeps_the_standalone_parts_whose_pages_exist(tmp_path):
+    import yaml
+
+    from mrl.report import _toc
+
+    shutil.copy(ROOT / "book" / "_toc.yml", tmp_path / "_toc.yml")
+    standalone = yaml.safe_load((tmp_path / "_toc.yml").read_text())
+    first, *rest = [c["file"] for part in standalone["parts"] for c in part["chapters"]]
+    for page in rest:
+        (tmp_path / f"{page}.md").write_text("# page\n")
+    toc = yaml.safe_load(_toc(tmp_path))
+    kept = {part["caption"]: [c["file"] for c in part["chapters"]] for part in toc["parts"]}
+    assert first not in sum(kept.values(), [])
+    assert sorted(sum(kept.values(), [])) == sorted(rest)
+    assert set(kept) <= {part["caption"] for part in standalone["parts"]} and "Studies" in kept
