@@ -1,10 +1,12 @@
 """Measure the model's design options on the synthetic lab and print tables (not a test).
 
 1. Aggregation speed: ``embedding_bag`` vs ``sparse_mm`` (steps per second, ratio) at several embedding sizes.
-2. Content scaling and learning rates: ``content_scale`` none / median / learned, with the material table's
+2. Content scaling and learning rates: ``content_scale`` none / median / rms / learned, with the material table's
    learning rate equal to the head's or 3x it; eval MAE and R2 (log10) after the same number of steps.
+3. Interactions and loss: ``interaction`` none / attention x ``loss`` mse / l1 (thickeners depend on salt and
+   neutralisation in the lab, so the plain sum cannot express every effect).
 
-    python benchmarks/model_options.py --preset small --steps 4000
+    python benchmarks/model_options.py --preset small --steps 4000 [--only scaling|interaction]
 """
 from __future__ import annotations
 
@@ -34,20 +36,22 @@ def speed(train, dims: list[int], steps: int) -> pd.DataFrame:
     return table
 
 
-def scaling(train, ev, dim: int, steps: int, seeds: list[int]) -> pd.DataFrame:
+def compare(train, ev, variants: list[dict], dim: int, steps: int, seeds: list[int]) -> pd.DataFrame:
+    """Eval MAE (cP), MAE and R2 of log10 and wall time of each option set in ``variants``, mean over ``seeds``."""
     rows = []
     y = ev.target_values()
-    for scale, emb_mult, seed in itertools.product(("none", "median", "learned"), (1.0, 3.0), seeds):
-        est = MixtureRegressor(embedding_dim=dim, content_scale=scale, steps=steps, lr=3e-3,
-                               embedding_lr=3e-3 * emb_mult, eval_every=steps, checkpoint_every=steps,
-                               snapshot_every=steps, progress=False, device="cpu", seed=seed)
+    for options, seed in itertools.product(variants, seeds):
+        est = MixtureRegressor(embedding_dim=dim, steps=steps, lr=3e-3, eval_every=steps, checkpoint_every=steps,
+                               snapshot_every=steps, progress=False, device="cpu", seed=seed, **options)
         start = time.perf_counter()
         pred = est.fit(train).predict(ev)
-        m = regression_metrics(y, pred)
-        rows.append({"content_scale": scale, "embedding_lr_x": emb_mult, "seed": seed, "eval_mae": m["mae"],
+        rows.append({**{k: str(v) for k, v in options.items()}, "seed": seed,
+                     "eval_mae": regression_metrics(y, pred)["mae"],
+                     "eval_mae_log10": regression_metrics(np.log10(y), np.log10(pred))["mae"],
                      "eval_r2_log10": regression_metrics(np.log10(y), np.log10(pred))["r2"],
                      "wall_s": time.perf_counter() - start})
-    return pd.DataFrame(rows).groupby(["content_scale", "embedding_lr_x"]).mean(numeric_only=True).drop(columns="seed")
+    keys = list(variants[0])
+    return pd.DataFrame(rows).groupby(keys, sort=False).mean(numeric_only=True).drop(columns="seed")
 
 
 def main() -> None:
@@ -57,17 +61,23 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=300)
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--only", choices=("speed", "scaling", "interaction"), help="run one table only")
     args = parser.parse_args()
     data, _ = make_lab(args.preset)
     split = make_split(data, "random", 0.2, 0)
     train, ev = data.subset(split == "train"), data.subset(split == "eval")
     print(f"data: {data.name}: {data.n_materials} materials, {data.n_formulas} formulas")
-    if not args.skip_speed:
+    run = {args.only} if args.only else {"speed", "scaling", "interaction"}
+    if "speed" in run:
         print("\n## aggregation speed (steps/s, CPU)\n")
         print(speed(train, [2, 20, 100], args.speed_steps).round(1).to_string())
-    print(f"\n## content scaling x material learning rate (dim {args.dim}, {args.steps} steps, seeds {args.seeds})\n")
-    print(scaling(train, ev, args.dim, args.steps, args.seeds).round(3).to_string())
+    tables = {"scaling": [{"content_scale": c, "embedding_lr": 3e-3 * m}
+                          for c in ("none", "median", "rms", "learned") for m in (1.0, 3.0)],
+              "interaction": [{"interaction": i, "loss": loss} for i in ("none", "attention") for loss in ("mse", "l1")]}
+    for name, variants in tables.items():
+        if name in run:
+            print(f"\n## {name} (dim {args.dim}, {args.steps} steps, mean over seeds {args.seeds})\n")
+            print(compare(train, ev, variants, args.dim, args.steps, args.seeds).round(3).to_string())
 
 
 if __name__ == "__main__":
