@@ -141,9 +141,7 @@ def error_by_usage(table: pd.DataFrame, bins: Sequence[float] = USAGE_BINS) -> p
     binned = pd.cut(table["rarest_train_usage"], edges, right=False, labels=labels)
     rows = []
     for (split, label), grp in table.groupby([table["split"], binned], observed=True, sort=False):
-        m = regression_metrics(grp["y_true"], grp["y_pred"])
-        rows.append({"split": split, "usage_bin": str(label), "n": m["n"], "mae": m["mae"], "rmse": m["rmse"],
-                     "mape": m["mape"], "median_abs_error": float(grp["abs_error"].median())})
+        rows.append({"split": split, "usage_bin": str(label), **_error_summary(grp)})
     out = pd.DataFrame(rows, columns=["split", "usage_bin", "n", "mae", "rmse", "mape", "median_abs_error"])
     order = {label: i for i, label in enumerate(labels)}
     return out.sort_values(["split", "usage_bin"], key=lambda s: s.map(order) if s.name == "usage_bin" else s,
@@ -158,11 +156,8 @@ def unseen_effect(table: pd.DataFrame, split: str = "eval") -> pd.DataFrame:
     rows = []
     for label, grp in (("all materials seen in training", part[part["n_unseen"] == 0]),
                        ("holds a material unseen in training", part[part["n_unseen"] > 0])):
-        m = regression_metrics(grp["y_true"], grp["y_pred"])
-        rows.append({"group": label, "n": m["n"], "share": m["n"] / max(len(part), 1), "mae": m["mae"],
-                     "rmse": m["rmse"], "mape": m["mape"],
-                     "median_abs_error": float(grp["abs_error"].median()) if len(grp) else float("nan")})
-    return pd.DataFrame(rows)
+        rows.append({"group": label, "share": len(grp) / max(len(part), 1), **_error_summary(grp)})
+    return pd.DataFrame(rows, columns=["group", "n", "share", "mae", "rmse", "mape", "median_abs_error"])
 
 
 def error_by_distance(table: pd.DataFrame, split: str = "eval", bins: Sequence[float] = DISTANCE_BINS
@@ -191,12 +186,12 @@ def error_by_distance(table: pd.DataFrame, split: str = "eval", bins: Sequence[f
 
 
 def _error_summary(frame: pd.DataFrame) -> dict[str, float]:
-    """``n, mae, rmse, median_abs_error`` of ``y_pred`` against ``y_true``, and ``mae_log10`` (NaN unless every
-    value is positive)."""
+    """``n, mae, rmse, mape, median_abs_error`` of ``y_pred`` against ``y_true``, and ``mae_log10`` (NaN unless
+    every value is positive)."""
     y_true, y_pred = frame["y_true"].to_numpy(np.float64), frame["y_pred"].to_numpy(np.float64)
     m = regression_metrics(y_true, y_pred)
     positive = len(y_true) > 0 and (y_true > 0).all() and (y_pred > 0).all()
-    return {"n": m["n"], "mae": m["mae"], "rmse": m["rmse"],
+    return {"n": m["n"], "mae": m["mae"], "rmse": m["rmse"], "mape": m["mape"],
             "median_abs_error": float(np.median(np.abs(y_pred - y_true))) if len(y_true) else float("nan"),
             "mae_log10": float(np.abs(np.log10(y_pred) - np.log10(y_true)).mean()) if positive else float("nan")}
 
