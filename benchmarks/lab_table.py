@@ -1,10 +1,13 @@
 """The seed report's table for a folder of runs, with a mean predictor and ridge regression on the same split.
 
-    python benchmarks/lab_table.py runs/lab_seed_scale_cli
+    python benchmarks/lab_table.py runs/lab_seed_scale_cli [--truth]
 
 Rows: one per run (embedding size), columns: steps, full / eval / train MAE (property units), eval R2 and
 wall time. Baselines use the first run's split and data: predict the training mean; ridge regression of the
 (log10) target on the raw content vector (sparse, alpha chosen on an inner 20 % split of the training part).
+``--truth`` adds, per run, the hidden-truth scores of the learned vectors (:func:`mrl.analysis.truth_scores`:
+family agreement of the 10 nearest neighbours and its lift over chance, k-means purity / ARI, probe R2 of the
+hidden latents) beside the same scores of the SVD "no learning" baseline of the same size.
 """
 from __future__ import annotations
 
@@ -60,6 +63,29 @@ def baselines(run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def truth_table(runs: list) -> pd.DataFrame:
+    """Hidden-truth scores of each run's vectors and of the SVD baseline of the same size (one data load)."""
+    from mrl.analysis import baseline_representation, truth_scores
+
+    data, truth = runs[0].data()
+    if truth is None:
+        raise SystemExit("--truth needs data with a hidden truth (the synthetic lab)")
+    matrix = data.content_matrix()
+    rows = []
+    for run in runs:
+        emb = run.embeddings
+        dim = int(run.metrics["embedding_dim"])
+        svd = emb[[c for c in emb.columns if not (c.startswith("e") and c[1:].isdigit())]].copy()
+        base = baseline_representation(matrix, dim)
+        svd = pd.concat([svd, pd.DataFrame(base, columns=[f"e{i}" for i in range(dim)])], axis=1)
+        for name, table in (("learned", emb), ("svd baseline", svd)):
+            res = truth_scores(table, truth)
+            rows.append({"embedding_dim": dim, "vectors": name, "neighbour_agreement": res["neighbour_agreement"],
+                         "lift": res["neighbour_lift"], "purity": res["purity"], "ari": res["ari"],
+                         **{f"probe_r2_{k}": v for k, v in res["probe_r2"].items()}})
+    return pd.DataFrame(rows)
+
+
 def _scores(y, pred, train, ev) -> dict:
     return {"full_mae": regression_metrics(y, pred)["mae"], "eval_mae": regression_metrics(y[ev], pred[ev])["mae"],
             "train_mae": regression_metrics(y[train], pred[train])["mae"],
@@ -69,6 +95,7 @@ def _scores(y, pred, train, ev) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--truth", action="store_true", help="add the hidden-truth scores of every run's vectors")
     args = parser.parse_args()
     table, runs = run_table(args.folder)
     print(table.round({"full_mae": 0, "eval_mae": 0, "train_mae": 0, "eval_r2": 3, "wall_s": 0}).to_string(index=False))
@@ -76,6 +103,9 @@ def main() -> None:
         print()
         print(baselines(runs[0]).round({"full_mae": 0, "eval_mae": 0, "train_mae": 0, "eval_r2": 3, "wall_s": 1})
               .to_string(index=False))
+    if runs and args.truth:
+        print()
+        print(truth_table(runs).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
