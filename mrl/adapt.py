@@ -52,7 +52,11 @@ def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_conte
     copied = source >= 0
     typical = np.asarray(old.model_params["median_content"], np.float64)
     new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
+    tied = old.model_params.get("tied_to")
+    if tied is not None:  # a partner that is itself tied lends its own partner's row
+        source = np.where(copied, np.asarray(tied)[np.clip(source, 0, None)], source)
     params = dict(old.model_params, n_materials=n_old + n_new,
+                  tied_to=None if tied is None else [*tied, *range(n_old, n_old + n_new)],
                   median_content=[*typical, *np.where(copied, typical[source], typical_content)],
                   pinned=[*old.model_params["pinned"], *new_pins])
     module = MixtureModel(**params)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,8 @@ class MixtureRegressor:
 
     def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
                  dropout: float = 0.0, head: str = "direct", temperature: str = "T",
-                 content_scale: str = "median", pin_origin: str | None = "auto", init_std: float = 1e-3,
+                 content_scale: str = "median", pin_origin: str | None = "auto", pin: Sequence[str] = (),
+                 tie: Mapping[str, str] | None = None, init_std: float = 1e-3,
                  target_transform: str = "auto", aggregation: str = "embedding_bag", interaction: str = "none",
                  inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
                  lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
@@ -52,6 +53,8 @@ class MixtureRegressor:
         self.temperature = temperature
         self.content_scale = content_scale
         self.pin_origin = pin_origin
+        self.pin = pin
+        self.tie = tie
         self.init_std = init_std
         self.target_transform = target_transform
         self.aggregation = aggregation
@@ -74,7 +77,7 @@ class MixtureRegressor:
         self.progress = progress
 
     _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
-                    "pin_origin", "init_std", "target_transform", "aggregation", "interaction", "inverse_conditions",
+                    "pin_origin", "pin", "tie", "init_std", "target_transform", "aggregation", "interaction", "inverse_conditions",
                     "steps", "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
                     "lr_schedule", "loss", "eval_every", "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
 
@@ -95,19 +98,34 @@ class MixtureRegressor:
             return "log10"
         return "none"
 
+    def _rows(self, data: FormulaData, ids: Sequence[str], what: str) -> list[int]:
+        """Vocabulary rows of ``ids``; an id outside the data's vocabulary is an error naming ``what``."""
+        vocab = pd.Index(data.material_ids)
+        missing = [m for m in ids if m not in vocab]
+        if missing:
+            raise ValueError(f"{what}: material(s) {missing} are not in the data's vocabulary")
+        return [int(vocab.get_loc(m)) for m in ids]
+
     def _resolve_pin(self, data: FormulaData) -> list[int]:
-        if self.pin_origin is None:
-            return []
-        ids = data.material_ids
-        if self.pin_origin == "auto":
-            totals = data.formulas.groupby("material_id")["content"].sum()
-            mid = totals.idxmax()
-        else:
-            mid = self.pin_origin
-        where = np.flatnonzero(ids == mid)
-        if not len(where):
-            raise ValueError(f"pin_origin: material {mid!r} is not in the data's vocabulary")
-        return [int(where[0])]
+        """Rows fixed at the origin: the base (``pin_origin``; ``"auto"``: largest total content) and ``pin``."""
+        base = []
+        if self.pin_origin is not None:
+            mid = (data.formulas.groupby("material_id")["content"].sum().idxmax() if self.pin_origin == "auto"
+                   else self.pin_origin)
+            base = self._rows(data, [mid], "pin_origin")
+        return sorted(set(base + self._rows(data, list(self.pin), "pin")))
+
+    def _resolve_ties(self, data: FormulaData) -> list[int] | None:
+        """``tie`` ({material: known material}) as each row's source row, or None without ties."""
+        if not self.tie:
+            return None
+        tie = dict(self.tie)
+        bad = [f"{a} -> {b}" for a, b in tie.items() if a == b or b in tie]
+        if bad:
+            raise ValueError(f"tie: {bad}: tie each material straight to a material that is not tied itself")
+        source = np.arange(data.n_materials)
+        source[self._rows(data, list(tie), "tie")] = self._rows(data, list(tie.values()), "tie")
+        return source.tolist()
 
     def _typical_content(self, data: FormulaData) -> np.ndarray:
         """Typical content of each material over the *training* formulas: median, or root mean square for
@@ -139,6 +157,9 @@ class MixtureRegressor:
         y = data.target_values(self.target_).copy()
         self.target_transform_ = self._resolve_target_transform(y)
         self.pinned_ = self._resolve_pin(data)
+        self.tied_to_ = self._resolve_ties(data)
+        if self.tied_to_ is not None:
+            self.materials_["tied_to"] = self.materials_["material_id"].map(dict(self.tie))
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
         module = MixtureModel(
@@ -146,7 +167,7 @@ class MixtureRegressor:
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
             content_scale=self.content_scale, median_content=self._typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
-            interaction=self.interaction,
+            interaction=self.interaction, tied_to=self.tied_to_,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
         if initial_table is not None:
             from mrl.init_vectors import set_initial_table
@@ -276,7 +297,8 @@ class MixtureRegressor:
 
     # ------------------------------------------------------------------ persistence
     def _extra_state(self) -> dict:
-        return {"estimator_params": {**self.get_params(), "hidden": list(self.hidden),
+        return {"estimator_params": {**self.get_params(), "hidden": list(self.hidden), "pin": list(self.pin),
+                                     "tie": dict(self.tie or {}),
                                      "inverse_conditions": list(self.inverse_conditions)},
                 "materials": self.materials_.to_dict(orient="list"), "conditions": self.conditions_,
                 "target": self.target_, "target_transform": self.target_transform_, "pinned": self.pinned_,
@@ -302,6 +324,7 @@ class MixtureRegressor:
         est.target_ = ckpt["target"]
         est.target_transform_ = ckpt["target_transform"]
         est.pinned_ = list(ckpt["pinned"])
+        est.tied_to_ = ckpt["model_params"].get("tied_to")
         est.device_ = resolve_device(device)
         module = MixtureModel(**ckpt["model_params"])
         module.load_state_dict(ckpt["state_dict"])

@@ -164,6 +164,9 @@ class MixtureModel(nn.Module):
         aggregation: ``"embedding_bag"`` or ``"sparse_mm"`` (same result; speed measured in benchmarks/).
         temperature_index: which condition column is the temperature (``vft`` head only).
         interaction: ``"none"`` (plain content-weighted sum) or ``"attention"`` (:class:`ContentAttention`).
+        tied_to: for each material, the material whose vector (and content scale) it uses, shape
+            ``(n_materials,)``; a practitioner's "X acts like Y" (default: each its own). Tied rows of the table
+            get no gradient.
     """
 
     def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
@@ -171,7 +174,7 @@ class MixtureModel(nn.Module):
                  head: str = "direct", content_scale: str = "median",
                  median_content: Sequence[float] | None = None, pinned: Sequence[int] = (),
                  init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0,
-                 interaction: str = "none") -> None:
+                 interaction: str = "none", tied_to: Sequence[int] | None = None) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -185,12 +188,17 @@ class MixtureModel(nn.Module):
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if head == "vft" and n_conditions < 1:
             raise ValueError("the vft head needs a temperature condition (n_conditions >= 1)")
+        source = np.arange(n_materials) if tied_to is None else np.asarray(tied_to, np.int64)
+        if source.shape != (n_materials,) or (source < 0).any() or (source >= n_materials).any() or \
+                (source[source] != source).any():
+            raise ValueError("tied_to must give, for each material, a material index that is tied to itself")
         self.model_params = dict(
             n_materials=n_materials, embedding_dim=embedding_dim, activation=activation, hidden=list(hidden),
             dropout=dropout, n_conditions=n_conditions, head=head, content_scale=content_scale,
             median_content=None if median_content is None else [float(v) for v in median_content],
             pinned=[int(p) for p in pinned], init_std=init_std, aggregation=aggregation,
-            temperature_index=temperature_index, interaction=interaction)
+            temperature_index=temperature_index, interaction=interaction,
+            tied_to=None if tied_to is None else [int(t) for t in source])
         self.activation = activation
         self.aggregation = aggregation
         self.head_kind = head
@@ -207,6 +215,7 @@ class MixtureModel(nn.Module):
         keep = torch.ones(n_materials)
         keep[list(pinned)] = 0.0
         self.register_buffer("keep", keep)
+        self.register_buffer("source", torch.from_numpy(source), persistent=False)
         # condition and target scaling (set by fit_scalers, saved in the state_dict)
         self.register_buffer("cond_mean", torch.zeros(n_conditions))
         self.register_buffer("cond_std", torch.ones(n_conditions))
@@ -281,21 +290,26 @@ class MixtureModel(nn.Module):
         return torch.pow(10.0, t) if bool(self.y_log10) else t
 
     # ------------------------------------------------------------------ vectors
-    def material_vectors(self) -> torch.Tensor:
-        """Effective vectors ``e_i = s_i * act(W_i)`` (zero for pinned materials), shape ``(n_materials, dim)``."""
+    def _raw_and_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``act(W)`` and the scales ``s`` (0 for pinned materials) of every material, ties resolved."""
         raw = torch.tanh(self.table) if self.activation == "tanh" else self.table
-        return raw * (self.keep * torch.exp(self.log_scale)).unsqueeze(1)
+        return raw[self.source], (self.keep * torch.exp(self.log_scale))[self.source]
+
+    def material_vectors(self) -> torch.Tensor:
+        """Effective vectors ``e_i = s_i * act(W_i)`` (zero for pinned materials; a tied material has its
+        partner's), shape ``(n_materials, dim)``."""
+        raw, scale = self._raw_and_scale()
+        return raw * scale.unsqueeze(1)
 
     def mixture(self, batch: Batch) -> torch.Tensor:
         """Content-weighted sum of material vectors (plus the interaction updates), shape ``(batch.size, dim)``."""
         m = self._weighted_sum(self.material_vectors(), batch)
         if self.interaction is None:
             return m
-        raw = torch.tanh(self.table) if self.activation == "tanh" else self.table
+        raw, scale = self._raw_and_scale()
         rows = formula_rows(batch.offsets, batch.index.shape[0])
         u = self.interaction(raw[batch.index], batch.content, batch.offsets, rows)
-        weight = batch.content * (self.keep * torch.exp(self.log_scale))[batch.index]
-        return m.index_add(0, rows, u * weight[:, None])
+        return m.index_add(0, rows, u * (batch.content * scale[batch.index])[:, None])
 
     def _weighted_sum(self, vectors: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.aggregation == "embedding_bag":

@@ -38,6 +38,8 @@ class RunParams:
     temperature: str = "T"  # which condition is the temperature (vft head)
     content_scale: str = "median"  # none | median | rms | learned: per-material content scaling
     pin_origin: Optional[str] = "auto"  # material pinned at the origin: an id, "auto" (largest total content) or null
+    pin: list = field(default_factory=list)  # further materials fixed at the origin (known to have no influence)
+    tie: dict = field(default_factory=dict)  # {material: known material}: it shares that material's vector
     init_std: float = 0.001  # all vectors start this close to the origin
     target_transform: str = "auto"  # none | log10 | auto (log10 when positive and spanning > 2 decades)
     aggregation: str = "embedding_bag"  # embedding_bag | sparse_mm

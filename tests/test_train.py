@@ -152,3 +152,41 @@ def test_attention_interaction_trains_and_reloads(tiny_data, tmp_path):
     assert np.array_equal(est.predict(ev), loaded.predict(ev))
     y = ev.target_values()
     assert regression_metrics(y, est.predict(ev))["mae"] < np.abs(y - np.median(y)).mean()
+
+
+def _two_popular(data) -> tuple[str, str]:
+    usage = data.formulas.groupby("material_id").size().sort_values()
+    return usage.index[-2], usage.index[-3]  # the most used is the auto-pinned base
+
+
+def test_tie_shares_one_vector_and_pin_fixes_materials_at_the_origin(tiny_data, tmp_path):
+    a, b = _two_popular(tiny_data)
+    est = MixtureRegressor(steps=150, tie={a: b}, pin=[a], **FAST)
+    with pytest.raises(ValueError, match="not in the data's vocabulary"):
+        MixtureRegressor(steps=1, pin=["NOPE"], **FAST).fit(tiny_data)
+    with pytest.raises(ValueError, match="tie each material straight"):
+        MixtureRegressor(steps=1, tie={a: b, b: "M000"}, **FAST).fit(tiny_data)
+    tied = MixtureRegressor(steps=150, tie={a: b}, **FAST).fit(tiny_data, checkpoint_path=tmp_path / "t.pt")
+    emb = tied.embeddings().set_index("material_id")
+    vec = [c for c in emb.columns if c.startswith("e") and c[1:].isdigit()]
+    assert np.array_equal(emb.loc[a, vec].to_numpy(float), emb.loc[b, vec].to_numpy(float))
+    assert emb.loc[a, "tied_to"] == b and np.linalg.norm(emb.loc[b, vec].to_numpy(float)) > 0
+    i = int(np.flatnonzero(tied.materials_["material_id"] == a)[0])
+    raw = tied.module_.table.detach()[i]
+    assert torch.allclose(raw, torch.zeros_like(raw), atol=1e-2)  # a's own row is unused: it only decays
+    loaded = MixtureRegressor.load(tmp_path / "t.pt", device="cpu")
+    assert np.array_equal(loaded.predict(tiny_data), tied.predict(tiny_data))
+    est.tie = None
+    pinned = est.fit(tiny_data).embeddings().set_index("material_id")
+    assert pinned.loc[a, "norm"] == 0.0 and pinned.loc[a, "pinned"] and pinned["pinned"].sum() == 2
+    assert pinned.loc[b, "norm"] > 0
+
+
+def test_run_params_carry_pin_and_tie_to_the_estimator():
+    from mrl.params import RunParams
+
+    params = RunParams.from_dict({"pin": ["M001"], "tie": {"M002": "M003"}})
+    est = MixtureRegressor.from_params(params)
+    assert list(est.pin) == ["M001"] and dict(est.tie) == {"M002": "M003"}
+    with pytest.raises(TypeError, match="tie must be dict"):
+        RunParams.from_dict({"tie": ["M002", "M003"]})
