@@ -45,6 +45,13 @@ PUBLISHED: dict[str, list[tuple[str, float]]] = {
     "steels": [("MODNet v0.1.12", 87.76), ("RF-SCM/Magpie", 103.51), ("CrabNet", 107.32), ("Dummy", 229.74)],
 }
 
+#: mrl candidates (see :func:`fit_candidate`) and the rows every task reports.
+MAT2VEC = {"embedding_dim": 16, "mat2vec": True}
+MAT2VEC_L1 = {**MAT2VEC, "loss": "l1"}
+ATTENTION = {**MAT2VEC_L1, "interaction": "attention"}
+MRL_ROWS = (("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}), ("mrl", {"embedding_dim": 64}),
+            ("mrl+mat2vec", MAT2VEC), ("mrl+mat2vec", MAT2VEC_L1), ("mrl attention+mat2vec", ATTENTION))
+
 #: Per task: data set, unit, the shared mrl settings, the mrl rows (label, candidate; see :func:`fit_candidate`),
 #: the row whose first-fold vectors are mapped, and the nested-selection grid of ``--tune``. Session 1 fixed the
 #: plain-sum settings a priori; the ``l1`` loss and the attention rows were added in session 2 after exploring on
@@ -53,26 +60,11 @@ TASKS: dict[str, dict] = {
     "steels": dict(dataset="matbench_steels", unit="MPa", map_row="mrl dim 16",
                    mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
                             batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                   rows=(("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}),
-                         ("mrl", {"embedding_dim": 64}), ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True}),
-                         ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1"}),
-                         ("mrl attention+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1",
-                                                    "interaction": "attention"})),
-                   tune_grid=({"embedding_dim": 16, "mat2vec": True},
-                              {"embedding_dim": 16, "mat2vec": True, "loss": "l1"},
-                              {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention"})),
+                   rows=MRL_ROWS, tune_grid=(MAT2VEC, MAT2VEC_L1, ATTENTION)),
     "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", map_row="mrl dim 16",
                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
                               batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                     rows=(("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}),
-                           ("mrl", {"embedding_dim": 64}), ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True}),
-                           ("mrl+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1"}),
-                           ("mrl attention+mat2vec", {"embedding_dim": 16, "mat2vec": True, "loss": "l1",
-                                                      "interaction": "attention"})),
-                     tune_grid=({"embedding_dim": 16, "mat2vec": True, "loss": "l1"},
-                                {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention"},
-                                {"embedding_dim": 16, "mat2vec": True, "loss": "l1", "interaction": "attention",
-                                 "hidden": (256, 256)})),
+                     rows=MRL_ROWS, tune_grid=(MAT2VEC_L1, ATTENTION, {**ATTENTION, "hidden": (256, 256)})),
 }
 #: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
 BASELINES: list[tuple[str, str, str, dict]] = [
