@@ -15,7 +15,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,3 +197,59 @@ def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, ste
         module.table[n_old:] = rows
     log.info("add_materials: %d new material(s), %d samples, final loss %.4g", len(prior), len(y),
              float(loss.detach()))
+
+
+def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None = None,
+              like: Mapping[str, str] | None = None, tie: Mapping[str, str | None] | None = None,
+              overwrite: bool = False, **fit_kw) -> Path:
+    """Add new materials to a finished run's model and write the result as a folder.
+
+    Exactly one of ``tie`` (:func:`tie_materials`) or ``data`` (:func:`add_materials`, with ``like`` and
+    ``fit_kw``) is given. The folder holds ``checkpoint.pt`` (:meth:`MixtureRegressor.load` reads it),
+    ``embeddings.parquet`` (``mrl similar`` reads it) and ``adapt.json`` (the source run and what was done; with
+    ``data``, the MAE (and MAE of log10 for positive targets) on its formulas with the new materials at the origin
+    and after the fit, in-sample). It is
+    written into a temporary folder that is renamed at the end, so an interruption leaves nothing half-written.
+    """
+    from mrl.io import write_json, write_table
+
+    if (tie is None) == (data is None):
+        raise ValueError("adapt_run: give either tie (a mapping) or data (formulas with the new materials)")
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; choose another folder or overwrite")
+    est = MixtureRegressor.load(run_dir / "checkpoint.pt")
+    record: dict = {"source_run": str(run_dir)}
+    if tie is not None:
+        out = tie_materials(est, tie)
+        record["tie"] = dict(tie)
+    else:
+        out = add_materials(est, data, like=like, **fit_kw)
+        new = [m for m in out.materials_["material_id"] if m not in set(est.materials_["material_id"])]
+        y = data.target_values(est.target_)
+        zero = tie_materials(est, {m: None for m in new}).predict(data)
+        record.update(added=new, like=dict(like or {}), fit=fit_kw, n_samples=int(len(y)),
+                      at_origin=_errors(y, zero), fitted=_errors(y, out.predict(data)))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out.save(tmp / "checkpoint.pt")
+        write_table(out.embeddings(), tmp / "embeddings.parquet")
+        write_json(record, tmp / "adapt.json")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _errors(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """MAE, and MAE of log10 where target and prediction are all positive."""
+    from mrl.metrics import regression_metrics
+
+    out = {"mae": regression_metrics(y, pred)["mae"]}
+    if (y > 0).all() and (pred > 0).all():
+        out["mae_log10"] = regression_metrics(np.log10(y), np.log10(pred))["mae"]
+    return out

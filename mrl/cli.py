@@ -1,9 +1,11 @@
-"""Command line: ``mrl train``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``."""
+"""Command line: ``mrl train``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``,
+``mrl add-materials``, ``mrl tie-materials``."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
@@ -38,11 +40,45 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
-    from mrl.analysis import nearest_neighbors
-    from mrl.runs import load_run
+    import pandas as pd
 
-    table = nearest_neighbors(load_run(args.run).embeddings, args.material, k=args.k, metric=args.metric)
+    from mrl.analysis import nearest_neighbors
+
+    path = Path(args.run) / "embeddings.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: not a finished run (or an adapted one) folder")
+    table = nearest_neighbors(pd.read_parquet(path), args.material, k=args.k, metric=args.metric)
     print(table.to_string(index=False))
+
+
+def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
+    """``NEW=KNOWN`` strings -> dict; ``KNOWN`` ``none`` means the origin."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"{what} expects NEW=KNOWN, got {pair!r}")
+        new, known = (s.strip() for s in pair.split("=", 1))
+        out[new] = None if known.lower() == "none" else known
+    return out
+
+
+def cmd_add_materials(args: argparse.Namespace) -> None:
+    from mrl.adapt import adapt_run
+    from mrl.data import load_formulas
+    from mrl.estimator import MixtureRegressor
+
+    est = MixtureRegressor.load(Path(args.run) / "checkpoint.pt", device="cpu")
+    data = load_formulas(args.formulas, args.properties, args.materials, targets=est.target_,
+                         conditions=est.conditions_, name=str(args.formulas))
+    like = {k: v for k, v in _mapping(args.like, "--like").items() if v is not None}
+    print(adapt_run(args.run, args.out, data=data, like=like, overwrite=args.overwrite, steps=args.steps,
+                    shrinkage=args.shrinkage))
+
+
+def cmd_tie_materials(args: argparse.Namespace) -> None:
+    from mrl.adapt import adapt_run
+
+    print(adapt_run(args.run, args.out, tie=_mapping(args.pairs, "tie-materials"), overwrite=args.overwrite))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -94,6 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel workers (default: the sweep file's jobs, else 1)")
     p.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("add-materials", help="fit only the vectors of new materials from their few formulas, "
+                                             "the run's model frozen; writes an adapted model folder")
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet) using the new materials")
+    p.add_argument("--properties", required=True, help="their measured properties (the run's target)")
+    p.add_argument("--materials", default=None, help="optional materials table")
+    p.add_argument("--like", nargs="*", default=[], metavar="NEW=KNOWN", help="start a new material from a "
+                                                                               "known one's vector")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--shrinkage", type=float, default=10.0, help="pull to the start, weighing like N formulas")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_add_materials)
+
+    p = sub.add_parser("tie-materials", help="give new materials a known material's vector (NEW=KNOWN) or no "
+                                             "influence (NEW=none); writes an adapted model folder")
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("pairs", nargs="+", metavar="NEW=KNOWN")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_tie_materials)
 
     p = sub.add_parser("report", help="build the Jupyter Book report for a sweep folder")
     p.add_argument("sweep_dir", help="runs/<sweep>")

@@ -189,3 +189,34 @@ def test_model_options(tiny_data, options):
     swapped = FormulaData(new_data.formulas.replace({"material_id": {"M029": "M000"}}), new_data.properties,
                           new_data.materials, new_data.targets)
     np.testing.assert_allclose(tied.predict(new_data), est.predict(swapped), rtol=1e-5)
+
+
+def test_cli_adapts_a_run_folder_and_similar_reads_it(lab, tmp_path, capsys):
+    import json
+
+    from mrl import cli
+
+    run = tmp_path / "run"
+    lab["est"].save(run / "checkpoint.pt")
+    known = lab["known"]
+    known.formulas.to_csv(tmp_path / "f.csv", index=False)
+    known.properties.to_csv(tmp_path / "p.csv", index=False)
+    out = tmp_path / "adapted"
+    cli.main(["add-materials", str(run), "--formulas", str(tmp_path / "f.csv"), "--properties",
+              str(tmp_path / "p.csv"), "--like", f"{lab['new']}={lab['like']}", "--shrinkage", "0",
+              "--out", str(out)])
+    record = json.loads((out / "adapt.json").read_text())
+    assert record["added"] == [lab["new"]] and record["like"] == {lab["new"]: lab["like"]}
+    assert record["fitted"]["mae_log10"] < 0.5 * record["at_origin"]["mae_log10"]  # in-sample: the fit worked
+    loaded = MixtureRegressor.load(out / "checkpoint.pt", device="cpu")
+    assert lab["new"] in set(loaded.materials_["material_id"])
+    capsys.readouterr()
+    cli.main(["similar", lab["new"], "--run", str(out), "-k", "3"])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # header + 3 neighbours
+    with pytest.raises(SystemExit):  # the folder exists: refused, nothing changed
+        cli.main(["tie-materials", str(run), f"{lab['new']}=none", "--out", str(out)])
+    assert json.loads((out / "adapt.json").read_text()) == record
+    cli.main(["tie-materials", str(run), f"{lab['new']}={lab['like']}", "--out", str(tmp_path / "tied")])
+    tied = MixtureRegressor.load(tmp_path / "tied" / "checkpoint.pt", device="cpu")
+    assert tied.materials_.set_index("material_id").loc[lab["new"], "tied_to"] == lab["like"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
