@@ -1,6 +1,7 @@
 """Matbench v0.1 composition tasks: mrl against classical baselines and the published leaderboard (not a test).
 
     python benchmarks/matbench.py --task steels|expt_gap [--quick] [--json PATH] [--figure PATH]
+    python benchmarks/matbench.py --task mp_e_form         # scale check: first fold, fast baselines
 
 Protocol (Matbench v0.1): 5-fold CV with ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order
 (:func:`mrl.datasets.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
@@ -43,7 +44,19 @@ PUBLISHED: dict[str, list[tuple[str, float]]] = {
     "expt_gap": [("CrabNet (tuned, Ax/SAASBO)", 0.3310), ("MODNet v0.1.12", 0.3327), ("CrabNet", 0.3463),
                  ("RF-SCM/Magpie", 0.4461), ("Dummy", 1.1435)],
     "steels": [("MODNet v0.1.12", 87.76), ("RF-SCM/Magpie", 103.51), ("CrabNet", 107.32), ("Dummy", 229.74)],
+    "mp_e_form": [],
 }
+
+#: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
+BASELINES: list[tuple[str, str, str, dict]] = [
+    ("dummy", "fractions", "dummy", {}),
+    ("ridge", "fractions", "ridge", {}),
+    ("random_forest", "fractions", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
+    ("lightgbm", "fractions", "lightgbm", {"n_jobs": 1}),
+    ("ridge", "magpie", "ridge", {}),
+    ("random_forest", "magpie", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
+    ("lightgbm", "magpie", "lightgbm", {"n_jobs": 1}),
+]
 
 #: mrl candidates (see :func:`fit_candidate`) and the rows every task reports.
 MAT2VEC = {"embedding_dim": 16, "mat2vec": True}
@@ -58,24 +71,25 @@ MRL_ROWS = (("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}), ("mrl
 #: inner 80/20 splits of the training folds (see book/matbench.md for what was looked at).
 TASKS: dict[str, dict] = {
     "steels": dict(dataset="matbench_steels", unit="MPa", map_row="mrl dim 16",
+                   figure="matbench_elements_steels.png",
                    mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
                             batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
                    rows=MRL_ROWS, tune_grid=(MAT2VEC, MAT2VEC_L1, ATTENTION)),
     "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", map_row="mrl dim 16",
+                     figure="matbench_elements.png",
                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
                               batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
                      rows=MRL_ROWS, tune_grid=(MAT2VEC_L1, ATTENTION, {**ATTENTION, "hidden": (256, 256)})),
+    # the scale check: 132,752 compositions, the first Matbench fold only, fast baselines only (a 300-tree forest
+    # on 106k x 110 Magpie features takes hours on one core); no leaderboard figure (a structure task there)
+    "mp_e_form": dict(dataset="mp_e_form", unit="eV/atom", map_row="mrl+mat2vec dim 16, l1",
+                      figure="matbench_elements_mp_e_form.png", n_folds=1,
+                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=6000,
+                               batch_size=512, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
+                      baselines=[b for b in BASELINES if b[1] == "fractions" and b[2] != "random_forest"],
+                      rows=(("mrl+mat2vec", MAT2VEC_L1), ("mrl attention+mat2vec", ATTENTION)),
+                      tune_grid=(MAT2VEC_L1, ATTENTION)),
 }
-#: Classical rows: (row name, features, estimator, fixed params). Single-threaded to share the machine.
-BASELINES: list[tuple[str, str, str, dict]] = [
-    ("dummy", "fractions", "dummy", {}),
-    ("ridge", "fractions", "ridge", {}),
-    ("random_forest", "fractions", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
-    ("lightgbm", "fractions", "lightgbm", {"n_jobs": 1}),
-    ("ridge", "magpie", "ridge", {}),
-    ("random_forest", "magpie", "random_forest", {"n_estimators": 300, "n_jobs": 1}),
-    ("lightgbm", "magpie", "lightgbm", {"n_jobs": 1}),
-]
 #: --quick: 2 folds, a fifth of the steps, only the rows with these embedding sizes, 50 trees.
 QUICK = dict(folds=2, steps_factor=0.2, dims=(16,), trees=50)
 
@@ -153,13 +167,15 @@ def inner_split(n: int, frac: float = 0.2, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 # the benchmark
 # --------------------------------------------------------------------------------------------------------------
-def run_baselines(data, folds, trees: int | None, log) -> list[dict]:
+def run_baselines(data, folds, baselines: Sequence[tuple], trees: int | None, log) -> list[dict]:
     from mrl.baselines import cross_validate, fraction_matrix, magpie_features
 
     y = data.target_values()
-    feats = {"fractions": fraction_matrix(data), "magpie": magpie_features(data, "magpie")}
+    needed = {feat for _, feat, _, _ in baselines}
+    feats = {"fractions": fraction_matrix(data),
+             "magpie": magpie_features(data, "magpie") if "magpie" in needed else None}
     rows = []
-    for name, feat, est, params in BASELINES:
+    for name, feat, est, params in baselines:
         params = dict(params)
         if trees and "n_estimators" in params:
             params["n_estimators"] = trees
@@ -363,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     trees = None
     t0 = time.perf_counter()
     data = load_dataset(cfg["dataset"])
-    folds = matbench_folds(data)
+    folds = matbench_folds(data)[: cfg.get("n_folds", 5)]
     if args.quick:
         folds = folds[: QUICK["folds"]]
         settings["steps"] = int(settings["steps"] * QUICK["steps_factor"])
@@ -390,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(result, indent=1))
             return result
-    rows = run_baselines(data, folds, trees, log)
+    rows = run_baselines(data, folds, cfg.get("baselines", BASELINES), trees, log)
     if args.tune:
         rows.append(row)
     models = {}
@@ -422,8 +438,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     fig_path = args.figure
     if fig_path is None and not args.quick:
-        fig_path = ROOT / "book" / "figures" / ("matbench_elements.png" if args.task == "expt_gap"
-                                                else "matbench_elements_steels.png")
+        fig_path = ROOT / "book" / "figures" / cfg["figure"]
     if fig_path is not None:
         map_row = cfg["map_row"] if cfg["map_row"] in models else next(iter(models))
         est = models[map_row]
