@@ -322,7 +322,8 @@ def mae_figure(result: dict, path: Path) -> Path:
         ax.axvline(mae, ls="--", lw=0.9, color=f"C{i}", label=f"{name} {mae:g} (quoted)")
     ax.set_xlabel(f"5-fold mean MAE ({TASKS[result['task']]['unit']})")
     ax.set_title(f"matbench_{result['task']}: ours (bars) vs leaderboard (lines)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    if result["published_quoted"]:
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
