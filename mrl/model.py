@@ -6,7 +6,8 @@ material vector is ``e_i = s_i * act(W_i)``: ``W`` is the learned table (``n_mat
 ``s_i = 1 / median content of material i`` ("median" scaling) lets a thickener dosed at 0.5 % move the mixture
 vector as far as the 80 % water base without its raw parameters growing 160-fold; "learned" starts there and
 learns ``log s_i``; "rms" uses the root mean square content instead of the median (robust when a material is
-mostly dosed in traces but sometimes at 10-100x that); "none" keeps ``s_i = 1``. The mixture is linear in the contents for every option.
+mostly dosed in traces but sometimes at 10-100x that); "none" keeps ``s_i = 1``. Without interactions (below) the
+mixture is linear in the contents for every option.
 
 Optionally (``interaction="attention"``) the ingredients of a formula first look at each other: one layer of
 content-weighted multi-head attention (as Roost/CrabNet do for elements) gives every ingredient an update
@@ -102,11 +103,11 @@ def formula_rows(offsets: torch.Tensor, nnz: int) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(offsets.shape[0], device=offsets.device), lengths)
 
 
-def _pad(values: torch.Tensor, offsets: torch.Tensor, rows: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Flat per-ingredient rows -> padded ``(n_formulas, max_len, ...)``."""
-    slots = torch.arange(values.shape[0], device=values.device) - offsets[rows]
-    width = int(slots.max()) + 1
-    padded = values.new_full((offsets.shape[0], width, *values.shape[1:]), fill)
+def _pad(values: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor, shape: tuple[int, int],
+         fill: float = 0.0) -> torch.Tensor:
+    """Flat per-ingredient rows -> padded ``(n_formulas, max_len, ...)``; ingredient ``i`` goes to
+    ``(rows[i], slots[i])``."""
+    padded = values.new_full((*shape, *values.shape[1:]), fill)
     padded[rows, slots] = values
     return padded
 
@@ -135,12 +136,12 @@ class ContentAttention(nn.Module):
         if not x.shape[0]:
             return torch.zeros_like(x)
         log_c = torch.log(content.clamp_min(1e-8))
-        qkv = _pad(self.qkv(x), offsets, rows)
-        n, length = qkv.shape[:2]
+        slots = torch.arange(x.shape[0], device=x.device) - offsets[rows]  # position within its formula
+        n, length = offsets.shape[0], int(slots.max()) + 1
+        qkv = _pad(self.qkv(x), rows, slots, (n, length))
         q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-        bias = _pad(log_c, offsets, rows, fill=-float("inf"))[:, None, None, :]
+        bias = _pad(log_c, rows, slots, (n, length), fill=-float("inf"))[:, None, None, :]
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(n, self.heads, length, length))
-        slots = torch.arange(x.shape[0], device=x.device) - offsets[rows]
         ctx = ctx.transpose(1, 2).reshape(n, length, -1)[rows, slots]
         return self.gate * self.update(torch.cat([x, ctx, log_c[:, None]], dim=1))
 
