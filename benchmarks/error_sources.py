@@ -27,6 +27,7 @@ import torch
 from mrl.data import FormulaData
 from mrl.errors import distance_errors, error_by_distance, error_by_distance_figure, log10_metrics
 from mrl.io import write_json
+from mrl.metrics import log10_mae
 from mrl.params import RunParams
 from mrl.plots import save_figure
 from mrl.runs import load_run, make_split, resolve_data, run_experiment
@@ -127,7 +128,7 @@ def main() -> None:
     sources = pd.DataFrame([
         {"formulas": "train (fit error of the random-split models)", "n": len(fit),
          "mae": float((fit["y_pred"] - fit["y_true"]).abs().mean()),
-         "mae_log10": float(np.abs(np.log10(fit["y_pred"] / fit["y_true"])).mean())},
+         "mae_log10": log10_mae(fit["y_true"], fit["y_pred"])},
         *({"formulas": f"random eval, {r.ingredients} ingredients" if r.ingredients != "any" else "random eval, all",
            "n": r.n, "mae": r.mae, "mae_log10": r.mae_log10} for r in random_eval.itertuples()),
         *({"formulas": "material eval (every formula holds an unseen material)", "n": r.n, "mae": r.mae,

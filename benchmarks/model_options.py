@@ -45,11 +45,10 @@ def compare(train, ev, variants: list[dict], dim: int, steps: int, seeds: list[i
                                snapshot_every=steps, progress=False, device="cpu", seed=seed, **options)
         start = time.perf_counter()
         pred = est.fit(train).predict(ev)
+        logs = regression_metrics(np.log10(y), np.log10(pred))
         rows.append({**{k: str(v) for k, v in options.items()}, "seed": seed,
-                     "eval_mae": regression_metrics(y, pred)["mae"],
-                     "eval_mae_log10": regression_metrics(np.log10(y), np.log10(pred))["mae"],
-                     "eval_r2_log10": regression_metrics(np.log10(y), np.log10(pred))["r2"],
-                     "wall_s": time.perf_counter() - start})
+                     "eval_mae": regression_metrics(y, pred)["mae"], "eval_mae_log10": logs["mae"],
+                     "eval_r2_log10": logs["r2"], "wall_s": time.perf_counter() - start})
     keys = list(variants[0])
     return pd.DataFrame(rows).groupby(keys, sort=False).mean(numeric_only=True).drop(columns="seed")
 
@@ -73,7 +72,8 @@ def main() -> None:
         print(speed(train, [2, 20, 100], args.speed_steps).round(1).to_string())
     tables = {"scaling": [{"content_scale": c, "embedding_lr": 3e-3 * m}
                           for c in ("none", "median", "rms", "learned") for m in (1.0, 3.0)],
-              "interaction": [{"interaction": i, "loss": loss} for i in ("none", "attention") for loss in ("mse", "l1")]}
+              "interaction": [{"interaction": i, "loss": loss}
+                              for i in ("none", "attention") for loss in ("mse", "l1")]}
     for name, variants in tables.items():
         if name in run:
             print(f"\n## {name} (dim {args.dim}, {args.steps} steps, mean over seeds {args.seeds})\n")

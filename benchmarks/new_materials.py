@@ -35,6 +35,7 @@ from mrl.adapt import add_materials, tie_materials
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
+from mrl.metrics import log10_mae
 from mrl.runs import make_split
 from mrl.synth import LATENTS, make_lab
 
@@ -102,8 +103,7 @@ def partners(truth: pd.DataFrame, held: list[str], train: FormulaData) -> pd.Dat
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    return {"mae_cp": float(np.abs(pred - y).mean()),
-            "mae_log10": float(np.abs(np.log10(pred) - np.log10(y)).mean())}
+    return {"mae_cp": float(np.abs(pred - y).mean()), "mae_log10": log10_mae(y, pred)}
 
 
 def new_model(steps: int, dim: int, seed: int) -> MixtureRegressor:

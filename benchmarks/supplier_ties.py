@@ -1,7 +1,8 @@
 """One material under two codes (two suppliers, two grades): tie the codes while training, or learn two vectors.
 
 On the synthetic lab, ``--n-materials`` materials used in 40-300 formulas each get a second code ``<id>~B`` in a
-seeded random share (``--share``, default 10 %: a new supplier with a handful of formulas) of their formulas. Three models are trained on the same 80/20 split by formula (dim 10):
+seeded random share (``--share``, default 10 %: a new supplier with a handful of formulas) of their formulas.
+Three models are trained on the same 80/20 split by formula (dim 10):
 
 * ``one code``: the original data (the reference: as if the lab had kept one code);
 * ``two codes``: each code learns its own vector from its own formulas;
@@ -23,7 +24,7 @@ import torch
 
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
-from mrl.metrics import regression_metrics
+from mrl.metrics import log10_mae, regression_metrics
 from mrl.runs import make_split
 from mrl.synth import make_lab
 
@@ -34,8 +35,7 @@ def split_codes(data: FormulaData, n: int, share: float, seed: int) -> tuple[For
     """``data`` where ``n`` materials (40-300 formulas, not the base) use a second code in ``share`` of their
     formulas."""
     usage = data.formulas.groupby("material_id")["formula_id"].nunique()
-    base = data.formulas.groupby("material_id")["content"].sum().idxmax()
-    pool = sorted(usage[(usage >= 40) & (usage <= 300) & (usage.index != base)].index)
+    pool = sorted(usage[(usage >= 40) & (usage <= 300) & (usage.index != data.base_material())].index)
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=min(n, len(pool)), replace=False).tolist())
     forms = data.formulas.copy()
@@ -50,8 +50,7 @@ def split_codes(data: FormulaData, n: int, share: float, seed: int) -> tuple[For
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    return {"mae_log10": regression_metrics(np.log10(y), np.log10(pred))["mae"],
-            "mae": regression_metrics(y, pred)["mae"]}
+    return {"mae_log10": log10_mae(y, pred), "mae": regression_metrics(y, pred)["mae"]}
 
 
 def main() -> None:

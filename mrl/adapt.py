@@ -26,20 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from mrl.data import FormulaData
+from mrl.data import FormulaData, material_rows
 from mrl.estimator import MixtureRegressor
 from mrl.model import Batch, MixtureModel, make_batch
 
 log = logging.getLogger(__name__)
-
-
-def _partner_rows(est: MixtureRegressor, partners: list[str | None], caller: str) -> np.ndarray:
-    """Vocabulary row of each named known material (-1 for None); an id outside the vocabulary is an error."""
-    vocab = pd.Index(est.materials_["material_id"])
-    missing = [k for k in partners if k is not None and k not in vocab]
-    if missing:
-        raise ValueError(f"{caller}: known material(s) {missing} are not in the model's vocabulary")
-    return np.array([-1 if k is None else vocab.get_loc(k) for k in partners], dtype=np.int64)
 
 
 def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_content: np.ndarray,
@@ -99,7 +90,8 @@ def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> M
     if clash:
         raise ValueError(f"tie_materials: {clash} already in the model's vocabulary")
     new_ids = list(mapping)
-    source = _partner_rows(est, [mapping[m] for m in new_ids], "tie_materials")
+    source = material_rows(est.materials_["material_id"], [mapping[m] for m in new_ids], "tie_materials",
+                           "the model's vocabulary")
     keep = est.module_.keep.cpu().numpy()
     materials = pd.DataFrame({"material_id": new_ids, "name": new_ids, "n_formulas": 0,
                               "tied_to": [mapping[m] for m in new_ids]})
@@ -159,7 +151,8 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     stray = sorted(set(like) - set(new_ids))
     if stray:
         raise ValueError(f"add_materials: like names {stray[:5]}, which are not new materials of {data.name}")
-    source = _partner_rows(est, [like.get(m) for m in new_ids], "add_materials")
+    source = material_rows(est.materials_["material_id"], [like.get(m) for m in new_ids], "add_materials",
+                           "the model's vocabulary")
     keep = est.module_.keep.cpu().numpy()
     source = np.where((source >= 0) & (keep[source] == 0), -1, source)  # a pinned partner means the origin
     materials = data.materials.set_index("material_id").reindex(new_ids).rename_axis("material_id").reset_index()
@@ -201,15 +194,15 @@ def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, ste
 
 def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None = None,
               like: Mapping[str, str] | None = None, tie: Mapping[str, str | None] | None = None,
-              overwrite: bool = False, **fit_kw) -> Path:
+              overwrite: bool = False, est: MixtureRegressor | None = None, **fit_kw) -> Path:
     """Add new materials to a finished run's model and write the result as a folder.
 
     Exactly one of ``tie`` (:func:`tie_materials`) or ``data`` (:func:`add_materials`, with ``like`` and
     ``fit_kw``) is given. The folder holds ``checkpoint.pt`` (:meth:`MixtureRegressor.load` reads it),
     ``embeddings.parquet`` (``mrl similar`` reads it) and ``adapt.json`` (the source run and what was done; with
     ``data``, the MAE (and MAE of log10 for positive targets) on its formulas with the new materials at the origin
-    and after the fit, in-sample). It is
-    written into a temporary folder that is renamed at the end, so an interruption leaves nothing half-written.
+    and after the fit, in-sample). It is written into a temporary folder that is renamed at the end, so an
+    interruption leaves nothing half-written. ``est`` is the run's model when the caller has already loaded it.
     """
     from mrl.io import write_json, write_table
 
@@ -218,7 +211,7 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; choose another folder or overwrite")
-    est = MixtureRegressor.load(run_dir / "checkpoint.pt")
+    est = est or MixtureRegressor.load(run_dir / "checkpoint.pt")
     record: dict = {"source_run": str(run_dir)}
     if tie is not None:
         out = tie_materials(est, tie)
@@ -247,9 +240,10 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
 
 def _errors(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """MAE, and MAE of log10 where target and prediction are all positive."""
-    from mrl.metrics import regression_metrics
+    from mrl.metrics import log10_mae, regression_metrics
 
     out = {"mae": regression_metrics(y, pred)["mae"]}
-    if (y > 0).all() and (pred > 0).all():
-        out["mae_log10"] = regression_metrics(np.log10(y), np.log10(pred))["mae"]
+    log_mae = log10_mae(y, pred)
+    if np.isfinite(log_mae):
+        out["mae_log10"] = log_mae
     return out

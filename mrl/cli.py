@@ -71,7 +71,7 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
     data = load_formulas(args.formulas, args.properties, args.materials, targets=est.target_,
                          conditions=est.conditions_, name=str(args.formulas))
     like = {k: v for k, v in _mapping(args.like, "--like").items() if v is not None}
-    print(adapt_run(args.run, args.out, data=data, like=like, overwrite=args.overwrite, steps=args.steps,
+    print(adapt_run(args.run, args.out, data=data, like=like, overwrite=args.overwrite, est=est, steps=args.steps,
                     shrinkage=args.shrinkage))
 
 

@@ -122,6 +122,10 @@ class FormulaData:
         """Material ids in vocabulary order, shape ``(n_materials,)``."""
         return self.materials["material_id"].to_numpy()
 
+    def base_material(self) -> str:
+        """The material with the largest total content (the base solvent, e.g. water)."""
+        return self.formulas.groupby("material_id")["content"].sum().idxmax()
+
     @property
     def formula_ids(self) -> np.ndarray:
         """Formula ids in content-matrix row order (first appearance in ``properties``), shape ``(n_formulas,)``."""
@@ -174,6 +178,17 @@ class FormulaData:
     def with_materials(self, materials: pd.DataFrame) -> "FormulaData":
         """Same formulas with another material vocabulary (e.g. the one a model was trained with)."""
         return FormulaData(self.formulas, self.properties, materials, self.targets, self.conditions, self.name)
+
+
+def material_rows(vocabulary: Sequence[str], ids: Sequence[str | None], what: str,
+                  vocabulary_name: str = "the data's vocabulary") -> np.ndarray:
+    """Row of each id in ``vocabulary`` (-1 for None), shape ``(len(ids),)``; an id outside it is an error that
+    names ``what`` and ``vocabulary_name``."""
+    vocab = pd.Index(vocabulary)
+    missing = [m for m in ids if m is not None and m not in vocab]
+    if missing:
+        raise ValueError(f"{what}: material(s) {missing} are not in {vocabulary_name}")
+    return np.array([-1 if m is None else vocab.get_loc(m) for m in ids], dtype=np.int64)
 
 
 def _normalise_contents(formulas: pd.DataFrame, label: str, content_unit: str) -> pd.DataFrame:

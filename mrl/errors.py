@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 from matplotlib.figure import Figure
 
-from mrl.metrics import regression_metrics
+from mrl.metrics import log10_mae, regression_metrics
 
 #: Default bin edges of "training formulas using the formula's rarest ingredient" (left-closed).
 USAGE_BINS = (0, 1, 3, 10, 30, 100, np.inf)
@@ -190,10 +190,9 @@ def _error_summary(frame: pd.DataFrame) -> dict[str, float]:
     every value is positive)."""
     y_true, y_pred = frame["y_true"].to_numpy(np.float64), frame["y_pred"].to_numpy(np.float64)
     m = regression_metrics(y_true, y_pred)
-    positive = len(y_true) > 0 and (y_true > 0).all() and (y_pred > 0).all()
     return {"n": m["n"], "mae": m["mae"], "rmse": m["rmse"], "mape": m["mape"],
             "median_abs_error": float(np.median(np.abs(y_pred - y_true))) if len(y_true) else float("nan"),
-            "mae_log10": float(np.abs(np.log10(y_pred) - np.log10(y_true)).mean()) if positive else float("nan")}
+            "mae_log10": log10_mae(y_true, y_pred)}
 
 
 def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error") -> Figure:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 
 import mrl
-from mrl.data import DataError, FormulaData
+from mrl.data import DataError, FormulaData, material_rows
 from mrl.io import atomic_path
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
@@ -77,9 +77,10 @@ class MixtureRegressor:
         self.progress = progress
 
     _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
-                    "pin_origin", "pin", "tie", "init_std", "target_transform", "aggregation", "interaction", "inverse_conditions",
-                    "steps", "batch_size", "lr", "embedding_lr", "weight_decay", "embedding_weight_decay",
-                    "lr_schedule", "loss", "eval_every", "snapshot_every", "checkpoint_every", "seed", "device", "unknown", "progress")
+                    "pin_origin", "pin", "tie", "init_std", "target_transform", "aggregation", "interaction",
+                    "inverse_conditions", "steps", "batch_size", "lr", "embedding_lr", "weight_decay",
+                    "embedding_weight_decay", "lr_schedule", "loss", "eval_every", "snapshot_every",
+                    "checkpoint_every", "seed", "device", "unknown", "progress")
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in self._PARAM_NAMES}
@@ -98,22 +99,13 @@ class MixtureRegressor:
             return "log10"
         return "none"
 
-    def _rows(self, data: FormulaData, ids: Sequence[str], what: str) -> list[int]:
-        """Vocabulary rows of ``ids``; an id outside the data's vocabulary is an error naming ``what``."""
-        vocab = pd.Index(data.material_ids)
-        missing = [m for m in ids if m not in vocab]
-        if missing:
-            raise ValueError(f"{what}: material(s) {missing} are not in the data's vocabulary")
-        return [int(vocab.get_loc(m)) for m in ids]
-
     def _resolve_pin(self, data: FormulaData) -> list[int]:
-        """Rows fixed at the origin: the base (``pin_origin``; ``"auto"``: largest total content) and ``pin``."""
-        base = []
-        if self.pin_origin is not None:
-            mid = (data.formulas.groupby("material_id")["content"].sum().idxmax() if self.pin_origin == "auto"
-                   else self.pin_origin)
-            base = self._rows(data, [mid], "pin_origin")
-        return sorted(set(base + self._rows(data, list(self.pin), "pin")))
+        """Rows fixed at the origin: the base (``pin_origin``; ``"auto"``: :meth:`FormulaData.base_material`)
+        and ``pin``."""
+        base = [] if self.pin_origin is None else [
+            data.base_material() if self.pin_origin == "auto" else self.pin_origin]
+        rows = material_rows(data.material_ids, base, "pin_origin").tolist()
+        return sorted(set(rows + material_rows(data.material_ids, list(self.pin), "pin").tolist()))
 
     def _resolve_ties(self, data: FormulaData) -> list[int] | None:
         """``tie`` ({material: known material}) as each row's source row, or None without ties."""
@@ -124,7 +116,8 @@ class MixtureRegressor:
         if bad:
             raise ValueError(f"tie: {bad}: tie each material straight to a material that is not tied itself")
         source = np.arange(data.n_materials)
-        source[self._rows(data, list(tie), "tie")] = self._rows(data, list(tie.values()), "tie")
+        source[material_rows(data.material_ids, list(tie), "tie")] = material_rows(data.material_ids,
+                                                                                  list(tie.values()), "tie")
         return source.tolist()
 
     def _typical_content(self, data: FormulaData) -> np.ndarray:

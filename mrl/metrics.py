@@ -27,6 +27,15 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def log10_mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute error of ``log10`` (decades; 0.3 is a factor of 2), NaN unless every value is positive."""
+    y_true = np.asarray(y_true, np.float64).ravel()
+    y_pred = np.asarray(y_pred, np.float64).ravel()
+    if not len(y_true) or (y_true <= 0).any() or (y_pred <= 0).any():
+        return float("nan")
+    return regression_metrics(np.log10(y_true), np.log10(y_pred))["mae"]
+
+
 def split_metrics(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray) -> dict[str, dict[str, float]]:
     """Metrics per split label (e.g. ``train``, ``eval``, ``test``) plus ``full`` over all samples."""
     split = np.asarray(split)

@@ -26,7 +26,8 @@ class RunParams:
     inverse_conditions: list = field(default_factory=list)  # conditions entered as 1000 / value (e.g. [T])
     content_unit: str = "auto"  # percent | fraction | auto
     # split
-    split: str = "random"  # random (by formula) | column (the data's split column) | group (by the group column) | material (by material)
+    # random (by formula) | column (the data's split column) | group (by the group column) | material (by material)
+    split: str = "random"
     eval_fraction: float = 0.2  # share of formulas (or groups, or materials) held out for eval
     split_seed: int = 0
     # model

@@ -107,8 +107,7 @@ def make_split(data: FormulaData, method: str = "random", eval_fraction: float =
     test = props["split"].eq("test").to_numpy() if "split" in props.columns else np.zeros(len(props), bool)
     if method == "material":
         forms = data.formulas[data.formulas["formula_id"].isin(set(props.loc[~test, "formula_id"]))]
-        totals = data.formulas.groupby("material_id")["content"].sum()
-        units = np.asarray(sorted(set(forms["material_id"]) - {totals.idxmax()}))
+        units = np.asarray(sorted(set(forms["material_id"]) - {data.base_material()}))
     else:
         units = np.asarray(pd.unique(props.loc[~test, key]))
     rng = np.random.default_rng(seed)

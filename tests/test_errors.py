@@ -77,3 +77,11 @@ def test_chunked_distances_equal_unchunked_and_brute_force():
         chunked = nearest_distances(query, reference, chunk_size=chunk_size)
         np.testing.assert_array_equal(chunked[0], whole[0])
         np.testing.assert_array_equal(chunked[1], whole[1])
+
+
+def test_log10_mae_in_decades_and_nan_unless_positive():
+    from mrl.metrics import log10_mae
+
+    assert log10_mae([10.0, 100.0], [100.0, 100.0]) == pytest.approx(0.5)
+    assert np.isnan(log10_mae([1.0, 0.0], [1.0, 1.0])) and np.isnan(log10_mae([1.0], [-1.0]))
+    assert np.isnan(log10_mae([], []))
