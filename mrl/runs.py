@@ -29,9 +29,16 @@ if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does no
 
 log = logging.getLogger(__name__)
 
+# The files of a run folder: every module names them through these constants.
+PARAMS = "params.yaml"
+SPLIT = "split.parquet"
+METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
-FILES = ("params.yaml", "split.parquet", "metrics.json", CHECKPOINT, "embeddings.parquet", "snapshots.parquet",
-         "history.csv", "predictions.parquet")
+EMBEDDINGS = "embeddings.parquet"
+SNAPSHOTS = "snapshots.parquet"
+HISTORY = "history.csv"
+PREDICTIONS = "predictions.parquet"
+FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS)
 
 
 def _find_table(folder: Path, stem: str) -> Path | None:
