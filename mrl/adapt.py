@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -24,49 +23,27 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
 from torch.func import functional_call
 
 from mrl.data import FormulaData, material_rows
 from mrl.estimator import MixtureRegressor
 from mrl.model import Batch, MixtureModel, make_batch
+from mrl.train import cosine_factor
 
 log = logging.getLogger(__name__)
 
 
 def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_content: np.ndarray,
                    source: np.ndarray, pinned: np.ndarray) -> MixtureRegressor:
-    """A copy of ``est`` whose vocabulary ends with ``materials``.
-
-    New material ``j`` copies the raw row and content scale of known row ``source[j]``; where ``source[j] < 0``
-    its raw row is 0 and its scale follows the model's rule from ``typical_content[j]``. ``pinned[j]`` fixes it
-    at the origin. Snapshots get NaN rows for the new materials (they were not in the vocabulary then).
-    """
-    old = est.module_
+    """A copy of ``est`` whose vocabulary ends with ``materials`` (see :meth:`MixtureModel.with_new_materials`).
+    Snapshots get NaN rows for the new materials (they were not in the vocabulary then)."""
+    module = est.module_.with_new_materials(source, typical_content, pinned)
     n_old, n_new = len(est.materials_), len(materials)
-    copied = source >= 0
-    typical = np.asarray(old.model_params["median_content"], np.float64)
-    new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
-    tied = old.model_params.get("tied_to")
-    if tied is not None:  # a partner that is itself tied lends its own partner's row
-        source = np.where(copied, np.asarray(tied)[np.clip(source, 0, None)], source)
-    params = dict(old.model_params, n_materials=n_old + n_new,
-                  tied_to=None if tied is None else [*tied, *range(n_old, n_old + n_new)],
-                  median_content=[*typical, *np.where(copied, typical[source], typical_content)],
-                  pinned=[*old.model_params["pinned"], *new_pins])
-    module = MixtureModel(**params)
-    state, fresh = old.state_dict(), module.state_dict()
-    for name in ("table", "log_scale", "keep"):
-        tail = fresh[name][n_old:].clone()
-        if name == "table":
-            tail.zero_()
-        if name != "keep":
-            tail[torch.as_tensor(np.flatnonzero(copied))] = state[name][torch.as_tensor(source[copied])].cpu()
-        state[name] = torch.cat([state[name], tail.to(state[name].device)])
-    module.load_state_dict(state)
     out = copy.copy(est)
-    out.module_ = module.to(est.device_).eval()
+    out.module_ = module.eval()
     out.materials_ = pd.concat([est.materials_, materials], ignore_index=True)
-    out.pinned_ = [*est.pinned_, *new_pins]
+    out.pinned_ = [*est.pinned_, *(n_old + int(j) for j in np.flatnonzero(pinned))]
     out.snapshots_ = {step: np.vstack([vec, np.full((n_new, vec.shape[1]), np.nan, vec.dtype)])
                       for step, vec in est.snapshots_.items()}
     return out
@@ -83,7 +60,7 @@ def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> M
     Raises:
         ValueError: empty mapping, a new id already in the vocabulary, or a known id that is not.
     """
-    est._check_fitted()
+    check_is_fitted(est, "module_")
     if not mapping:
         raise ValueError("tie_materials: empty mapping; give {new_id: known_id or None}")
     clash = [m for m in mapping if m in set(est.materials_["material_id"])]
@@ -123,7 +100,7 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
             not known, the target or a condition column missing, a missing (NaN) target, or a new material used
             only in formulas without a measurement.
     """
-    est._check_fitted()
+    check_is_fitted(est, "module_")
     if steps < 1:
         raise ValueError(f"add_materials: steps must be >= 1, got {steps}")
     vocab = pd.Index(est.materials_["material_id"])
@@ -159,9 +136,9 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     materials["like"] = [like.get(m) for m in new_ids]
     probe = copy.copy(est)
     probe.materials_ = materials
-    typical = probe._typical_content(data)  # the estimator's own rule (median or RMS content)
+    typical = probe.typical_content(data)  # the estimator's own rule (median or RMS content)
     out = _with_new_rows(est, materials, typical, source, np.zeros(len(new_ids), bool))
-    matrix, conditions = out._encode(data)
+    matrix, conditions = out.encode(data)
     rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)
     _fit_rows(out.module_, len(vocab), make_batch(matrix, rows, conditions[rows]).to(est.device_),
               data.target_values(est.target_)[rows], steps, lr, shrinkage)
@@ -175,8 +152,7 @@ def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, ste
     rows = torch.nn.Parameter(prior.clone())
     target = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=prior.device))
     opt = torch.optim.Adam([rows], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, steps))
     module.eval().requires_grad_(False)
     for _ in range(steps):
         pred = functional_call(module, {"table": torch.cat([fixed, rows])}, (batch,))

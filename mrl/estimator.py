@@ -13,12 +13,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
 import mrl
 from mrl.data import DataError, FormulaData, material_rows
-from mrl.io import atomic_path
+from mrl.checkpoint import load_checkpoint, load_snapshots, save_checkpoint, snapshots_path
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
+from mrl.params import check_constraints
+from mrl.transforms import resolve_target_transform
 from mrl.train import LoopConfig, resolve_device, run_loop
 
 log = logging.getLogger(__name__)
@@ -26,12 +30,14 @@ log = logging.getLogger(__name__)
 PREDICT_CHUNK = 8192
 
 
-class MixtureRegressor:
+class MixtureRegressor(RegressorMixin, BaseEstimator):
     """Learn one vector per material and a regressor on the content-weighted sum (plus conditions).
 
-    Parameters mirror :class:`mrl.params.RunParams` (model and training sections). ``unknown`` says what
-    ``predict`` does with a material absent from the training vocabulary: ``"error"`` or ``"zero"`` (treat it
-    as a material with no influence).
+    A scikit-learn estimator: ``__init__`` stores its arguments unchanged, ``get_params``/``set_params``/
+    :func:`sklearn.base.clone` work, and ``fit`` checks them against :data:`mrl.params.CHOICES` (the table
+    :class:`mrl.params.RunParams` uses too). Parameters mirror the model and training sections of ``RunParams``
+    (a test keeps the defaults equal). ``unknown`` says what ``predict`` does with a material absent from the
+    training vocabulary: ``"error"`` or ``"zero"`` (treat it as a material with no influence).
     """
 
     def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
@@ -76,29 +82,22 @@ class MixtureRegressor:
         self.unknown = unknown
         self.progress = progress
 
-    _PARAM_NAMES = ("embedding_dim", "activation", "hidden", "dropout", "head", "temperature", "content_scale",
-                    "pin_origin", "pin", "tie", "init_std", "target_transform", "aggregation", "interaction",
-                    "inverse_conditions", "steps", "batch_size", "lr", "embedding_lr", "weight_decay",
-                    "embedding_weight_decay", "lr_schedule", "loss", "eval_every", "snapshot_every",
-                    "checkpoint_every", "seed", "device", "unknown", "progress")
-
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in self._PARAM_NAMES}
-
     @classmethod
     def from_params(cls, params: "mrl.params.RunParams", **kw) -> "MixtureRegressor":
-        """Build from run params (model and training keys)."""
+        """Build from run params (the keys of this estimator's signature)."""
         values = params.to_dict()
-        return cls(**{k: values[k] for k in cls._PARAM_NAMES if k in values}, **kw)
+        return cls(**{k: values[k] for k in cls._get_param_names() if k in values}, **kw)
+
+    def _validate_params(self) -> None:
+        """Check every parameter against the one constraint table shared with :class:`~mrl.params.RunParams`."""
+        params = self.get_params()
+        check_constraints(params, source=type(self).__name__)
+        bad = [k for k in ("steps", "batch_size", "embedding_dim", "eval_every", "snapshot_every",
+                           "checkpoint_every", "seed") if isinstance(params[k], bool) or not isinstance(params[k], int)]
+        if bad:
+            raise TypeError(f"{type(self).__name__}: {bad} must be integers")
 
     # ------------------------------------------------------------------ fit
-    def _resolve_target_transform(self, y: np.ndarray) -> str:
-        if self.target_transform != "auto":
-            return self.target_transform
-        if (y > 0).all() and y.max() / y.min() > 100:
-            return "log10"
-        return "none"
-
     def _resolve_pin(self, data: FormulaData) -> list[int]:
         """Rows fixed at the origin: the base (``pin_origin``; ``"auto"``: :meth:`FormulaData.base_material`)
         and ``pin``."""
@@ -120,7 +119,7 @@ class MixtureRegressor:
                                                                                   list(tie.values()), "tie")
         return source.tolist()
 
-    def _typical_content(self, data: FormulaData) -> np.ndarray:
+    def typical_content(self, data: FormulaData) -> np.ndarray:
         """Typical content of each material over the *training* formulas: median, or root mean square for
         ``content_scale="rms"`` (1.0, i.e. no scaling, where unused)."""
         content = data.formulas.groupby("material_id")["content"]
@@ -136,6 +135,7 @@ class MixtureRegressor:
         ``initial_table`` (``n_materials x embedding_dim`` raw values, e.g. from
         :func:`mrl.init_vectors.initial_table`) replaces the near-origin start of the material table.
         """
+        self._validate_params()
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
         self.target_ = data.targets[0]
@@ -148,17 +148,41 @@ class MixtureRegressor:
                              f"data conditions are {self.conditions_}")
         self.materials_ = data.materials.reset_index(drop=True).copy()
         y = data.target_values(self.target_).copy()
-        self.target_transform_ = self._resolve_target_transform(y)
+        self.target_transform_, reason = resolve_target_transform(
+            y, self.target_transform, labels=[f"formula {f}" for f in data.properties["formula_id"]],
+            what=f"{data.name}: target {self.target_!r}")
+        log.info("%s: target %r, %s", data.name, self.target_, reason)
         self.pinned_ = self._resolve_pin(data)
         self.tied_to_ = self._resolve_ties(data)
         if self.tied_to_ is not None:
             self.materials_["tied_to"] = self.materials_["material_id"].map(dict(self.tie))
         self.device_ = resolve_device(self.device)
-        torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded initial vectors and head; the caller's RNG untouched
+            torch.manual_seed(self.seed)
+            module = self._build_module(data, initial_table)
+        conditions = data.condition_values()
+        module.fit_scalers(y, conditions, self.target_transform_,
+                           [c in self.inverse_conditions for c in self.conditions_])
+        self.module_ = module.to(self.device_)
+        y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
+        cfg = LoopConfig.from_params(self.get_params())
+        evaluate = self._monitor(data, eval_data)
+        matrix = data.content_matrix()
+        state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
+                         self.device_, evaluate=evaluate,
+                         checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
+                         estimator_state=self._checkpoint_state(), progress=self.progress)
+        self.n_steps_ = state.step
+        self.history_ = pd.DataFrame(state.history)
+        self.snapshots_ = state.snapshots
+        self.wall_s_ = state.wall_s
+        return self
+
+    def _build_module(self, data: FormulaData, initial_table: np.ndarray | None) -> MixtureModel:
         module = MixtureModel(
             n_materials=data.n_materials, embedding_dim=self.embedding_dim, activation=self.activation,
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
-            content_scale=self.content_scale, median_content=self._typical_content(data),
+            content_scale=self.content_scale, median_content=self.typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
             interaction=self.interaction, tied_to=self.tied_to_,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
@@ -166,36 +190,16 @@ class MixtureRegressor:
             from mrl.init_vectors import set_initial_table
 
             set_initial_table(module, initial_table)
-        conditions = data.condition_values()
-        module.fit_scalers(y, conditions, self.target_transform_,
-                           [c in self.inverse_conditions for c in self.conditions_])
-        self.module_ = module.to(self.device_)
-        y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
-        cfg = LoopConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                         embedding_lr=self.embedding_lr or self.lr, weight_decay=self.weight_decay,
-                         embedding_weight_decay=self.embedding_weight_decay, lr_schedule=self.lr_schedule,
-                         loss=self.loss, eval_every=self.eval_every, snapshot_every=self.snapshot_every,
-                         checkpoint_every=self.checkpoint_every, seed=self.seed)
-        evaluate = self._monitor(data, eval_data)
-        matrix = data.content_matrix()
-        state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
-                         self.device_, evaluate=evaluate,
-                         checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
-                         extra_state=self._extra_state(), progress=self.progress)
-        self.n_steps_ = state.step
-        self.history_ = pd.DataFrame(state.history)
-        self.snapshots_ = state.snapshots
-        self.wall_s_ = state.wall_s
-        return self
+        return module
 
     def _monitor(self, data: FormulaData, eval_data: FormulaData | None) -> Callable[[MixtureModel], dict] | None:
         """Callback giving eval MAE and the MAE on a training subsample (property units), or None without eval."""
         if eval_data is None or not eval_data.n_samples:
             return None
         y_eval = eval_data.target_values(self.target_)
-        x_eval, c_eval = self._encode(eval_data)
+        x_eval, c_eval = self.encode(eval_data)
         sub = np.random.default_rng(self.seed).permutation(data.n_samples)[:max(eval_data.n_samples, 2000)]
-        x_tr, c_tr = self._encode(data.subset(np.isin(np.arange(data.n_samples), sub)))
+        x_tr, c_tr = self.encode(data.subset(np.isin(np.arange(data.n_samples), sub)))
         y_tr = data.target_values(self.target_)[np.sort(sub)]
 
         def evaluate(model: MixtureModel) -> dict:
@@ -205,12 +209,15 @@ class MixtureRegressor:
 
     # ------------------------------------------------------------------ predict
     def _check_fitted(self) -> None:
-        if not hasattr(self, "module_"):
-            raise RuntimeError("this MixtureRegressor is not fitted yet; call fit() or load()")
+        """Raise :class:`sklearn.exceptions.NotFittedError` before ``fit`` or ``load``."""
+        check_is_fitted(self, "module_", msg="this MixtureRegressor is not fitted yet; call fit() or load()")
 
-    def _encode(self, data: FormulaData) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Content matrix in this model's vocabulary order, one row per sample, and the conditions."""
+    def encode(self, data: FormulaData) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Content matrix in this model's vocabulary order, one row per measurement, shape
+        ``(n_samples, n_materials)``, and the raw conditions, shape ``(n_samples, n_conditions)``; the inputs of
+        :meth:`predict_matrix`. Materials outside the vocabulary follow ``unknown``."""
         self._check_fitted()
+        check_constraints({"unknown": self.unknown}, source=type(self).__name__)
         missing = [c for c in self.conditions_ if c not in data.properties.columns]
         if missing:
             raise DataError(f"{data.name}: condition column(s) {missing} required by the model are missing")
@@ -260,7 +267,7 @@ class MixtureRegressor:
 
     def predict(self, data: FormulaData) -> np.ndarray:
         """Predicted property (original units) for every measurement of ``data``, shape ``(n_samples,)``."""
-        return self._predict_encoded(*self._encode(data))
+        return self._predict_encoded(*self.encode(data))
 
     # ------------------------------------------------------------------ vectors
     def embeddings(self) -> pd.DataFrame:
@@ -279,6 +286,9 @@ class MixtureRegressor:
     def snapshots(self) -> pd.DataFrame:
         """Material vectors over training, long table ``step, material_id, e0..``."""
         self._check_fitted()
+        if not self.snapshots_:
+            return pd.DataFrame(columns=["step", "material_id",
+                                         *(f"e{i}" for i in range(self.module_.model_params["embedding_dim"]))])
         frames = []
         for step in sorted(self.snapshots_):
             vec = self.snapshots_[step]
@@ -289,41 +299,43 @@ class MixtureRegressor:
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------ persistence
-    def _extra_state(self) -> dict:
-        return {"estimator_params": {**self.get_params(), "hidden": list(self.hidden), "pin": list(self.pin),
-                                     "tie": dict(self.tie or {}),
-                                     "inverse_conditions": list(self.inverse_conditions)},
-                "materials": self.materials_.to_dict(orient="list"), "conditions": self.conditions_,
-                "target": self.target_, "target_transform": self.target_transform_, "pinned": self.pinned_,
-                "mrl_version": mrl.__version__}
+    def _checkpoint_state(self) -> dict:
+        """The checkpoint's ``estimator`` section: what rebuilds this fitted estimator around its module."""
+        params = {**self.get_params(), "hidden": list(self.hidden), "pin": list(self.pin),
+                  "tie": dict(self.tie or {}), "inverse_conditions": list(self.inverse_conditions)}
+        materials = {col: [None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in values]
+                     for col, values in self.materials_.to_dict(orient="list").items()}
+        return {"params": params, "materials": materials, "conditions": list(self.conditions_),
+                "target": self.target_, "target_transform": self.target_transform_,
+                "pinned": [int(i) for i in self.pinned_]}
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` rebuilds (e.g. after :mod:`mrl.adapt` changed the vocabulary);
-        the optimiser state is not kept, so it cannot resume training. Written atomically."""
+        it holds no optimiser state, so it cannot resume training. Written atomically."""
         self._check_fitted()
-        with atomic_path(path) as tmp:
-            torch.save({"state_dict": self.module_.state_dict(), "model_params": self.module_.model_params,
-                        "step": self.n_steps_, "history": self.history_.to_dict(orient="records"),
-                        "snapshots": self.snapshots_, "wall_s": self.wall_s_, **self._extra_state()}, tmp)
-        return Path(path)
+        return save_checkpoint(path, self.module_, self._checkpoint_state(),
+                               progress={"step": self.n_steps_, "history": self.history_.to_dict(orient="records"),
+                                         "wall_s": self.wall_s_})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "MixtureRegressor":
-        """Rebuild a fitted estimator from a checkpoint written by :meth:`fit`."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        est = cls(**{**ckpt["estimator_params"], "device": device})
-        est.materials_ = pd.DataFrame(ckpt["materials"])
-        est.conditions_ = list(ckpt["conditions"])
-        est.target_ = ckpt["target"]
-        est.target_transform_ = ckpt["target_transform"]
-        est.pinned_ = list(ckpt["pinned"])
+        """Rebuild a fitted estimator from a checkpoint (:mod:`mrl.checkpoint`); snapshots are read from beside
+        it while the run is unfinished, else left empty (a finished run has them in ``snapshots.parquet``)."""
+        ckpt = load_checkpoint(path)
+        state = ckpt["estimator"]
+        est = cls(**{**state["params"], "device": device})
+        est.materials_ = pd.DataFrame(state["materials"])
+        est.conditions_ = list(state["conditions"])
+        est.target_ = state["target"]
+        est.target_transform_ = state["target_transform"]
+        est.pinned_ = list(state["pinned"])
         est.tied_to_ = ckpt["model_params"].get("tied_to")
         est.device_ = resolve_device(device)
         module = MixtureModel(**ckpt["model_params"])
         module.load_state_dict(ckpt["state_dict"])
         est.module_ = module.to(est.device_).eval()
-        est.n_steps_ = ckpt["step"]
-        est.history_ = pd.DataFrame(ckpt["history"])
-        est.snapshots_ = ckpt["snapshots"]
-        est.wall_s_ = ckpt["wall_s"]
+        est.n_steps_ = ckpt["progress"]["step"]
+        est.history_ = pd.DataFrame(ckpt["progress"]["history"])
+        est.snapshots_ = load_snapshots(snapshots_path(path))
+        est.wall_s_ = ckpt["progress"]["wall_s"]
         return est

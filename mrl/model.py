@@ -28,12 +28,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-ACTIVATIONS = ("tanh", "none")
-CONTENT_SCALES = ("none", "median", "rms", "learned")
-AGGREGATIONS = ("embedding_bag", "sparse_mm")
-HEADS = ("direct", "vft")
+from mrl.params import CHOICES
+
+ACTIVATIONS = CHOICES["activation"]
+CONTENT_SCALES = CHOICES["content_scale"]
+AGGREGATIONS = CHOICES["aggregation"]
+HEADS = CHOICES["head"]
+#: Transforms a fitted model applies (``auto`` is resolved before, by :mod:`mrl.transforms`).
 TARGET_TRANSFORMS = ("none", "log10")
-INTERACTIONS = ("none", "attention")
+INTERACTIONS = CHOICES["interaction"]
 #: Predictions are clipped to the training target range widened by this share of it (transformed units).
 PREDICTION_MARGIN = 0.1
 #: Typical Vogel-Fulcher-Tammann B (K) and C (K) the vft head starts from (silicate melts: B ~ 4,000-10,000 K).
@@ -229,6 +232,42 @@ class MixtureModel(nn.Module):
         self.register_buffer("c_max", torch.tensor(VFT_C_INIT / 0.5))  # vft: C in (0, c_max), set from data
         n_out, n_in = (3, embedding_dim + n_conditions - 1) if head == "vft" else (1, embedding_dim + n_conditions)
         self.head = mlp(n_in, hidden, n_out, dropout)
+
+    def with_new_materials(self, source: np.ndarray, typical_content: np.ndarray,
+                           pinned: np.ndarray) -> "MixtureModel":
+        """A copy whose vocabulary ends with ``len(source)`` new materials; this module is unchanged.
+
+        New material ``j`` copies the raw row and content scale of known row ``source[j]`` (a known row that is
+        itself tied lends its partner's); where ``source[j] < 0`` its raw row is 0 and its scale follows the
+        ``content_scale`` rule from ``typical_content[j]``. ``pinned[j]`` fixes it at the origin. Every known
+        row, the head and the scalers are copied exactly, so predictions without new materials do not change.
+        """
+        source = np.asarray(source, np.int64)
+        n_old, n_new = self.model_params["n_materials"], len(source)
+        copied = source >= 0
+        typical = np.ones(n_old) if self.model_params["median_content"] is None else \
+            np.asarray(self.model_params["median_content"], np.float64)
+        tied = self.model_params.get("tied_to")
+        if tied is not None:
+            source = np.where(copied, np.asarray(tied)[np.clip(source, 0, None)], source)
+        new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
+        params = dict(self.model_params, n_materials=n_old + n_new,
+                      tied_to=None if tied is None else [*tied, *range(n_old, n_old + n_new)],
+                      median_content=[*typical, *np.where(copied, typical[np.clip(source, 0, None)],
+                                                          np.asarray(typical_content, np.float64))],
+                      pinned=[*self.model_params["pinned"], *new_pins])
+        module = MixtureModel(**params)
+        state, fresh = self.state_dict(), module.state_dict()
+        take = torch.as_tensor(np.flatnonzero(copied))
+        for name in ("table", "log_scale", "keep"):
+            tail = fresh[name][n_old:].clone()
+            if name == "table":
+                tail.zero_()
+            if name != "keep":
+                tail[take] = state[name][torch.as_tensor(source[copied])].cpu()
+            state[name] = torch.cat([state[name], tail.to(state[name].device)])
+        module.load_state_dict(state)
+        return module.to(self.table.device)
 
     # ------------------------------------------------------------------ scaling
     def fit_scalers(self, y: np.ndarray, conditions: np.ndarray, target_transform: str,

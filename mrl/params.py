@@ -5,6 +5,7 @@ Flat on purpose: the same names are the notebooks' papermill parameters and the 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, get_args, get_origin, get_type_hints
@@ -82,29 +83,62 @@ class RunParams:
         return params
 
     def validate(self, source: str = "params") -> None:
-        """Check value ranges and choices."""
-        choices = {"split": ("random", "column", "group", "material"), "activation": ("tanh", "none"),
-                   "head": ("direct", "vft"), "content_scale": ("none", "median", "rms", "learned"),
-                   "target_transform": ("none", "log10", "auto"), "aggregation": ("embedding_bag", "sparse_mm"),
-                   "interaction": ("none", "attention"), "lr_schedule": ("cosine", "constant"),
-                   "loss": ("mse", "l1", "huber"), "content_unit": ("auto", "percent", "fraction")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{source}: {key} must be one of {allowed}, got {getattr(self, key)!r}")
-        positive = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ValueError(f"{source}: {key} must be > 0, got {getattr(self, key)!r}")
+        """Check value ranges and choices (the table :data:`CONSTRAINTS`, shared with the estimator)."""
+        check_constraints(self.to_dict(), source)
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"{source}: eval_fraction must be in (0, 1), got {self.eval_fraction!r}")
-        if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
-            raise ValueError(f"{source}: learning rates must be > 0")
         if self.head == "vft" and self.temperature not in self.conditions:
             raise ValueError(f"{source}: head 'vft' needs temperature {self.temperature!r} among conditions "
                              f"{self.conditions}")
         bad = [c for c in self.inverse_conditions if c not in self.conditions]
         if bad:
             raise ValueError(f"{source}: inverse_conditions {bad} are not in conditions {self.conditions}")
+
+
+#: Allowed values of the choice parameters; the estimator (:class:`mrl.estimator.MixtureRegressor`) and
+#: :class:`RunParams` both check against this one table.
+CHOICES: dict[str, tuple] = {
+    "split": ("random", "column", "group", "material"),
+    "content_unit": ("auto", "percent", "fraction"),
+    "activation": ("tanh", "none"),
+    "head": ("direct", "vft"),
+    "content_scale": ("none", "median", "rms", "learned"),
+    "target_transform": ("none", "log10", "auto"),
+    "aggregation": ("embedding_bag", "sparse_mm"),
+    "interaction": ("none", "attention"),
+    "lr_schedule": ("cosine", "constant"),
+    "loss": ("mse", "l1", "huber"),
+    "unknown": ("error", "zero"),
+}
+#: Parameters that must be > 0 (``None`` allowed where the parameter is optional).
+POSITIVE = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
+            "embedding_lr")
+#: Parameters that must be >= 0.
+NON_NEGATIVE = ("dropout", "weight_decay", "embedding_weight_decay", "init_std")
+
+
+def check_constraints(values: dict[str, Any], source: str = "params") -> None:
+    """Raise ValueError naming the key for any value of ``values`` outside :data:`CHOICES`, :data:`POSITIVE`
+    or :data:`NON_NEGATIVE`; keys absent from ``values`` are not checked."""
+    for key, allowed in CHOICES.items():
+        if key in values and values[key] not in allowed:
+            raise ValueError(f"{source}: {key} must be one of {allowed}, got {values[key]!r}")
+    for key in POSITIVE:
+        if values.get(key) is not None and not values[key] > 0:
+            raise ValueError(f"{source}: {key} must be > 0, got {values[key]!r}")
+    for key in NON_NEGATIVE:
+        if values.get(key) is not None and not values[key] >= 0:
+            raise ValueError(f"{source}: {key} must be >= 0, got {values[key]!r}")
+    if values.get("dropout") is not None and not values["dropout"] < 1:
+        raise ValueError(f"{source}: dropout must be < 1, got {values['dropout']!r}")
+    if values.get("device") is not None:
+        check_device_name(values["device"], source)
+
+
+def check_device_name(device: str, source: str = "params") -> None:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything else is an error naming ``source``."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
+        raise ValueError(f"{source}: device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
 
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -116,6 +150,11 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
         raise TypeError(f"{source}: {key} must not be null")
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base in (float, int) and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return base(float(value)) if base is float or float(value).is_integer() else value
+        except ValueError:
+            pass
     if base is list and isinstance(value, tuple):
         return list(value)
     if base is int and isinstance(value, bool) or not isinstance(value, base):
@@ -126,7 +165,15 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
 def load_params(path: str | Path, **overrides: Any) -> RunParams:
     """Read a params YAML file (a mapping of RunParams names) and apply overrides."""
     path = Path(path)
-    values = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}:{where}: not valid YAML ({problem})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of parameter names to values")
     values.update(overrides)

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from mrl.io import atomic_path
+from mrl.checkpoint import (CheckpointError, load_checkpoint, load_snapshots, save_checkpoint, save_snapshots,
+                            snapshots_path)
+from mrl.params import check_device_name
 from mrl.model import MixtureModel, make_batch
 
 log = logging.getLogger(__name__)
@@ -28,10 +33,24 @@ LOSSES = {"mse": torch.nn.functional.mse_loss, "l1": torch.nn.functional.l1_loss
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> the first CUDA GPU when one exists, else the CPU; other names pass through."""
+    """``"auto"`` -> the first CUDA GPU when one exists, else the CPU; other names are checked to exist."""
+    check_device_name(device, "device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is available here; use device: auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; use device: auto or cpu")
+    return dev
+
+
+def cosine_factor(step: int, steps: int, floor: float = 0.02) -> float:
+    """Learning-rate factor of a cosine schedule from 1 at step 0 to ``floor`` at ``steps`` (held after)."""
+    return floor + (1.0 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
 
 
 def snapshot_steps(steps: int, every: int, n_early: int = 12) -> list[int]:
@@ -57,6 +76,13 @@ class LoopConfig:
     checkpoint_every: int
     seed: int
     loss: str = "mse"
+
+    @classmethod
+    def from_params(cls, params: dict) -> "LoopConfig":
+        """The loop's settings out of an estimator's (or run's) params; ``embedding_lr`` None means ``lr``."""
+        values = {f.name: params[f.name] for f in fields(cls)}
+        values["embedding_lr"] = values["embedding_lr"] or values["lr"]
+        return cls(**values)
 
 
 @dataclass
@@ -96,19 +122,59 @@ def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Op
                             {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}], foreach=True)
     if cfg.lr_schedule == "cosine":
         def factor(step: int) -> float:
-            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / max(cfg.steps, 1)))
-    else:
+            return cosine_factor(step, cfg.steps)
+    elif cfg.lr_schedule == "constant":
         def factor(step: int) -> float:
             return 1.0
+    else:
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {cfg.lr_schedule!r}")
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM after its checkpoint was saved; resume continues it."""
+
+    def __init__(self, step: int, steps: int, checkpoint_path: Path | None, signal_name: str) -> None:
+        self.step, self.steps, self.checkpoint_path, self.signal_name = step, steps, checkpoint_path, signal_name
+        saved = f"checkpoint saved to {checkpoint_path}" if checkpoint_path else "no checkpoint path: nothing saved"
+        super().__init__(f"{signal_name}: training interrupted at step {step} of {steps}; {saved}")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[dict]:
+    """While active, SIGINT and SIGTERM set ``flag["signal"]`` instead of killing the process (main thread only;
+    elsewhere the flag never gets set). A second SIGINT raises KeyboardInterrupt at once."""
+    flag: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
 
 
 def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditions: np.ndarray,
              y_scaled: np.ndarray, cfg: LoopConfig, device: torch.device,
              evaluate: Callable[[MixtureModel], dict] | None = None,
              checkpoint_path: Path | None = None, resume: bool = False,
-             extra_state: dict | None = None, progress: bool = True) -> LoopState:
+             estimator_state: dict | None = None, progress: bool = True) -> LoopState:
     """Train ``model`` in place.
+
+    Randomness (dropout) comes from torch's RNG seeded with ``cfg.seed`` inside :func:`torch.random.fork_rng`,
+    so the caller's global RNG state is left as it was; the state is saved in each checkpoint.
 
     Args:
         model: the module, already on ``device`` with scalers fitted.
@@ -118,23 +184,41 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         y_scaled: standardised targets, shape ``(n_train,)``.
         cfg: optimisation settings.
         evaluate: called every ``cfg.eval_every`` steps; returns a dict of numbers logged into the history.
-        checkpoint_path: where to write checkpoints (every ``cfg.checkpoint_every`` steps and at the end).
+        checkpoint_path: where to write checkpoints (every ``cfg.checkpoint_every`` steps, at the end, and when
+            SIGINT/SIGTERM arrives); snapshots go beside it (:func:`mrl.checkpoint.snapshots_path`).
         resume: continue from ``checkpoint_path`` if it exists.
-        extra_state: saved alongside in each checkpoint (e.g. what rebuilds the estimator).
+        estimator_state: the checkpoint's ``estimator`` section (what rebuilds the estimator).
+
+    Raises:
+        TrainingInterrupted: after saving a checkpoint, when SIGINT or SIGTERM arrived during training.
     """
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {cfg.loss!r}")
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        torch.manual_seed(cfg.seed)
+        return _loop(model, matrix, rows, conditions, y_scaled, cfg, device, evaluate,
+                     Path(checkpoint_path) if checkpoint_path is not None else None, resume,
+                     estimator_state or {}, progress)
+
+
+def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditions: np.ndarray,
+          y_scaled: np.ndarray, cfg: LoopConfig, device: torch.device,
+          evaluate: Callable[[MixtureModel], dict] | None, checkpoint_path: Path | None, resume: bool,
+          estimator_state: dict, progress: bool) -> LoopState:
     loss_fn = LOSSES[cfg.loss]
-    torch.manual_seed(cfg.seed)
     opt, sched = make_optimizer(model, cfg)
     state = LoopState()
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        ckpt = load_checkpoint(checkpoint_path)
+        if ckpt["training"] is None:
+            raise CheckpointError(f"{checkpoint_path}: holds a model without its training state; it cannot resume")
         model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = LoopState(ckpt["step"], ckpt["history"], ckpt["snapshots"], ckpt["wall_s"])
+        opt.load_state_dict(ckpt["training"]["optimizer"])
+        sched.load_state_dict(ckpt["training"]["scheduler"])
+        torch.set_rng_state(ckpt["training"]["rng"])
+        progress_state = ckpt["progress"]
+        state = LoopState(progress_state["step"], progress_state["history"],
+                          load_snapshots(snapshots_path(checkpoint_path)), progress_state["wall_s"])
         log.info("resumed from %s at step %d", checkpoint_path, state.step)
     y_all = torch.as_tensor(y_scaled, dtype=torch.float32)
     order = BatchOrder(len(rows), cfg.batch_size, cfg.seed)
@@ -145,42 +229,48 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         if checkpoint_path is None:
             return
         state.wall_s = time.perf_counter() - started
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save({"state_dict": model.state_dict(), "model_params": model.model_params,
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "step": state.step, "history": state.history,
-                        "snapshots": state.snapshots, "wall_s": state.wall_s, **(extra_state or {})}, tmp)
+        save_snapshots(snapshots_path(checkpoint_path), state.snapshots)
+        save_checkpoint(checkpoint_path, model, estimator_state,
+                        progress={"step": state.step, "history": state.history, "wall_s": state.wall_s},
+                        training={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                  "rng": torch.get_rng_state()})
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", disable=not progress, mininterval=2.0)
     loss_sum, loss_n = 0.0, 0
-    while state.step < cfg.steps:
-        if state.step in record and state.step not in state.snapshots:
-            state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
-        model.train()
-        idx = order(state.step)
-        batch = make_batch(matrix, rows[idx], conditions[idx]).to(device)
-        loss = loss_fn(model(batch), y_all[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
-        state.step += 1
-        bar.update(1)
-        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-            entry = {"step": state.step, "train_loss": loss_sum / loss_n,
-                     "lr": opt.param_groups[1]["lr"], "wall_s": time.perf_counter() - started}
-            loss_sum, loss_n = 0.0, 0
-            if evaluate is not None:
-                model.eval()
-                with torch.no_grad():
-                    entry.update(evaluate(model))
-            state.history.append(entry)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k.endswith(("mae", "loss"))})
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-            if state.step == cfg.steps:
+    with _stop_on_signals() as stop:
+        while state.step < cfg.steps:
+            if state.step in record and state.step not in state.snapshots:
                 state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
-            save()
+            model.train()
+            idx = order(state.step)
+            batch = make_batch(matrix, rows[idx], conditions[idx]).to(device)
+            loss = loss_fn(model(batch), y_all[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+            state.step += 1
+            bar.update(1)
+            if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+                entry = {"step": state.step, "train_loss": loss_sum / loss_n,
+                         "lr": opt.param_groups[1]["lr"], "wall_s": time.perf_counter() - started}
+                loss_sum, loss_n = 0.0, 0
+                if evaluate is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        entry.update(evaluate(model))
+                state.history.append(entry)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k.endswith(("mae", "loss"))})
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                if state.step == cfg.steps:
+                    state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
+                save()
+            elif stop["signal"] is not None:
+                save()
+            if stop["signal"] is not None and state.step < cfg.steps:
+                bar.close()
+                raise TrainingInterrupted(state.step, cfg.steps, checkpoint_path, stop["signal"])
     bar.close()
     state.wall_s = time.perf_counter() - started
     model.eval()

@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 import torch
 
 from mrl.adapt import add_materials, tie_materials
@@ -155,7 +156,7 @@ def test_bad_input_is_refused(lab):
         tie_materials(est, {new: "NOPE"})
     with pytest.raises(ValueError, match="empty mapping"):
         tie_materials(est, {})
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         tie_materials(MixtureRegressor(), {new: None})
 
 
