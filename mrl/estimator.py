@@ -265,9 +265,33 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"matrix has {matrix.shape[1]} columns; the model has {len(self.materials_)} materials")
         return self._predict_encoded(matrix, conditions)
 
-    def predict(self, data: FormulaData) -> np.ndarray:
-        """Predicted property (original units) for every measurement of ``data``, shape ``(n_samples,)``."""
+    def predict(self, data: FormulaData | pd.DataFrame, conditions: pd.DataFrame | None = None) -> np.ndarray:
+        """Predicted property (original units) for every measurement, shape ``(n_samples,)``.
+
+        ``data`` is a :class:`FormulaData` or a long-format formulas DataFrame (``formula_id, material_id,
+        content``, no target needed) with, for a model with conditions, a ``conditions`` DataFrame
+        (``formula_id`` and the model's condition columns; see :func:`mrl.predict.prediction_input`).
+        """
+        if not isinstance(data, FormulaData):
+            from mrl.predict import prediction_input
+
+            self._check_fitted()
+            data = prediction_input(data, conditions, self.conditions_)
         return self._predict_encoded(*self.encode(data))
+
+    def mixture_vectors(self, matrix: sp.csr_matrix, conditions: np.ndarray | None = None) -> np.ndarray:
+        """The mixture vector (content-weighted sum, plus interaction updates) of each row of a content matrix in
+        vocabulary order, shape ``(n, embedding_dim)``."""
+        self._check_fitted()
+        matrix = sp.csr_matrix(matrix)
+        n = matrix.shape[0]
+        cond = np.zeros((n, 0)) if conditions is None else np.asarray(conditions, np.float64).reshape(n, -1)
+        out = []
+        with torch.no_grad():
+            for start in range(0, n, PREDICT_CHUNK):
+                rows = np.arange(start, min(n, start + PREDICT_CHUNK))
+                out.append(self.module_.mixture(make_batch(matrix, rows, cond[rows]).to(self.device_)).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.module_.model_params["embedding_dim"]))
 
     # ------------------------------------------------------------------ vectors
     def embeddings(self) -> pd.DataFrame:

@@ -31,6 +31,9 @@ class RunParams:
     split: str = "random"
     eval_fraction: float = 0.2  # share of formulas (or groups, or materials) held out for eval
     split_seed: int = 0
+    # inner share of the training formulas held out to calibrate intervals and domain flags (never eval/test)
+    calibration_fraction: float = 0.1
+    ensemble: int = 1  # members trained from different seeds; prediction = their mean, intervals from their spread
     # model
     embedding_dim: int = 8
     activation: str = "tanh"  # tanh | none, applied to the raw material table
@@ -85,6 +88,10 @@ class RunParams:
     def validate(self, source: str = "params") -> None:
         """Check value ranges and choices (the table :data:`CONSTRAINTS`, shared with the estimator)."""
         check_constraints(self.to_dict(), source)
+        if not 0.0 <= self.calibration_fraction < 1.0:
+            raise ValueError(f"{source}: calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
+        if self.ensemble < 1:
+            raise ValueError(f"{source}: ensemble must be >= 1, got {self.ensemble!r}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"{source}: eval_fraction must be in (0, 1), got {self.eval_fraction!r}")
         if self.head == "vft" and self.temperature not in self.conditions:
