@@ -118,6 +118,18 @@ class Predictor:
             log.info("%s: no calibration (train with calibration_fraction > 0): no intervals", folder)
         return cls(members, calibration, domain, folder.name)
 
+    def save_extras(self, folder: str | Path) -> list[Path]:
+        """Write ``calibration.json`` and ``domain.npz`` (where present) into a run folder; return the paths."""
+        from mrl.io import write_json
+
+        folder = Path(folder)
+        paths = []
+        if self.calibration is not None:
+            paths.append(write_json(self.calibration.to_dict(), folder / CALIBRATION))
+        if self.domain is not None:
+            paths.append(self.domain.save(folder / DOMAIN))
+        return paths
+
     @property
     def transform(self) -> str:
         return self.members[0].target_transform_
@@ -228,3 +240,35 @@ def top_contributions(est: "MixtureRegressor", matrix: sp.csr_matrix, conditions
             out.append("; ".join(f"{ids[cols[s + j]]} {delta[s + j]:+.3g}" for j in order
                                  if delta[s + j] != 0))
     return out
+
+
+def _formula_rows(data: FormulaData) -> np.ndarray:
+    """Index of the first measurement of each formula (a formula measured at several conditions counts once)."""
+    return np.unique(data.properties["formula_id"].to_numpy(), return_index=True)[1]
+
+
+def calibrated_predictor(members: Sequence["MixtureRegressor"], data: FormulaData, split: np.ndarray,
+                         name: str = "model") -> Predictor:
+    """A :class:`Predictor` whose calibration is learned on the ``calib`` measurements of ``split`` and whose
+    domain is the ``train`` formulas (thresholds from the ``calib`` formulas). Without ``calib`` rows there are
+    no intervals and no distance flags."""
+    from mrl.uncertainty import calibrate
+
+    split = np.asarray(split)
+    first = members[0]
+    train = data.subset(split == "train")
+    calib = data.subset(split == "calib")
+    calibration = None
+    if calib.n_samples:
+        preds = np.stack([m.predict(calib) for m in members])
+        calibration = calibrate(calib.target_values(first.target_), preds, first.target_transform_)
+    x_train, c_train = first.encode(train)
+    keep = _formula_rows(train)
+    calib_x = calib_mix = None
+    if calib.n_samples:
+        x_calib, c_calib = first.encode(calib)
+        rows = _formula_rows(calib)
+        calib_x, calib_mix = x_calib[rows], first.mixture_vectors(x_calib[rows], c_calib[rows])
+    domain = Domain.build(x_train[keep], first.mixture_vectors(x_train[keep], c_train[keep]), c_train,
+                          first.materials_["material_id"].astype(str).tolist(), first.conditions_, calib_x, calib_mix)
+    return Predictor(list(members), calibration, domain, name)
