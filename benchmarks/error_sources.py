@@ -8,7 +8,7 @@ The synthetic lab is trained with the same settings under two splits, for each s
   is the one whose eval formula count comes closest to the random split's, so both eval sets are about as large.
 
 Reported: train (fit) error of each model, eval error per split, and eval error by L1 distance of the formula's
-contents to its nearest training formula (``mrl.errors.distance_errors``; 0 = a training formula's contents, 2 =
+contents to its nearest training formula (``mrl.error_analysis.distance_errors``; 0 = a training formula's contents, 2 =
 no ingredient in common) and by whether all its ingredients were seen in training.
 
     python benchmarks/error_sources.py                      # ~3-4 min on one busy core
@@ -25,11 +25,11 @@ import pandas as pd
 import torch
 
 from mrl.data import FormulaData
-from mrl.errors import distance_errors, error_by_distance, error_by_distance_figure, log10_metrics
+from mrl.error_analysis import distance_errors, error_by_distance, log10_metrics
 from mrl.io import write_json
 from mrl.metrics import log10_mae
 from mrl.params import RunParams
-from mrl.plots import save_figure
+from mrl.plots import error_by_distance_figure, save_figure
 from mrl.runs import load_run, make_split, resolve_data, run_experiment
 
 SPLITS = ("random", "material")
@@ -78,7 +78,7 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="synth:small")
     parser.add_argument("--steps", type=int, default=3000)
@@ -90,12 +90,13 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs/error_sources", help="parent of the run folders")
     parser.add_argument("--json", default="runs/error_sources.json", help="tables and settings")
     parser.add_argument("--figure", default="book/figures/error_sources.png", help="error by distance, per split")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    base = RunParams(data=args.data, embedding_dim=args.dim, steps=args.steps, runs_dir=args.runs_dir, device="cpu")
-    data, _ = resolve_data(base)
+    return parser.parse_args()
 
+
+def train_runs(base: RunParams, data: FormulaData, args: argparse.Namespace,
+               start: float) -> tuple[pd.DataFrame, dict[str, list[pd.DataFrame]]]:
+    """Train one run per split kind and seed; return the summary (one row per run, then the mean per kind) and the
+    :func:`distance_errors` tables of each kind's runs."""
     runs = [("random", seed, args.eval_fraction) for seed in range(args.n_seeds)]
     runs += [("material", seed, fraction)
              for seed, fraction in material_splits(data, args.eval_fraction, args.n_seeds, args.tolerance)]
@@ -114,8 +115,12 @@ def main() -> None:
                                                f"{r.median_content:.2g})" for r in held.itertuples()), flush=True)
     summary = pd.DataFrame(rows)
     mean = summary.drop(columns="seed").groupby("split", sort=False).mean().reset_index().assign(seed="mean")
-    summary = pd.concat([summary, mean], ignore_index=True)
+    return pd.concat([summary, mean], ignore_index=True), tables
 
+
+def error_sources(tables: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Eval error by distance bin per split kind (pooled over seeds), and the error sources: the fit error of the
+    random-split models, random eval per ingredients group, material eval."""
     by_distance = pd.concat([error_by_distance(pd.concat(tables[split], ignore_index=True)).assign(split=split)
                              for split in SPLITS], ignore_index=True)
     pooled = pd.concat(tables["random"], ignore_index=True)
@@ -133,8 +138,11 @@ def main() -> None:
            "n": r.n, "mae": r.mae, "mae_log10": r.mae_log10} for r in random_eval.itertuples()),
         *({"formulas": "material eval (every formula holds an unseen material)", "n": r.n, "mae": r.mae,
            "mae_log10": r.mae_log10} for r in material_eval.itertuples())])
-    wall_s = time.perf_counter() - start
+    return by_distance, sources
 
+
+def print_tables(data: FormulaData, args: argparse.Namespace, summary: pd.DataFrame, sources: pd.DataFrame,
+                 by_distance: pd.DataFrame, wall_s: float) -> None:
     pd.set_option("display.width", 200)
     print(f"\n{data.name}: {data.n_formulas} formulas, {data.n_materials} materials; dim {args.dim}, "
           f"{args.steps} steps, {args.n_seeds} splits of each kind")
@@ -151,18 +159,34 @@ def main() -> None:
     print(wide.to_string(float_format=_number))
     print(f"\nwall time {wall_s:.0f} s")
 
+
+def write_figure(by_distance: pd.DataFrame, sources: pd.DataFrame, path: str | Path) -> Path:
+    """Eval error by distance bin, one colour per split kind, with the fit error as a dashed line."""
+    fig = error_by_distance_figure(by_distance[by_distance["ingredients"] == "any"], hue="split")
+    ax = fig.axes[0]
+    ax.axhline(sources.loc[0, "mae_log10"], color="0.3", linestyle="--", linewidth=1)
+    ax.annotate("train (fit)", (ax.get_xlim()[0], sources.loc[0, "mae_log10"]), fontsize=8,
+                xytext=(4, 3), textcoords="offset points")
+    return save_figure(fig, path)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    base = RunParams(data=args.data, embedding_dim=args.dim, steps=args.steps, runs_dir=args.runs_dir, device="cpu")
+    data, _ = resolve_data(base)
+    summary, tables = train_runs(base, data, args, start)
+    by_distance, sources = error_sources(tables)
+    wall_s = time.perf_counter() - start
+    print_tables(data, args, summary, sources, by_distance, wall_s)
     if args.json:
         write_json({"data": data.name, "steps": args.steps, "embedding_dim": args.dim, "n_seeds": args.n_seeds,
                     "eval_fraction": args.eval_fraction, "wall_s": round(wall_s, 1),
                     "summary": summary.to_dict("records"), "sources": sources.to_dict("records"),
                     "by_distance": by_distance.to_dict("records")}, Path(args.json))
     if args.figure:
-        fig = error_by_distance_figure(by_distance[by_distance["ingredients"] == "any"], hue="split")
-        ax = fig.axes[0]
-        ax.axhline(sources.loc[0, "mae_log10"], color="0.3", linestyle="--", linewidth=1)
-        ax.annotate("train (fit)", (ax.get_xlim()[0], sources.loc[0, "mae_log10"]), fontsize=8,
-                    xytext=(4, 3), textcoords="offset points")
-        save_figure(fig, args.figure)
+        write_figure(by_distance, sources, args.figure)
 
 
 if __name__ == "__main__":

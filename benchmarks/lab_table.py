@@ -65,7 +65,7 @@ def baselines(run) -> pd.DataFrame:
 
 def truth_table(runs: list) -> pd.DataFrame:
     """Hidden-truth scores of each run's vectors and of the SVD baseline of the same size (one data load)."""
-    from mrl.analysis import baseline_representation, truth_scores
+    from mrl.analysis import baseline_representation, truth_scores, vector_columns
 
     data, truth = runs[0].data()
     if truth is None:
@@ -75,7 +75,7 @@ def truth_table(runs: list) -> pd.DataFrame:
     for run in runs:
         emb = run.embeddings
         dim = int(run.metrics["embedding_dim"])
-        svd = emb[[c for c in emb.columns if not (c.startswith("e") and c[1:].isdigit())]].copy()
+        svd = emb.drop(columns=vector_columns(emb))
         base = baseline_representation(matrix, dim)
         svd = pd.concat([svd, pd.DataFrame(base, columns=[f"e{i}" for i in range(dim)])], axis=1)
         for name, table in (("learned", emb), ("svd baseline", svd)):

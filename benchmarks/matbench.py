@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 #: Matbench v0.1 leaderboard mean MAEs, quoted (not re-measured). expt_gap: all five and steels' Dummy checked against
 #: copies of the matbench.materialsproject.org task pages; steels' MODNet (v0.1.12), RF-SCM/Magpie and CrabNet as
@@ -276,6 +273,17 @@ def element_agreement(vector_sets: dict[str, np.ndarray], ids: np.ndarray, k: in
     return pd.DataFrame(rows)
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a pyplot figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def element_map(vectors: np.ndarray, emb: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib
 
@@ -299,11 +307,7 @@ def element_map(vectors: np.ndarray, emb: pd.DataFrame, path: Path, title: str) 
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def mae_figure(result: dict, path: Path) -> Path:
@@ -325,14 +329,10 @@ def mae_figure(result: dict, path: Path) -> Path:
     if result["published_quoted"]:
         ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
     ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASKS))
     parser.add_argument("--plot-from", type=Path, help="only reprint the table and redraw the MAE bar chart from a "
@@ -350,35 +350,57 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--only-tuned", action="store_true", help="with --tune: skip all other rows and the "
                                                                   "element analysis")
     args = parser.parse_args(argv)
-    if args.plot_from:
-        result = json.loads(args.plot_from.read_text())
-        if result.get("task") in PUBLISHED:  # re-render with the current quoted figures
-            result["published_quoted"] = PUBLISHED[result["task"]]
-        extra = Path(str(args.plot_from).replace(".json", "_tuned.json"))
-        if extra.exists() and not any(r["model"] == "mrl tuned" for r in result["rows"]):
-            result["rows"] = result["rows"] + json.loads(extra.read_text())["rows"]
-        print(format_results(result["rows"], result["published_quoted"], TASKS[result["task"]]["unit"]))
-        out = args.figure or ROOT / "book" / "figures" / f"matbench_mae_{result['task']}.png"
-        print(mae_figure(result, out))
-        return result
-    if args.task is None:
+    if args.plot_from is None and args.task is None:
         parser.error("--task is required")
+    if args.plot_from is None and args.only_tuned and not args.tune:
+        parser.error("--only-tuned needs --tune")
+    return args
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
 
-    torch.set_num_threads(1)
+def plot_from(args: argparse.Namespace) -> dict:
+    """Reprint the table and redraw the MAE bar chart of a ``--json`` result file."""
+    result = json.loads(args.plot_from.read_text())
+    if result.get("task") in PUBLISHED:  # re-render with the current quoted figures
+        result["published_quoted"] = PUBLISHED[result["task"]]
+    extra = Path(str(args.plot_from).replace(".json", "_tuned.json"))
+    if extra.exists() and not any(r["model"] == "mrl tuned" for r in result["rows"]):
+        result["rows"] = result["rows"] + json.loads(extra.read_text())["rows"]
+    print(format_results(result["rows"], result["published_quoted"], TASKS[result["task"]]["unit"]))
+    out = args.figure or ROOT / "book" / "figures" / f"matbench_mae_{result['task']}.png"
+    print(mae_figure(result, out))
+    return result
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class Task(NamedTuple):
+    """One task's data and settings as run: ``--quick`` applied to folds, steps, rows and trees."""
+
+    name: str
+    cfg: dict
+    settings: dict
+    mrl_rows: list
+    trees: int | None
+    data: Any
+    folds: list
+    m2v: pd.DataFrame
+
+    def init_for(self, size: int) -> np.ndarray:
+        """The mat2vec start of the element table, reduced to ``size``."""
+        from mrl.init_vectors import initial_table
+
+        return initial_table(self.m2v, self.data.material_ids, size, activation="tanh")
+
+
+def load_task(args: argparse.Namespace) -> Task:
     from mrl.datasets import element_table, load_dataset, matbench_folds
-    from mrl.init_vectors import initial_table
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
 
     cfg = TASKS[args.task]
     settings = dict(cfg["mrl"])
     mrl_rows = list(cfg["rows"])
     trees = None
-    t0 = time.perf_counter()
     data = load_dataset(cfg["dataset"])
     folds = matbench_folds(data)[: cfg.get("n_folds", 5)]
     if args.quick:
@@ -388,77 +410,104 @@ def main(argv: Sequence[str] | None = None) -> dict:
         trees = QUICK["trees"]
     log(f"# matbench {args.task}: {data.n_samples} samples, {data.n_materials} elements, {len(folds)} folds"
         f"{' (QUICK: not the protocol)' if args.quick else ''}; mrl {settings}")
-    m2v = element_table("mat2vec")
+    return Task(args.task, cfg, settings, mrl_rows, trees, data, folds, element_table("mat2vec"))
 
-    def init_for(size: int) -> np.ndarray:
-        return initial_table(m2v, data.material_ids, size, activation="tanh")
 
-    tuned_choices = None
-    if args.only_tuned and not args.tune:
-        parser.error("--only-tuned needs --tune")
-    if args.tune:
-        row, tuned_choices = run_mrl_tuned(data, folds, settings, cfg["tune_grid"], init_for, "mrl tuned", log)
-        if args.only_tuned:
-            result = {"task": args.task, "quick": args.quick, "n_folds": len(folds), "rows": [row],
-                      "tune_grid": list(cfg["tune_grid"]), "tuned_choices": tuned_choices,
-                      "total_wall_s": time.perf_counter() - t0}
-            print(json.dumps(result, indent=1))
-            if args.json:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(result, indent=1))
-            return result
-    rows = run_baselines(data, folds, cfg.get("baselines", BASELINES), trees, log)
-    if args.tune:
-        rows.append(row)
+def fit_rows(task: Task, tuned: dict | None) -> tuple[list[dict], dict[str, Any]]:
+    """The baseline rows, the tuned row (when given) and one row per mrl configuration, with each configuration's
+    first-fold estimator by row label."""
+    rows = run_baselines(task.data, task.folds, task.cfg.get("baselines", BASELINES), task.trees, log)
+    if tuned is not None:
+        rows.append(tuned)
     models = {}
-    for label, cand in mrl_rows:
-        row, est = run_mrl(data, folds, settings, cand, init_for, label, log)
+    for label, cand in task.mrl_rows:
+        row, est = run_mrl(task.data, task.folds, task.settings, cand, task.init_for, label, log)
         rows.append(row)
         models[f"{label} {row['features']}"] = est
-    table = format_results(rows, PUBLISHED[args.task], cfg["unit"])
-    print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({cfg['unit']}), mean and SD over folds"
-          f"{' [QUICK]' if args.quick else ''}\n")
-    print(table)
+    return rows, models
 
-    # element vectors vs the periodic table (first fold's models)
-    first = next(iter(models.values()))
-    emb0 = first.embeddings()
+
+def element_analysis(task: Task, models: dict[str, Any], args: argparse.Namespace
+                     ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Element vectors (first fold's models, elements used in >= ``--min-formulas`` formulas, pinned origin left
+    out) against the periodic table; prints the table, returns it with the element ids and the kept-rows mask."""
+    from mrl.analysis import vectors
+    from mrl.datasets import element_table
+
+    emb0 = next(iter(models.values())).embeddings()
     keep = (emb0["n_formulas"].to_numpy() >= args.min_formulas) & ~emb0["pinned"].to_numpy()
     ids = emb0["material_id"].to_numpy()[keep]
-    sets = {name: est.embeddings()[[c for c in est.embeddings().columns if c.startswith("e") and
-                                    c[1:].isdigit()]].to_numpy()[keep] for name, est in models.items()}
+    sets = {name: vectors(est.embeddings())[keep] for name, est in models.items()}
     mags = element_table("magpie").reindex(ids)
     mags = mags.loc[:, mags.notna().all()]
-    sets["mat2vec (200-d, reference)"] = m2v.reindex(ids).fillna(0.0).to_numpy()
+    sets["mat2vec (200-d, reference)"] = task.m2v.reindex(ids).fillna(0.0).to_numpy()
     sets["magpie (standardised, reference)"] = ((mags - mags.mean()) / mags.std().replace(0, 1)).to_numpy()
     agree = element_agreement(sets, ids, k=args.k)
     print(f"\n## element vectors vs periodic table: share of {args.k} nearest neighbours (cosine) in the same "
           f"group / block; {len(ids)} elements used in >= {args.min_formulas} training formulas of fold 1"
           f"{' (pinned origin excluded)' if (~emb0['pinned']).sum() < len(emb0) else ''}\n")
     print(agree.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return agree, ids, keep
 
+
+def element_figure(task: Task, models: dict[str, Any], keep: np.ndarray, path: Path) -> Path:
+    """PCA map of the mapped row's (``map_row``) first-fold element vectors."""
+    from mrl.analysis import vectors
+
+    map_row = task.cfg["map_row"] if task.cfg["map_row"] in models else next(iter(models))
+    emb = models[map_row].embeddings()
+    emb = emb[keep].reset_index(drop=True)
+    return element_map(vectors(emb), emb, path, f"matbench {task.name}: learned element vectors ({map_row}, "
+                                                f"fold 1), PCA; area ~ usage")
+
+
+def write_result(result: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.plot_from:
+        return plot_from(args)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    task = load_task(args)
+    tuned, tuned_choices = None, None
+    if args.tune:
+        tuned, tuned_choices = run_mrl_tuned(task.data, task.folds, task.settings, task.cfg["tune_grid"],
+                                             task.init_for, "mrl tuned", log)
+        if args.only_tuned:
+            result = {"task": args.task, "quick": args.quick, "n_folds": len(task.folds), "rows": [tuned],
+                      "tune_grid": list(task.cfg["tune_grid"]), "tuned_choices": tuned_choices,
+                      "total_wall_s": time.perf_counter() - t0}
+            print(json.dumps(result, indent=1))
+            write_result(result, args.json)
+            return result
+    rows, models = fit_rows(task, tuned)
+    print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({task.cfg['unit']}), mean and SD over folds"
+          f"{' [QUICK]' if args.quick else ''}\n")
+    print(format_results(rows, PUBLISHED[args.task], task.cfg["unit"]))
+
+    agree, ids, keep = element_analysis(task, models, args)
     fig_path = args.figure
     if fig_path is None and not args.quick:
-        fig_path = ROOT / "book" / "figures" / cfg["figure"]
+        fig_path = ROOT / "book" / "figures" / task.cfg["figure"]
     if fig_path is not None:
-        map_row = cfg["map_row"] if cfg["map_row"] in models else next(iter(models))
-        est = models[map_row]
-        emb = est.embeddings()
-        emb = emb[keep].reset_index(drop=True)
-        vec = emb[[c for c in emb.columns if c.startswith("e") and c[1:].isdigit()]].to_numpy()
-        element_map(vec, emb, fig_path, f"matbench {args.task}: learned element vectors ({map_row}, fold 1), "
-                                        f"PCA; area ~ usage")
+        element_figure(task, models, keep, fig_path)
         print(f"\nelement map: {fig_path}")
     total = time.perf_counter() - t0
     print(f"\ntotal wall time {total:.0f} s")
-    result = {"task": args.task, "quick": args.quick, "n_samples": data.n_samples, "n_folds": len(folds),
-              "mrl_settings": {**settings, "hidden": list(settings["hidden"])}, "rows": rows,
+    result = {"task": args.task, "quick": args.quick, "n_samples": task.data.n_samples, "n_folds": len(task.folds),
+              "mrl_settings": {**task.settings, "hidden": list(task.settings["hidden"])}, "rows": rows,
               "published_quoted": PUBLISHED[args.task], "element_agreement": agree.to_dict(orient="records"),
               "element_ids": [str(i) for i in ids], "total_wall_s": total,
-              "tune_grid": list(cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+              "tune_grid": list(task.cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices}
+    write_result(result, args.json)
     if not args.quick:
         print(f"MAE chart: {mae_figure(result, ROOT / 'book' / 'figures' / f'matbench_mae_{args.task}.png')}")
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -130,11 +131,10 @@ def find_melt(comp: pd.DataFrame, target: dict, tol: float = 0.01) -> list[str]:
 def embedding_analysis(est: MixtureRegressor, data: FormulaData, max_formulas: int = 300) -> dict:
     """Vectors, 2-D map, influence (+1 mol%, others renormalised, at each measurement's own T and P) and the
     former/modifier separation of the learned vectors."""
-    from mrl.analysis import influence, project
+    from mrl.analysis import influence, project, vector_columns
 
     emb = est.embeddings()
-    cols = [f"e{i}" for i in range(est.embedding_dim)]
-    X = emb[cols].to_numpy()
+    X = emb[vector_columns(emb)].to_numpy()
     coords = project(X, "pca" if X.shape[1] > 2 else "raw")
     matrix = data.content_matrix()[data.sample_rows()]
     infl = influence(emb, predict=est.predict_matrix, content_matrix=matrix, conditions=data.condition_values(),
@@ -249,7 +249,7 @@ def cv_only(data: FormulaData, head: str, dim: int, cv_steps: int, folds: int, q
 
 
 # ----------------------------------------------------------------------------------------------- main
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="training steps of each screened mrl variant")
     parser.add_argument("--final-steps", type=int, default=None, help="steps of the retrained winner")
@@ -263,7 +263,67 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~2-min smoke run")
     parser.add_argument("--cv-only", metavar="HEAD:DIM", default=None,
                         help="only the grouped CV (ridge, lightgbm, mrl HEAD:DIM with --cv-steps), e.g. direct:16")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def describe_split(data: FormulaData, split: np.ndarray, train: FormulaData, valid: FormulaData,
+                   test: FormulaData) -> None:
+    """Print the data's size and how far the published test split overlaps the training split."""
+    groups = data.properties["group"]
+    train_names = set(groups[split == "train"])
+    test_names = set(groups[split == "test"])
+    train_forms = set(data.properties["formula_id"][split == "train"])
+    test_forms = set(data.properties["formula_id"][split == "test"])
+    leak_rows = int((groups[split == "test"].isin(train_names)).sum())
+    print(f"melt_viscosity: {data.n_samples} measurements, {data.n_formulas} compositions, "
+          f"{data.n_materials} oxides; train/valid/test rows {len(train.properties)}/{len(valid.properties)}/"
+          f"{len(test.properties)}")
+    print(f"published split overlap: {len(test_names & train_names)} of {len(test_names)} test names "
+          f"({len(test_forms & train_forms)} of {len(test_forms)} test compositions, {leak_rows} test rows) "
+          f"also occur in train")
+
+
+def screen_variants(heads: Sequence[str], dims: Sequence[int], steps: int, train: FormulaData, valid: FormulaData,
+                    test: FormulaData, results: dict[str, dict]) -> pd.DataFrame:
+    """Fit every head x dim for ``steps`` steps; one row per variant (``head, dim, valid_rmse, test_rmse,
+    wall_s``); each variant's test scores go into ``results``."""
+    y_test, y_valid = test.target_values(), valid.target_values()
+    screen = []
+    for head in heads:
+        for dim in dims:
+            est, wall = fit_mrl(head, dim, steps, train)
+            row = {"head": head, "dim": dim, "valid_rmse": rmse(y_valid, est.predict(valid)),
+                   "test_rmse": rmse(y_test, est.predict(test)), "wall_s": wall}
+            screen.append(row)
+            results[f"mrl_{head}_d{dim}_screen"] = {**regression_scores(y_test, est.predict(test)), "wall_s": wall}
+            print(f"  {head:6s} dim {dim:2d}: valid {row['valid_rmse']:.3f} test {row['test_rmse']:.3f} "
+                  f"({wall:.0f} s)", flush=True)
+    return pd.DataFrame(screen)
+
+
+def retrain(head: str, dim: int, steps: int, key: str, train: FormulaData, valid: FormulaData, test: FormulaData,
+            results: dict[str, dict]) -> MixtureRegressor:
+    """Fit ``head``/``dim`` for ``steps`` steps, store its scores under ``results[key]`` and print them."""
+    est, wall = fit_mrl(head, dim, steps, train)
+    results[key] = {**regression_scores(test.target_values(), est.predict(test)), "wall_s": wall, "head": head,
+                    "dim": dim, "steps": steps, "valid_rmse": rmse(valid.target_values(), est.predict(valid))}
+    print(f"  mrl {head} dim {dim}: valid {results[key]['valid_rmse']:.3f} test {results[key]['rmse']:.3f} "
+          f"({wall:.0f} s)", flush=True)
+    return est
+
+
+def print_analysis(analysis: dict) -> None:
+    infl = analysis["influence"][["material_id", "family", "norm", "influence", "effect", "n_evaluated"]]
+    print(infl.sort_values("effect").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("  former/modifier separation:", analysis["separation"])
+    emb = analysis["emb"]
+    coords = pd.DataFrame(analysis["coords"], columns=["pc1", "pc2"])
+    coords.insert(0, "material_id", emb["material_id"])
+    print(coords.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     quick = args.quick
     steps = args.steps or (150 if quick else 1000)
@@ -279,60 +339,31 @@ def main() -> None:
         return
     split = data.properties["split"].to_numpy()
     train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
-    groups = data.properties["group"]
-    train_names = set(groups[split == "train"])
-    test_names = set(groups[split == "test"])
-    train_forms = set(data.properties["formula_id"][split == "train"])
-    test_forms = set(data.properties["formula_id"][split == "test"])
-    leak_rows = int((groups[split == "test"].isin(train_names)).sum())
-    print(f"melt_viscosity: {data.n_samples} measurements, {data.n_formulas} compositions, "
-          f"{data.n_materials} oxides; train/valid/test rows {len(train.properties)}/{len(valid.properties)}/"
-          f"{len(test.properties)}")
-    print(f"published split overlap: {len(test_names & train_names)} of {len(test_names)} test names "
-          f"({len(test_forms & train_forms)} of {len(test_forms)} test compositions, {leak_rows} test rows) "
-          f"also occur in train")
+    describe_split(data, split, train, valid, test)
     results: dict[str, dict] = {}
-    y_test, y_valid = test.target_values(), valid.target_values()
 
     print("\n## baselines (fit on train, scored on test)")
     for name in BASELINES:
         pred, wall = run_baseline(name, train, test, quick=quick)
-        results[name] = {**regression_scores(y_test, pred), "wall_s": wall}
+        results[name] = {**regression_scores(test.target_values(), pred), "wall_s": wall}
         print(f"  {name:14s} test rmse {results[name]['rmse']:.3f} ({wall:.1f} s)", flush=True)
 
     print(f"\n## mrl variants ({steps} steps each, batch {MRL_BASE['batch_size']}, lr {MRL_BASE['lr']}); "
           "winner by valid RMSE")
-    screen = []
-    for head in args.heads:
-        for dim in dims:
-            est, wall = fit_mrl(head, dim, steps, train)
-            row = {"head": head, "dim": dim, "valid_rmse": rmse(y_valid, est.predict(valid)),
-                   "test_rmse": rmse(y_test, est.predict(test)), "wall_s": wall}
-            screen.append(row)
-            results[f"mrl_{head}_d{dim}_screen"] = {**regression_scores(y_test, est.predict(test)), "wall_s": wall}
-            print(f"  {head:6s} dim {dim:2d}: valid {row['valid_rmse']:.3f} test {row['test_rmse']:.3f} "
-                  f"({wall:.0f} s)", flush=True)
-    screen = pd.DataFrame(screen)
+    screen = screen_variants(args.heads, dims, steps, train, valid, test, results)
     win = screen.loc[screen["valid_rmse"].idxmin()]
     head, dim = str(win["head"]), int(win["dim"])
     print(f"  winner on valid: head={head} dim={dim}")
     others = screen[screen["head"] != head]
     other_cfg = others.loc[others["valid_rmse"].idxmin()] if len(others) else None
 
-    print(f"\n## winner retrained for {final_steps} steps (best of the other head: {final_steps // 3}, for the figures)")
-    best, wall = fit_mrl(head, dim, final_steps, train)
-    results["mrl"] = {**regression_scores(y_test, best.predict(test)), "wall_s": wall,
-                      "head": head, "dim": dim, "steps": final_steps, "valid_rmse": rmse(y_valid, best.predict(valid))}
-    print(f"  mrl {head} dim {dim}: valid {results['mrl']['valid_rmse']:.3f} test {results['mrl']['rmse']:.3f} "
-          f"({wall:.0f} s)", flush=True)
+    print(f"\n## winner retrained for {final_steps} steps (best of the other head: {final_steps // 3}, for the "
+          "figures)")
+    best = retrain(head, dim, final_steps, "mrl", train, valid, test, results)
     other = None
     if other_cfg is not None:
         oh, od = str(other_cfg["head"]), int(other_cfg["dim"])
-        other, owall = fit_mrl(oh, od, final_steps // 3, train)
-        results[f"mrl_{oh}"] = {**regression_scores(y_test, other.predict(test)), "wall_s": owall, "head": oh,
-                                "dim": od, "steps": final_steps // 3, "valid_rmse": rmse(y_valid, other.predict(valid))}
-        print(f"  mrl {oh} dim {od}: valid {results[f'mrl_{oh}']['valid_rmse']:.3f} "
-              f"test {results[f'mrl_{oh}']['rmse']:.3f} ({owall:.0f} s)", flush=True)
+        other = retrain(oh, od, final_steps // 3, f"mrl_{oh}", train, valid, test, results)
 
     gp = published_gp_metrics()
     for _, r in gp.iterrows():
@@ -350,13 +381,7 @@ def main() -> None:
 
     print("\n## analysis of the winner (fit on train)")
     analysis = embedding_analysis(best, train)
-    infl = analysis["influence"][["material_id", "family", "norm", "influence", "effect", "n_evaluated"]]
-    print(infl.sort_values("effect").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("  former/modifier separation:", analysis["separation"])
-    emb = analysis["emb"]
-    coords = pd.DataFrame(analysis["coords"], columns=["pc1", "pc2"])
-    coords.insert(0, "material_id", emb["material_id"])
-    print(coords.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print_analysis(analysis)
     if args.figures:
         paths = figures(best, other, data, analysis, Path(args.figures), f"mrl {head} d{dim}",
                         f"mrl {other_cfg['head']} d{int(other_cfg['dim'])}" if other_cfg is not None else "")

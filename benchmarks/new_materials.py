@@ -111,7 +111,7 @@ def new_model(steps: int, dim: int, seed: int) -> MixtureRegressor:
                             checkpoint_every=steps, device="cpu", progress=False, seed=seed)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4000, help="training steps of the base and retrained models")
     parser.add_argument("--dim", type=int, default=10)
@@ -126,9 +126,13 @@ def main() -> None:
     parser.add_argument("--no-retrain", action="store_true", help="skip the retrained reference (the slow part)")
     parser.add_argument("--json", default=None, help="write the tables and per-material errors here")
     parser.add_argument("--figure", default=None, help="error vs k per method (book/figures/new_materials.png)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
+    return parser.parse_args()
+
+
+def base_model(args: argparse.Namespace) -> dict:
+    """Hold materials out, train the base model without them and print it: returns the lab (``data``), the held-out
+    materials' solo formulas (``held``), the training data, the base estimator, its error on unseen formulas of
+    known materials (``context``, with ``known_eval``) and the tie partners (``ties``)."""
     data, truth = make_lab("small", seed=args.data_seed)
     kind = truth.set_index("material_id")["kind"]
     held = choose_held_out(data, kind, args.n_held_out, args.max_formulas, seed=0)
@@ -149,11 +153,20 @@ def main() -> None:
     ties["n_formulas"] = ties["material_id"].map(data.materials.set_index("material_id")["n_formulas"])
     ties["n_solo"] = ties["material_id"].map({m: len(f) for m, f in held.items()})
     print(ties.to_string(index=False))
+    return {"data": data, "held": held, "train": train, "known_eval": known_eval, "est": est, "context": context,
+            "ties": ties}
 
+
+def predict_new(base: dict, args: argparse.Namespace, start: float) -> pd.DataFrame:
+    """For each repeat (a random order of each held-out material's formulas) and each k of :data:`KS`: every
+    method's predictions of the formulas after the first ``max(KS)``, knowing the first k. One row per
+    prediction: ``repeat, k, method, material_id, y, pred``."""
+    data, held, est, ties = base["data"], base["held"], base["est"], base["ties"]
+    held_ids = list(held)
     tie_kind = dict(zip(ties["material_id"], ties["tie_kind"]))
     fixed = {"zero": tie_materials(est, {m: None for m in held_ids}), "tie_kind": tie_materials(est, tie_kind),
              "tie_truth": tie_materials(est, dict(zip(ties["material_id"], ties["tie_truth"])))}
-    reference = est.predict(known_eval)
+    reference = est.predict(base["known_eval"])
     per_material = []
     for r in range(args.repeats):
         rng = np.random.default_rng([r, 1])
@@ -168,12 +181,12 @@ def main() -> None:
                 for name, like in (("fit", None), ("fit_tie", {m: tie_kind[m]})):
                     fitted = add_materials(est, data.subset(known[m]), like=like, steps=args.fit_steps,
                                            lr=args.fit_lr, shrinkage=args.fit_shrinkage)
-                    assert np.array_equal(fitted.predict(known_eval), reference), "known materials changed"
+                    assert np.array_equal(fitted.predict(base["known_eval"]), reference), "known materials changed"
                     preds[name][m] = fitted.predict(data.subset(scored[m]))
             if not args.no_retrain:
                 extra = np.logical_or.reduce(list(known.values()))
-                again = new_model(args.steps, args.dim, seed=0).fit(
-                    data.subset(rows_of(data, set(train.formula_ids) | set(data.properties["formula_id"][extra]))))
+                again = new_model(args.steps, args.dim, seed=0).fit(data.subset(
+                    rows_of(data, set(base["train"].formula_ids) | set(data.properties["formula_id"][extra]))))
                 preds["retrain"] = {m: again.predict(data.subset(scored[m])) for m in held_ids}
             for name, by_material in preds.items():
                 for m, pred in by_material.items():
@@ -181,8 +194,12 @@ def main() -> None:
                     per_material += [{"repeat": r, "k": k, "method": name, "material_id": m, "y": float(v),
                                       "pred": float(p)} for v, p in zip(y, pred)]
             print(f"  repeat {r} k {k:2d} done ({time.perf_counter() - start:.0f} s)", flush=True)
+    return pd.DataFrame(per_material)
 
-    long = pd.DataFrame(per_material)
+
+def error_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per method and k: errors (mean over repeats) and ``beats_zero`` (materials whose log10 MAE beats the zero
+    vector's, pooled over repeats); and the errors per method, k and material."""
     by_repeat = pd.DataFrame([{"method": name, "k": k, "repeat": r,
                                **scores(g["y"].to_numpy(), g["pred"].to_numpy())}
                               for (name, k, r), g in long.groupby(["method", "k", "repeat"])])
@@ -194,10 +211,21 @@ def main() -> None:
     per_mat["beats_zero"] = per_mat["mae_log10"].to_numpy() < zero.loc[
         list(zip(per_mat["k"], per_mat["material_id"]))].to_numpy()
     table = table.merge(per_mat.groupby(["method", "k"])["beats_zero"].sum().reset_index(), on=["method", "k"])
+    return table, per_mat
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    base = base_model(args)
+    long = predict_new(base, args, start)
+    table, per_mat = error_tables(long)
+    context = base["context"]
     methods = [m for m in METHODS if m in set(table["method"])]
     n_scored = long[(long["method"] == "zero") & (long["k"] == KS[0]) & (long["repeat"] == 0)].shape[0]
     print(f"\n## error on the held-out materials' other formulas ({n_scored} formulas, mean of {args.repeats} "
-          f"orders; beats_zero: materials of {len(held_ids)} with lower log10 MAE than zero, pooled over orders)")
+          f"orders; beats_zero: materials of {len(base['held'])} with lower log10 MAE than zero, pooled over orders)")
     for metric, fmt in (("mae_log10", "{:.3f}"), ("mae_cp", "{:,.0f}"), ("beats_zero", "{:.0f}")):
         wide = table.pivot(index="method", columns="k", values=metric).reindex(methods)
         print(f"\n{metric}\n" + wide.to_string(float_format=lambda v: fmt.format(v)))
@@ -206,7 +234,7 @@ def main() -> None:
     print(f"total wall time {wall:.0f} s")
     if args.json:
         write_json({"table": table.to_dict(orient="records"), "per_material": per_mat.to_dict(orient="records"),
-                    "ties": ties.to_dict(orient="records"), "known_materials_eval": context,
+                    "ties": base["ties"].to_dict(orient="records"), "known_materials_eval": context,
                     "settings": {**vars(args), "ks": list(KS)}, "wall_s": round(wall, 1)}, args.json)
         print(f"wrote {args.json}")
     if args.figure:

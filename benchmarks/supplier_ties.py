@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrl.analysis import vector_columns
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.metrics import log10_mae, regression_metrics
@@ -85,7 +86,7 @@ def main() -> None:
                          "n_eval_code_b": int(holds.sum())})
             if name == "two codes":
                 emb = est.embeddings().set_index("material_id")
-                vec = emb[[c for c in emb.columns if c.startswith("e") and c[1:].isdigit()]]
+                vec = emb[vector_columns(emb)]
                 a, b = vec.loc[chosen].to_numpy(), vec.loc[[m + SUFFIX for m in chosen]].to_numpy()
                 sims += list((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12))
     table = pd.DataFrame(rows).groupby("model", sort=False).mean().drop(columns="seed")

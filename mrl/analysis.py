@@ -73,33 +73,66 @@ def _threads():
     return threadpool_limits(SKLEARN_THREADS)
 
 
-def _ids(emb: pd.DataFrame) -> np.ndarray:
+def material_ids(emb: pd.DataFrame) -> np.ndarray:
+    """``material_id`` of every material as strings, shape ``(n,)``, in table order."""
     return emb["material_id"].astype(str).to_numpy()
 
 
-def _names(emb: pd.DataFrame) -> np.ndarray:
+def material_names(emb: pd.DataFrame) -> np.ndarray:
+    """``name`` of every material as strings (the ids when the column is absent), shape ``(n,)``."""
     if "name" in emb.columns:
         return emb["name"].astype(str).to_numpy()
-    return _ids(emb)
+    return material_ids(emb)
 
 
-def _families(emb: pd.DataFrame) -> np.ndarray | None:
+def families(emb: pd.DataFrame) -> np.ndarray | None:
+    """``family`` of every material as strings (``"unknown"`` where missing), shape ``(n,)``; ``None`` when the
+    table has no ``family`` column."""
     if "family" not in emb.columns:
         return None
     return emb["family"].astype(object).where(emb["family"].notna(), "unknown").astype(str).to_numpy()
 
 
-def _usage(emb: pd.DataFrame) -> np.ndarray:
-    """``n_formulas`` per material (all ones when the column is absent), shape ``(n,)``."""
+def usage(emb: pd.DataFrame) -> np.ndarray:
+    """``n_formulas`` (formulas using the material) per material, float, shape ``(n,)``; all ones when the column
+    is absent."""
     if "n_formulas" in emb.columns:
         return emb["n_formulas"].fillna(0).to_numpy(np.float64)
     return np.ones(len(emb))
 
 
-def _median_content(emb: pd.DataFrame) -> np.ndarray:
+def median_contents(emb: pd.DataFrame) -> np.ndarray:
+    """``median_content`` (median content fraction where used; 0 where missing) per material, shape ``(n,)``; all
+    NaN when the column is absent."""
     if "median_content" in emb.columns:
         return emb["median_content"].fillna(0.0).to_numpy(np.float64)
     return np.full(len(emb), np.nan)
+
+
+def align(values: pd.Series | pd.DataFrame | np.ndarray | None, emb: pd.DataFrame,
+          column: str = "influence") -> np.ndarray | None:
+    """Per-material values in the table order of ``emb``, float, shape ``(n,)`` (NaN for materials without a value),
+    from a Series indexed by material_id (or positional), a DataFrame with ``material_id`` and ``column`` (as
+    returned by :func:`influence`), or an array of length ``n``; ``None`` gives ``None``."""
+    if values is None:
+        return None
+    if isinstance(values, pd.DataFrame):
+        if column not in values.columns:
+            raise KeyError(f"influence table has no {column!r} column; columns are {list(values.columns)}")
+        if "material_id" in values.columns:
+            values = pd.Series(values[column].to_numpy(), index=values["material_id"].astype(str))
+        else:
+            values = values[column]
+    if isinstance(values, pd.Series):
+        ids = material_ids(emb)
+        index = values.index.astype(str)
+        if index.isin(ids).any():
+            return pd.Series(values.to_numpy(np.float64), index=index).reindex(ids).to_numpy(np.float64)
+        values = values.to_numpy(np.float64)
+    arr = np.asarray(values, np.float64).ravel()
+    if len(arr) != len(emb):
+        raise ValueError(f"got {len(arr)} values for {len(emb)} materials")
+    return arr
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -211,7 +244,7 @@ def project(X: np.ndarray, method: str = "pca", seed: int = 0, **kw) -> np.ndarr
 # neighbours, pairs, clusters
 # ---------------------------------------------------------------------------------------------------------------------
 def _locate(emb: pd.DataFrame, material_id: str) -> int:
-    ids = _ids(emb)
+    ids = material_ids(emb)
     hits = np.flatnonzero(ids == str(material_id))
     if len(hits) == 0:
         close = difflib.get_close_matches(str(material_id), list(ids), n=5, cutoff=0.5)
@@ -224,8 +257,8 @@ def _locate(emb: pd.DataFrame, material_id: str) -> int:
 
 
 def _describe(emb: pd.DataFrame, idx: np.ndarray, suffix: str = "") -> dict[str, np.ndarray]:
-    out = {f"material_id{suffix}": _ids(emb)[idx], f"name{suffix}": _names(emb)[idx]}
-    fam = _families(emb)
+    out = {f"material_id{suffix}": material_ids(emb)[idx], f"name{suffix}": material_names(emb)[idx]}
+    fam = families(emb)
     if fam is not None:
         out[f"family{suffix}"] = fam[idx]
     return out
@@ -235,16 +268,26 @@ def nearest_neighbors(emb: pd.DataFrame, material_id: str, k: int = 10, metric: 
     """The ``k`` materials closest to ``material_id`` (itself excluded).
 
     Returns columns ``material_id, name, [family], [n_formulas], distance, rank`` (rank 1 = closest; ties keep
-    table order). ``cosine`` distance is 1 - cosine similarity (a zero vector is at distance 1 from everything).
+    table order). ``cosine`` distance is 1 - cosine similarity. A zero vector has no direction, so by ``cosine``
+    it has no neighbours and is nobody's neighbour: zero-vector materials (the base pinned at the origin, materials
+    never trained) are left out of the list; ``euclidean`` ranks every material.
 
     Raises:
         UnknownMaterialError (a ``KeyError``): unknown id; the message suggests close ids.
+        ValueError: ``k < 1``, an unknown ``metric``, or ``metric="cosine"`` for a material whose vector is zero.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1 (neighbours to list), got {k}")
     i = _locate(emb, material_id)
     X = vectors(emb)
     dist = _distances(X[i : i + 1], X, metric)[0]
+    if metric == "cosine":
+        zero = ~np.any(X != 0, axis=1)
+        if zero[i]:
+            raise ValueError(_zero_vector_message(emb, i))
+        dist[zero] = np.inf  # no direction: not a neighbour by angle
     dist[i] = np.inf
-    k = int(max(0, min(k, len(emb) - 1)))
+    k = int(min(k, np.isfinite(dist).sum()))
     order = np.argsort(dist, kind="stable")[:k]
     out = pd.DataFrame(_describe(emb, order))
     if "n_formulas" in emb.columns:
@@ -252,6 +295,18 @@ def nearest_neighbors(emb: pd.DataFrame, material_id: str, k: int = 10, metric: 
     out["distance"] = dist[order]
     out["rank"] = np.arange(1, k + 1)
     return out
+
+
+def _zero_vector_message(emb: pd.DataFrame, i: int) -> str:
+    """Why material ``i`` (a zero vector) has no neighbours by cosine distance, and what to use instead."""
+    what = material_ids(emb)[i]
+    if "pinned" in emb.columns and bool(emb["pinned"].iloc[i]):
+        why = f"material {what!r} is pinned at the origin (the base material, a zero vector)"
+    else:
+        used = f"used in {usage(emb)[i]:.0f} formulas; " if "n_formulas" in emb.columns else ""
+        why = f"material {what!r} has a zero vector ({used}an untrained vector stays at the origin)"
+    return (f"{why}: it has no direction, so it has no neighbours by cosine distance; use metric='euclidean' "
+            "(mrl similar --metric euclidean) to list the materials nearest to the origin")
 
 
 def top_pairs(emb: pd.DataFrame, n: int = 20, metric: str = "cosine", min_norm: float | None = None) -> pd.DataFrame:
@@ -333,31 +388,6 @@ def cluster(emb: pd.DataFrame, method: str = "kmeans", n_clusters: int = 8, seed
     raise ValueError(f"method must be 'kmeans' or 'hdbscan', got {method!r}")
 
 
-def _align(values: pd.Series | pd.DataFrame | np.ndarray | None, emb: pd.DataFrame,
-           column: str = "influence") -> np.ndarray | None:
-    """Per-material values in embedding order: a Series indexed by material_id (or positional), a DataFrame with
-    ``material_id`` and ``column`` (as returned by :func:`influence`), or an array of length ``n``."""
-    if values is None:
-        return None
-    if isinstance(values, pd.DataFrame):
-        if column not in values.columns:
-            raise KeyError(f"influence table has no {column!r} column; columns are {list(values.columns)}")
-        if "material_id" in values.columns:
-            values = pd.Series(values[column].to_numpy(), index=values["material_id"].astype(str))
-        else:
-            values = values[column]
-    if isinstance(values, pd.Series):
-        ids = _ids(emb)
-        index = values.index.astype(str)
-        if index.isin(ids).any():
-            return pd.Series(values.to_numpy(np.float64), index=index).reindex(ids).to_numpy(np.float64)
-        values = values.to_numpy(np.float64)
-    arr = np.asarray(values, np.float64).ravel()
-    if len(arr) != len(emb):
-        raise ValueError(f"got {len(arr)} values for {len(emb)} materials")
-    return arr
-
-
 def cluster_summary(emb: pd.DataFrame, labels: np.ndarray, influence: pd.Series | None = None,
                     n_examples: int = 5, n_families: int = 3) -> pd.DataFrame:
     """One row per cluster (largest first): ``cluster, size, n_used, examples`` (most used members' names),
@@ -367,16 +397,16 @@ def cluster_summary(emb: pd.DataFrame, labels: np.ndarray, influence: pd.Series 
     labels = np.asarray(labels)
     if len(labels) != len(emb):
         raise ValueError(f"got {len(labels)} labels for {len(emb)} materials")
-    names = _names(emb)
-    fam = _families(emb)
-    usage = _usage(emb)
+    names = material_names(emb)
+    fam = families(emb)
+    use = usage(emb)
     norms = np.linalg.norm(vectors(emb), axis=1)
-    infl = _align(influence, emb)
+    infl = align(influence, emb)
     rows = []
     for lab in pd.unique(labels):
         members = np.flatnonzero(labels == lab)
-        by_use = members[np.argsort(-usage[members], kind="stable")]
-        row = {"cluster": lab, "size": len(members), "n_used": int((usage[members] > 0).sum()),
+        by_use = members[np.argsort(-use[members], kind="stable")]
+        row = {"cluster": lab, "size": len(members), "n_used": int((use[members] > 0).sum()),
                "examples": ", ".join(names[by_use[:n_examples]])}
         if fam is not None:
             shares = pd.Series(fam[members]).value_counts(normalize=True)
@@ -387,7 +417,7 @@ def cluster_summary(emb: pd.DataFrame, labels: np.ndarray, influence: pd.Series 
         if infl is not None:
             vals = infl[members]
             row["mean_influence"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
-        row["total_usage"] = float(usage[members].sum())
+        row["total_usage"] = float(use[members].sum())
         rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
@@ -469,8 +499,8 @@ def influence(emb: pd.DataFrame, predict: PredictFn | None = None, content_matri
     X = vectors(emb)
     norms = np.linalg.norm(X, axis=1)
     out = pd.DataFrame(_describe(emb, np.arange(len(emb))))
-    out["n_formulas"] = _usage(emb).astype(int) if "n_formulas" in emb.columns else np.nan
-    med = _median_content(emb)
+    out["n_formulas"] = usage(emb).astype(int) if "n_formulas" in emb.columns else np.nan
+    med = median_contents(emb)
     out["median_content"] = med
     out["norm"] = norms
     out["dose_norm"] = norms * med
@@ -606,8 +636,8 @@ def truth_scores(emb: pd.DataFrame, truth: pd.DataFrame, k: int = 10, n_clusters
     if "material_id" not in truth.columns:
         raise ValueError("truth needs a material_id column")
     t = truth.assign(material_id=truth["material_id"].astype(str)).drop_duplicates("material_id")
-    t = t.set_index("material_id").reindex(_ids(emb))
-    used = (_usage(emb) > 0) & t.notna().any(axis=1).to_numpy()
+    t = t.set_index("material_id").reindex(material_ids(emb))
+    used = (usage(emb) > 0) & t.notna().any(axis=1).to_numpy()
     X = vectors(emb)[used]
     t = t.loc[used]
     n = int(used.sum())
@@ -631,7 +661,7 @@ def truth_scores(emb: pd.DataFrame, truth: pd.DataFrame, k: int = 10, n_clusters
                 labels = KMeans(n_clusters=nc, n_init=10, random_state=seed).fit_predict(Xf)
             res.update(n_clusters=nc, purity=_purity(labels, fam), ari=float(adjusted_rand_score(fam, labels)))
     norms = np.linalg.norm(X, axis=1)
-    dose = norms * _median_content(emb)[used]
+    dose = norms * median_contents(emb)[used]
     cols = list(latent) if latent is not None else [
         c for c in t.columns if c not in ("family", "name") and pd.api.types.is_numeric_dtype(t[c])]
     folds = min(5, n)

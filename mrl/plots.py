@@ -1,16 +1,15 @@
-"""Figures for the representation analysis.
+"""Every figure of mrl: the data, training, errors, material maps and their evolution.
 
-Every function returns a :class:`matplotlib.figure.Figure` (or HTML text) built without pyplot's global state, so it
-neither shows nor leaks figures; display it in a notebook by returning it, save it with :func:`save_figure`.
-Only :func:`evolution_animation`, :func:`save_figure` and :func:`save_html` write files (atomically).
+Every function returns a :class:`matplotlib.figure.Figure` (or HTML text) made by :func:`new_figure`, without
+pyplot's global state, so it neither shows nor leaks figures; display it in a notebook by returning it, save it with
+:func:`save_figure`. Only :func:`evolution_animation`, :func:`save_figure` and :func:`save_html` write files
+(atomically, through :mod:`mrl.io`).
 """
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +17,11 @@ import seaborn as sns
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from mrl.analysis import _align, _families, _ids, _names, _usage
+from mrl.analysis import align, families, material_ids, material_names, usage
+from mrl.io import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from mrl.data import FormulaData
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +30,20 @@ MAX_FAMILIES = 12
 _STYLE = "whitegrid"
 
 
-def _figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (7, 5.5), **kw) -> tuple[Figure, np.ndarray]:
-    """A pyplot-free figure with seaborn styling; axes as a 2-D array."""
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (7, 4.2),
+               **kw) -> tuple[Figure, np.ndarray]:
+    """A pyplot-free figure with seaborn's whitegrid style and a constrained layout; its axes as an array of shape
+    ``(nrows, ncols)``. Keywords (``sharex``, ``sharey``...) go to :meth:`Figure.subplots`."""
     with sns.axes_style(_STYLE):
         fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
+# ------------------------------------------------------------------------------------------------ material maps
 def _family_labels(emb: pd.DataFrame) -> np.ndarray:
     """Family per material, the smallest families folded into ``other``."""
-    fam = _families(emb)
+    fam = families(emb)
     if fam is None:
         return np.full(len(emb), "material", dtype=object)
     counts = pd.Series(fam).value_counts()
@@ -60,7 +66,7 @@ def _family_palette(labels: np.ndarray) -> dict[str, tuple]:
 
 def _sizes(emb: pd.DataFrame) -> np.ndarray:
     """Marker areas growing with usage."""
-    use = _usage(emb)
+    use = usage(emb)
     return 12.0 + 60.0 * np.sqrt(use / max(use.max(), 1.0))
 
 
@@ -69,11 +75,11 @@ def _color_values(emb: pd.DataFrame, color_by: str, influence) -> tuple[str, np.
     if color_by == "family":
         return "family", _family_labels(emb)
     if color_by == "n_formulas":
-        return "continuous", _usage(emb)
+        return "continuous", usage(emb)
     if color_by == "influence":
         if influence is None:
             raise ValueError("color_by='influence' needs influence= (Series by material_id or influence() table)")
-        return "continuous", _align(influence, emb)
+        return "continuous", align(influence, emb)
     raise ValueError(f"color_by must be 'family', 'n_formulas' or 'influence', got {color_by!r}")
 
 
@@ -81,7 +87,7 @@ def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, le
              cax_fig: Figure | None = None):
     kind, values = _color_values(emb, color_by, influence)
     sizes = _sizes(emb)
-    unused = _usage(emb) <= 0
+    unused = usage(emb) <= 0
     if unused.any():
         ax.scatter(xy[unused, 0], xy[unused, 1], s=14, marker="x", c="0.7", linewidths=0.8,
                    label="unused" if legend else None, zorder=1)
@@ -125,17 +131,17 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
     xy = np.asarray(coords, np.float64)
     if xy.shape != (len(emb), 2):
         raise ValueError(f"coords must have shape ({len(emb)}, 2), got {xy.shape}")
-    fig, axes = _figure()
+    fig, axes = new_figure(figsize=(7, 5.5))
     ax = axes[0, 0]
     _scatter(ax, xy, emb, color_by, influence, legend=True, cax_fig=fig)
     if origin is not None:
         ax.scatter([origin[0]], [origin[1]], marker="+", s=150, c="black", linewidths=1.5, zorder=3)
         ax.annotate("origin", origin, textcoords="offset points", xytext=(5, 5), fontsize="small")
     if annotate > 0:
-        score = _usage(emb).copy()
+        score = usage(emb).copy()
         if color_by == "influence" and influence is not None:
-            score = np.nan_to_num(_align(influence, emb), nan=-np.inf)
-        names = _names(emb)
+            score = np.nan_to_num(align(influence, emb), nan=-np.inf)
+        names = material_names(emb)
         for i in np.argsort(-score, kind="stable")[: int(annotate)]:
             ax.annotate(names[i], xy[i], textcoords="offset points", xytext=(4, 3), fontsize=7, alpha=0.9)
     ax.set_xlabel("axis 1")
@@ -153,13 +159,13 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
     xy = np.asarray(coords, np.float64)
     if xy.shape != (len(emb), 2):
         raise ValueError(f"coords must have shape ({len(emb)}, 2), got {xy.shape}")
-    ids, names = _ids(emb), _names(emb)
-    fam = _families(emb)
+    ids, names = material_ids(emb), material_names(emb)
+    fam = families(emb)
     fam = fam if fam is not None else np.full(len(emb), "")
-    use = _usage(emb)
+    use = usage(emb)
     med = emb["median_content"].to_numpy(np.float64) if "median_content" in emb.columns else np.full(len(emb), np.nan)
     norm = emb["norm"].to_numpy(np.float64) if "norm" in emb.columns else np.full(len(emb), np.nan)
-    infl = _align(influence, emb) if influence is not None else np.full(len(emb), np.nan)
+    infl = align(influence, emb) if influence is not None else np.full(len(emb), np.nan)
     custom = np.column_stack([ids, names, fam, use.astype(int), med, norm, infl]).astype(object)
     hover = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>family: %{customdata[2]}<br>"
              "used in %{customdata[3]} formulas, median content %{customdata[4]:.3f}<br>"
@@ -174,7 +180,8 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
             m = values == f
             fig.add_trace(go.Scatter(
                 x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(f), customdata=custom[m], hovertemplate=hover,
-                marker=dict(size=size[m], color=mcolors.to_hex(col), opacity=0.85, line=dict(width=0.5, color="white"))))
+                marker=dict(size=size[m], color=mcolors.to_hex(col), opacity=0.85,
+                            line=dict(width=0.5, color="white"))))
     else:
         vals = np.asarray(values, np.float64)
         fig.add_trace(go.Scatter(
@@ -191,7 +198,7 @@ def _frame_arrays(frames: pd.DataFrame, emb: pd.DataFrame) -> tuple[np.ndarray, 
     no metadata), the steps, and the matching embeddings rows."""
     steps = np.sort(pd.unique(frames["step"]))
     mids = frames["material_id"].astype(str)
-    ids = list(_ids(emb))
+    ids = list(material_ids(emb))
     extra = [m for m in pd.unique(mids) if m not in set(ids)]
     meta = emb.assign(material_id=emb["material_id"].astype(str))
     if extra:
@@ -221,7 +228,7 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
     n = len(steps)
     ncols = int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = _figure(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows + 0.6), sharex=True, sharey=True)
+    fig, axes = new_figure(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows + 0.6), sharex=True, sharey=True)
     xlim, ylim = _limits(cube)
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
@@ -244,13 +251,13 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
 
 def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Path, color_by: str = "family",
                         fps: int = 4, influence=None, dpi: int = 80) -> Path:
-    """Write an animated GIF of the material map over training steps (atomically: temp file, then rename)."""
+    """Write an animated GIF of the material map over training steps (atomically, via :func:`mrl.io.atomic_path`)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
     cube, steps, meta = _frame_arrays(frames, emb)
-    fig, axes = _figure(figsize=(6, 5))
+    fig, axes = new_figure(figsize=(6, 5))
     FigureCanvasAgg(fig)
     ax = axes[0, 0]
     xlim, ylim = _limits(cube)
@@ -278,21 +285,151 @@ def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Pat
         return sc, title
 
     anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".gif", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        gif = tmp.with_suffix(path.suffix or ".gif")  # Pillow picks the file format from the suffix
+        try:
+            anim.save(gif, writer=PillowWriter(fps=fps), dpi=dpi)
+            gif.replace(tmp)
+        finally:
+            gif.unlink(missing_ok=True)
     return path
 
 
+# ------------------------------------------------------------------------------------------------ the data, training
+def ingredients_figure(data: FormulaData) -> Figure:
+    """Histogram of the number of ingredients per formula."""
+    counts = data.formulas.groupby("formula_id").size()
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    ax.hist(counts, bins=np.arange(counts.min(), counts.max() + 2) - 0.5, color="tab:blue", alpha=0.8)
+    ax.set_xlabel("ingredients per formula")
+    ax.set_ylabel("formulas")
+    ax.set_title(f"Ingredients per formula (median {counts.median():g})")
+    return fig
+
+
+def usage_figure(data: FormulaData) -> Figure:
+    """Usage of every material (formulas using it) against its usage rank, log-log: the long tail."""
+    usage = np.sort(data.materials["n_formulas"].to_numpy())[::-1]
+    fig, axes = new_figure(1, 2, figsize=(10, 4))
+    ax = axes[0, 0]
+    ax.loglog(np.arange(1, len(usage) + 1), np.maximum(usage, 0.8), marker=".", ls="none")
+    ax.set_xlabel("material rank (most used first)")
+    ax.set_ylabel("formulas using it")
+    ax.set_title("Usage is long-tailed")
+    ax = axes[0, 1]
+    edges = [1, 2, 4, 11, 31, 101, 301, 1001, np.inf]
+    labels = ["1", "2-3", "4-10", "11-30", "31-100", "101-300", "301-1000", ">1000"]
+    binned = pd.cut(pd.Series(usage[usage > 0]), edges, right=False, labels=labels).value_counts(sort=False)
+    ax.bar(binned.index.astype(str), binned.to_numpy(), color="tab:blue", alpha=0.8)
+    ax.set_xlabel("formulas using the material")
+    ax.set_ylabel("materials")
+    ax.set_title(f"{int((usage <= 3).sum())} of {len(usage)} materials are in 3 formulas or fewer")
+    ax.tick_params(axis="x", labelrotation=30)
+    return fig
+
+
+def content_figure(data: FormulaData) -> Figure:
+    """Content (fraction, log scale) of every ingredient entry, one box per material family."""
+    family = data.materials.set_index("material_id")["family"] if "family" in data.materials else None
+    entries = data.formulas.assign(
+        family=data.formulas["material_id"].map(family) if family is not None else "all")
+    entries = entries[entries["content"] > 0]
+    order = entries.groupby("family")["content"].median().sort_values(ascending=False).index
+    fig, axes = new_figure(figsize=(8, 0.35 * len(order) + 1.6))
+    sns.boxplot(data=entries, x="content", y="family", order=order, ax=axes[0, 0], log_scale=True, fliersize=1,
+                color="tab:blue")
+    axes[0, 0].set_xlabel("content (fraction of the formula)")
+    axes[0, 0].set_title("Content per family: water near 0.8, actives below 0.001")
+    return fig
+
+
+def target_figure(data: FormulaData) -> Figure:
+    """Histogram of the target (log-spaced bins when it is positive and spans more than two decades)."""
+    y = data.target_values()
+    wide = bool((y > 0).all() and y.max() / y.min() > 100)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    bins = np.geomspace(y.min(), y.max(), 40) if wide else 40
+    ax.hist(y, bins=bins, color="tab:blue", alpha=0.8)
+    if wide:
+        ax.set_xscale("log")
+    ax.set_xlabel(data.targets[0])
+    ax.set_ylabel("measurements")
+    ax.set_title(f"{data.targets[0]}: {'log' if wide else 'linear'} axis, median {np.median(y):.4g}")
+    return fig
+
+
+def history_figure(history: pd.DataFrame) -> Figure:
+    """Training curves: train/eval MAE (property units) and the training loss against the step."""
+    fig, axes = new_figure(1, 2, figsize=(10, 4))
+    ax = axes[0, 0]
+    for column, label in (("train_mae", "train (subsample)"), ("eval_mae", "eval")):
+        if column in history:
+            ax.plot(history["step"], history[column], marker="o", ms=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MAE")
+    ax.set_title("MAE during training")
+    ax.legend()
+    ax = axes[0, 1]
+    ax.plot(history["step"], history["train_loss"], color="tab:gray")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (scaled target)")
+    ax.set_title("Training loss")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ errors
+def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error") -> Figure:
+    """Bars of ``metric`` per usage bin (from :func:`mrl.error_analysis.error_by_usage`), one colour per split, with
+    the number of measurements on each bar."""
+    splits = [s for s in ("train", "eval", "test") if s in set(binned["split"])]
+    splits += [s for s in pd.unique(binned["split"]) if s not in splits]
+    return _grouped_bars(binned, "usage_bin", "split", splits, metric,
+                         xlabel="training formulas using the formula's rarest ingredient",
+                         title="Error against familiarity of the rarest ingredient")
+
+
+def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hue: str = "ingredients") -> Figure:
+    """Bars of ``metric`` per bin of distance to the nearest training formula (from
+    :func:`mrl.error_analysis.error_by_distance`), one colour per value of column ``hue`` (e.g. a column naming the
+    split of tables put together), with the number of measurements on each bar. ``mae_log10`` falls back to
+    ``median_abs_error`` when it is undefined (a value not positive)."""
+    if metric == "mae_log10" and binned["mae_log10"].isna().all():
+        metric = "median_abs_error"
+    order = ("all seen", "some unseen", "any")
+    groups = sorted(dict.fromkeys(binned[hue]), key=lambda g: order.index(g) if g in order else len(order))
+    return _grouped_bars(binned, "distance_bin", hue, groups, metric,
+                         xlabel="L1 distance of contents to the nearest training formula (2 = nothing in common)",
+                         title="Error against distance to the nearest training formula")
+
+
+def _grouped_bars(table: pd.DataFrame, x: str, hue: str, hues: Sequence[str], metric: str, xlabel: str,
+                  title: str) -> Figure:
+    """Bars of ``metric`` per value of column ``x`` (in table order), one colour per value ``hues`` of column
+    ``hue``, with the number of measurements (column ``n``) on each bar."""
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    labels = list(dict.fromkeys(table[x]))
+    width = 0.8 / max(len(hues), 1)
+    colors = dict(zip(hues, sns.color_palette("deep", len(hues))))
+    positions = np.arange(len(labels))
+    for i, value in enumerate(hues):
+        part = table[table[hue] == value].set_index(x).reindex(labels)
+        bars = ax.bar(positions + (i - (len(hues) - 1) / 2) * width, part[metric], width, label=value,
+                      color=colors[value])
+        ax.bar_label(bars, labels=[f"n={int(n)}" if np.isfinite(n) else "" for n in part["n"]], fontsize=7)
+    ax.set_xticks(positions, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(title=hue)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ sweeps, predictions
 def error_by_dim(summary: pd.DataFrame, metric: str = "mae") -> Figure:
     """Error vs embedding dimension (log x): one line per split found among ``train_/eval_/full_/test_<metric>``
     columns; repeated dimensions (several seeds) are drawn as mean with a band."""
@@ -302,7 +439,7 @@ def error_by_dim(summary: pd.DataFrame, metric: str = "mae") -> Figure:
     long = summary.melt(id_vars=["embedding_dim"], value_vars=[f"{s}_{metric}" for s in splits],
                         var_name="split", value_name=metric)
     long["split"] = long["split"].str.removesuffix(f"_{metric}")
-    fig, axes = _figure(figsize=(6.5, 4.5))
+    fig, axes = new_figure(figsize=(6.5, 4.5))
     ax = axes[0, 0]
     sns.lineplot(data=long, x="embedding_dim", y=metric, hue="split", marker="o", ax=ax, errorbar="sd")
     dims = np.sort(pd.unique(summary["embedding_dim"]))
@@ -330,7 +467,7 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = No
     use_log = bool(log and ok.any() and (yt[ok] > 0).all() and (yp[ok] > 0).all())
     if log and not use_log:
         logging.getLogger(__name__).info("parity: non-positive values, using linear axes")
-    fig, axes = _figure(figsize=(5.5, 5.5))
+    fig, axes = new_figure(figsize=(5.5, 5.5))
     ax = axes[0, 0]
     order = [s for s in ("train", "eval", "test", "all") if s in set(groups)]
     order += [s for s in pd.unique(groups) if s not in order]
@@ -358,10 +495,9 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = No
     return fig
 
 
+# ------------------------------------------------------------------------------------------------ files
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     """Save a figure atomically; the format follows the suffix (``.png``, ``.svg``, ``.pdf``...)."""
-    from mrl.io import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=(path.suffix.lstrip(".") or "png"), bbox_inches="tight")
@@ -370,6 +506,4 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
 
 def save_html(html: str, path: str | Path) -> Path:
     """Write HTML text (e.g. :func:`material_map_html`) atomically."""
-    from mrl.io import write_text
-
     return write_text(html, path)

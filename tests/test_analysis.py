@@ -78,6 +78,45 @@ def test_nearest_neighbors_unknown_id(hand_emb):
         A.nearest_neighbors(hand_emb, "water", metric="manhattan")
 
 
+def test_nearest_neighbors_refuses_the_pinned_base_by_cosine_but_not_euclidean(hand_emb):
+    emb = make_emb(np.vstack([[0.0, 0.0], A.vectors(hand_emb)]), ids=["base", *hand_emb["material_id"]])
+    emb["pinned"] = emb["material_id"] == "base"
+    with pytest.raises(ValueError, match=r"(?s)'base' is pinned at the origin.*no neighbours.*euclidean"):
+        A.nearest_neighbors(emb, "base")
+    nn = A.nearest_neighbors(emb, "base", k=2, metric="euclidean")
+    assert list(nn["material_id"]) == ["glycol", "water"] and nn["distance"].tolist() == [0.5, 1.0]
+
+
+def test_nearest_neighbors_leaves_zero_vectors_out_of_cosine_lists(hand_emb):
+    emb = make_emb(np.vstack([A.vectors(hand_emb), [0.0, 0.0]]), ids=[*hand_emb["material_id"], "unused"],
+                   n_formulas=[5, 5, 5, 5, 5, 0])
+    emb["pinned"] = False
+    nn = A.nearest_neighbors(emb, "resin", k=10)
+    assert "unused" not in set(nn["material_id"]) and len(nn) == 4  # itself and the zero vector left out
+    assert "unused" in set(A.nearest_neighbors(emb, "resin", k=10, metric="euclidean")["material_id"])
+    with pytest.raises(ValueError, match="'unused' has a zero vector.*used in 0 formulas"):
+        A.nearest_neighbors(emb, "unused")
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_nearest_neighbors_needs_k_of_at_least_one(hand_emb, k):
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        A.nearest_neighbors(hand_emb, "water", k=k)
+
+
+def test_table_accessors_name_what_they_return(hand_emb):
+    emb = hand_emb.drop(columns=["name"]).assign(family=["a", None, "b", "c", "a"])
+    assert A.material_ids(emb).tolist() == ["water", "ethanol", "resin", "acid", "glycol"]
+    assert A.material_names(emb).tolist() == A.material_ids(emb).tolist()  # no name column: the ids
+    assert A.families(emb).tolist() == ["a", "unknown", "b", "c", "a"]
+    assert A.families(emb.drop(columns="family")) is None
+    np.testing.assert_array_equal(A.usage(emb.drop(columns="n_formulas")), np.ones(5))
+    assert np.isnan(A.median_contents(emb.drop(columns="median_content"))).all()
+    aligned = A.align(pd.Series({"glycol": 2.0, "water": 1.0}), emb)
+    np.testing.assert_array_equal(aligned[[0, 4]], [1.0, 2.0])
+    assert np.isnan(aligned[1:4]).all() and A.align(None, emb) is None
+
+
 def test_top_pairs(hand_emb):
     pairs = A.top_pairs(hand_emb, n=2, metric="cosine")
     assert len(pairs) == 2

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mrl.errors import distance_errors, error_by_distance, error_by_distance_figure, nearest_distances
+from mrl.error_analysis import distance_errors, error_by_distance, nearest_distances
+from mrl.plots import error_by_distance_figure
 from mrl.runs import make_split
 
 

@@ -94,9 +94,9 @@ def test_set_initial_table_and_fit_hook():
         set_initial_table(module, np.ones((2, 2)))
 
     data = _tiny()
-    values = np.full((data.n_materials, 2), 0.3)  # lr 0: one step changes nothing
-    est = MixtureRegressor(embedding_dim=2, hidden=(4,), steps=1, lr=0.0, progress=False, device="cpu", pin_origin=None,
-                           eval_every=10, snapshot_every=10, checkpoint_every=10)
+    values = np.full((data.n_materials, 2), 0.3)  # a tiny lr (lr must be > 0): one step moves nothing measurably
+    est = MixtureRegressor(embedding_dim=2, hidden=(4,), steps=1, lr=1e-12, progress=False, device="cpu",
+                           pin_origin=None, eval_every=10, snapshot_every=10, checkpoint_every=10)
     est.fit(data, initial_table=values)
     assert np.allclose(est.module_.table.detach().numpy(), 0.3)
 

@@ -1,5 +1,5 @@
-"""The Jupyter Book report of a sweep: pages generated from run files, the offline HTML build, and (where
-Chromium is installed) what a browser renders of the results page."""
+"""The Jupyter Book report of a sweep (mrl.book): pages generated from run files, the offline HTML build, and
+(where Chromium is installed) what a browser renders of the results page."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mrl.report import build_report, generate_pages
+from mrl.book import build_report, generate_pages
 from mrl.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_errors_by_rarest_ingredient_and_unseen_materials():
     """Usage counts only training formulas; a formula with a material no training formula uses is 'unseen'."""
     import pandas as pd
 
-    from mrl.errors import error_by_usage, log10_metrics, unseen_effect, usage_errors
+    from mrl.error_analysis import error_by_usage, log10_metrics, unseen_effect, usage_errors
 
     formulas = pd.DataFrame({"formula_id": ["F1", "F1", "F2", "F2", "F3", "F3", "F4"],
                              "material_id": ["W", "A", "W", "A", "W", "B", "W"],
@@ -127,7 +127,7 @@ def test_errors_by_rarest_ingredient_and_unseen_materials():
 def test_toc_keeps_the_standalone_parts_whose_pages_exist(tmp_path):
     import yaml
 
-    from mrl.report import _toc
+    from mrl.book import _toc
 
     shutil.copy(ROOT / "book" / "_toc.yml", tmp_path / "_toc.yml")
     standalone = yaml.safe_load((tmp_path / "_toc.yml").read_text())
@@ -139,3 +139,13 @@ def test_toc_keeps_the_standalone_parts_whose_pages_exist(tmp_path):
     assert first not in sum(kept.values(), [])
     assert sorted(sum(kept.values(), [])) == sorted(rest)
     assert set(kept) <= {part["caption"] for part in standalone["parts"]} and "Studies" in kept
+
+
+def test_report_keeps_the_book_builder_under_its_old_names():
+    import mrl.book
+    import mrl.report
+    from mrl.report import build_report as old_build_report
+
+    assert old_build_report is mrl.book.build_report and mrl.report.generate_pages is mrl.book.generate_pages
+    with pytest.raises(AttributeError):
+        mrl.report.no_such_name
