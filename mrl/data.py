@@ -10,13 +10,24 @@ A data set is three tables:
   column groups formulas for grouped splits.
 * ``materials`` (optional): ``material_id`` plus descriptive columns (``name``, ``family``...).
 
+Files may be CSV (``,``/``;``/tab separated, decimal point or decimal comma, UTF-8 or cp1252/latin-1; detected from
+the first lines, see :func:`read_table`), gzipped CSV, Parquet or Excel ``.xlsx``. Nothing is trained on silently
+wrong data: every bad input raises :class:`DataError` naming the file, the 0-based data row (plus the line of a
+text file or the row of a sheet) and the column.
+
 Everything is validated once and kept columnar: the material vocabulary is the row order of ``materials`` and the
 formula x material content matrix is a ``scipy.sparse.csr_matrix``.
 """
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import logging
+import re
+import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -28,36 +39,241 @@ log = logging.getLogger(__name__)
 
 TableLike = Union[str, Path, pd.DataFrame]
 FORMULA_COLUMNS = ("formula_id", "material_id", "content")
+ID_COLUMNS = ("formula_id", "material_id")
 SPLIT_VALUES = ("train", "eval", "test")
-#: Largest deviation of a formula's content sum from 100 % (or 1) that is accepted before normalising.
+#: Properties columns that are never a target.
+RESERVED_COLUMNS = ("formula_id", "split", "group")
+#: Largest deviation of a formula's content sum from 100 % (or 1) that is accepted before normalising; a single
+#: content above 100 % (or 1) by more than this share is an error.
 SUM_TOLERANCE = 0.05
+#: Suffixes :func:`find_table` looks for, in this order.
+TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".xlsx")
+#: Encodings tried in turn for text files (latin-1 decodes any byte, so it is the last resort).
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+DUPLICATE_POLICIES = ("error", "sum")
+CONTENT_UNITS = ("auto", "percent", "fraction")
+#: Median formula sum above which ``content_unit="auto"`` reads contents as percent.
+PERCENT_THRESHOLD = 1.5
+_SNIFF_LINES = 50
+_TEXT_SUFFIXES = (".csv", ".csv.gz")
+
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[,.'\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+_NUMBER_WITH_TEXT = re.compile(r"[+-]?(?:\d+[.,]?\d*|[.,]\d+)(?:[eE][+-]?\d+)?\s*[%A-Za-z\u00b5\u00b0/].*")
+_MISSING_MARKERS = frozenset({"", "n/a", "na", "nan", "null", "none", "-", "--", "?", "#n/a", "missing", "n.a.", "nd"})
 
 
 class DataError(ValueError):
     """Bad input data; the message names the file, row and column."""
 
 
-def read_table(table: TableLike, name: str = "table") -> tuple[pd.DataFrame, str]:
-    """Read a CSV or Parquet file (or take a DataFrame); return it with a label used in error messages."""
+# --------------------------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------------------------
+def read_table(table: TableLike, name: str = "table", *, sep: str | None = None, decimal: str | None = None,
+               sheet: str | int | None = None) -> tuple[pd.DataFrame, str]:
+    """Read a CSV, gzipped CSV, Parquet or ``.xlsx`` file (or take a DataFrame); return it with a label used in
+    error messages (the path, or ``<name DataFrame>``).
+
+    CSV: the separator (``,``, ``;`` or tab) is the one that splits the header into most fields; the decimal mark
+    is a comma when the separator is not ``,`` and the first lines hold values like ``1,5``. ``sep``/``decimal``
+    override the detection. Text that is not UTF-8 is read as cp1252 (else latin-1) with a warning. Only empty
+    fields are missing values: ``NA`` or ``n/a`` stay text (a material may be called ``NA``; a target ``n/a`` is
+    reported, not dropped). ``sheet`` picks an ``.xlsx`` sheet by name or position (default: the first).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: unsupported file type, empty file, no data rows, a line with more fields than the header,
+            an unreadable file; the message names the file.
+    """
     if isinstance(table, pd.DataFrame):
-        return table.reset_index(drop=True), f"<{name} DataFrame>"
-    path = Path(table)
-    if not path.exists():
-        raise FileNotFoundError(f"{name} file not found: {path}")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        frame = pd.read_parquet(path)
-    elif suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
-        frame = pd.read_csv(path)
+        frame, label = table.reset_index(drop=True), f"<{name} DataFrame>"
     else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
-    return frame.reset_index(drop=True), str(path)
+        path = Path(table)
+        if not path.exists():
+            raise FileNotFoundError(f"{name} file not found: {path}")
+        frame, label = _read_file(path, sep, decimal, sheet), str(path)
+    _require_unique_columns(frame, label)
+    return frame, label
+
+
+def find_table(folder: str | Path, stem: str) -> Path | None:
+    """The one table ``folder/stem.{parquet,csv,csv.gz,xlsx}`` (None when there is none).
+
+    Raises:
+        DataError: more than one exists (e.g. a stale ``formulas.parquet`` beside an edited ``formulas.csv``);
+            the message names all of them and the newest.
+    """
+    folder = Path(folder)
+    found = [folder / f"{stem}{suffix}" for suffix in TABLE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
+    if len(found) <= 1:
+        return found[0] if found else None
+    stamps = {p: datetime.fromtimestamp(p.stat().st_mtime).isoformat(sep=" ", timespec="seconds") for p in found}
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    listing = ", ".join(f"{p.name} (modified {stamps[p]})" for p in found)
+    raise DataError(f"{folder}: {len(found)} {stem!r} tables: {listing}; {newest.name} is the newest. "
+                    f"Keep one and move or delete the others")
+
+
+def _suffix(path: Path) -> str:
+    """Lower-case file type, two suffixes deep (``.csv.gz``)."""
+    return "".join(path.suffixes[-2:]).lower()
+
+
+def _read_file(path: Path, sep: str | None, decimal: str | None, sheet: str | int | None) -> pd.DataFrame:
+    """Read one file by its suffix; empty files and files without data rows are errors."""
+    suffix = _suffix(path)
+    if not suffix.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".xlsx")):
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .csv.gz, .parquet or .xlsx")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    if suffix.endswith((".parquet", ".pq")):
+        frame = _read_parquet(path)
+    elif suffix.endswith(".xlsx"):
+        frame = _read_excel(path, sheet)
+    else:
+        frame = _read_csv(path, sep, decimal)
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows (columns {list(frame.columns)})")
+    return frame.reset_index(drop=True)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file; an unreadable one is a :class:`DataError`."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
+    """One sheet of an ``.xlsx`` workbook (the first by default), identifiers kept as text."""
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .xlsx file ({err})") from err
+    with book:
+        names = book.sheet_names
+        chosen = 0 if sheet is None else sheet
+        if not (chosen in names or (isinstance(chosen, int) and -len(names) <= chosen < len(names))):
+            raise DataError(f"{path}: no sheet {sheet!r}; sheets: {names}")
+        frame = pd.read_excel(book, sheet_name=chosen, dtype={c: str for c in ID_COLUMNS})
+    log.info("%s: read sheet %r", path, chosen if isinstance(chosen, str) else names[chosen])
+    return _drop_trailing_empty_rows(frame)
+
+
+def _read_csv(path: Path, sep: str | None, decimal: str | None) -> pd.DataFrame:
+    """A CSV file (optionally gzipped): decode, detect separator and decimal mark, parse."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if _suffix(path).endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot be decompressed ({err})") from err
+    text = _decode(raw, str(path))
+    if not text.strip():
+        raise DataError(f"{path}: empty file (no header line)")
+    sep, decimal = _sniff(text, sep, decimal, str(path))
+    return _parse_csv(text, sep, decimal, str(path))
+
+
+def _decode(raw: bytes, label: str) -> str:
+    """Text of a file: UTF-8 (a byte-order mark is dropped), else cp1252, else latin-1, with a warning."""
+    for encoding in ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding != ENCODINGS[0]:
+            log.warning("%s: not UTF-8; read as %s (check accented names; save as UTF-8 to silence this)",
+                        label, encoding)
+        return text
+    raise AssertionError("latin-1 decodes any byte")  # pragma: no cover
+
+
+def _header_fields(header: str, sep: str) -> int:
+    """Number of fields the header line splits into with ``sep`` (quotes respected)."""
+    return len(next(csv.reader([header], delimiter=sep), []))
+
+
+def _sniff(text: str, sep: str | None, decimal: str | None, label: str) -> tuple[str, str]:
+    """Separator and decimal mark of a CSV text: given ones win; else the separator that splits the header into
+    most fields (``,`` on a tie) and a decimal comma when the separator is not ``,`` and a value looks like
+    ``1,5`` in the first lines."""
+    lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
+    given = (sep, decimal)
+    if sep is None:
+        sep = max((",", ";", "\t"), key=lambda s: _header_fields(lines[0], s))
+    if decimal is None:
+        fields = (f.strip().strip('"') for line in lines[1:] for f in next(csv.reader([line], delimiter=sep), []))
+        decimal = "," if sep != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields) else "."
+    if sep == decimal:
+        raise ValueError(f"{label}: separator and decimal mark are both {sep!r}")
+    if (sep, decimal) != (",", "."):
+        how = ["given" if g else "detected" for g in given]
+        log.info("%s: separator %r (%s), decimal mark %r (%s)", label, sep, how[0], decimal, how[1])
+    return sep, decimal
+
+
+def _parse_csv(text: str, sep: str, decimal: str, label: str) -> pd.DataFrame:
+    """Parse CSV text; a line with more fields than the header is an error naming the line (pandas would
+    otherwise silently take a first line with one extra field as an index column)."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, dtype={c: str for c in ID_COLUMNS},
+                            keep_default_na=False, na_values=[""], skip_blank_lines=False, low_memory=False)
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{label}: empty file (no header line)") from err
+    except pd.errors.ParserError as err:
+        raise DataError(f"{label}: {_parser_problem(str(err), sep)}") from err
+    if not (isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0):
+        raise DataError(f"{label}: line 2 has {len(frame.columns) + 1} fields but the header has "
+                        f"{len(frame.columns)} (an extra {sep!r}?)")
+    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
+    return _drop_trailing_empty_rows(frame)
+
+
+def _parser_problem(message: str, sep: str) -> str:
+    """A pandas tokenizer message in the loader's words (line number first)."""
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if fields:
+        expected, line, saw = fields.groups()
+        return f"line {line} has {saw} fields but the header has {expected} (an extra {sep!r}? quote text holding it)"
+    quote = re.search(r"EOF inside string starting at row (\d+)", message)
+    if quote:  # pandas counts rows from 0 at the header
+        return f"line {int(quote.group(1)) + 1}: a quote (\") is never closed"
+    return f"cannot parse ({message.strip()})"
+
+
+def _drop_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Without the all-empty rows at the end (spreadsheet exports); empty rows in between stay and are reported."""
+    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
+    return frame.iloc[: filled[-1] + 1 if len(filled) else 0]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validating columns
+# --------------------------------------------------------------------------------------------------------------
+def _row_text(label: str, row: int) -> str:
+    """``row R`` plus ``(line N)`` for text files or ``(sheet row N)`` for ``.xlsx`` (the header is line 1)."""
+    if label.lower().endswith(_TEXT_SUFFIXES):
+        return f"row {row} (line {row + 2})"
+    if label.lower().endswith(".xlsx"):
+        return f"row {row} (sheet row {row + 2})"
+    return f"row {row}"
 
 
 def _where(label: str, row: int) -> str:
-    """Human location of a 0-based data row: CSV files also get their line number (header is line 1)."""
-    line = f" (line {row + 2})" if label.endswith((".csv", ".csv.gz")) else ""
-    return f"{label}: row {row}{line}"
+    """Human location of a 0-based data row in a table labelled ``label`` (see :func:`_row_text`)."""
+    return f"{label}: {_row_text(label, row)}"
+
+
+def _first_row(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> int:
+    """Data row (index label) of the first row where ``mask`` holds."""
+    return int(frame.index[np.flatnonzero(np.asarray(mask, bool))[0]])
+
+
+def _require_unique_columns(frame: pd.DataFrame, label: str) -> None:
+    dup = frame.columns[frame.columns.duplicated()]
+    if len(dup):
+        raise DataError(f"{label}: column(s) {sorted(map(str, set(dup)))} appear more than once")
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
@@ -66,33 +282,53 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], label: str) ->
         raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}")
 
 
+def _require_rows(frame: pd.DataFrame, label: str) -> None:
+    if len(frame) == 0:
+        raise DataError(f"{label}: no data rows (columns {list(frame.columns)})")
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    """``values`` as float64, NaN where a value is not a number (no exception for odd objects)."""
+    try:
+        out = pd.to_numeric(values, errors="coerce")
+    except (OverflowError, TypeError, ValueError):
+        out = values.map(_safe_float)
+    return pd.Series(np.asarray(out, dtype=np.float64), index=values.index)
+
+
+def _safe_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return float("inf") if isinstance(value, int) else float("nan")
+
+
 def _require_numeric(frame: pd.DataFrame, column: str, label: str, allow_nan: bool = False) -> np.ndarray:
     """Return ``frame[column]`` as float64, raising on text, NaN (unless allowed) or infinities."""
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad_text = values.isna() & frame[column].notna()
+    raw = frame[column]
+    values = _to_float(raw)
+    bad_text = values.isna() & raw.notna()
     if bad_text.any():
-        row = int(np.flatnonzero(bad_text.to_numpy())[0])
-        raise DataError(
-            f"{_where(label, row)}, column {column!r}: value {frame[column].iloc[row]!r} is not a number"
-        )
+        row = _first_row(frame, bad_text)
+        value = raw.loc[row]
+        raise DataError(f"{_where(label, row)}, column {column!r}: value {value!r} is not a number"
+                        f"{_number_problem(value)}")
     arr = values.to_numpy(dtype=np.float64)
     if not allow_nan and np.isnan(arr).any():
-        row = int(np.flatnonzero(np.isnan(arr))[0])
-        raise DataError(f"{_where(label, row)}, column {column!r}: missing value (NaN)")
+        raise DataError(f"{_where(label, _first_row(frame, np.isnan(arr)))}, column {column!r}: missing value (NaN)")
     if np.isinf(arr).any():
-        row = int(np.flatnonzero(np.isinf(arr))[0])
-        raise DataError(f"{_where(label, row)}, column {column!r}: infinite value")
+        raise DataError(f"{_where(label, _first_row(frame, np.isinf(arr)))}, column {column!r}: infinite value")
     return arr
 
 
 def _ids(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
-    """Identifiers as strings; empty or missing ids are errors."""
+    """Identifiers as stripped strings; empty or missing ids are errors."""
     ids = frame[column]
-    missing = ids.isna() | (ids.astype(str).str.strip() == "")
+    text = ids.astype(str).str.strip()
+    missing = ids.isna() | (text == "")
     if missing.any():
-        row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise DataError(f"{_where(label, row)}, column {column!r}: empty identifier")
-    return ids.astype(str).str.strip()
+        raise DataError(f"{_where(label, _first_row(frame, missing))}, column {column!r}: empty identifier")
+    return text
 
 
 @dataclass(frozen=True)
@@ -101,10 +337,12 @@ class FormulaData:
 
     Attributes:
         formulas: long table ``formula_id, material_id, content`` with contents as fractions summing to 1
-            per formula; duplicate (formula, material) rows are summed.
+            per formula; one row per (formula, material) (duplicates are an error, or summed with
+            ``load_formulas(duplicates="sum")``).
         properties: one row per measurement: ``formula_id``, targets, conditions, optional ``split``/``group``.
         materials: one row per material in vocabulary order: ``material_id``, descriptive columns,
-            ``n_formulas`` (how many formulas use it) and ``median_content`` (median fraction where used).
+            ``n_formulas`` (how many of *these* formulas use it) and ``median_content`` (median fraction where
+            used); see :func:`material_usage`.
         targets: names of the property columns.
         conditions: names of the condition columns (inputs to the regressor beside the mixture vector).
         name: a short label of the data set.
@@ -169,11 +407,14 @@ class FormulaData:
         return self.properties[list(self.conditions)].to_numpy(np.float64).reshape(self.n_samples, -1)
 
     def subset(self, sample_mask: np.ndarray) -> "FormulaData":
-        """Keep the measurements selected by a boolean mask and the formulas they use (materials unchanged)."""
+        """Keep the measurements selected by a boolean mask and the formulas they use. The materials keep their
+        rows and order; their ``n_formulas``/``median_content`` are recomputed on the kept formulas (a training
+        subset does not count the eval formulas as usage)."""
         props = self.properties.loc[np.asarray(sample_mask, bool)].reset_index(drop=True)
         keep = set(props["formula_id"])
         forms = self.formulas[self.formulas["formula_id"].isin(keep)].reset_index(drop=True)
-        return FormulaData(forms, props, self.materials, self.targets, self.conditions, self.name)
+        return FormulaData(forms, props, material_usage(self.materials, forms), self.targets, self.conditions,
+                           self.name)
 
     def with_materials(self, materials: pd.DataFrame) -> "FormulaData":
         """Same formulas with another material vocabulary (e.g. the one a model was trained with)."""
@@ -191,27 +432,233 @@ def material_rows(vocabulary: Sequence[str], ids: Sequence[str | None], what: st
     return np.array([-1 if m is None else vocab.get_loc(m) for m in ids], dtype=np.int64)
 
 
-def _normalise_contents(formulas: pd.DataFrame, label: str, content_unit: str) -> pd.DataFrame:
-    """Convert contents to fractions and rescale each formula to sum to 1."""
-    sums = formulas.groupby("formula_id", sort=False)["content"].sum()
-    empty = sums[sums <= 0]
-    if len(empty):
-        fid = empty.index[0]
-        row = int(np.flatnonzero((formulas["formula_id"] == fid).to_numpy())[0])
-        raise DataError(f"{_where(label, row)}, column 'content': formula {fid!r} has no positive content")
-    unit = content_unit
-    if unit == "auto":
-        unit = "percent" if float(sums.median()) > 1.5 else "fraction"
-    if unit not in ("percent", "fraction"):
-        raise ValueError(f"content_unit must be 'auto', 'percent' or 'fraction', got {content_unit!r}")
-    total = 100.0 if unit == "percent" else 1.0
-    off = (sums / total - 1.0).abs()
-    if (off > SUM_TOLERANCE).any():
-        log.info("%s: %d formulas deviate more than %.0f%% from %s total; normalised to sum 1",
-                 label, int((off > SUM_TOLERANCE).sum()), SUM_TOLERANCE * 100, unit)
-    out = formulas.copy()
-    out["content"] = out["content"] / out["formula_id"].map(sums).to_numpy()
+
+def material_usage(materials: pd.DataFrame, formulas: pd.DataFrame) -> pd.DataFrame:
+    """``materials`` (same rows, same order, other columns kept) with ``n_formulas`` (how many formulas of
+    ``formulas`` use each material) and ``median_content`` (its median content there) recomputed; unused
+    materials get 0 and 0.0."""
+    usage = formulas.groupby("material_id")["content"].agg(["size", "median"])
+    out = materials.copy()
+    out["n_formulas"] = out["material_id"].map(usage["size"]).fillna(0).astype(int)
+    out["median_content"] = out["material_id"].map(usage["median"]).fillna(0.0).astype(np.float64)
     return out
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading: readers and validators of the three tables
+# --------------------------------------------------------------------------------------------------------------
+_HINTS = {
+    "marker": " (a missing-value marker; fill in the value or drop the row)",
+    "thousands": " (looks like a thousands separator; write the digits alone, e.g. 1234)",
+    "decimal comma": " (looks like a decimal comma; write 1.5, or pass decimal=',')",
+    "unit": " (a number followed by text, a unit?; put units in the column name)",
+}
+_TOTALS = {"percent": 100.0, "fraction": 1.0}
+
+
+def _number_kind(text: str) -> str | None:
+    """Which near-number ``text`` is: ``marker``, ``thousands``, ``decimal comma``, ``unit`` or None."""
+    if text.lower() in _MISSING_MARKERS:
+        return "marker"
+    for kind, pattern in (("thousands", _THOUSANDS), ("decimal comma", _DECIMAL_COMMA), ("unit", _NUMBER_WITH_TEXT)):
+        if pattern.fullmatch(text):
+            return kind
+    return None
+
+
+def _number_problem(value: object) -> str:
+    """Why ``value`` is not a number, as a phrase to append to ``value ... is not a number`` ('' if unknown)."""
+    return _HINTS.get(_number_kind(str(value).strip()) or "", "")
+
+
+def _looks_numeric(values: pd.Series) -> bool:
+    """Whether a column holds (mostly) numbers, or text that reads as numbers (``1,234``, ``12 cP``, ``n/a``):
+    at least one such value, and numbers or missing-value markers make up at least half of the filled cells."""
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_numeric_dtype(values):
+        return bool(values.notna().any())
+    text = values.dropna().map(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return False
+    kinds = text.map(_number_kind)
+    numeric = _to_float(text).notna() | kinds.isin(["thousands", "decimal comma", "unit"])
+    return bool(numeric.any()) and float((numeric | (kinds == "marker")).mean()) >= 0.5
+
+
+def _names(columns: Sequence[str] | str) -> tuple[str, ...]:
+    """Column names as a tuple (a single name may be given as a string)."""
+    return (columns,) if isinstance(columns, str) else tuple(columns)
+
+
+def _check_duplicates(forms: pd.DataFrame, label: str, policy: str) -> None:
+    """Two rows for one (formula, material) are an error, or (``policy="sum"``) summed later with a warning."""
+    later = forms.duplicated(list(ID_COLUMNS), keep="first")
+    if not later.any():
+        return
+    row = _first_row(forms, later)
+    fid, mid = forms.loc[row, "formula_id"], forms.loc[row, "material_id"]
+    first = _first_row(forms, (forms["formula_id"] == fid) & (forms["material_id"] == mid))
+    if policy == "error":
+        raise DataError(f"{_where(label, row)}, column 'material_id': formula {fid!r} lists material {mid!r} again "
+                        f"(first at {_row_text(label, first)}); merge the rows, or pass duplicates='sum' to add "
+                        f"them up")
+    log.warning("%s: %d duplicate (formula, material) rows summed; the first: formula %r, material %r at %s and %s",
+                label, int(later.sum()), fid, mid, _row_text(label, first), _row_text(label, row))
+
+
+def _read_formulas(formulas: TableLike, duplicates: str, read: dict) -> tuple[pd.DataFrame, str]:
+    """The formulas table with string ids and float contents (index = data row); checks columns, ids, numbers,
+    signs and duplicate (formula, material) rows."""
+    forms, label = read_table(formulas, "formulas", **read)
+    _require_columns(forms, FORMULA_COLUMNS, label)
+    _require_rows(forms, label)
+    forms = forms[list(FORMULA_COLUMNS)].copy()
+    for column in ID_COLUMNS:
+        forms[column] = _ids(forms, column, label)
+    forms["content"] = _require_numeric(forms, "content", label)
+    negative = forms["content"] < 0
+    if negative.any():
+        row = _first_row(forms, negative)
+        raise DataError(f"{_where(label, row)}, column 'content': negative content {forms['content'].loc[row]!r}")
+    _check_duplicates(forms, label, duplicates)
+    return forms, label
+
+
+def _choose_targets(props: pd.DataFrame, label: str, conditions: Sequence[str]) -> tuple[str, ...]:
+    """The target when none is named: the one numeric(-looking) column besides ``formula_id``, ``split``,
+    ``group`` and the conditions. None or several are errors (a file ``formula_id,T,viscosity`` must not train
+    on ``T``)."""
+    excluded = {*RESERVED_COLUMNS, *conditions}
+    candidates = [c for c in props.columns if c not in excluded and _looks_numeric(props[c])]
+    if not candidates:
+        raise DataError(f"{label}: no property (target) column found: no numeric column besides "
+                        f"{[*RESERVED_COLUMNS, *conditions]}; columns: {list(props.columns)}")
+    if len(candidates) > 1:
+        raise DataError(f"{label}: {len(candidates)} columns could be the target: {candidates}; name the one to "
+                        f"learn (run param target, or load_formulas(targets=...)) and list measurement conditions "
+                        f"such as temperature as conditions")
+    log.info("%s: target %r (the only numeric property column)", label, candidates[0])
+    return (candidates[0],)
+
+
+def _check_split(props: pd.DataFrame, label: str) -> None:
+    if "split" not in props.columns:
+        return
+    bad = ~props["split"].isin(SPLIT_VALUES)
+    if bad.any():
+        row = _first_row(props, bad)
+        raise DataError(f"{_where(label, row)}, column 'split': {props['split'].loc[row]!r} "
+                        f"is not one of {SPLIT_VALUES}")
+
+
+def _read_properties(properties: TableLike, targets: Sequence[str] | str | None, conditions: Sequence[str] | str,
+                     read: dict) -> tuple[pd.DataFrame, str, tuple[str, ...], tuple[str, ...]]:
+    """The properties table with string ids and float targets/conditions; returns it, its label, the targets
+    (chosen by :func:`_choose_targets` when None; none when an empty sequence is given) and the conditions."""
+    props, label = read_table(properties, "properties", **read)
+    _require_rows(props, label)
+    _require_columns(props, ["formula_id"], label)
+    conditions = _names(conditions)
+    _require_columns(props, conditions, label)
+    targets = _choose_targets(props, label, conditions) if targets is None else _names(targets)
+    _require_columns(props, targets, label)
+    clash = set(targets) & set(conditions)
+    if clash:
+        raise DataError(f"{label}: column(s) {sorted(clash)} named both as target and as condition")
+    props = props.copy()
+    props["formula_id"] = _ids(props, "formula_id", label)
+    for column in (*targets, *conditions):
+        props[column] = _require_numeric(props, column, label)
+    _check_split(props, label)
+    return props, label, targets, conditions
+
+
+def _measured(forms: pd.DataFrame, flabel: str, props: pd.DataFrame, plabel: str) -> pd.DataFrame:
+    """Formulas rows of measured formulas; a measurement of a formula without ingredients is an error."""
+    orphan = ~props["formula_id"].isin(forms["formula_id"].unique())
+    if orphan.any():
+        row = _first_row(props, orphan)
+        raise DataError(f"{_where(plabel, row)}, column 'formula_id': formula {props['formula_id'].loc[row]!r} "
+                        f"has no ingredients in {flabel}")
+    unmeasured = ~forms["formula_id"].isin(props["formula_id"].unique())
+    if unmeasured.any():
+        log.info("%s: %d formulas have no measurement in %s and are left out",
+                 flabel, forms["formula_id"][unmeasured].nunique(), plabel)
+    return forms[~unmeasured]
+
+
+def _content_unit(forms: pd.DataFrame, label: str, content_unit: str) -> tuple[str, str]:
+    """``(unit, why)``: the given unit, or with ``"auto"`` percent when the median formula sum is above
+    :data:`PERCENT_THRESHOLD` (else fraction); logged."""
+    if content_unit == "auto":
+        median = float(forms.groupby("formula_id", sort=False)["content"].sum().median())
+        unit = "percent" if median > PERCENT_THRESHOLD else "fraction"
+        why = (f"content_unit='auto': the median formula sums to {median:.4g} "
+               f"({'>' if unit == 'percent' else '<='} {PERCENT_THRESHOLD})")
+    else:
+        unit, why = content_unit, f"content_unit={content_unit!r}"
+    log.info("%s: contents read as %s (%s)", label, unit, why)
+    return unit, why
+
+
+def _check_contents(forms: pd.DataFrame, label: str, unit: str, why: str) -> None:
+    """Every formula has a positive content; no single content exceeds the whole (100 % or 1) by more than
+    :data:`SUM_TOLERANCE`."""
+    sums = forms.groupby("formula_id", sort=False)["content"].sum()
+    empty = sums.index[(sums <= 0).to_numpy()]
+    if len(empty):
+        row = _first_row(forms, forms["formula_id"] == empty[0])
+        raise DataError(f"{_where(label, row)}, column 'content': formula {empty[0]!r} has no positive content")
+    total = _TOTALS[unit]
+    high = forms["content"] > total * (1 + SUM_TOLERANCE)
+    if high.any():
+        row = _first_row(forms, high)
+        whole = "100 %" if unit == "percent" else "1 (a fraction)"
+        raise DataError(f"{_where(label, row)}, column 'content': content {forms['content'].loc[row]:g} is more "
+                        f"than the whole formula ({whole}; contents read as {unit}: {why})")
+
+
+def _read_materials(materials: TableLike | None, forms: pd.DataFrame, flabel: str, read: dict) -> pd.DataFrame:
+    """The material vocabulary: the given table (unique ids; every material used with a positive content must be
+    listed) or the used materials sorted by id; a ``name`` column defaults to the id."""
+    used = forms[forms["content"] > 0]
+    if materials is None:
+        mats = pd.DataFrame({"material_id": pd.unique(used["material_id"])})
+        mats = mats.sort_values("material_id", kind="stable")
+    else:
+        mats, mlabel = read_table(materials, "materials", **read)
+        _require_rows(mats, mlabel)
+        _require_columns(mats, ["material_id"], mlabel)
+        mats = mats.copy()
+        mats["material_id"] = _ids(mats, "material_id", mlabel)
+        dup = mats["material_id"].duplicated()
+        if dup.any():
+            row = _first_row(mats, dup)
+            raise DataError(f"{_where(mlabel, row)}, column 'material_id': duplicate "
+                            f"{mats['material_id'].loc[row]!r}")
+        unknown = ~used["material_id"].isin(mats["material_id"].unique())
+        if unknown.any():
+            row = _first_row(used, unknown)
+            raise DataError(f"{_where(flabel, row)}, column 'material_id': unknown material "
+                            f"{used['material_id'].loc[row]!r} (not in {mlabel}); {int(unknown.sum())} such rows")
+    if "name" not in mats.columns:
+        mats["name"] = mats["material_id"]
+    return mats.reset_index(drop=True)
+
+
+def _normalise_contents(forms: pd.DataFrame, label: str, unit: str) -> pd.DataFrame:
+    """One row per (formula, material) (duplicates summed), contents as fractions summing to 1 per formula, zero
+    contents dropped; formulas whose sum is more than :data:`SUM_TOLERANCE` away from the whole get a warning."""
+    merged = forms.groupby(list(ID_COLUMNS), sort=False, as_index=False)["content"].sum()
+    sums = merged.groupby("formula_id", sort=False)["content"].sum()
+    off = sums.index[((sums / _TOTALS[unit] - 1.0).abs() > SUM_TOLERANCE).to_numpy()]
+    if len(off):
+        log.warning("%s: %d of %d formulas sum more than %.0f%% away from %s (first: %s); normalised to sum 1 "
+                    "(check content_unit and missing ingredients)", label, len(off), len(sums), SUM_TOLERANCE * 100,
+                    "100 %" if unit == "percent" else "1", ", ".join(map(repr, off[:5])))
+    merged["content"] = merged["content"] / merged["formula_id"].map(sums).to_numpy()
+    return merged[merged["content"] > 0].reset_index(drop=True)
 
 
 def load_formulas(
@@ -219,109 +666,54 @@ def load_formulas(
     properties: TableLike,
     materials: TableLike | None = None,
     targets: Sequence[str] | str | None = None,
-    conditions: Sequence[str] = (),
+    conditions: Sequence[str] | str = (),
     content_unit: str = "auto",
     name: str = "data",
+    *,
+    duplicates: str = "error",
+    sep: str | None = None,
+    decimal: str | None = None,
 ) -> FormulaData:
     """Load, validate and normalise a data set in the long format.
 
     Args:
-        formulas: path or DataFrame with ``formula_id, material_id, content``.
+        formulas: path (CSV, gzipped CSV, Parquet, ``.xlsx``; see :func:`read_table`) or DataFrame with
+            ``formula_id, material_id, content``.
         properties: path or DataFrame with ``formula_id``, the target columns and the condition columns.
         materials: optional path or DataFrame with ``material_id`` and descriptive columns. When given, every
             material used in ``formulas`` must be listed (unknown codes are errors).
-        targets: property column(s) to learn; default: every numeric column that is not an id, condition,
-            ``split`` or ``group``.
+        targets: property column(s) to learn. Default: the only numeric (or numeric-looking, e.g. ``1,234``)
+            column that is not ``formula_id``, ``split``, ``group`` or a condition; several such columns are an
+            error that names them (a file ``formula_id,T,viscosity`` must not silently train on ``T``). An empty
+            sequence means no target (formulas to predict, e.g. :func:`mrl.predict.prediction_input`).
         conditions: names of measurement-condition columns in ``properties``.
-        content_unit: ``"percent"``, ``"fraction"`` or ``"auto"`` (percent when the median formula sums > 1.5).
+        content_unit: ``"percent"``, ``"fraction"`` or ``"auto"``: percent when the median formula sum is above
+            1.5, else fraction (the choice and its reason are logged). A single content above the whole (100 % or
+            1) by more than :data:`SUM_TOLERANCE` is an error; formulas whose sum is off by more than that are
+            normalised with a warning.
         name: label of the data set.
+        duplicates: two rows for one (formula, material): ``"error"`` (default) or ``"sum"`` (added up, with a
+            warning).
+        sep, decimal: CSV separator and decimal mark (default: detected, see :func:`read_table`).
 
     Raises:
-        DataError: on missing columns, non-numeric/NaN/negative contents, empty formulas, unknown materials,
-            measurements of unknown formulas, NaN targets or conditions; the message names file, row and column.
+        DataError: on empty files, missing columns, non-numeric/NaN/negative/implausible contents, duplicate
+            ingredients, empty formulas, unknown materials, measurements of unknown formulas, text or NaN in
+            targets or conditions, an ambiguous target; the message names file, row (and line) and column.
     """
-    forms, flabel = read_table(formulas, "formulas")
-    props, plabel = read_table(properties, "properties")
-    _require_columns(forms, FORMULA_COLUMNS, flabel)
-    if len(forms) == 0:
-        raise DataError(f"{flabel}: no rows")
-    forms = forms[list(FORMULA_COLUMNS)].copy()
-    forms["formula_id"] = _ids(forms, "formula_id", flabel)
-    forms["material_id"] = _ids(forms, "material_id", flabel)
-    forms["content"] = _require_numeric(forms, "content", flabel)
-    negative = forms["content"].to_numpy() < 0
-    if negative.any():
-        row = int(np.flatnonzero(negative)[0])
-        raise DataError(
-            f"{_where(flabel, row)}, column 'content': negative content {forms['content'].iloc[row]!r}"
-        )
-
-    _require_columns(props, ["formula_id"], plabel)
-    conditions = tuple(conditions)
-    _require_columns(props, conditions, plabel)
-    reserved = {"formula_id", "split", "group", *conditions}
-    if targets is None:
-        targets = tuple(c for c in props.columns if c not in reserved and pd.api.types.is_numeric_dtype(props[c]))
-    elif isinstance(targets, str):
-        targets = (targets,)
-    targets = tuple(targets)
-    if not targets:
-        raise DataError(f"{plabel}: no property (target) column found")
-    _require_columns(props, targets, plabel)
-    clash = set(targets) & set(conditions)
-    if clash:
-        raise DataError(f"{plabel}: column(s) {sorted(clash)} named both as target and as condition")
-    props = props.copy()
-    props["formula_id"] = _ids(props, "formula_id", plabel)
-    for col in (*targets, *conditions):
-        props[col] = _require_numeric(props, col, plabel)
-    if "split" in props.columns:
-        bad = ~props["split"].isin(SPLIT_VALUES)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{_where(plabel, row)}, column 'split': {props['split'].iloc[row]!r} "
-                            f"is not one of {SPLIT_VALUES}")
-    known = pd.Index(pd.unique(forms["formula_id"]))
-    orphan = ~props["formula_id"].isin(known)
-    if orphan.any():
-        row = int(np.flatnonzero(orphan.to_numpy())[0])
-        raise DataError(f"{_where(plabel, row)}, column 'formula_id': formula {props['formula_id'].iloc[row]!r} "
-                        f"has no ingredients in {flabel}")
-
-    unmeasured = ~forms["formula_id"].isin(set(props["formula_id"]))
-    if unmeasured.any():
-        log.info("%s: %d formulas have no measurement in %s and are left out",
-                 flabel, forms["formula_id"][unmeasured].nunique(), plabel)
-        forms = forms[~unmeasured]
-    forms = forms.groupby(["formula_id", "material_id"], sort=False, as_index=False)["content"].sum()
-    forms = _normalise_contents(forms, flabel, content_unit)
-    forms = forms[forms["content"] > 0].reset_index(drop=True)
-
-    if materials is not None:
-        mats, mlabel = read_table(materials, "materials")
-        _require_columns(mats, ["material_id"], mlabel)
-        mats = mats.copy()
-        mats["material_id"] = _ids(mats, "material_id", mlabel)
-        dup = mats["material_id"].duplicated()
-        if dup.any():
-            row = int(np.flatnonzero(dup.to_numpy())[0])
-            raise DataError(f"{_where(mlabel, row)}, column 'material_id': duplicate {mats['material_id'].iloc[row]!r}")
-        unknown = ~forms["material_id"].isin(set(mats["material_id"]))
-        if unknown.any():
-            mid = forms["material_id"][unknown].iloc[0]
-            raw, _ = read_table(formulas, "formulas") if not isinstance(formulas, pd.DataFrame) else (formulas, "")
-            row = int(np.flatnonzero((raw["material_id"].astype(str).str.strip() == mid).to_numpy())[0])
-            raise DataError(f"{_where(flabel, row)}, column 'material_id': unknown material {mid!r} "
-                            f"(not in {mlabel}); {int(unknown.sum())} such rows")
-    else:
-        mats = pd.DataFrame({"material_id": pd.unique(forms["material_id"])})
-        mats = mats.sort_values("material_id", kind="stable").reset_index(drop=True)
-    if "name" not in mats.columns:
-        mats["name"] = mats["material_id"]
-    usage = forms.groupby("material_id")["content"].agg(["size", "median"])
-    mats["n_formulas"] = mats["material_id"].map(usage["size"]).fillna(0).astype(int)
-    mats["median_content"] = mats["material_id"].map(usage["median"]).fillna(0.0)
-    return FormulaData(forms, props.reset_index(drop=True), mats.reset_index(drop=True), targets, conditions, name)
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
+    if content_unit not in CONTENT_UNITS:
+        raise ValueError(f"content_unit must be one of {CONTENT_UNITS}, got {content_unit!r}")
+    read = {"sep": sep, "decimal": decimal}
+    forms, flabel = _read_formulas(formulas, duplicates, read)
+    props, plabel, targets, conditions = _read_properties(properties, targets, conditions, read)
+    forms = _measured(forms, flabel, props, plabel)
+    unit, why = _content_unit(forms, flabel, content_unit)
+    _check_contents(forms, flabel, unit, why)
+    mats = _read_materials(materials, forms, flabel, read)
+    forms = _normalise_contents(forms, flabel, unit)
+    return FormulaData(forms, props.reset_index(drop=True), material_usage(mats, forms), targets, conditions, name)
 
 
 def save_formulas(data: FormulaData, directory: str | Path) -> dict[str, Path]:

@@ -100,13 +100,18 @@ def test_wrong_file_type_and_missing_file(tmp_path):
         load_formulas(tmp_path / "nope.csv", tmp_path / "f.txt")
 
 
-def test_duplicate_ingredients_are_summed_and_order_does_not_matter(tmp_path):
+def test_duplicate_ingredients_are_summed_on_request_and_order_does_not_matter(tmp_path, caplog):
     shuffled = FORMS.sample(frac=1.0, random_state=3)
     a = load_formulas(FORMS, PROPS)
     b = load_formulas(shuffled, PROPS)
     assert np.allclose(a.content_matrix().toarray(), b.content_matrix().toarray())
     doubled = pd.concat([FORMS, FORMS.iloc[[1]]])
-    c = load_formulas(doubled, PROPS)
+    with pytest.raises(DataError, match=r"row 5, column 'material_id': formula 'A' lists material 'X' again "
+                                         r"\(first at row 1\)"):
+        load_formulas(doubled, PROPS)
+    with caplog.at_level("WARNING", logger="mrl.data"):
+        c = load_formulas(doubled, PROPS, duplicates="sum")
+    assert "1 duplicate (formula, material) rows summed" in caplog.text and "'A'" in caplog.text
     row = c.content_matrix().toarray()[0]
     assert np.allclose(row[:2], [90 / 110, 20 / 110])
 
