@@ -67,8 +67,10 @@ def prediction_input(formulas: TableLike, conditions: TableLike | None = None,
         extra = [c for c in props.columns if c not in ("formula_id", *condition_names)]
         if extra:
             log.warning("%s: column(s) %s are not conditions of the model and are ignored", plabel, extra)
-        props = props[["formula_id", *condition_names]]
-    return load_formulas(forms, props, targets=(), conditions=condition_names, name=name)
+        if not isinstance(conditions, pd.DataFrame):
+            props = conditions  # the loader reads the file again, so its errors name file, row and line
+    return load_formulas(forms if isinstance(formulas, pd.DataFrame) else formulas, props, targets=(),
+                         conditions=condition_names, name=name)
 
 
 def _member_paths(folder: Path) -> list[Path]:
