@@ -194,7 +194,8 @@ def test_fetch_wheel_offline_error(tmp_path, monkeypatch):
 # ----- conversions on fake wheels -----------------------------------------------------------------------------
 def test_registry_cards():
     cards = ds.list_datasets()
-    assert set(cards["name"]) == {"matbench_steels", "matbench_expt_gap", "mp_e_form", "melt_viscosity"}
+    assert set(cards["name"]) == {"matbench_steels", "matbench_expt_gap", "mp_e_form", "melt_viscosity",
+                                  "liquid_viscosity"}
     assert cards["citation"].str.len().min() > 50 and cards["license"].str.len().min() > 20
     melt = ds.DATASETS["melt_viscosity"]
     assert "2409.20235" in melt.citation and "GPL-3" in melt.license and "wheel" in melt.license
