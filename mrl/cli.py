@@ -1,9 +1,13 @@
-"""Command line: ``mrl train``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``,
-``mrl add-materials``, ``mrl tie-materials``."""
+"""Command line: ``mrl train``, ``mrl validate``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``,
+``mrl add-materials``, ``mrl tie-materials``.
+
+Errors the user can fix (bad data, params, paths) end with one line naming the cause and exit status 2; an
+interrupted training run ends with one line saying how to resume it and exit status 130 (143 for SIGTERM)."""
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,25 +15,120 @@ from typing import Any, Sequence
 import yaml
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+#: Exit status of an interrupted command (the shell's 128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
     """``key=value`` strings -> dict, values parsed as YAML (``embedding_dim=4``, ``hidden=[64,64]``)."""
     out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"--set {pair!r}: the value is not valid YAML ({problem}); check its brackets "
+                             f"and quotes") from None
     return out
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _params(path: str | None, pairs: Sequence[str] | None):
+    """RunParams from a params file and/or ``--set`` pairs (None when neither is given)."""
     from mrl.params import RunParams, load_params
-    from mrl.runs import run_experiment
 
-    params = load_params(args.params, **_overrides(args.set)) if args.params else \
-        RunParams.from_dict(_overrides(args.set), source="--set")
-    path = run_experiment(params, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if path:
+        return load_params(path, **_overrides(pairs))
+    if pairs:
+        return RunParams.from_dict(_overrides(pairs), source="--set")
+    return None
+
+
+def _resume_params(run: Path, path: str | None, pairs: Sequence[str] | None):
+    """The params of ``--resume RUN_DIR``: the run's own ``params.yaml``, placed at ``run``; any ``--params`` or
+    ``--set`` given too must not change a thing (each differing key is named)."""
+    import dataclasses
+
+    from mrl.params import RunParams, load_params
+    from mrl.runs import LOCATION_KEYS, PARAMS, params_differences, read_params
+
+    if not (run / PARAMS).exists():
+        raise FileNotFoundError(f"nothing to resume in {run}: " + ("no params.yaml, not a run folder" if run.is_dir()
+                                                                    else "no such folder"))
+    own = read_params(run)
+    if path:
+        asked = load_params(path, **_overrides(pairs))
+    else:
+        asked = RunParams.from_dict({**own.to_dict(), **_overrides(pairs)}, source="--set")
+    diff = params_differences(own, asked, ignore=LOCATION_KEYS if path else ())
+    if diff:
+        raise ValueError(f"{run} was run with other params than asked ({'; '.join(diff)}); a resumed run keeps its "
+                         f"own params: drop those settings, or train a new run under another name")
+    return dataclasses.replace(own, name=run.name, runs_dir=str(run.parent))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import mrl.train
+    from mrl.runs import run_dir, run_experiment, run_state
+
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if isinstance(args.resume, str):
+        params = _resume_params(Path(args.resume), args.params, args.set)
+    else:
+        params = _params(args.params, args.set)
+        if params is None:
+            args.parser.print_help(sys.stderr)
+            print("\nmrl train: give --params FILE, --set KEY=VALUE ... or --resume RUN_DIR", file=sys.stderr)
+            sys.exit(2)
+    out = run_dir(params)
+    if args.resume:
+        state = run_state(out)
+        if state == "finished":
+            print(f"{out} is already finished (metrics.json); nothing to resume")
+            return
+        if state == "none":
+            raise FileNotFoundError(f"nothing to resume in {out}: no checkpoint and no finished run")
+    try:
+        path = run_experiment(params, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    except mrl.train.TrainingInterrupted as exc:
+        checkpoint = exc.checkpoint_path
+        if checkpoint is not None and Path(checkpoint).exists():
+            print(f"interrupted at step {exc.step} of {exc.steps}; checkpoint saved; resume with: "
+                  f"mrl train --resume {out}", file=sys.stderr)
+        else:
+            print(f"interrupted at step {exc.step} of {exc.steps}; the new attempt was discarded"
+                  + (f" and {out} is unchanged" if out.exists() else ""), file=sys.stderr)
+        signum = getattr(signal.Signals, "SIGTERM" if exc.signal_name == "SIGTERM" else "SIGINT")
+        sys.exit(128 + signum)  # 130 for Ctrl-C, 143 for SIGTERM, as the shell reports a killed process
     print(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from mrl.params import RunParams, load_params
+    from mrl.runs import plan_run
+
+    target = args.target
+    if target is None:
+        params = _params(None, args.set)
+        if params is None:
+            args.parser.print_help(sys.stderr)
+            sys.exit(2)
+    elif Path(target).is_dir():
+        params = RunParams.from_dict({"data": target, **_overrides(args.set)}, source=f"{target} with --set")
+    elif Path(target).is_file():
+        params = load_params(target, **_overrides(args.set))
+    else:
+        raise FileNotFoundError(f"{target}: neither a data folder nor a params YAML file")
+    plan = plan_run(params)
+    print(f"plan for {params.data} (no training):")
+    for line in plan.describe():
+        print(f"  {line}")
+    for warning in plan.warnings:
+        print(f"  WARNING: {warning}")
+    print("ok" if not plan.warnings else f"ok, with {len(plan.warnings)} warning(s)")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -56,7 +155,7 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"{what} expects NEW=KNOWN, got {pair!r}")
+            raise ValueError(f"{what} expects NEW=KNOWN, got {pair!r}")
         new, known = (s.strip() for s in pair.split("=", 1))
         out[new] = None if known.lower() == "none" else known
     return out
@@ -97,18 +196,43 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(build_report(args.sweep_dir, book_dir=args.book))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mrl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mrl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train one run into runs/<name>/")
+    p = sub.add_parser("train", help="train one run into runs/<name>/",
+                       description="Train one run into <runs_dir>/<name>/. Give --params and/or --set for a new "
+                                   "run, or --resume RUN_DIR to continue an interrupted one with its own params.")
     p.add_argument("--params", help="params YAML file")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override params")
-    p.add_argument("--resume", action="store_true", help="continue an unfinished run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE", help="override params")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="continue an unfinished run from its last checkpoint: RUN_DIR (with its own params.yaml), "
+                        "or the run that --params/--set name; --params/--set may not change its params")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run (the old one is kept until the new one has finished)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, parser=p)
+
+    p = sub.add_parser("validate", help="check data and params as a run would, and print the plan (no training)",
+                       description="Dry run: load and check the data, target, target transform, conditions and "
+                                   "split a run would use, and print the plan. Exit status 0 when fine, 2 on an "
+                                   "error.")
+    p.add_argument("target", nargs="?", metavar="DATA_FOLDER_OR_PARAMS_YAML",
+                   help="a data folder (default params with data=FOLDER) or a params YAML file")
+    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE", help="override params")
+    p.set_defaults(func=cmd_validate, parser=p)
 
     p = sub.add_parser("data", help="write the synthetic formulation lab as CSV files")
     p.add_argument("--preset", default="small")
@@ -119,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("similar", help="nearest neighbours of a material in a run's embedding")
     p.add_argument("material", help="material id")
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=_positive_int, default=10, help="how many neighbours (>= 1)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
     p.set_defaults(func=cmd_similar)
 
@@ -166,9 +290,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError) as exc:
-        logging.getLogger("mrl").error("%s", exc)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, yaml.YAMLError) as exc:
+        # mrl.data.DataError is a ValueError: its message names the file, row and column
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        logging.getLogger("mrl").error("%s", "; ".join(lines) if isinstance(exc, yaml.YAMLError) else message)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

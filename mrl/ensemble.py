@@ -31,6 +31,25 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 7919
 
 
+def hold_out_calibration(split: np.ndarray, formula_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Relabel a share ``fraction`` of the ``train`` *formulas* (all their measurements) as ``calib``.
+
+    The calibration formulas are held out of training to learn interval widths and domain thresholds; eval and
+    test rows are never touched. ``fraction`` 0 returns ``split`` unchanged.
+    """
+    split = np.asarray(split, dtype=object).copy()
+    if fraction <= 0:
+        return split
+    formula_ids = np.asarray(formula_ids)
+    train_formulas = pd.unique(formula_ids[split == "train"])
+    n = int(round(fraction * len(train_formulas)))
+    if n < 1 or n >= len(train_formulas):
+        return split
+    held = set(np.random.default_rng([seed, 1]).permutation(train_formulas)[:n])
+    split[(split == "train") & np.isin(formula_ids, list(held))] = "calib"
+    return split
+
+
 def member_seed(seed: int, k: int) -> int:
     return seed + SEED_STRIDE * k
 

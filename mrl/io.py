@@ -1,8 +1,12 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename, so nothing half-written stays."""
+"""Atomic output: write to a temporary file (or folder) next to the target, then rename, so nothing half-written
+stays and an old result is replaced only by a complete new one."""
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +33,71 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system
+    or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM, errno.EXDEV):
+        return False
+    raise OSError(err, f"swapping {a} and {b}: {os.strerror(err)}")
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``final`` (``.NAME.partial-<pid>``) to build a result in.
+
+    On success the temporary folder takes ``final``'s place: an existing ``final`` is swapped out in one atomic
+    step where the system allows it (else renamed aside to ``.NAME.old-<pid>`` first, and renamed back if the
+    second rename fails) and removed only once the new folder is in place. On any error (Ctrl-C included) the
+    temporary folder is removed and ``final`` is left exactly as it was. Leftovers of killed processes
+    (``.NAME.partial-<pid>`` of a pid no longer alive) are removed on entry.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if not final.exists():
+            os.rename(tmp, final)
+        elif _exchange(tmp, final):
+            shutil.rmtree(tmp)  # now the old folder
+        else:
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                os.rename(old, final)
+                raise
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,7 @@ import pandas as pd
 import yaml
 
 import mrl
-from mrl.data import FormulaData, load_formulas
+from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams
@@ -34,11 +35,13 @@ PARAMS = "params.yaml"
 SPLIT = "split.parquet"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+#: Material vectors recorded while training, beside the checkpoint (:func:`mrl.checkpoint.snapshots_path`).
+CHECKPOINT_SNAPSHOTS = "checkpoint.snapshots.npz"
 EMBEDDINGS = "embeddings.parquet"
 SNAPSHOTS = "snapshots.parquet"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.parquet"
-FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS)
+FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS)
 
 
 def _find_table(folder: Path, stem: str) -> Path | None:
@@ -147,37 +150,284 @@ def run_dir(params: RunParams) -> Path:
     return Path(params.runs_dir) / params.name
 
 
+# ---------------------------------------------------------------------------------------------- planning
+#: Fewer training formulas than this: the plan warns (too little to learn one vector per material from).
+MIN_TRAIN_FORMULAS = 20
+#: Fewer eval formulas than this (but some): the plan warns (eval metrics are noise).
+MIN_EVAL_FORMULAS = 5
+#: Keys of a run's params that say where it is, not what it is (ignored when resuming a moved folder).
+LOCATION_KEYS = ("name", "runs_dir")
+
+
+@dataclass
+class RunPlan:
+    """Everything a run decides before training: the data, its split, and each choice with its reason.
+
+    Built by :func:`plan_run`; :func:`run_experiment` logs :meth:`describe` and trains on it, ``mrl validate``
+    prints it.
+    """
+
+    params: RunParams
+    data: FormulaData
+    truth: pd.DataFrame | None
+    split: np.ndarray  # label of every sample: train / eval / test
+    target: str
+    target_transform: str  # resolved: none | log10
+    transform_reason: str
+    base_material: str | None  # pinned at the origin (pin_origin resolved on the training formulas)
+    device: str  # resolved: cpu, cuda...
+    warnings: list[str]
+
+    @property
+    def train_data(self) -> FormulaData:
+        return self.data.subset(self.split == "train")
+
+    @property
+    def eval_data(self) -> FormulaData:
+        return self.data.subset(self.split == "eval")
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """``{split: (samples, formulas)}`` for train, eval and test."""
+        fids = self.data.properties["formula_id"].to_numpy()
+        return {name: (int((self.split == name).sum()), len(set(fids[self.split == name])))
+                for name in ("train", "eval", "test")}
+
+    def usage(self) -> dict[str, float]:
+        """Formulas per material over the whole data: median, max, materials used once, unused materials."""
+        per = self.data.formulas.groupby("material_id")["formula_id"].nunique()
+        per = per.reindex(self.data.material_ids, fill_value=0)
+        used = per[per > 0]
+        return {"median": float(used.median()) if len(used) else 0.0, "max": int(per.max()) if len(per) else 0,
+                "once": int((per == 1).sum()), "unused": int((per == 0).sum())}
+
+    def describe(self) -> list[str]:
+        """The plan as readable lines (warnings not included: see :attr:`warnings`)."""
+        p, data = self.params, self.data
+        counts = self.counts()
+        usage = self.usage()
+        inverse = f"; entered as 1000 / value: {', '.join(p.inverse_conditions)}" if p.inverse_conditions else ""
+        split_desc = {"random": f"random by formula, eval_fraction {p.eval_fraction:g}, seed {p.split_seed}",
+                      "group": f"by group, eval_fraction {p.eval_fraction:g}, seed {p.split_seed}",
+                      "material": f"by material, eval_fraction {p.eval_fraction:g} of the materials, "
+                                  f"seed {p.split_seed}",
+                      "column": "the data's split column"}[p.split]
+        pins = (f"base {self.base_material} pinned at the origin" if self.base_material
+                else "no base pinned (pin_origin: null)")
+        extra = [f"{len(p.pin)} more pinned" if p.pin else "", f"{len(p.tie)} tied" if p.tie else ""]
+        return [
+            f"data: {data.name} ({p.data}): {data.n_materials} materials, {data.n_formulas} formulas, "
+            f"{data.n_samples} samples",
+            f"target: {self.target}; transform: {self.target_transform} ({self.transform_reason})",
+            f"conditions: {', '.join(data.conditions) or 'none'}{inverse}",
+            f"split: {split_desc}: " + ", ".join(f"{name} {n} samples / {f} formulas"
+                                                 for name, (n, f) in counts.items()),
+            f"materials: {data.n_materials}, {'; '.join(x for x in (pins, *extra) if x)}; formulas per material: "
+            f"median {usage['median']:g}, max {usage['max']}, {usage['once']} used once, {usage['unused']} unused",
+            f"model: embedding_dim {p.embedding_dim}, head {p.head}, interaction {p.interaction}, "
+            f"content_scale {p.content_scale}, loss {p.loss}",
+            f"training: {p.steps} steps, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
+            + (f" ({p.device})" if p.device != self.device else ""),
+        ]
+
+
+def plan_run(params: RunParams) -> RunPlan:
+    """Load and check everything a run needs, without training: data, target and its transform, conditions,
+    split, pinned and tied materials, device. Raises ValueError (or :class:`mrl.data.DataError`, or FileNotFoundError)
+    naming what is wrong; collects warnings (tiny data) in :attr:`RunPlan.warnings`."""
+    from mrl.train import resolve_device  # imports torch
+    from mrl.transforms import resolve_target_transform
+
+    device = str(resolve_device(params.device))
+    data, truth = resolve_data(params)
+    target = data.targets[0]
+    bad = [c for c in params.inverse_conditions if c not in data.conditions]
+    if bad:
+        raise ValueError(f"inverse_conditions {bad} are not conditions of {data.name} {list(data.conditions)}")
+    if params.head == "vft" and params.temperature not in data.conditions:
+        raise ValueError(f"head 'vft' needs the temperature condition {params.temperature!r}; conditions of "
+                         f"{data.name} are {list(data.conditions)}")
+    split = make_split(data, params.split, params.eval_fraction, params.split_seed)
+    labels = pd.Series(split).value_counts(dropna=False).to_dict()
+    train = split == "train"
+    if not train.any():
+        held = {"random": "formula", "group": "group", "material": "material (and every formula holding it)"}
+        raise ValueError(
+            f"{data.name}: the {params.split} split leaves no training samples ({data.n_formulas} formula(s), "
+            f"{data.n_samples} sample(s): " + ", ".join(f"{k} {v}" for k, v in labels.items()) + "; "
+            + (f"it holds out at least one {held[params.split]}: add data or choose another split"
+               if params.split in held else "mark some rows 'train' in the split column") + ")")
+    fids = data.properties["formula_id"].to_numpy()
+    transform, reason = resolve_target_transform(
+        data.target_values()[train], params.target_transform, labels=[f"formula {f}" for f in fids[train]],
+        what=f"{data.name}: target {target!r} (training samples)")
+    train_data = data.subset(train)
+    base = None
+    if params.pin_origin is not None:
+        base = train_data.base_material() if params.pin_origin == "auto" else params.pin_origin
+        material_rows(data.material_ids, [base], "pin_origin")
+    material_rows(data.material_ids, list(params.pin), "pin")
+    material_rows(data.material_ids, [*params.tie, *params.tie.values()], "tie")
+    plan = RunPlan(params, data, truth, split, target, transform, reason, base, device, [])
+    other = {k: v for k, v in labels.items() if k not in ("train", "eval", "test")}
+    if other:
+        plan.warnings.append(f"split labels {sorted(map(str, other))} ({sum(other.values())} samples) are neither "
+                             f"train, eval nor test: those samples are not used")
+    counts = plan.counts()
+    if counts["train"][1] < MIN_TRAIN_FORMULAS:
+        plan.warnings.append(f"only {counts['train'][1]} training formula(s) (< {MIN_TRAIN_FORMULAS}): too few to "
+                             f"learn {data.n_materials} material vectors from; expect a poor model")
+    if counts["eval"][0] == 0:
+        plan.warnings.append("no eval samples: eval metrics will be empty")
+    elif counts["eval"][1] < MIN_EVAL_FORMULAS:
+        plan.warnings.append(f"only {counts['eval'][1]} eval formula(s) (< {MIN_EVAL_FORMULAS}): eval metrics "
+                             f"will be noise")
+    if params.split != "material" and counts["eval"][0]:
+        seen = set(train_data.formulas["material_id"])
+        eval_forms = data.subset(split == "eval").formulas
+        unseen = sorted(set(eval_forms["material_id"]) - seen)
+        if unseen:
+            plan.warnings.append(f"{len(unseen)} material(s) appear only in eval formulas (never in training), "
+                                 f"e.g. {unseen[:3]}: their vectors stay at the start")
+    return plan
+
+
+def log_plan(plan: RunPlan, where: Path | str | None = None) -> None:
+    """Log the plan's choices (INFO) and warnings (WARNING)."""
+    if where is not None:
+        log.info("run %s", where)
+    for line in plan.describe():
+        log.info("%s", line)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+
+
+# ---------------------------------------------------------------------------------------------- running
+def read_params(folder: str | Path) -> RunParams:
+    """A run folder's own params (``params.yaml`` without its provenance)."""
+    path = Path(folder) / PARAMS
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: not a run folder")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    values.pop("provenance", None)
+    return RunParams.from_dict(values, source=str(path))
+
+
+def params_differences(old: RunParams, new: RunParams, ignore: tuple[str, ...] = LOCATION_KEYS) -> list[str]:
+    """``"key: old -> new"`` for every key (but ``ignore``) whose value differs."""
+    a, b = old.to_dict(), new.to_dict()
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in ignore and a[k] != b[k]]
+
+
+def run_state(folder: str | Path) -> str:
+    """``finished`` (metrics.json), ``unfinished`` (a checkpoint to resume from) or ``none``."""
+    folder = Path(folder)
+    if (folder / METRICS).exists():
+        return "finished"
+    if (folder / CHECKPOINT).exists():
+        return "unfinished"
+    return "none"
+
+
+def _check_resumable(out: Path, plan: RunPlan) -> None:
+    """Refuse to continue a run with other params, or on a split that the data no longer gives."""
+    if (out / PARAMS).exists():
+        diff = params_differences(read_params(out), plan.params)
+        if diff:
+            raise ValueError(f"{out} was started with other params ({'; '.join(diff)}); resume it with its own "
+                             f"params (mrl train --resume {out}) or start a new run under another name")
+    if (out / SPLIT).exists():
+        stored = _read_table(out / SPLIT)
+        now = plan.data.properties["formula_id"].astype(str).to_numpy()
+        if (len(stored) != len(now) or not (stored["formula_id"].astype(str).to_numpy() == now).all()
+                or not (stored["split"].astype(str).to_numpy() == plan.split.astype(str)).all()):
+            raise ValueError(f"{out / SPLIT} differs from the split that {plan.data.name} and the params give now "
+                             f"(did the data change?); start a new run instead of resuming")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating it makes), or None."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
 def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = False,
                    progress: bool = True) -> Path:
     """Train and evaluate one run; write its folder and return the path.
 
-    A finished run (``metrics.json`` present) is never overwritten unless ``overwrite``; an unfinished one
-    (checkpoint only) needs ``resume`` (continue) or ``overwrite`` (start again).
+    * Nothing is created before the data, the target transform, the split and the estimator's settings have been
+      checked (:func:`plan_run`); the plan is logged. A new run that fails before its first checkpoint leaves no
+      folder (in a folder that existed before, e.g. a sweep point's, only its own files are removed).
+    * A finished run (``metrics.json`` present) is never overwritten unless ``overwrite``; an unfinished one
+      (checkpoint only) needs ``resume`` (continue) or ``overwrite`` (start again).
+    * ``overwrite`` builds the new run in a temporary sibling folder and swaps it in only when it has finished
+      (:func:`mrl.io.atomic_dir`): a failing or interrupted attempt leaves the old run untouched.
+    * ``resume`` continues from the checkpoint, after checking that ``params`` (but ``name``/``runs_dir``) and the
+      split equal the run's own; ``params.yaml`` and ``split.parquet`` are not rewritten. A finished run is
+      returned as it is; with nothing to continue, the run starts from step 0 (what a sweep point relies on;
+      ``mrl train --resume`` refuses that case).
+    * :class:`mrl.train.TrainingInterrupted` (Ctrl-C, SIGTERM) propagates after the loop saved a checkpoint; the
+      folder is kept for ``resume``.
     """
     from mrl.estimator import MixtureRegressor
+    from mrl.io import atomic_dir
 
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
     out = run_dir(params)
-    if (out / "metrics.json").exists() and not overwrite:
+    state = run_state(out)
+    if state == "finished" and not overwrite:
         if resume:
-            log.info("%s is already finished", out)
+            log.info("%s is already finished; nothing to resume", out)
             return out
         raise FileExistsError(f"{out} holds a finished run; choose another name or pass overwrite")
-    if (out / CHECKPOINT).exists() and not (resume or overwrite):
+    if state == "unfinished" and not (resume or overwrite):
         raise FileExistsError(f"{out} holds an unfinished run; pass resume to continue it or overwrite")
-    if overwrite:
-        for name in FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    data, _ = resolve_data(params)
-    split = make_split(data, params.split, params.eval_fraction, params.split_seed)
+    continuing = resume and state == "unfinished"
+    plan = plan_run(params)
+    if continuing:
+        _check_resumable(out, plan)
+    log_plan(plan, f"{out} ({'resumed' if continuing else 'replacing the old run' if state != 'none' else 'new'})")
     est = MixtureRegressor.from_params(params, progress=progress)
-    write_table(pd.DataFrame({"sample": np.arange(data.n_samples), "formula_id": data.properties["formula_id"],
-                              "split": split}), out / "split.parquet")
-    write_text(yaml.safe_dump({**params.to_dict(), "provenance": _provenance()}, sort_keys=False),
-               out / "params.yaml")
-    train_data = data.subset(split == "train")
-    eval_data = data.subset(split == "eval")
-    est.fit(train_data, eval_data, checkpoint_path=out / CHECKPOINT, resume=resume)
+    if state != "none" and overwrite:
+        with atomic_dir(out) as tmp:
+            _train(tmp, plan, est, resume=False)
+    elif continuing:
+        _train(out, plan, est, resume=True)
+    else:
+        created = _first_missing(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            _train(out, plan, est, resume=False)
+        except BaseException:
+            if not (out / CHECKPOINT).exists():  # nothing to resume from: leave nothing behind
+                if created is not None:
+                    shutil.rmtree(created, ignore_errors=True)
+                else:
+                    for name in FILES:
+                        (out / name).unlink(missing_ok=True)
+            raise
+    metrics = read_json(out / METRICS)
+    log.info("%s: train MAE %.4g, eval MAE %.4g", out, metrics["train"]["mae"],
+             metrics.get("eval", {}).get("mae", float("nan")))
+    return out
+
+
+def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> None:
+    """Write the run's inputs (unless they are there), train (or continue) and write its results, metrics last."""
+    params, data, split = plan.params, plan.data, plan.split
+    if not (resume and (folder / SPLIT).exists()):
+        write_table(pd.DataFrame({"sample": np.arange(data.n_samples), "formula_id": data.properties["formula_id"],
+                                  "split": split}), folder / SPLIT)
+    if not (resume and (folder / PARAMS).exists()):
+        write_text(yaml.safe_dump({**params.to_dict(), "provenance": _provenance()}, sort_keys=False),
+                   folder / PARAMS)
+    est.fit(plan.train_data, plan.eval_data, checkpoint_path=folder / CHECKPOINT, resume=resume)
+    log.info("trained %d steps on %s", est.n_steps_, est.device_)
 
     y = data.target_values()
     pred = est.predict(data)
@@ -190,13 +440,11 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     predictions["split"] = split
     predictions["y_true"] = y
     predictions["y_pred"] = pred
-    write_table(predictions, out / "predictions.parquet")
-    write_table(est.embeddings(), out / "embeddings.parquet")
-    write_table(est.snapshots(), out / "snapshots.parquet")
-    write_table(est.history_, out / "history.csv")
-    write_json(metrics, out / "metrics.json")
-    log.info("%s: train MAE %.4g, eval MAE %.4g", out, metrics["train"]["mae"], metrics["eval"]["mae"])
-    return out
+    write_table(predictions, folder / PREDICTIONS)
+    write_table(est.embeddings(), folder / EMBEDDINGS)
+    write_table(est.snapshots(), folder / SNAPSHOTS)
+    write_table(est.history_, folder / HISTORY)
+    write_json(metrics, folder / METRICS)
 
 
 @dataclass
@@ -207,9 +455,7 @@ class Run:
 
     @cached_property
     def params(self) -> RunParams:
-        values = yaml.safe_load((self.path / "params.yaml").read_text())
-        values.pop("provenance", None)
-        return RunParams.from_dict(values, source=str(self.path / "params.yaml"))
+        return read_params(self.path)
 
     @cached_property
     def metrics(self) -> dict:

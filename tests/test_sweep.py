@@ -110,6 +110,8 @@ def test_failing_point_is_recorded_and_does_not_stop_the_others(tmp_path):
     text = error.read_text()
     assert "notebook: 02_train" in text and "no_such_property" in text and "Traceback" in text
     assert (sweep.folder / "target_viscosity" / DONE).exists()
+    # the run failed before training: its folder keeps the sweep's files, no half-written run
+    assert not {"params.yaml", "split.parquet", "checkpoint.pt"} & {p.name for p in error.parent.iterdir()}
     assert pd.read_csv(sweep.summary_path).set_index("point").loc["target_no_such_property", "status"] == "failed"
 
     mtime = error.stat().st_mtime_ns

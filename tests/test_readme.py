@@ -1,0 +1,133 @@
+"""Every command in the README runs as written.
+
+The README's fenced ``bash`` blocks are split into commands (one a line, ``&&`` chains split, comments dropped) and
+its ``python`` blocks taken whole; each runs in README order in one temporary folder holding copies of ``params/``
+and ``book/`` (what the commands read from a fresh clone) and the input files the README's commands name. Only the
+training length is changed: ``steps:`` in the copied YAML files and ``steps=N`` in commands and Python become
+:data:`TINY_STEPS`, a sweep's grid keeps its first two values and its map notebook draws PCA maps only. Commands too
+long or not meant for a test are listed in :data:`SKIP` with the reason; everything else runs.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TINY_STEPS = 30
+#: Command (regular expression, matched at its start) -> why the test does not run it.
+SKIP = {
+    r"pip install": "installs the package; the tests run in the installed package",
+    r"python -m pytest": "the test suite itself",
+    r"bash \.ci/run": "install and the whole test suite",
+    r"python benchmarks/": "a benchmark: minutes to hours of training, some on downloaded real data",
+    r"mrl (sweep|report) \S*lab_seed_scale": "the seed-scale sweep: hours on CPU",
+    r"time ": "a timing of the main job, which runs above",
+}
+#: Lighter map notebook options for sweeps (what is under test is that the command runs, not the maps).
+FAST_VISUALIZE = {"map_methods": ["pca"], "n_frames": 4, "gif_frames": 4, "influence_formulas": 20, "n_pairs": 5}
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced block, in order."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)]
+
+
+def readme_commands(text: str) -> list[tuple[str, str]]:
+    """``("bash", command)`` for each command of the bash blocks and ``("python", code)`` for each python block."""
+    out = []
+    for language, code in readme_blocks(text):
+        if language == "python":
+            out.append(("python", code))
+        elif language in ("bash", "sh", "shell"):
+            for line in code.splitlines():
+                line = re.sub(r"\s+#.*$", "", line).strip()
+                out += [("bash", part.strip()) for part in line.split("&&") if part.strip()]
+    return out
+
+
+def skip_reason(command: str) -> str | None:
+    return next((reason for pattern, reason in SKIP.items() if re.match(pattern, command)), None)
+
+
+def tiny(code: str) -> str:
+    """Training length made tiny in a command or a Python block."""
+    return re.sub(r"\bsteps\s*=\s*\d+", f"steps={TINY_STEPS}", code)
+
+
+def _tiny_yaml(path: Path) -> None:
+    """Rewrite a copied params file: tiny steps; for a sweep also two grid values and PCA maps only."""
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict):
+        return
+    if "grid" in spec:
+        spec["base"] = {**(spec.get("base") or {}), "steps": TINY_STEPS}
+        spec["grid"] = {k: list(v)[:2] for k, v in spec["grid"].items()}
+        nb_params = dict(spec.get("notebook_params") or {})
+        nb_params["04_visualize"] = {**(nb_params.get("04_visualize") or {}), **FAST_VISUALIZE}
+        spec["notebook_params"] = nb_params
+    elif "steps" in spec:
+        spec["steps"] = TINY_STEPS
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _new_material_inputs(folder: Path) -> None:
+    """``new_f.csv`` / ``new_p.csv`` of the README's ``mrl add-materials``: five lab formulas holding ``NEW``."""
+    from mrl.synth import make_lab
+
+    data, _ = make_lab("small")
+    fids = list(data.formula_ids[:5])
+    forms = data.formulas[data.formulas["formula_id"].isin(fids)].copy()
+    forms["content"] *= 95.0
+    forms = pd.concat([forms, pd.DataFrame({"formula_id": fids, "material_id": "NEW", "content": 5.0})])
+    forms.to_csv(folder / "new_f.csv", index=False)
+    data.properties[data.properties["formula_id"].isin(fids)][["formula_id", *data.targets]].to_csv(
+        folder / "new_p.csv", index=False)
+
+
+COMMANDS = readme_commands(README.read_text())
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A fresh clone's view: params/ and book/ copies (tiny steps), and the inputs the README's commands name."""
+    work = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "params", work / "params")
+    for path in (work / "params").glob("*.yaml"):
+        _tiny_yaml(path)
+    shutil.copytree(ROOT / "book", work / "book", ignore=shutil.ignore_patterns("_build", "generated"))
+    _new_material_inputs(work)
+    return work
+
+
+def test_readme_has_commands():
+    kinds = [kind for kind, _ in COMMANDS]
+    assert kinds.count("bash") >= 6 and "python" in kinds
+    assert any(cmd.startswith("mrl train --params params/run.yaml") for _, cmd in COMMANDS)
+    assert (ROOT / "params" / "run.yaml").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,code", COMMANDS, ids=[c.splitlines()[-1][:60] for _, c in COMMANDS])
+def test_readme_command_runs(workdir, kind, code):
+    reason = skip_reason(code) if kind == "bash" else None
+    if reason:
+        pytest.skip(reason)
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if kind == "bash":
+        argv = ["bash", "-c", tiny(code)]
+    else:
+        script = workdir / "readme_block.py"
+        script.write_text(tiny(code))
+        argv = [sys.executable, str(script)]
+    proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, f"{code}\nexit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
