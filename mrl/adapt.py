@@ -6,6 +6,13 @@
 * :func:`tie_materials` gives a new material the effective vector of a known one ("this new grade acts like
   M00042"), or pins it at the origin (no influence, like the base solvent; same predictions as
   ``unknown="zero"``).
+* :func:`add_by_features` (models fitted with ``features``) gives a new material ``g(x)`` from its known features
+  alone, without any formula (residual 0).
+
+With a feature model, every new row gets a feature row too: a tied (or ``like``) material copies its partner's
+(so it gets the partner's vector), :func:`add_materials` reads the new materials' feature columns from the data's
+materials table where it has them, and a material without features gets the row of "no feature known" (the mean
+row with its missing indicators set; see :mod:`mrl.features`), i.e. ``g`` of that row plus its own residual.
 
 Both return a new estimator; the one passed in is not changed, and predictions for formulas without new
 materials are bitwise the same.
@@ -34,11 +41,22 @@ from mrl.train import cosine_factor
 log = logging.getLogger(__name__)
 
 
+def _feature_rows(est: MixtureRegressor, materials: pd.DataFrame | None, n: int) -> np.ndarray | None:
+    """Standardised feature rows of ``n`` new materials for a feature model (None without features): from
+    ``materials`` where given (absent columns count as unknown), else the "no feature known" row."""
+    scaler = getattr(est, "feature_scaler_", None)
+    if scaler is None:
+        return None
+    if materials is None:
+        return np.tile(scaler.fill_row(), (n, 1))
+    return est.material_feature_rows(materials, missing="nan")
+
+
 def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_content: np.ndarray,
-                   source: np.ndarray, pinned: np.ndarray) -> MixtureRegressor:
+                   source: np.ndarray, pinned: np.ndarray, features: np.ndarray | None = None) -> MixtureRegressor:
     """A copy of ``est`` whose vocabulary ends with ``materials`` (see :meth:`MixtureModel.with_new_materials`).
     Snapshots get NaN rows for the new materials (they were not in the vocabulary then)."""
-    module = est.module_.with_new_materials(source, typical_content, pinned)
+    module = est.module_.with_new_materials(source, typical_content, pinned, features)
     n_old, n_new = len(est.materials_), len(materials)
     out = copy.copy(est)
     out.module_ = module.eval()
@@ -72,7 +90,8 @@ def tie_materials(est: MixtureRegressor, mapping: Mapping[str, str | None]) -> M
     keep = est.module_.keep.cpu().numpy()
     materials = pd.DataFrame({"material_id": new_ids, "name": new_ids, "n_formulas": 0,
                               "tied_to": [mapping[m] for m in new_ids]})
-    return _with_new_rows(est, materials, np.ones(len(new_ids)), source, (source < 0) | (keep[source] == 0))
+    return _with_new_rows(est, materials, np.ones(len(new_ids)), source, (source < 0) | (keep[source] == 0),
+                          _feature_rows(est, None, len(new_ids)))
 
 
 def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, str] | None = None,
@@ -137,12 +156,55 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     probe = copy.copy(est)
     probe.materials_ = materials
     typical = probe.typical_content(data)  # the estimator's own rule (median or RMS content)
-    out = _with_new_rows(est, materials, typical, source, np.zeros(len(new_ids), bool))
+    out = _with_new_rows(est, materials, typical, source, np.zeros(len(new_ids), bool),
+                         _feature_rows(est, materials, len(new_ids)))
     matrix, conditions = out.encode(data)
     rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)
     _fit_rows(out.module_, len(vocab), make_batch(matrix, rows, conditions[rows]).to(est.device_),
               data.target_values(est.target_)[rows], steps, lr, shrinkage)
     return out
+
+
+def add_by_features(est: MixtureRegressor, materials: pd.DataFrame) -> MixtureRegressor:
+    """Add materials known only by their features: each gets ``g(x)`` (residual 0), no formula needed.
+
+    Args:
+        est: an estimator fitted with ``features`` (unchanged).
+        materials: one row per new material: ``material_id``, what its features come from (the feature columns for
+            ``features="columns"``/``"supplier"``, with NaN where unknown; ``smiles`` for ``"rdkit"``; the id as
+            element symbol for element tables), and, for a content-scaled model (``content_scale`` other than
+            ``"none"``), ``median_content``: the typical content *fraction* it will be dosed at (its content scale
+            is ``1 / median_content``, as for a trained material).
+
+    Raises:
+        ValueError: a model without features, an id already in the vocabulary, a missing feature column or
+            ``median_content`` column, or a non-positive ``median_content``.
+    """
+    check_is_fitted(est, "module_")
+    if getattr(est, "feature_scaler_", None) is None:
+        raise ValueError("add_by_features: the model was fitted without features (features=None); use "
+                         "add_materials (formulas) or tie_materials instead")
+    if "material_id" not in materials.columns or materials.empty:
+        raise ValueError("add_by_features: give a non-empty table with a material_id column")
+    new_ids = materials["material_id"].astype(str).tolist()
+    clash = sorted(set(new_ids) & set(est.materials_["material_id"].astype(str)))
+    if clash or len(set(new_ids)) < len(new_ids):
+        raise ValueError(f"add_by_features: {clash[:5] or 'repeated ids'} already in the model's vocabulary")
+    if est.content_scale == "none":
+        typical = np.ones(len(new_ids))
+    else:
+        if "median_content" not in materials.columns:
+            raise ValueError(f"add_by_features: content_scale={est.content_scale!r} needs each new material's "
+                             f"typical content fraction in a 'median_content' column")
+        typical = pd.to_numeric(materials["median_content"], errors="coerce").to_numpy(np.float64)
+        if not (typical > 0).all():
+            bad = new_ids[int(np.flatnonzero(~(typical > 0))[0])]
+            raise ValueError(f"add_by_features: median_content of {bad!r} must be a fraction > 0")
+    features = est.material_feature_rows(materials, missing="error")
+    table = materials.reset_index(drop=True).copy()
+    table["material_id"] = new_ids
+    table["n_formulas"] = 0
+    return _with_new_rows(est, table, typical, np.full(len(new_ids), -1), np.zeros(len(new_ids), bool), features)
 
 
 def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, steps: int, lr: float,

@@ -38,6 +38,12 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     :class:`mrl.params.RunParams` uses too). Parameters mirror the model and training sections of ``RunParams``
     (a test keeps the defaults equal). ``unknown`` says what ``predict`` does with a material absent from the
     training vocabulary: ``"error"`` or ``"zero"`` (treat it as a material with no influence).
+
+    ``features`` (see :mod:`mrl.features`) adds known material features: each raw vector becomes ``g(x_i) + r_i``
+    (:class:`mrl.model.MixtureModel`), the residual table pulled to 0 by ``residual_weight_decay`` so that a
+    data-poor material leans on ``g(x_i)``. ``early_stopping`` holds out ``validation_fraction`` of the training
+    formulas, checks their loss every ``eval_every`` steps, stops after ``patience`` checks without improvement
+    and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
     """
 
     def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
@@ -45,10 +51,13 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  content_scale: str = "median", pin_origin: str | None = "auto", pin: Sequence[str] = (),
                  tie: Mapping[str, str] | None = None, init_std: float = 1e-3,
                  target_transform: str = "auto", aggregation: str = "embedding_bag", interaction: str = "none",
+                 features: str | None = None, feature_map: str = "linear",
                  inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
                  lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
-                 embedding_weight_decay: float = 1e-4,
-                 lr_schedule: str = "cosine", loss: str = "mse", eval_every: int = 500, snapshot_every: int = 500,
+                 embedding_weight_decay: float = 1e-4, residual_weight_decay: float = 1e-3,
+                 lr_schedule: str = "cosine", loss: str = "mse", eval_every: int = 500,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, patience: int = 10,
+                 snapshot_every: int = 500,
                  checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
                  progress: bool = True) -> None:
         self.embedding_dim = embedding_dim
@@ -65,6 +74,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.target_transform = target_transform
         self.aggregation = aggregation
         self.interaction = interaction
+        self.features = features
+        self.feature_map = feature_map
         self.inverse_conditions = inverse_conditions
         self.steps = steps
         self.batch_size = batch_size
@@ -72,9 +83,13 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.embedding_lr = embedding_lr
         self.weight_decay = weight_decay
         self.embedding_weight_decay = embedding_weight_decay
+        self.residual_weight_decay = residual_weight_decay
         self.lr_schedule = lr_schedule
         self.loss = loss
         self.eval_every = eval_every
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
         self.seed = seed
@@ -93,7 +108,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         params = self.get_params()
         check_constraints(params, source=type(self).__name__)
         bad = [k for k in ("steps", "batch_size", "embedding_dim", "eval_every", "snapshot_every",
-                           "checkpoint_every", "seed") if isinstance(params[k], bool) or not isinstance(params[k], int)]
+                           "checkpoint_every", "seed", "patience")
+               if isinstance(params[k], bool) or not isinstance(params[k], int)]
         if bad:
             raise TypeError(f"{type(self).__name__}: {bad} must be integers")
 
@@ -133,11 +149,18 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """Train on ``data`` (its materials table is the vocabulary); ``eval_data`` is only monitored.
 
         ``initial_table`` (``n_materials x embedding_dim`` raw values, e.g. from
-        :func:`mrl.init_vectors.initial_table`) replaces the near-origin start of the material table.
+        :func:`mrl.init_vectors.initial_table`) replaces the near-origin start of the material table (with
+        ``features``: of the residual table).
+
+        With ``early_stopping`` the model trains on ``data`` less its validation part (:meth:`validation_split`),
+        so its scalers, usage counts and content scales come from that part.
         """
         self._validate_params()
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
+        val_data = None
+        if self.early_stopping:
+            data, val_data = self.validation_split(data)
         self.target_ = data.targets[0]
         self.conditions_ = list(data.conditions)
         bad = [c for c in self.inverse_conditions if c not in self.conditions_]
@@ -157,9 +180,10 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         if self.tied_to_ is not None:
             self.materials_["tied_to"] = self.materials_["material_id"].map(dict(self.tie))
         self.device_ = resolve_device(self.device)
+        features = self._fit_features()
         with torch.random.fork_rng(devices=[]):  # seeded initial vectors and head; the caller's RNG untouched
             torch.manual_seed(self.seed)
-            module = self._build_module(data, initial_table)
+            module = self._build_module(data, initial_table, features)
         conditions = data.condition_values()
         module.fit_scalers(y, conditions, self.target_transform_,
                            [c in self.inverse_conditions for c in self.conditions_])
@@ -171,21 +195,96 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
                          self.device_, evaluate=evaluate,
                          checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
-                         estimator_state=self._checkpoint_state(), progress=self.progress)
+                         estimator_state=self._checkpoint_state(), progress=self.progress,
+                         validate=self._validation_loss(val_data))
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots
         self.wall_s_ = state.wall_s
+        self.best_step_ = state.best_step
+        self.stopped_step_ = state.stopped_step
         return self
 
-    def _build_module(self, data: FormulaData, initial_table: np.ndarray | None) -> MixtureModel:
+    def validation_split(self, data: FormulaData) -> tuple[FormulaData, FormulaData]:
+        """``(train part, validation part)`` of training data for early stopping: ``validation_fraction`` of the
+        *formulas* (at least one; all measurements of a formula stay together), drawn with ``seed``."""
+        formulas = np.asarray(pd.unique(data.properties["formula_id"]))
+        if len(formulas) < 2:
+            raise ValueError(f"{data.name}: early_stopping needs at least 2 training formulas, got {len(formulas)}")
+        n_val = min(len(formulas) - 1, max(1, int(round(self.validation_fraction * len(formulas)))))
+        held = formulas[np.random.default_rng([self.seed, 0x57A1]).permutation(len(formulas))[:n_val]]
+        val = data.properties["formula_id"].isin(set(held)).to_numpy()
+        log.info("%s: early stopping on %d validation formulas (%d measurements) held out of training", data.name,
+                 n_val, int(val.sum()))
+        return data.subset(~val), data.subset(val)
+
+    def _validation_loss(self, val_data: FormulaData | None) -> Callable[[MixtureModel], float] | None:
+        """The training loss on the validation part (standardised target), or None without early stopping."""
+        if val_data is None:
+            return None
+        from mrl.train import LOSSES
+
+        matrix, cond = self.encode(val_data)
+        y_val = np.array(val_data.target_values(self.target_), dtype=np.float32)  # a writable copy
+        y = self.module_.target_to_scaled(torch.from_numpy(y_val).to(self.device_))
+        loss_fn = LOSSES[self.loss]
+        batches = [make_batch(matrix, np.arange(start, min(len(y), start + PREDICT_CHUNK)),
+                              cond[start:start + PREDICT_CHUNK]).to(self.device_)
+                   for start in range(0, len(y), PREDICT_CHUNK)]
+
+        def validate(model: MixtureModel) -> float:
+            with torch.no_grad():
+                pred = torch.cat([model(batch) for batch in batches])
+                return float(loss_fn(pred, y))
+        return validate
+
+    def _fit_features(self) -> np.ndarray | None:
+        """Standardised feature rows of the vocabulary (``feature_scaler_`` fitted on them), or None."""
+        self.feature_scaler_ = None
+        if self.features is None:
+            return None
+        from mrl.features import FeatureScaler, material_features
+
+        raw = material_features(self.materials_, self.features)
+        self.feature_scaler_ = FeatureScaler.fit(raw, what=f"features={self.features!r}")
+        x = self.feature_scaler_.transform(raw, what=f"features={self.features!r}")
+        log.info("features %r: %d materials x %d columns (%d with gaps; %d materials without any value)",
+                 self.features, x.shape[0], x.shape[1], len(self.feature_scaler_.gaps),
+                 int(raw.isna().all(axis=1).sum()))
+        return x
+
+    def material_feature_rows(self, materials: pd.DataFrame, missing: str = "error") -> np.ndarray:
+        """Standardised feature rows of ``materials`` (a materials table; see :mod:`mrl.features`) with this
+        model's scaler, shape ``(len(materials), n_features)``; ``missing="nan"`` treats absent feature columns as
+        unknown values instead of an error."""
+        self._check_fitted()
+        if self.feature_scaler_ is None:
+            raise ValueError("this model was fitted without features")
+        from mrl.features import material_features
+
+        what = f"features={self.features!r}"
+        if self.features in ("columns", "supplier"):  # the fitted columns only; other columns are not read
+            wanted = set(self.feature_scaler_.columns) | set(self.feature_scaler_.gaps)
+            raw = materials[[c for c in materials.columns if c in wanted]].copy()
+            raw.index = materials["material_id"].astype(str).to_numpy()
+        elif self.features == "rdkit" and "smiles" not in materials.columns and missing == "nan":
+            raw = pd.DataFrame(index=materials["material_id"].astype(str).to_numpy())
+        else:
+            raw = material_features(materials, self.features, drop_empty=False)
+        return self.feature_scaler_.transform(raw, missing=missing, what=what)
+
+    def _build_module(self, data: FormulaData, initial_table: np.ndarray | None,
+                      features: np.ndarray | None = None) -> MixtureModel:
         module = MixtureModel(
             n_materials=data.n_materials, embedding_dim=self.embedding_dim, activation=self.activation,
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
             content_scale=self.content_scale, median_content=self.typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
             interaction=self.interaction, tied_to=self.tied_to_,
-            temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0)
+            temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0,
+            **({} if features is None else {"n_features": features.shape[1], "feature_map": self.feature_map}))
+        if features is not None:
+            module.set_features(features)
         if initial_table is not None:
             from mrl.init_vectors import set_initial_table
 
@@ -329,17 +428,21 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                   "tie": dict(self.tie or {}), "inverse_conditions": list(self.inverse_conditions)}
         materials = {col: [None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in values]
                      for col, values in self.materials_.to_dict(orient="list").items()}
-        return {"params": params, "materials": materials, "conditions": list(self.conditions_),
-                "target": self.target_, "target_transform": self.target_transform_,
-                "pinned": [int(i) for i in self.pinned_]}
+        state = {"params": params, "materials": materials, "conditions": list(self.conditions_),
+                 "target": self.target_, "target_transform": self.target_transform_,
+                 "pinned": [int(i) for i in self.pinned_]}
+        if getattr(self, "feature_scaler_", None) is not None:
+            state["feature_scaler"] = self.feature_scaler_.to_state()
+        return state
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` rebuilds (e.g. after :mod:`mrl.adapt` changed the vocabulary);
         it holds no optimiser state, so it cannot resume training. Written atomically."""
         self._check_fitted()
-        return save_checkpoint(path, self.module_, self._checkpoint_state(),
-                               progress={"step": self.n_steps_, "history": self.history_.to_dict(orient="records"),
-                                         "wall_s": self.wall_s_})
+        progress = {"step": self.n_steps_, "history": self.history_.to_dict(orient="records"), "wall_s": self.wall_s_}
+        if self.early_stopping:
+            progress.update(best_step=self.best_step_, stopped_step=self.stopped_step_)
+        return save_checkpoint(path, self.module_, self._checkpoint_state(), progress=progress)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "MixtureRegressor":
@@ -362,4 +465,10 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         est.history_ = pd.DataFrame(ckpt["progress"]["history"])
         est.snapshots_ = load_snapshots(snapshots_path(path))
         est.wall_s_ = ckpt["progress"]["wall_s"]
+        est.best_step_ = ckpt["progress"].get("best_step")
+        est.stopped_step_ = ckpt["progress"].get("stopped_step")
+        from mrl.features import FeatureScaler
+
+        scaler = state.get("feature_scaler")
+        est.feature_scaler_ = None if scaler is None else FeatureScaler.from_state(scaler)
         return est

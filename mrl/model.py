@@ -14,6 +14,13 @@ content-weighted multi-head attention (as Roost/CrabNet do for elements) gives e
 ``u_i`` from its partners, and ``m = sum_i c_i (e_i + s_i u_i)``. The table stays the one inspectable vector per
 material; the update starts at zero (a learned gate initialised at 0), so training starts from the plain sum.
 
+Known material features (``n_features > 0``): each material's raw vector becomes ``g(x_i) + r_i`` before the
+activation, with ``x_i`` its standardised feature row (the ``features`` buffer, built by :mod:`mrl.features`), ``g``
+a learned map shared by all materials (``feature_map``: ``"linear"``, or ``"mlp"`` with one hidden layer of
+:data:`FEATURE_HIDDEN` units) and ``r_i`` the per-material residual (the table ``W``). ``g``'s output layer starts at
+zero, so training starts from the plain table; content scaling, pinning and ties then apply as without features,
+and :meth:`MixtureModel.material_vectors` still gives one effective vector per material.
+
 Measurement conditions (temperature, pressure, ...) are standardised (optionally ``1000 / value`` first) and
 enter the head beside ``m``; they never touch the material vectors. Target scaling (``log10`` then
 standardisation) is stored in buffers so a checkpoint rebuilds the whole predictor.
@@ -37,6 +44,9 @@ HEADS = CHOICES["head"]
 #: Transforms a fitted model applies (``auto`` is resolved before, by :mod:`mrl.transforms`).
 TARGET_TRANSFORMS = ("none", "log10")
 INTERACTIONS = CHOICES["interaction"]
+FEATURE_MAPS = CHOICES["feature_map"]
+#: Width of the hidden layer of the ``"mlp"`` feature map.
+FEATURE_HIDDEN = 64
 #: Predictions are clipped to the training target range widened by this share of it (transformed units).
 PREDICTION_MARGIN = 0.1
 #: Typical Vogel-Fulcher-Tammann B (K) and C (K) the vft head starts from (silicate melts: B ~ 4,000-10,000 K).
@@ -171,6 +181,9 @@ class MixtureModel(nn.Module):
         tied_to: for each material, the material whose vector (and content scale) it uses, shape
             ``(n_materials,)``; a practitioner's "X acts like Y" (default: each its own). Tied rows of the table
             get no gradient.
+        n_features: length of each material's standardised feature row (0: no features, the table alone).
+        feature_map: ``"linear"`` or ``"mlp"``: the map ``g`` from features to the raw vector (see the module
+            docstring); the rows themselves live in the ``features`` buffer (:meth:`set_features`).
     """
 
     def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
@@ -178,7 +191,8 @@ class MixtureModel(nn.Module):
                  head: str = "direct", content_scale: str = "median",
                  median_content: Sequence[float] | None = None, pinned: Sequence[int] = (),
                  init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0,
-                 interaction: str = "none", tied_to: Sequence[int] | None = None) -> None:
+                 interaction: str = "none", tied_to: Sequence[int] | None = None, n_features: int = 0,
+                 feature_map: str = "linear") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -190,6 +204,10 @@ class MixtureModel(nn.Module):
             raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if feature_map not in FEATURE_MAPS:
+            raise ValueError(f"feature_map must be one of {FEATURE_MAPS}, got {feature_map!r}")
+        if n_features < 0:
+            raise ValueError(f"n_features must be >= 0, got {n_features}")
         if head == "vft" and n_conditions < 1:
             raise ValueError("the vft head needs a temperature condition (n_conditions >= 1)")
         source = np.arange(n_materials) if tied_to is None else np.asarray(tied_to, np.int64)
@@ -202,7 +220,8 @@ class MixtureModel(nn.Module):
             median_content=None if median_content is None else [float(v) for v in median_content],
             pinned=[int(p) for p in pinned], init_std=init_std, aggregation=aggregation,
             temperature_index=temperature_index, interaction=interaction,
-            tied_to=None if tied_to is None else [int(t) for t in source])
+            tied_to=None if tied_to is None else [int(t) for t in source], n_features=int(n_features),
+            feature_map=feature_map)
         self.activation = activation
         self.aggregation = aggregation
         self.head_kind = head
@@ -232,15 +251,37 @@ class MixtureModel(nn.Module):
         self.register_buffer("c_max", torch.tensor(VFT_C_INIT / 0.5))  # vft: C in (0, c_max), set from data
         n_out, n_in = (3, embedding_dim + n_conditions - 1) if head == "vft" else (1, embedding_dim + n_conditions)
         self.head = mlp(n_in, hidden, n_out, dropout)
+        # built after everything else, so that a model without features draws the same random numbers as before
+        self.feature_map: nn.Sequential | None = None
+        if n_features:
+            self.register_buffer("features", torch.zeros(n_materials, n_features))
+            self.feature_map = mlp(n_features, (FEATURE_HIDDEN,) if feature_map == "mlp" else (), embedding_dim)
+            with torch.no_grad():
+                self.feature_map[-1].weight.zero_()
+                self.feature_map[-1].bias.zero_()
+
+    def set_features(self, features: np.ndarray) -> None:
+        """Copy the standardised feature rows, shape ``(n_materials, n_features)``, into the ``features`` buffer."""
+        if self.feature_map is None:
+            raise ValueError("set_features: this model was built without features (n_features=0)")
+        values = torch.as_tensor(np.asarray(features, np.float32))
+        if tuple(values.shape) != tuple(self.features.shape):
+            raise ValueError(f"features have shape {tuple(values.shape)}; the model expects "
+                             f"{tuple(self.features.shape)}")
+        self.features.copy_(values.to(self.features.device))
 
     def with_new_materials(self, source: np.ndarray, typical_content: np.ndarray,
-                           pinned: np.ndarray) -> "MixtureModel":
+                           pinned: np.ndarray, features: np.ndarray | None = None) -> "MixtureModel":
         """A copy whose vocabulary ends with ``len(source)`` new materials; this module is unchanged.
 
         New material ``j`` copies the raw row and content scale of known row ``source[j]`` (a known row that is
         itself tied lends its partner's); where ``source[j] < 0`` its raw row is 0 and its scale follows the
         ``content_scale`` rule from ``typical_content[j]``. ``pinned[j]`` fixes it at the origin. Every known
         row, the head and the scalers are copied exactly, so predictions without new materials do not change.
+
+        A model with features needs ``features``, the new materials' standardised feature rows, shape
+        ``(len(source), n_features)``; a copied material takes its source's row instead (so it gets the source's
+        vector), a new one ``g(features[j])`` plus a zero residual.
         """
         source = np.asarray(source, np.int64)
         n_old, n_new = self.model_params["n_materials"], len(source)
@@ -259,7 +300,14 @@ class MixtureModel(nn.Module):
         module = MixtureModel(**params)
         state, fresh = self.state_dict(), module.state_dict()
         take = torch.as_tensor(np.flatnonzero(copied))
-        for name in ("table", "log_scale", "keep"):
+        names = ["table", "log_scale", "keep"]
+        if self.feature_map is not None:
+            if features is None or np.shape(features) != (n_new, self.features.shape[1]):
+                raise ValueError(f"with_new_materials: a model with features needs the new materials' feature rows, "
+                                 f"shape ({n_new}, {self.features.shape[1]})")
+            fresh["features"][n_old:] = torch.as_tensor(np.asarray(features, np.float32))
+            names.append("features")
+        for name in names:
             tail = fresh[name][n_old:].clone()
             if name == "table":
                 tail.zero_()
@@ -330,9 +378,18 @@ class MixtureModel(nn.Module):
         return torch.pow(10.0, t) if bool(self.y_log10) else t
 
     # ------------------------------------------------------------------ vectors
+    def pre_activation(self) -> torch.Tensor:
+        """Raw vectors before the activation: the table ``W``, plus ``g(x)`` with features, shape
+        ``(n_materials, dim)`` (ties not resolved)."""
+        if self.feature_map is None:
+            return self.table
+        return self.feature_map(self.features) + self.table
+
     def _raw_and_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``act(W)`` and the scales ``s`` (0 for pinned materials) of every material, ties resolved."""
-        raw = torch.tanh(self.table) if self.activation == "tanh" else self.table
+        """``act(W)`` (``act(g(x) + W)`` with features) and the scales ``s`` (0 for pinned materials) of every
+        material, ties resolved."""
+        pre = self.pre_activation()
+        raw = torch.tanh(pre) if self.activation == "tanh" else pre
         return raw[self.source], (self.keep * torch.exp(self.log_scale))[self.source]
 
     def material_vectors(self) -> torch.Tensor:

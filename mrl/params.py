@@ -49,6 +49,11 @@ class RunParams:
     target_transform: str = "auto"  # none | log10 | auto (log10 when positive and spanning > 2 decades)
     aggregation: str = "embedding_bag"  # embedding_bag | sparse_mm
     interaction: str = "none"  # none | attention: ingredients attend to each other before the sum (Roost-like)
+    # known material features beside the learned vectors: null | columns (numeric columns of the materials table) |
+    # magpie | mat2vec | oliynyk | jarvis (element tables; material id = element symbol) | rdkit (smiles column) |
+    # supplier (sheet_* columns, e.g. a synthetic lab's supplier sheets); raw vector = g(features) + residual
+    features: Optional[str] = None
+    feature_map: str = "linear"  # linear | mlp (one hidden layer of 64): the map g from features to raw vectors
     # training
     steps: int = 20000
     batch_size: int = 256
@@ -56,9 +61,17 @@ class RunParams:
     embedding_lr: Optional[float] = None  # material-table learning rate (default: lr)
     weight_decay: float = 0.0  # L2 on the head's weights
     embedding_weight_decay: float = 0.0001  # L2 on the material table: pulls data-poor materials to the origin
+    # with features: L2 on the per-material residual (the table), pulling data-poor materials to g(features);
+    # embedding_weight_decay then acts on g (and learned content scales)
+    residual_weight_decay: float = 0.001
     lr_schedule: str = "cosine"  # cosine | constant
     loss: str = "mse"  # mse | l1 | huber, on the standardised (transformed) target
     eval_every: int = 500
+    # hold out validation_fraction of the training formulas (by formula, seeded by seed), check the validation loss
+    # every eval_every steps, stop after patience checks without improvement and keep the best state (never eval)
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    patience: int = 10  # evaluations without a lower validation loss before stopping (early_stopping only)
     snapshot_every: int = 500  # material vectors recorded every this many steps
     checkpoint_every: int = 2000
     seed: int = 0
@@ -113,15 +126,17 @@ CHOICES: dict[str, tuple] = {
     "target_transform": ("none", "log10", "auto"),
     "aggregation": ("embedding_bag", "sparse_mm"),
     "interaction": ("none", "attention"),
+    "features": (None, "columns", "magpie", "mat2vec", "oliynyk", "jarvis", "rdkit", "supplier"),
+    "feature_map": ("linear", "mlp"),
     "lr_schedule": ("cosine", "constant"),
     "loss": ("mse", "l1", "huber"),
     "unknown": ("error", "zero"),
 }
 #: Parameters that must be > 0 (``None`` allowed where the parameter is optional).
 POSITIVE = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
-            "embedding_lr")
+            "embedding_lr", "patience")
 #: Parameters that must be >= 0.
-NON_NEGATIVE = ("dropout", "weight_decay", "embedding_weight_decay", "init_std")
+NON_NEGATIVE = ("dropout", "weight_decay", "embedding_weight_decay", "init_std", "residual_weight_decay")
 
 
 def check_constraints(values: dict[str, Any], source: str = "params") -> None:
@@ -138,6 +153,10 @@ def check_constraints(values: dict[str, Any], source: str = "params") -> None:
             raise ValueError(f"{source}: {key} must be >= 0, got {values[key]!r}")
     if values.get("dropout") is not None and not values["dropout"] < 1:
         raise ValueError(f"{source}: dropout must be < 1, got {values['dropout']!r}")
+    if values.get("validation_fraction") is not None and not 0 < values["validation_fraction"] < 1:
+        raise ValueError(f"{source}: validation_fraction must be in (0, 1), got {values['validation_fraction']!r}")
+    if "early_stopping" in values and not isinstance(values["early_stopping"], bool):
+        raise ValueError(f"{source}: early_stopping must be true or false, got {values['early_stopping']!r}")
     if values.get("device") is not None:
         check_device_name(values["device"], source)
 

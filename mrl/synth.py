@@ -590,6 +590,35 @@ def true_viscosity(content: sp.spmatrix | np.ndarray, truth: pd.DataFrame) -> np
     return 10.0 ** log10_viscosity_from_sums(latent_sums(content, truth))
 
 
+# ------------------------------------------------------------------------------------------- supplier sheets
+#: Multiplicative log-normal noise of a supplier-sheet value around the hidden property (SD of the natural log).
+SHEET_NOISE = 0.3
+#: Chance that a sheet leaves a value out (NaN).
+SHEET_MISSING = 0.15
+#: Chance that a material has no sheet at all (a whole NaN row).
+SHEET_ABSENT = 0.05
+
+
+def supplier_sheet_table(truth: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Noisy supplier-sheet values of the chemical hidden properties: ``material_id`` and one ``sheet_<latent>``
+    column per :data:`LATENTS` entry (never the ``idio_*`` effects, which no sheet knows).
+
+    Each value is the hidden one times ``exp(SHEET_NOISE * N(0, 1))`` (a zero stays zero: a sheet says a gum has
+    no carbomer power), :data:`SHEET_MISSING` of the values are left out and :data:`SHEET_ABSENT` of the materials
+    have no sheet. The noise comes from its own generator (``seed`` and a fixed salt), so the lab itself does not
+    change; the exact hidden values are never shown.
+    """
+    rng = np.random.default_rng([seed, 0x5EE7])
+    z = truth[list(LATENTS)].to_numpy(np.float64)
+    sheet = z * np.exp(SHEET_NOISE * rng.standard_normal(z.shape))
+    sheet = np.round(sheet, 4)
+    sheet[rng.random(z.shape) < SHEET_MISSING] = np.nan
+    sheet[rng.random(len(z)) < SHEET_ABSENT] = np.nan
+    out = pd.DataFrame(sheet, columns=[f"sheet_{c}" for c in LATENTS])
+    out.insert(0, "material_id", truth["material_id"].to_numpy())
+    return out
+
+
 # -------------------------------------------------------------------------------------------------------- API
 def _generate(preset: LabPreset, seed: int) -> dict[str, pd.DataFrame]:
     """Raw tables: formulas (content in %), properties, materials, truth, plus the template of each formula."""
@@ -615,8 +644,13 @@ def _generate(preset: LabPreset, seed: int) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def make_lab(preset: str | LabPreset = "small", seed: int = 0) -> tuple[FormulaData, pd.DataFrame]:
+def make_lab(preset: str | LabPreset = "small", seed: int = 0,
+             supplier_sheet: bool = False) -> tuple[FormulaData, pd.DataFrame]:
     """Generate a synthetic lab.
+
+    With ``supplier_sheet=True`` the materials table also carries the noisy ``sheet_*`` columns of
+    :func:`supplier_sheet_table` (for ``features="supplier"``); formulas, properties and truth are the same either
+    way.
 
     Returns:
         ``(data, truth)``: ``data`` is the :func:`mrl.data.load_formulas` result (target ``viscosity`` in cP,
@@ -626,15 +660,23 @@ def make_lab(preset: str | LabPreset = "small", seed: int = 0) -> tuple[FormulaD
     """
     lab = _resolve(preset)
     tables = _generate(lab, seed)
+    if supplier_sheet:
+        tables["materials"] = tables["materials"].merge(supplier_sheet_table(tables["truth"], seed),
+                                                        on="material_id", how="left")
     data = load_formulas(tables["formulas"], tables["properties"], tables["materials"], targets=("viscosity",),
                          content_unit="percent", name=f"lab_{lab.name}")
     return data, tables["truth"]
 
 
-def write_lab(directory: str | Path, preset: str | LabPreset = "small", seed: int = 0) -> dict[str, Path]:
-    """Write ``formulas.csv`` (content in %), ``properties.csv``, ``materials.csv`` and ``truth.csv`` atomically."""
+def write_lab(directory: str | Path, preset: str | LabPreset = "small", seed: int = 0,
+              supplier_sheet: bool = False) -> dict[str, Path]:
+    """Write ``formulas.csv`` (content in %), ``properties.csv``, ``materials.csv`` and ``truth.csv`` atomically;
+    with ``supplier_sheet=True`` ``materials.csv`` has the ``sheet_*`` columns too (see :func:`make_lab`)."""
     lab = _resolve(preset)
     tables = _generate(lab, seed)
+    if supplier_sheet:
+        tables["materials"] = tables["materials"].merge(supplier_sheet_table(tables["truth"], seed),
+                                                        on="material_id", how="left")
     directory = Path(directory)
     return {key: write_table(tables[key], directory / f"{key}.csv")
             for key in ("formulas", "properties", "materials", "truth")}

@@ -3,6 +3,11 @@
 The batch order of step ``s`` depends only on ``(seed, s)`` (one permutation per epoch from
 ``numpy.random.default_rng([seed, epoch])``), and the checkpoint holds the model, optimiser and torch RNG
 state, so a run resumed from a checkpoint ends with exactly the numbers of an uninterrupted run.
+
+Early stopping (``LoopConfig.early_stopping``): a ``validate`` callback gives the loss on an inner validation part
+of the training data every ``eval_every`` steps; the loop keeps the state with the lowest one in memory (and in the
+checkpoint's ``training`` section, so resume stays exact), stops after ``patience`` checks without improvement and
+restores that state at the end.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -76,11 +81,15 @@ class LoopConfig:
     checkpoint_every: int
     seed: int
     loss: str = "mse"
+    residual_weight_decay: float = 1e-3
+    early_stopping: bool = False
+    patience: int = 10
 
     @classmethod
     def from_params(cls, params: dict) -> "LoopConfig":
         """The loop's settings out of an estimator's (or run's) params; ``embedding_lr`` None means ``lr``."""
-        values = {f.name: params[f.name] for f in fields(cls)}
+        values = {f.name: params[f.name] if f.name in params or f.default is MISSING else f.default
+                  for f in fields(cls)}
         values["embedding_lr"] = values["embedding_lr"] or values["lr"]
         return cls(**values)
 
@@ -93,6 +102,11 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)
     wall_s: float = 0.0
+    best_step: int | None = None  # early stopping: step of the lowest validation loss so far
+    best_loss: float = float("inf")
+    bad_checks: int = 0  # validation checks since the last improvement
+    stopped_step: int | None = None  # early stopping: step where training ended (patience ran out or the last)
+    best_state: dict[str, torch.Tensor] | None = None
 
 
 class BatchOrder:
@@ -115,11 +129,25 @@ class BatchOrder:
 
 
 def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam with separate learning rates for the material table (and scales) and the head."""
-    material = [p for n, p in model.named_parameters() if n in ("table", "log_scale")]
-    head = [p for n, p in model.named_parameters() if n not in ("table", "log_scale")]
-    opt = torch.optim.Adam([{"params": material, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay},
-                            {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}], foreach=True)
+    """Adam with separate learning rates for the material table (and scales) and the head.
+
+    With features, the table is the per-material residual and gets ``residual_weight_decay``; the feature map ``g``
+    (and learned content scales) form a third group with ``embedding_lr`` and ``embedding_weight_decay``. Group 1
+    is always the head.
+    """
+    if model.feature_map is None:
+        material = [p for n, p in model.named_parameters() if n in ("table", "log_scale")]
+        head = [p for n, p in model.named_parameters() if n not in ("table", "log_scale")]
+        groups = [{"params": material, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay},
+                  {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+    else:
+        named = dict(model.named_parameters())
+        mapping = [p for n, p in named.items() if n == "log_scale" or n.startswith("feature_map.")]
+        head = [p for n, p in named.items() if n not in ("table", "log_scale") and not n.startswith("feature_map.")]
+        groups = [{"params": [named["table"]], "lr": cfg.embedding_lr, "weight_decay": cfg.residual_weight_decay},
+                  {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                  {"params": mapping, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay}]
+    opt = torch.optim.Adam(groups, foreach=True)
     if cfg.lr_schedule == "cosine":
         def factor(step: int) -> float:
             return cosine_factor(step, cfg.steps)
@@ -170,7 +198,8 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
              y_scaled: np.ndarray, cfg: LoopConfig, device: torch.device,
              evaluate: Callable[[MixtureModel], dict] | None = None,
              checkpoint_path: Path | None = None, resume: bool = False,
-             estimator_state: dict | None = None, progress: bool = True) -> LoopState:
+             estimator_state: dict | None = None, progress: bool = True,
+             validate: Callable[[MixtureModel], float] | None = None) -> LoopState:
     """Train ``model`` in place.
 
     Randomness (dropout) comes from torch's RNG seeded with ``cfg.seed`` inside :func:`torch.random.fork_rng`,
@@ -188,23 +217,32 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
             SIGINT/SIGTERM arrives); snapshots go beside it (:func:`mrl.checkpoint.snapshots_path`).
         resume: continue from ``checkpoint_path`` if it exists.
         estimator_state: the checkpoint's ``estimator`` section (what rebuilds the estimator).
+        validate: with ``cfg.early_stopping``, the validation loss of the model (inner validation part of the
+            training data, never eval), called every ``cfg.eval_every`` steps and logged as ``val_loss``.
 
     Raises:
         TrainingInterrupted: after saving a checkpoint, when SIGINT or SIGTERM arrived during training.
     """
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {cfg.loss!r}")
+    if cfg.early_stopping and validate is None:
+        raise ValueError("early_stopping needs a validate callback (the validation loss)")
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(cfg.seed)
         return _loop(model, matrix, rows, conditions, y_scaled, cfg, device, evaluate,
                      Path(checkpoint_path) if checkpoint_path is not None else None, resume,
-                     estimator_state or {}, progress)
+                     estimator_state or {}, progress, validate if cfg.early_stopping else None)
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditions: np.ndarray,
           y_scaled: np.ndarray, cfg: LoopConfig, device: torch.device,
           evaluate: Callable[[MixtureModel], dict] | None, checkpoint_path: Path | None, resume: bool,
-          estimator_state: dict, progress: bool) -> LoopState:
+          estimator_state: dict, progress: bool,
+          validate: Callable[[MixtureModel], float] | None = None) -> LoopState:
     loss_fn = LOSSES[cfg.loss]
     opt, sched = make_optimizer(model, cfg)
     state = LoopState()
@@ -219,6 +257,10 @@ def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditio
         progress_state = ckpt["progress"]
         state = LoopState(progress_state["step"], progress_state["history"],
                           load_snapshots(snapshots_path(checkpoint_path)), progress_state["wall_s"])
+        best = ckpt["training"].get("best")
+        if best is not None:
+            state.best_step, state.best_loss, state.bad_checks = best["step"], best["loss"], best["bad_checks"]
+            state.stopped_step, state.best_state = best["stopped_step"], best["state_dict"]
         log.info("resumed from %s at step %d", checkpoint_path, state.step)
     y_all = torch.as_tensor(y_scaled, dtype=torch.float32)
     order = BatchOrder(len(rows), cfg.batch_size, cfg.seed)
@@ -230,15 +272,18 @@ def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditio
             return
         state.wall_s = time.perf_counter() - started
         save_snapshots(snapshots_path(checkpoint_path), state.snapshots)
-        save_checkpoint(checkpoint_path, model, estimator_state,
-                        progress={"step": state.step, "history": state.history, "wall_s": state.wall_s},
-                        training={"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                  "rng": torch.get_rng_state()})
+        progress_state = {"step": state.step, "history": state.history, "wall_s": state.wall_s}
+        training = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
+        if validate is not None:
+            progress_state.update(best_step=state.best_step, stopped_step=state.stopped_step)
+            training["best"] = {"step": state.best_step, "loss": state.best_loss, "bad_checks": state.bad_checks,
+                                "stopped_step": state.stopped_step, "state_dict": state.best_state}
+        save_checkpoint(checkpoint_path, model, estimator_state, progress=progress_state, training=training)
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", disable=not progress, mininterval=2.0)
     loss_sum, loss_n = 0.0, 0
     with _stop_on_signals() as stop:
-        while state.step < cfg.steps:
+        while state.step < cfg.steps and state.stopped_step is None:
             if state.step in record and state.step not in state.snapshots:
                 state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
             model.train()
@@ -260,18 +305,39 @@ def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditio
                     model.eval()
                     with torch.no_grad():
                         entry.update(evaluate(model))
+                if validate is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        val_loss = float(validate(model))
+                    entry["val_loss"] = val_loss
+                    if val_loss < state.best_loss:
+                        state.best_step, state.best_loss, state.bad_checks = state.step, val_loss, 0
+                        state.best_state = _copy_state(model)
+                    else:
+                        state.bad_checks += 1
+                    if state.bad_checks >= cfg.patience or state.step == cfg.steps:
+                        state.stopped_step = state.step
+                        if state.step < cfg.steps:
+                            log.info("early stopping at step %d: no lower validation loss in %d checks; best step "
+                                     "%d (validation loss %.4g)", state.step, state.bad_checks, state.best_step,
+                                     state.best_loss)
                 state.history.append(entry)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k.endswith(("mae", "loss"))})
-            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-                if state.step == cfg.steps:
+            finished = state.step == cfg.steps or state.stopped_step is not None
+            if state.step % cfg.checkpoint_every == 0 or finished:
+                if finished:
                     state.snapshots[state.step] = model.material_vectors().detach().cpu().numpy().astype(np.float32)
+                    if state.best_state is not None:  # early stopping: the best state is the result
+                        model.load_state_dict(state.best_state)
                 save()
             elif stop["signal"] is not None:
                 save()
-            if stop["signal"] is not None and state.step < cfg.steps:
+            if stop["signal"] is not None and not finished:
                 bar.close()
                 raise TrainingInterrupted(state.step, cfg.steps, checkpoint_path, stop["signal"])
     bar.close()
+    if state.best_state is not None:  # also after resuming a finished run
+        model.load_state_dict(state.best_state)
     state.wall_s = time.perf_counter() - started
     model.eval()
     return state

@@ -1,0 +1,198 @@
+"""Known material features: one numeric row per material, standardised for the model's feature map ``g``.
+
+:func:`material_features` builds the raw table (index ``material_id``, float columns, NaN where a value is not
+known) from one of :data:`FEATURE_KINDS`:
+
+* ``"columns"``: every column of the materials table except identity and usage columns (:data:`NOT_FEATURES`); a
+  text value is an error naming the column, the value and the material.
+* ``"magpie"``, ``"mat2vec"``, ``"oliynyk"``, ``"jarvis"``: element property tables
+  (:func:`mrl.datasets.element_table`), looked up by material id = element symbol.
+* ``"rdkit"``: RDKit descriptors of the materials table's ``smiles`` column (:mod:`mrl.descriptors`).
+* ``"supplier"``: the ``sheet_*`` columns (supplier-sheet values; :func:`mrl.synth.make_lab` writes them for its
+  materials with ``supplier_sheet=True``).
+
+:class:`FeatureScaler` turns that table into the model's input: each column standardised with its mean and SD over
+the materials it was fitted on, a missing value set to the column mean (0 after standardising), and for every
+column with gaps a 0/1 missing-indicator column (``<column>_missing``). A material with no feature at all thus gets
+the mean row with all its indicators set, and ``g`` of that row: the model learns what "no data sheet" means from
+the training materials that have none. Constant columns are dropped (logged); an all-NaN column is an error. The
+scaler's state is plain Python values, so it goes into checkpoints.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Element property tables (:func:`mrl.datasets.element_table`), keyed by element symbol.
+ELEMENT_KINDS = ("magpie", "mat2vec", "oliynyk", "jarvis")
+#: Every kind :func:`material_features` builds (the ``features`` parameter's values but ``None``).
+FEATURE_KINDS = ("columns", *ELEMENT_KINDS, "rdkit", "supplier")
+#: Columns of a materials table that are ids, descriptions or usage, never features.
+NOT_FEATURES = ("material_id", "n_formulas", "median_content", "name", "family", "smiles", "tied_to", "like")
+#: Prefix of supplier-sheet columns (``features="supplier"``).
+SHEET_PREFIX = "sheet_"
+#: Suffix of missing-indicator columns.
+MISSING_SUFFIX = "_missing"
+
+
+def _numeric(frame: pd.DataFrame, ids: pd.Series, what: str) -> pd.DataFrame:
+    """``frame`` as floats; a value that is not a number is an error naming the column, the value and the id."""
+    out = {}
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype == bool:
+            values = values.astype(np.float64)
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna().to_numpy() & values.notna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{what}: column {col!r} holds text, e.g. {values.iloc[i]!r} for material "
+                             f"{ids.iloc[i]!r}; features must be numbers (drop the column or encode it as numbers)")
+        out[str(col)] = numbers.astype(np.float64).to_numpy()
+    return pd.DataFrame(out, index=pd.Index(ids.astype(str).to_numpy(), name="material_id"))
+
+
+def _drop_empty(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Drop columns without any value over these materials (logged); none left is an error."""
+    empty = [c for c in frame.columns if frame[c].isna().all()]
+    if empty:
+        log.info("%s: %d column(s) without any value for these materials dropped, e.g. %s", what, len(empty),
+                 empty[:5])
+    out = frame.drop(columns=empty)
+    if out.shape[1] == 0:
+        raise ValueError(f"{what}: no material has any feature value")
+    return out
+
+
+def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = True) -> pd.DataFrame:
+    """Raw feature table of ``materials`` (a materials table with ``material_id``), one row per material in its
+    order: index ``material_id``, float columns, NaN where unknown. See the module docstring for ``kind``.
+
+    For element tables and RDKit (where the columns are not the user's choice), ``drop_empty`` drops columns
+    without a value for these materials (logged) and refuses a table where no material has any; with
+    ``drop_empty=False`` (features of *new* materials for a fitted scaler) every column is kept and a material
+    not found simply gets a NaN row.
+
+    Raises:
+        ValueError: unknown ``kind``, no feature column, a text value in a feature column (naming the column, the
+            value and the material), a missing ``smiles`` column for ``"rdkit"``, no ``sheet_*`` column for
+            ``"supplier"``, or no material found in an element table.
+    """
+    if "material_id" not in materials.columns:
+        raise ValueError("material_features: the materials table needs a material_id column")
+    ids = materials["material_id"].astype(str).reset_index(drop=True)
+    what = f"features={kind!r}"
+    if kind == "columns":
+        cols = [c for c in materials.columns if c not in NOT_FEATURES]
+        if not cols:
+            raise ValueError(f"{what}: the materials table has no column besides {list(NOT_FEATURES)}; add numeric "
+                             f"feature columns to materials.csv")
+        return _numeric(materials[cols].reset_index(drop=True), ids, f"{what}: materials table")
+    if kind == "supplier":
+        cols = [c for c in materials.columns if str(c).startswith(SHEET_PREFIX)]
+        if not cols:
+            raise ValueError(f"{what}: the materials table has no {SHEET_PREFIX}* column (supplier-sheet values); a "
+                             f"synthetic lab has them with mrl.synth.make_lab(..., supplier_sheet=True)")
+        return _numeric(materials[cols].reset_index(drop=True), ids, f"{what}: materials table")
+    if kind in ELEMENT_KINDS:
+        from mrl.datasets import element_table
+
+        table = element_table(kind)
+        found = ids.isin(table.index)
+        if not found.any() and drop_empty:
+            raise ValueError(f"{what}: no material id is an element symbol of the {kind} table (e.g. "
+                             f"{ids.iloc[0]!r}); element features need ids like 'Fe', 'O'")
+        if not found.all():
+            log.warning("%s: %d material(s) not in the %s table get no features (imputed), e.g. %s", what,
+                        int((~found).sum()), kind, ids[~found].tolist()[:5])
+        frame = table.reindex(ids.to_numpy())
+        frame.index = pd.Index(ids.to_numpy(), name="material_id")
+        frame = frame.astype(np.float64)
+        return _drop_empty(frame, what) if drop_empty else frame
+    if kind == "rdkit":
+        if "smiles" not in materials.columns:
+            raise ValueError(f"{what}: the materials table needs a 'smiles' column")
+        from mrl.descriptors import rdkit_descriptors
+
+        smiles = materials["smiles"].reset_index(drop=True)
+        known = smiles.notna() & smiles.astype(str).str.strip().ne("")
+        desc = rdkit_descriptors(sorted(set(smiles[known].astype(str))))
+        desc = desc[~desc.index.duplicated()]
+        frame = desc.reindex(smiles.where(known, "").astype(str).to_numpy())
+        frame.index = pd.Index(ids.to_numpy(), name="material_id")
+        frame = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        return _drop_empty(frame, what) if drop_empty else frame
+    raise ValueError(f"features must be one of {FEATURE_KINDS} (or None), got {kind!r}")
+
+
+@dataclass
+class FeatureScaler:
+    """Standardise a raw feature table, with mean imputation and missing indicators (see the module docstring).
+
+    Attributes:
+        columns: value columns kept (constant ones dropped), in output order.
+        mean: their means over the fitted materials.
+        std: their standard deviations (> 0).
+        gaps: columns with a missing value when fitted; each adds an indicator column after the values.
+    """
+
+    columns: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, what: str = "features") -> "FeatureScaler":
+        """Fit on a raw table (rows = materials). All-NaN columns are an error naming them; constant ones are
+        dropped (logged); a table left without columns is an error."""
+        frame = _numeric(frame.reset_index(drop=True), pd.Series(frame.index.astype(str)), what)
+        empty = [c for c in frame.columns if frame[c].isna().all()]
+        if empty:
+            raise ValueError(f"{what}: column(s) {empty[:5]} have no value for any material; drop them")
+        mean, std = frame.mean(axis=0), frame.std(axis=0, ddof=0)
+        constant = [c for c in frame.columns if not std[c] > 1e-12 * max(1.0, abs(mean[c]))]
+        if constant:
+            log.info("%s: %d constant column(s) dropped: %s", what, len(constant), constant[:10])
+        columns = [c for c in frame.columns if c not in constant]
+        gaps = [c for c in frame.columns if frame[c].isna().any()]
+        if not columns and not gaps:
+            raise ValueError(f"{what}: every feature column is constant; nothing to learn from")
+        return cls(columns, [float(mean[c]) for c in columns], [float(std[c]) for c in columns], gaps)
+
+    @property
+    def names(self) -> list[str]:
+        """Output column names: the standardised values, then the missing indicators."""
+        return [*self.columns, *(f"{c}{MISSING_SUFFIX}" for c in self.gaps)]
+
+    def transform(self, frame: pd.DataFrame, missing: str = "error", what: str = "features") -> np.ndarray:
+        """Standardised rows of a raw table, shape ``(len(frame), len(names))``, float32; NaN -> 0 plus indicator.
+
+        ``missing="error"`` refuses a table lacking a fitted column (naming it); ``"nan"`` treats it as unknown.
+        """
+        needed = list(dict.fromkeys([*self.columns, *self.gaps]))
+        absent = [c for c in needed if c not in frame.columns]
+        if absent and missing == "error":
+            raise ValueError(f"{what}: column(s) {absent[:5]} the model was fitted with are missing (give them, "
+                             f"with NaN where unknown)")
+        frame = frame.reindex(columns=needed)
+        values = _numeric(frame.reset_index(drop=True), pd.Series(frame.index.astype(str)), what)
+        x = (values[self.columns].to_numpy(np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        x = np.nan_to_num(x, nan=0.0)
+        gaps = values[self.gaps].isna().to_numpy(np.float64)
+        return np.hstack([x, gaps]).astype(np.float32).reshape(len(frame), len(self.names))
+
+    def fill_row(self) -> np.ndarray:
+        """The row of a material without any feature value, shape ``(len(names),)``."""
+        return self.transform(pd.DataFrame(index=pd.Index(["?"]), columns=[]), missing="nan")[0]
+
+    def to_state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FeatureScaler":
+        return cls(**{k: list(v) for k, v in state.items()})
