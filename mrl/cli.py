@@ -1,5 +1,5 @@
 """Command line: ``mrl train``, ``mrl validate``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``,
-``mrl add-materials``, ``mrl tie-materials``.
+``mrl predict``, ``mrl add-materials``, ``mrl tie-materials``.
 
 Errors the user can fix (bad data, params, paths) end with one line naming the cause and exit status 2; an
 interrupted training run ends with one line saying how to resume it and exit status 130 (143 for SIGTERM)."""
@@ -190,8 +190,22 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from mrl.io import write_table
+    from mrl.predict import Predictor
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; choose another file or pass --overwrite")
+    table = Predictor.from_folder(args.run).predict(args.formulas, args.conditions, unknown=args.unknown,
+                                                    top_k=args.top_k, distances=not args.no_distance)
+    write_table(table, out)
+    flagged = int(table["out_of_domain"].sum())
+    print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column)")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
-    from mrl.report import build_report
+    from mrl.book import build_report
 
     print(build_report(args.sweep_dir, book_dir=args.book))
 
@@ -254,6 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel workers (default: the sweep file's jobs, else 1)")
     p.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 % "
+                                       "intervals, out-of-domain flags and the materials behind each prediction",
+                       description="Predict formulas in the long format (formula_id, material_id, content; no target "
+                                   "needed). Writes one row per formula (per conditions row) to --out (.csv or "
+                                   ".parquet).")
+    p.add_argument("run", help="finished run folder or adapted folder")
+    p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet/xlsx)")
+    p.add_argument("--conditions", default=None, help="table with formula_id and the model's condition columns")
+    p.add_argument("--unknown", default="error", help="materials the model does not know: error (default), zero "
+                                                      "(no influence) or like:KNOWN (act like material KNOWN)")
+    p.add_argument("--top-k", type=int, default=3, help="materials listed per prediction (0: none)")
+    p.add_argument("--no-distance", action="store_true", help="skip the distance-to-training flag (faster)")
+    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("add-materials", help="fit only the vectors of new materials from their few formulas, "
                                              "the run's model frozen; writes an adapted model folder")

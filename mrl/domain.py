@@ -5,7 +5,8 @@ formulas for its thresholds) and saved in the run folder (``domain.npz``). :meth
 every formula asked about, each reason it lies outside what the model has seen:
 
 * ``unknown``: a material absent from training (handled by the ``unknown`` policy, but the number is a guess);
-* ``content``: a material's content outside the range it had in training formulas;
+* ``content``: a material's content above the largest it had in training formulas (less of it lies between
+  "absent" and the smallest content seen: no extrapolation), or a material in no training formula;
 * ``condition``: a condition (e.g. temperature) outside the training range;
 * ``distance``: L1 distance of its content fractions to the nearest training formula above the 95th percentile
   of the calibration formulas' distances (0 = a training formula, 2 = no ingredient in common;
@@ -126,7 +127,9 @@ class Domain:
                     text[i].append(f"unknown material(s) {', '.join(map(str, ids))}")
         coo = matrix.tocoo()
         lo, hi = self.content_min[coo.col], self.content_max[coo.col]
-        outside = np.isnan(lo) | (coo.data < lo * (1 - RANGE_SLACK)) | (coo.data > hi * (1 + RANGE_SLACK))
+        # below the smallest content seen is no extrapolation (content 0, i.e. absent, is seen): only above the
+        # largest, or a material never in a training formula, is flagged
+        outside = np.isnan(hi) | (coo.data > hi * (1 + RANGE_SLACK))
         for r, c, v, a, b in zip(coo.row[outside], coo.col[outside], coo.data[outside], lo[outside], hi[outside]):
             hit["content"][r] = True
             seen = "never in training formulas" if np.isnan(a) else f"training range {100 * a:.3g}-{100 * b:.3g} %"

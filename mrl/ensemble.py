@@ -59,23 +59,26 @@ def member_dir(run_dir: Path, k: int) -> Path:
 
 
 def _fit_member(params: dict, k: int, train: FormulaData, eval_data: FormulaData | None, path: Path,
-                resume: bool, threads: int | None) -> Path:
-    """Train member ``k`` into ``path`` (a worker-process entry point; returns the checkpoint path)."""
+                resume: bool, threads: int | None) -> tuple[int, int, str | None]:
+    """Train member ``k`` into ``path`` (a worker-process entry point). Returns ``(k, step, signal)``: the
+    signal's name when SIGINT/SIGTERM stopped it (its checkpoint is saved), else None."""
     import torch
 
     from mrl.estimator import MixtureRegressor
     from mrl.params import RunParams
+    from mrl.train import TrainingInterrupted
 
     if threads:
         torch.set_num_threads(threads)
     est = MixtureRegressor.from_params(RunParams.from_dict(params), progress=False)
     est.set_params(seed=member_seed(params["seed"], k))
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not resume:
-        path.unlink()
-    est.fit(train, eval_data, checkpoint_path=path, resume=resume and path.exists())
+    try:
+        est.fit(train, eval_data, checkpoint_path=path, resume=resume and path.exists())
+    except TrainingInterrupted as exc:
+        return k, exc.step, exc.signal_name
     log.info("member %d done: %d steps", k, est.n_steps_)
-    return path
+    return k, est.n_steps_, None
 
 
 def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData | None, run_dir: Path,
@@ -84,8 +87,12 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
 
     ``jobs`` worker processes (default: as many as cores allow, at most the number of members), each with an equal
     share of the CPU threads; every member resumes from its own checkpoint when ``resume``.
+
+    Raises:
+        TrainingInterrupted: when SIGINT/SIGTERM stopped a member (after every member saved its checkpoint).
     """
     from mrl.estimator import MixtureRegressor
+    from mrl.train import TrainingInterrupted
 
     ks = list(range(1, params.ensemble))
     if not ks:
@@ -95,15 +102,25 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
     paths = {k: member_dir(run_dir, k) / "checkpoint.pt" for k in ks}
     todo = [k for k in ks if not (resume and _finished(paths[k], params.steps))]
     values = params.to_dict()
+    results = []
     if jobs == 1 or len(todo) <= 1:
         for k in todo:
-            _fit_member(values, k, train, eval_data, paths[k], resume, None)
+            results.append(_fit_member(values, k, train, eval_data, paths[k], resume, None))
+            if results[-1][2]:
+                break
     else:
         log.info("training %d ensemble members in %d worker processes (%d threads each)", len(todo), jobs, threads)
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_fit_member, values, k, train, eval_data, paths[k], resume, threads) for k in todo]
-            for future in cf.as_completed(futures):
-                future.result()
+            try:
+                results = [f.result() for f in cf.as_completed(futures)]
+            except KeyboardInterrupt:  # the workers got the signal too: let them save their checkpoints
+                results = [f.result() for f in futures if not f.cancel()]
+                results.append((0, 0, "SIGINT"))
+    stopped = [r for r in results if r[2]]
+    if stopped:
+        k, step, signal_name = stopped[0]
+        raise TrainingInterrupted(step, params.steps, paths.get(k), signal_name)
     return [MixtureRegressor.load(paths[k], device=params.device) for k in ks]
 
 

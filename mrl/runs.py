@@ -21,12 +21,14 @@ import yaml
 
 import mrl
 from mrl.data import FormulaData, load_formulas, material_rows
+from mrl.ensemble import hold_out_calibration, member_dir, neighbour_stability
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams
 
 if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does not need it
     from mrl.estimator import MixtureRegressor
+    from mrl.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,18 @@ SPLIT = "split.parquet"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 #: Material vectors recorded while training, beside the checkpoint (:func:`mrl.checkpoint.snapshots_path`).
-CHECKPOINT_SNAPSHOTS = "checkpoint.snapshots.npz"
+CHECKPOINT_SNAPSHOTS = "checkpoint.snapshots.npz"  # beside the checkpoint while training (mrl.checkpoint)
 EMBEDDINGS = "embeddings.parquet"
 SNAPSHOTS = "snapshots.parquet"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.parquet"
-FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS)
+CALIBRATION = "calibration.json"  # interval factors learned on the calib formulas (mrl.uncertainty)
+DOMAIN = "domain.npz"  # the training domain (mrl.domain)
+NEIGHBOUR_STABILITY = "neighbour_stability.parquet"  # ensembles: how far members agree on neighbours
+ADAPT = "adapt.json"  # an adapted model folder (mrl.adapt): what was added or tied, and the source run
+MEMBERS = "members"  # ensembles: members/<k>/checkpoint.pt for k >= 1 (member 0 is the run's checkpoint.pt)
+FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS,
+         CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY)
 
 
 def _find_table(folder: Path, stem: str) -> Path | None:
@@ -170,7 +178,7 @@ class RunPlan:
     params: RunParams
     data: FormulaData
     truth: pd.DataFrame | None
-    split: np.ndarray  # label of every sample: train / eval / test
+    split: np.ndarray  # label of every sample: train / calib / eval / test
     target: str
     target_transform: str  # resolved: none | log10
     transform_reason: str
@@ -187,10 +195,10 @@ class RunPlan:
         return self.data.subset(self.split == "eval")
 
     def counts(self) -> dict[str, tuple[int, int]]:
-        """``{split: (samples, formulas)}`` for train, eval and test."""
+        """``{split: (samples, formulas)}`` for train, calib (held out of training for intervals), eval and test."""
         fids = self.data.properties["formula_id"].to_numpy()
         return {name: (int((self.split == name).sum()), len(set(fids[self.split == name])))
-                for name in ("train", "eval", "test")}
+                for name in ("train", "calib", "eval", "test")}
 
     def usage(self) -> dict[str, float]:
         """Formulas per material over the whole data: median, max, materials used once, unused materials."""
@@ -227,6 +235,10 @@ class RunPlan:
             f"content_scale {p.content_scale}, loss {p.loss}",
             f"training: {p.steps} steps, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
             + (f" ({p.device})" if p.device != self.device else ""),
+            f"uncertainty: {'one model' if p.ensemble == 1 else f'an ensemble of {p.ensemble} members'}; "
+            + (f"intervals and domain thresholds calibrated on {counts['calib'][1]} held-out training formulas "
+               f"(calibration_fraction {p.calibration_fraction:g})" if counts["calib"][0]
+               else "no calibration formulas (calibration_fraction 0): no intervals"),
         ]
 
 
@@ -247,6 +259,8 @@ def plan_run(params: RunParams) -> RunPlan:
         raise ValueError(f"head 'vft' needs the temperature condition {params.temperature!r}; conditions of "
                          f"{data.name} are {list(data.conditions)}")
     split = make_split(data, params.split, params.eval_fraction, params.split_seed)
+    split = hold_out_calibration(split, data.properties["formula_id"].to_numpy(), params.calibration_fraction,
+                                 params.split_seed)
     labels = pd.Series(split).value_counts(dropna=False).to_dict()
     train = split == "train"
     if not train.any():
@@ -268,7 +282,9 @@ def plan_run(params: RunParams) -> RunPlan:
     material_rows(data.material_ids, list(params.pin), "pin")
     material_rows(data.material_ids, [*params.tie, *params.tie.values()], "tie")
     plan = RunPlan(params, data, truth, split, target, transform, reason, base, device, [])
-    other = {k: v for k, v in labels.items() if k not in ("train", "eval", "test")}
+    if params.calibration_fraction > 0 and not (split == "calib").any():
+        plan.warnings.append("too few training formulas to hold out calibration formulas: no intervals")
+    other = {k: v for k, v in labels.items() if k not in ("train", "eval", "test", "calib")}
     if other:
         plan.warnings.append(f"split labels {sorted(map(str, other))} ({sum(other.values())} samples) are neither "
                              f"train, eval nor test: those samples are not used")
@@ -418,7 +434,12 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
 
 
 def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> None:
-    """Write the run's inputs (unless they are there), train (or continue) and write its results, metrics last."""
+    """Write the run's inputs (unless they are there), train (or continue) its members and write its results:
+    predictions with calibrated intervals, calibration and domain files, vectors; metrics last."""
+    from mrl.ensemble import fit_members
+    from mrl.predict import calibrated_predictor
+    from mrl.uncertainty import LEVELS, coverage, from_model_units, interval, member_summary
+
     params, data, split = plan.params, plan.data, plan.split
     if not (resume and (folder / SPLIT).exists()):
         write_table(pd.DataFrame({"sample": np.arange(data.n_samples), "formula_id": data.properties["formula_id"],
@@ -428,20 +449,44 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
                    folder / PARAMS)
     est.fit(plan.train_data, plan.eval_data, checkpoint_path=folder / CHECKPOINT, resume=resume)
     log.info("trained %d steps on %s", est.n_steps_, est.device_)
+    members = [est, *fit_members(params, plan.train_data, plan.eval_data, folder, resume=resume)]
+    predictor = calibrated_predictor(members, data, split, name=folder.name)
 
     y = data.target_values()
-    pred = est.predict(data)
+    member_preds = predictor.member_predictions(data)
+    mean, spread = member_summary(member_preds, predictor.transform)
+    pred = member_preds[0] if len(members) == 1 else from_model_units(mean, predictor.transform)
     metrics = split_metrics(y, pred, split)
-    metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_, 2), embedding_dim=params.embedding_dim,
-                   target=data.targets[0], target_transform=est.target_transform_, data=data.name,
-                   n_materials=data.n_materials, n_formulas=data.n_formulas, n_samples=data.n_samples,
-                   pinned=[str(data.material_ids[i]) for i in est.pinned_], device=str(est.device_))
+    metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_ + sum(m.wall_s_ for m in members[1:]), 2),
+                   embedding_dim=params.embedding_dim, target=data.targets[0],
+                   target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
+                   n_formulas=data.n_formulas, n_samples=data.n_samples,
+                   pinned=[str(data.material_ids[i]) for i in est.pinned_], device=str(est.device_),
+                   ensemble=len(members))
     predictions = data.properties[["formula_id", *data.conditions]].copy()
     predictions["split"] = split
     predictions["y_true"] = y
     predictions["y_pred"] = pred
+    if predictor.calibration is not None:
+        metrics["intervals"] = {}
+        for level in LEVELS:
+            pct = int(round(100 * level))
+            lower, upper = interval(mean, spread, predictor.calibration, level)
+            predictions[f"lower_{pct}"], predictions[f"upper_{pct}"] = lower, upper
+            for name in dict.fromkeys(split.tolist()):
+                rows = split == name
+                metrics["intervals"].setdefault(name, {})[f"coverage_{pct}"] = coverage(y[rows], lower[rows],
+                                                                                         upper[rows])
+    if len(members) > 1:
+        predictions["spread"] = spread
     write_table(predictions, folder / PREDICTIONS)
+    predictor.save_extras(folder)
     write_table(est.embeddings(), folder / EMBEDDINGS)
+    if len(members) > 1:
+        tables = [m.embeddings() for m in members]
+        for k, table in enumerate(tables[1:], start=1):
+            write_table(table, member_dir(folder, k) / EMBEDDINGS)
+        write_table(neighbour_stability(tables), folder / NEIGHBOUR_STABILITY)
     write_table(est.snapshots(), folder / SNAPSHOTS)
     write_table(est.history_, folder / HISTORY)
     write_json(metrics, folder / METRICS)
@@ -449,44 +494,64 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
 
 @dataclass
 class Run:
-    """A finished run folder, read lazily."""
+    """A finished run folder (or an adapted one: ``checkpoint.pt`` + ``adapt.json``), read lazily."""
 
     path: Path
 
+    @property
+    def adapted(self) -> bool:
+        """True for a folder written by ``mrl add-materials`` / ``tie-materials`` (its params are its source's)."""
+        return (self.path / ADAPT).exists()
+
     @cached_property
     def params(self) -> RunParams:
+        if self.adapted:
+            return read_params(read_json(self.path / ADAPT)["source_run"])
         return read_params(self.path)
 
     @cached_property
     def metrics(self) -> dict:
-        return read_json(self.path / "metrics.json")
+        return read_json(self.path / METRICS)
 
     @cached_property
     def embeddings(self) -> pd.DataFrame:
-        return self._read("embeddings.parquet")
+        return self._read(EMBEDDINGS)
 
     @cached_property
     def snapshots(self) -> pd.DataFrame:
-        return self._read("snapshots.parquet")
+        return self._read(SNAPSHOTS)
 
     @cached_property
     def history(self) -> pd.DataFrame:
-        return self._read("history.csv")
+        return self._read(HISTORY)
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
-        return self._read("predictions.parquet")
+        return self._read(PREDICTIONS)
 
     @cached_property
     def split(self) -> pd.DataFrame:
-        return self._read("split.parquet")
+        return self._read(SPLIT)
 
     @cached_property
     def estimator(self) -> MixtureRegressor:
-        """The trained model, rebuilt from the checkpoint (imports torch on first use)."""
+        """The trained model (member 0 of an ensemble), rebuilt from the checkpoint (imports torch on first use)."""
         from mrl.estimator import MixtureRegressor
 
         return MixtureRegressor.load(self.path / CHECKPOINT)
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        """All members with the run's calibration and domain (:class:`mrl.predict.Predictor`)."""
+        from mrl.predict import Predictor
+
+        return Predictor.from_folder(self.path)
+
+    def predict(self, formulas: pd.DataFrame | str | Path, conditions: pd.DataFrame | str | Path | None = None,
+                **kw) -> pd.DataFrame:
+        """The prediction table of new formulas (long format, no target): prediction, 80 %/95 % intervals,
+        domain flags and the materials that move each prediction most (see :meth:`mrl.predict.Predictor.predict`)."""
+        return self.predictor.predict(formulas, conditions, **kw)
 
     def _read(self, name: str) -> pd.DataFrame:
         """A table of the run folder by file name."""
@@ -498,8 +563,9 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Open a finished run folder."""
+    """Open a finished run folder or an adapted model folder."""
     path = Path(path)
-    if not (path / "metrics.json").exists():
-        raise FileNotFoundError(f"{path}: no metrics.json; not a finished run")
+    if not (path / METRICS).exists() and not ((path / ADAPT).exists() and (path / CHECKPOINT).exists()):
+        raise FileNotFoundError(f"{path}: no metrics.json (and not an adapted folder with adapt.json and "
+                                f"checkpoint.pt); not a finished run")
     return Run(path)

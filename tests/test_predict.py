@@ -1,0 +1,127 @@
+"""Asking a finished run about new formulas: mrl predict, ensembles, intervals and domain flags."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mrl.data import DataError
+from mrl.params import RunParams
+from mrl.predict import Predictor
+from mrl.runs import load_run, run_experiment
+
+SMALL = dict(data="synth:small", steps=120, eval_every=60, snapshot_every=60, checkpoint_every=60, embedding_dim=4,
+             hidden=[16], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    one = run_experiment(RunParams(name="one", runs_dir=str(root), **SMALL), progress=False)
+    three = run_experiment(RunParams(name="three", runs_dir=str(root), ensemble=3, **SMALL), progress=False)
+    return {"one": load_run(one), "three": load_run(three), "root": root}
+
+
+def _formulas(run, n=40):
+    data, _ = run.data()
+    ids = data.formula_ids[:n]
+    return data, data.formulas[data.formulas["formula_id"].isin(ids)]
+
+
+@pytest.mark.parametrize("which", ["one", "three"])
+def test_predicting_the_training_formulas_reproduces_the_runs_predictions(runs, which):
+    run = runs[which]
+    data, forms = _formulas(run)
+    table = run.predict(forms, top_k=0)
+    saved = run.predictions.set_index("formula_id").loc[table["formula_id"]]
+    assert np.allclose(table["prediction"].to_numpy(), saved["y_pred"].to_numpy(), rtol=1e-6)
+    assert np.allclose(table["lower_80"].to_numpy(), saved["lower_80"].to_numpy(), rtol=1e-6)
+    assert (table["lower_95"] <= table["lower_80"]).all() and (table["upper_80"] <= table["upper_95"]).all()
+    assert ((table["lower_80"] <= table["prediction"]) & (table["prediction"] <= table["upper_80"])).all()
+
+
+def test_ensemble_members_differ_and_the_prediction_is_their_mean(runs):
+    run = runs["three"]
+    predictor = run.predictor
+    data, _ = run.data()
+    assert len(predictor.members) == 3
+    preds = predictor.member_predictions(data)
+    assert not np.allclose(preds[0], preds[1])
+    geometric = 10 ** np.log10(preds).mean(axis=0)  # a log10 target: the mean in model units
+    assert np.allclose(run.predictions["y_pred"].to_numpy(), geometric, rtol=1e-5)
+    assert run.metrics["ensemble"] == 3 and "coverage_80" in run.metrics["intervals"]["eval"]
+    stability = pd.read_parquet(run.path / "neighbour_stability.parquet")
+    assert stability["neighbour_agreement"].between(0, 1).all()
+
+
+def test_unknown_material_policies(runs):
+    run = runs["one"]
+    _, forms = _formulas(run, 3)
+    fid = forms["formula_id"].iloc[0]
+    with_new = pd.concat([forms, pd.DataFrame({"formula_id": [fid], "material_id": ["NEW"], "content": [0.05]})])
+    with pytest.raises(DataError, match=r"\['NEW'\].*formula '" + fid):
+        run.predict(with_new)
+    zero = run.predict(with_new, unknown="zero").set_index("formula_id")
+    assert zero.loc[fid, "flag_unknown"] and "NEW" in zero.loc[fid, "reasons"]
+    known = forms["material_id"].iloc[1]
+    like = run.predict(with_new, unknown=f"like:{known}").set_index("formula_id")
+    as_known = with_new.assign(material_id=with_new["material_id"].replace("NEW", known))
+    as_known = as_known.groupby(["formula_id", "material_id"], as_index=False)["content"].sum()
+    direct = run.predict(as_known).set_index("formula_id")
+    assert np.isclose(like.loc[fid, "prediction"], direct.loc[fid, "prediction"], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown must be"):
+        run.predict(with_new, unknown="maybe")
+
+
+def test_a_formula_outside_the_training_domain_is_flagged(runs):
+    run = runs["one"]
+    _, forms = _formulas(run, 1)
+    odd = forms.copy()
+    odd["content"] = 0.0
+    odd.iloc[-1, odd.columns.get_loc("content")] = 100.0  # one ingredient at 100 %: above its training range
+    table = run.predict(pd.concat([forms, odd.assign(formula_id="ODD")]))
+    flags = table.set_index("formula_id")
+    assert flags.loc["ODD", "out_of_domain"] and flags.loc["ODD", "flag_content"]
+    assert not flags.loc[forms["formula_id"].iloc[0], "flag_content"]
+
+
+def test_conditions_are_checked_by_name(tiny_data_t):
+    from mrl.estimator import MixtureRegressor
+
+    est = MixtureRegressor(embedding_dim=3, hidden=(8,), steps=20, progress=False, device="cpu").fit(tiny_data_t)
+    predictor = Predictor([est])
+    forms = tiny_data_t.formulas[tiny_data_t.formulas["formula_id"].isin(["F0000", "F0001"])]
+    with pytest.raises(DataError, match=r"needs condition column\(s\) \['T'\]"):
+        predictor.predict(forms)
+    with pytest.raises(DataError, match=r"missing condition column\(s\) \['T'\]"):
+        predictor.predict(forms, pd.DataFrame({"formula_id": ["F0000"], "temp": [300.0]}))
+    table = predictor.predict(forms, pd.DataFrame({"formula_id": ["F0000", "F0000", "F0001"], "T": [290.0, 330, 300],
+                                                   "note": ["a", "b", "c"]}))
+    assert len(table) == 3 and np.isnan(table["lower_80"]).all()  # no calibration: no intervals
+
+
+def test_adapted_folder_and_the_command_line(runs, tmp_path):
+    run = runs["one"]
+    _, forms = _formulas(run, 4)
+    fid = forms["formula_id"].iloc[0]
+    new = pd.concat([forms, pd.DataFrame({"formula_id": [fid], "material_id": ["NEW"], "content": [0.5]})])
+    new.to_csv(tmp_path / "new_f.csv", index=False)
+    adapted = tmp_path / "adapted"
+    mrl = [sys.executable, "-m", "mrl.cli"]
+    subprocess.run([*mrl, "tie-materials", str(run.path), "NEW=none", "--out", str(adapted)], check=True)
+    assert load_run(adapted).adapted and load_run(adapted).params.embedding_dim == 4
+    out = tmp_path / "p.csv"
+    done = subprocess.run([*mrl, "predict", str(adapted), "--formulas", str(tmp_path / "new_f.csv"), "--out",
+                           str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert len(table) == 4 and {"prediction", "lower_80", "upper_95", "out_of_domain", "top_materials"} <= set(table)
+    again = subprocess.run([*mrl, "predict", str(adapted), "--formulas", str(tmp_path / "new_f.csv"), "--out",
+                            str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
+    missing = subprocess.run([*mrl, "predict", str(tmp_path), "--formulas", str(tmp_path / "new_f.csv"), "--out",
+                              str(tmp_path / "q.csv")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no checkpoint.pt" in missing.stderr
