@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -232,7 +230,8 @@ def _fit_rows(module: MixtureModel, n_old: int, batch: Batch, y: np.ndarray, ste
 
 def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None = None,
               like: Mapping[str, str] | None = None, tie: Mapping[str, str | None] | None = None,
-              overwrite: bool = False, est: MixtureRegressor | None = None, **fit_kw) -> Path:
+              overwrite: bool = False, est: MixtureRegressor | None = None,
+              features: pd.DataFrame | None = None, **fit_kw) -> Path:
     """Add new materials to a finished run's model and write the result as a folder.
 
     Exactly one of ``tie`` (:func:`tie_materials`) or ``data`` (:func:`add_materials`, with ``like`` and
@@ -242,18 +241,25 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
     and after the fit, in-sample). It is written into a temporary folder that is renamed at the end, so an
     interruption leaves nothing half-written. ``est`` is the run's model when the caller has already loaded it.
     """
-    from mrl.io import write_json, write_table
+    from mrl.io import atomic_dir, write_json, write_table
+    from mrl.runs import ADAPT, CHECKPOINT, EMBEDDINGS
 
-    if (tie is None) == (data is None):
-        raise ValueError("adapt_run: give either tie (a mapping) or data (formulas with the new materials)")
+    if sum(x is not None for x in (tie, data, features)) != 1:
+        raise ValueError("adapt_run: give exactly one of tie (a mapping), data (formulas with the new materials) "
+                         "or features (a materials table: new materials known by their features)")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.resolve() == run_dir.resolve():
+        raise ValueError(f"{out_dir}: the adapted model must go to another folder than its source run {run_dir}")
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; choose another folder or overwrite")
-    est = est or MixtureRegressor.load(run_dir / "checkpoint.pt")
+    est = est or MixtureRegressor.load(run_dir / CHECKPOINT)
     record: dict = {"source_run": str(run_dir)}
     if tie is not None:
         out = tie_materials(est, tie)
         record["tie"] = dict(tie)
+    elif features is not None:
+        out = add_by_features(est, features)
+        record["by_features"] = features["material_id"].astype(str).tolist()
     else:
         out = add_materials(est, data, like=like, **fit_kw)
         new = [m for m in out.materials_["material_id"] if m not in set(est.materials_["material_id"])]
@@ -261,18 +267,10 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
         zero = tie_materials(est, {m: None for m in new}).predict(data)
         record.update(added=new, like=dict(like or {}), fit=fit_kw, n_samples=int(len(y)),
                       at_origin=_errors(y, zero), fitted=_errors(y, out.predict(data)))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        out.save(tmp / "checkpoint.pt")
-        write_table(out.embeddings(), tmp / "embeddings.parquet")
-        write_json(record, tmp / "adapt.json")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out_dir) as tmp:
+        out.save(tmp / CHECKPOINT)
+        write_table(out.embeddings(), tmp / EMBEDDINGS)
+        write_json(record, tmp / ADAPT)
     return out_dir
 
 

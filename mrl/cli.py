@@ -163,10 +163,18 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
 
 def cmd_add_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
-    from mrl.data import load_formulas
+    from mrl.data import load_formulas, read_table
     from mrl.estimator import MixtureRegressor
 
     est = MixtureRegressor.load(Path(args.run) / "checkpoint.pt", device="cpu")
+    if args.features:
+        if args.formulas or args.properties:
+            raise ValueError("--features adds materials by their features alone; leave out --formulas/--properties")
+        table, _ = read_table(args.features, "materials")
+        print(adapt_run(args.run, args.out, features=table, overwrite=args.overwrite, est=est))
+        return
+    if not (args.formulas and args.properties):
+        raise ValueError("add-materials needs --formulas and --properties (or --features MATERIALS)")
     data = load_formulas(args.formulas, args.properties, args.materials, targets=est.target_,
                          conditions=est.conditions_, name=str(args.formulas))
     like = {k: v for k, v in _mapping(args.like, "--like").items() if v is not None}
@@ -198,7 +206,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; choose another file or pass --overwrite")
     table = Predictor.from_folder(args.run).predict(args.formulas, args.conditions, unknown=args.unknown,
-                                                    top_k=args.top_k, distances=not args.no_distance)
+                                                    top_k=args.top_k, distances=not args.no_distance,
+                                                    materials=args.materials)
     write_table(table, out)
     flagged = int(table["out_of_domain"].sum())
     print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column)")
@@ -278,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet/xlsx)")
     p.add_argument("--conditions", default=None, help="table with formula_id and the model's condition columns")
     p.add_argument("--unknown", default="error", help="materials the model does not know: error (default), zero "
-                                                      "(no influence) or like:KNOWN (act like material KNOWN)")
+                                                      "(no influence), like:KNOWN (act like material KNOWN) or "
+                                                      "features (g(x) from --materials; models trained with features)")
+    p.add_argument("--materials", default=None, help="materials table with the unknown materials' features "
+                                                     "(for --unknown features)")
     p.add_argument("--top-k", type=int, default=3, help="materials listed per prediction (0: none)")
     p.add_argument("--no-distance", action="store_true", help="skip the distance-to-training flag (faster)")
     p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
@@ -288,8 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add-materials", help="fit only the vectors of new materials from their few formulas, "
                                              "the run's model frozen; writes an adapted model folder")
     p.add_argument("run", help="finished run folder")
-    p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet) using the new materials")
-    p.add_argument("--properties", required=True, help="their measured properties (the run's target)")
+    p.add_argument("--formulas", default=None, help="long-format formulas (CSV/Parquet) using the new materials")
+    p.add_argument("--properties", default=None, help="their measured properties (the run's target)")
+    p.add_argument("--features", default=None, metavar="MATERIALS",
+                   help="instead of formulas: a materials table (material_id, the model's feature columns or "
+                        "smiles, median_content) for a model trained with features: each new material gets g(x)")
     p.add_argument("--materials", default=None, help="optional materials table")
     p.add_argument("--like", nargs="*", default=[], metavar="NEW=KNOWN", help="start a new material from a "
                                                                                "known one's vector")

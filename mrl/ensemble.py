@@ -129,7 +129,8 @@ def _finished(path: Path, steps: int) -> bool:
         return False
     from mrl.checkpoint import load_checkpoint
 
-    return load_checkpoint(path)["progress"]["step"] >= steps
+    progress = load_checkpoint(path)["progress"]
+    return progress["step"] >= steps or progress.get("stopped_step") is not None
 
 
 def neighbour_stability(embeddings: Sequence[pd.DataFrame], k: int = 10, metric: str = "cosine") -> pd.DataFrame:

@@ -202,5 +202,6 @@ def load_params(path: str | Path, **overrides: Any) -> RunParams:
         raise ValueError(f"{path}:{where}: not valid YAML ({problem})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    values.pop("provenance", None)  # a run folder's params.yaml can be reused as a params file
     values.update(overrides)
     return RunParams.from_dict(values, source=str(path))

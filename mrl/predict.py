@@ -141,16 +141,20 @@ class Predictor:
         return np.stack([m.predict(data) for m in self.members])
 
     def predict(self, formulas: TableLike | FormulaData, conditions: TableLike | None = None,
-                unknown: str = "error", top_k: int = 3, distances: bool = True) -> pd.DataFrame:
+                unknown: str = "error", top_k: int = 3, distances: bool = True,
+                materials: TableLike | None = None) -> pd.DataFrame:
         """The prediction table (see the module docstring), one row per formula and condition row.
 
         Args:
             formulas: long-format table (path or DataFrame) or a :class:`FormulaData`.
             conditions: per-formula conditions (path or DataFrame) when the model has conditions.
             unknown: materials outside the vocabulary: ``"error"`` (name them), ``"zero"`` (no influence) or
-                ``"like:KNOWN"`` (act like material KNOWN); either way they are flagged.
+                ``"like:KNOWN"`` (act like material KNOWN) or ``"features"`` (``g(x)`` of a model trained with
+                features, from their rows in ``materials``); either way they are flagged.
             top_k: how many materials to list in ``top_materials`` (0: skip the computation).
             distances: compute the L1 distance flag (the slowest part for many formulas).
+            materials: for ``unknown="features"``: a table with ``material_id`` and the unknown materials' features
+                (see :func:`mrl.adapt.add_by_features`).
         """
         first = self.members[0]
         data = formulas if isinstance(formulas, FormulaData) else prediction_input(
@@ -159,7 +163,7 @@ class Predictor:
         vocab = set(first.materials_["material_id"].astype(str))
         forms = data.formulas
         new = forms.loc[~forms["material_id"].isin(vocab)]
-        members = self._members_for(new, unknown, data.name)
+        members = self._members_for(new, unknown, data.name, materials)
         per_formula_unknown = new.groupby("formula_id")["material_id"].agg(list)
         member_preds = np.stack([m.predict(data) for m in members])
         mean, spread = member_summary(member_preds, self.transform)
@@ -188,7 +192,8 @@ class Predictor:
             out["top_materials"] = top_contributions(members[0], matrix, cond, top_k)
         return out
 
-    def _members_for(self, new: pd.DataFrame, unknown: str, name: str) -> list["MixtureRegressor"]:
+    def _members_for(self, new: pd.DataFrame, unknown: str, name: str,
+                     materials: TableLike | None = None) -> list["MixtureRegressor"]:
         """The members with the unknown-material policy applied."""
         if new.empty:
             return self.members
@@ -206,7 +211,19 @@ class Predictor:
             known = unknown.split(":", 1)[1]
             log.warning("%s: unknown material(s) %s act like %s (flagged)", name, ids[:10], known)
             return [tie_materials(m, {mid: known for mid in ids}) for m in self.members]
-        raise ValueError(f"unknown must be 'error', 'zero' or 'like:KNOWN', got {unknown!r}")
+        if unknown == "features":
+            from mrl.adapt import add_by_features
+
+            if materials is None:
+                raise ValueError("unknown='features' needs a materials table with the unknown materials' features")
+            table, label = read_table(materials, "materials")
+            rows = table[table["material_id"].astype(str).isin(ids)]
+            missing = sorted(set(ids) - set(rows["material_id"].astype(str)))
+            if missing:
+                raise DataError(f"{label}: no row for unknown material(s) {missing[:10]}")
+            log.warning("%s: unknown material(s) %s get g(x) from their features (flagged)", name, ids[:10])
+            return [add_by_features(m, rows) for m in self.members]
+        raise ValueError(f"unknown must be 'error', 'zero', 'like:KNOWN' or 'features', got {unknown!r}")
 
 
 def _with_unknown_zero(est: "MixtureRegressor") -> "MixtureRegressor":

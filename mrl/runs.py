@@ -75,7 +75,8 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     if spec.startswith("synth:"):
         from mrl.synth import make_lab
 
-        data, truth = make_lab(spec.split(":", 1)[1], seed=params.data_seed)
+        data, truth = make_lab(spec.split(":", 1)[1], seed=params.data_seed,
+                               supplier_sheet=params.features == "supplier")
     elif Path(spec).is_dir():
         folder = Path(spec)
         forms, props = _find_table(folder, "formulas"), _find_table(folder, "properties")
@@ -232,9 +233,13 @@ class RunPlan:
             f"materials: {data.n_materials}, {'; '.join(x for x in (pins, *extra) if x)}; formulas per material: "
             f"median {usage['median']:g}, max {usage['max']}, {usage['once']} used once, {usage['unused']} unused",
             f"model: embedding_dim {p.embedding_dim}, head {p.head}, interaction {p.interaction}, "
-            f"content_scale {p.content_scale}, loss {p.loss}",
+            f"content_scale {p.content_scale}, loss {p.loss}, "
+            + (f"material features {p.features} through a {p.feature_map} map (residual weight decay "
+               f"{p.residual_weight_decay:g})" if p.features else "no material features (vectors from data alone)"),
             f"training: {p.steps} steps, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
-            + (f" ({p.device})" if p.device != self.device else ""),
+            + (f" ({p.device})" if p.device != self.device else "")
+            + (f"; early stopping on {p.validation_fraction:g} of the training formulas (patience {p.patience})"
+               if p.early_stopping else ""),
             f"uncertainty: {'one model' if p.ensemble == 1 else f'an ensemble of {p.ensemble} members'}; "
             + (f"intervals and domain thresholds calibrated on {counts['calib'][1]} held-out training formulas "
                f"(calibration_fraction {p.calibration_fraction:g})" if counts["calib"][0]
@@ -462,7 +467,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
                    n_formulas=data.n_formulas, n_samples=data.n_samples,
                    pinned=[str(data.material_ids[i]) for i in est.pinned_], device=str(est.device_),
-                   ensemble=len(members))
+                   ensemble=len(members), best_step=est.best_step_, stopped_step=est.stopped_step_)
     predictions = data.properties[["formula_id", *data.conditions]].copy()
     predictions["split"] = split
     predictions["y_true"] = y

@@ -77,7 +77,7 @@ EXTRA = "extra"
 SPEC_KEYS = ("name", "notebooks", "data_notebook", "base", "grid", "point_name", "notebook_params", "runs_dir",
              "notebooks_dir", "jobs")
 METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae", "rmse", "r2", "mape")]
-#: Errors of log10(property) (see :func:`mrl.errors.log10_metrics`), empty for non-positive properties.
+#: Errors of log10(property) (see :func:`mrl.error_analysis.log10_metrics`), empty for non-positive properties.
 LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
 #: Seconds papermill waits for a kernel to start (a busy machine is slow).
 KERNEL_START_TIMEOUT = 180
@@ -486,7 +486,7 @@ def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFra
 
 def _log10_columns(predictions_path: Path) -> dict[str, float]:
     """``<split>_mae_log10`` and ``<split>_r2_log10`` from a run's predictions (nothing when not all positive)."""
-    from mrl.errors import log10_metrics
+    from mrl.error_analysis import log10_metrics
 
     if not predictions_path.exists():
         return {}

@@ -125,3 +125,35 @@ def test_adapted_folder_and_the_command_line(runs, tmp_path):
     missing = subprocess.run([*mrl, "predict", str(tmp_path), "--formulas", str(tmp_path / "new_f.csv"), "--out",
                               str(tmp_path / "q.csv")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no checkpoint.pt" in missing.stderr
+
+
+def test_unknown_materials_by_their_features(tiny_data):
+    from mrl.data import load_formulas
+    from mrl.estimator import MixtureRegressor
+
+    rng = np.random.default_rng(0)
+    materials = tiny_data.materials[["material_id"]].assign(density=rng.uniform(0.8, 1.2, tiny_data.n_materials),
+                                                            polarity=rng.normal(size=tiny_data.n_materials))
+    data = load_formulas(tiny_data.formulas, tiny_data.properties, materials, targets="viscosity", name="tiny")
+    est = MixtureRegressor(embedding_dim=3, hidden=(8,), steps=30, features="columns", progress=False,
+                           device="cpu").fit(data)
+    forms = data.formulas[data.formulas["formula_id"] == "F0001"]
+    new = pd.concat([forms, pd.DataFrame({"formula_id": ["F0001"], "material_id": ["NEW"], "content": [0.1]})])
+    sheet = pd.DataFrame({"material_id": ["NEW"], "density": [1.1], "polarity": [2.0], "median_content": [0.1]})
+    predictor = Predictor([est])
+    with pytest.raises(ValueError, match="needs a materials table"):
+        predictor.predict(new, unknown="features")
+    by_features = predictor.predict(new, unknown="features", materials=sheet)
+    zero = predictor.predict(new, unknown="zero")
+    assert by_features.loc[0, "flag_unknown"] if "flag_unknown" in by_features else True
+    assert not np.isclose(by_features.loc[0, "prediction"], zero.loc[0, "prediction"])
+
+
+def test_adapting_a_run_never_writes_over_its_source(runs):
+    from mrl.adapt import adapt_run
+
+    run = runs["one"]
+    before = sorted(p.name for p in run.path.iterdir())
+    with pytest.raises(ValueError, match="another folder than its source"):
+        adapt_run(run.path, run.path, tie={"NEW": None}, overwrite=True)
+    assert sorted(p.name for p in run.path.iterdir()) == before
