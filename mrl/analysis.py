@@ -135,6 +135,27 @@ def align(values: pd.Series | pd.DataFrame | np.ndarray | None, emb: pd.DataFram
     return arr
 
 
+#: What a material map can draw: the vector per unit of content (the model's table), or that vector times the
+#: material's median content (its typical contribution to a mixture vector; "near the origin = little influence").
+VIEWS = {"dose": "dose-weighted vectors (median content x vector: a material's typical contribution)",
+         "unit": "per-unit-content vectors (the model's table; trace materials sit far out)"}
+
+
+def view_vectors(emb: pd.DataFrame, view: str = "dose") -> np.ndarray:
+    """The vectors a map draws, shape ``(n, d)``: ``"unit"`` the table's vectors, ``"dose"`` each vector times the
+    material's ``median_content`` (0 for an unused material), which is how far it typically moves a mixture vector:
+    with content scaling a 0.1 % material's per-unit vector is ~1,000x longer than its usual contribution."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {list(VIEWS)}, got {view!r}")
+    X = vectors(emb)
+    if view == "unit":
+        return X
+    med = median_contents(emb)
+    if not np.isfinite(med).all():
+        raise ValueError("the dose-weighted view needs a median_content column in the embeddings table")
+    return X * med[:, None]
+
+
 def _unit_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; zero rows stay zero (cosine distance 1 to everything)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
@@ -356,14 +377,19 @@ def top_pairs(emb: pd.DataFrame, n: int = 20, metric: str = "cosine", min_norm: 
     return out
 
 
-def cluster(emb: pd.DataFrame, method: str = "kmeans", n_clusters: int = 8, seed: int = 0, **kw) -> np.ndarray:
-    """Cluster the material vectors (euclidean, so near-origin materials group together); labels ``(n,)``.
+def cluster(emb: pd.DataFrame, method: str = "kmeans", n_clusters: int = 8, seed: int = 0, metric: str = "euclidean",
+            **kw) -> np.ndarray:
+    """Cluster the material vectors; labels ``(n,)``. ``metric="euclidean"`` groups by position, so vector length
+    dominates (near-origin materials group together); ``"cosine"`` clusters the unit-length vectors, i.e. by
+    direction only (zero vectors form their own group).
 
     ``kmeans``: ``n_clusters`` clusters (clipped to the number of materials). ``hdbscan``: the number of clusters is
     found from the data, ``-1`` marks noise; keywords such as ``min_cluster_size`` (default 5) go to
     :class:`sklearn.cluster.HDBSCAN`.
     """
-    X = vectors(emb)
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    X = vectors(emb) if metric == "euclidean" else _unit_rows(vectors(emb))
     n = len(X)
     if n == 0:
         return np.zeros(0, int)

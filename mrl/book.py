@@ -25,13 +25,19 @@ from mrl.runs import METRICS
 
 log = logging.getLogger(__name__)
 
-#: Columns of the results page's summary table (others from the grid are added after ``point``).
+#: Columns of the downloadable summary table (others from the grid are added after ``point``).
 SUMMARY_COLUMNS = ("point", "embedding_dim", "steps", "wall_s", "eval_mae_log10", "eval_r2_log10", "eval_mae",
                    "eval_rmse", "eval_r2", "eval_mape", "train_mae_log10", "train_mae", "full_mae", "status")
 #: Projection shown in the results page's gallery, by preference.
-GALLERY_METHODS = ("raw", "umap", "tsne", "pca")
+GALLERY_METHODS = ("raw", "pca", "umap", "tsne")
 #: Maps per row in the results page's gallery (on wide screens).
-GALLERY_COLUMNS = 3
+GALLERY_COLUMNS = 2
+#: Splits of the compact error table, in order.
+SPLITS = ("train", "eval", "full")
+#: An embedding size is on the plateau when its eval log10 MAE is within this much of the best size's.
+PLATEAU_LOG10 = 0.02
+#: Marks around the paragraph of a hand-written page that the first page quotes under "Key results".
+KEY_RESULT_START, KEY_RESULT_END = "<!-- key-result -->", "<!-- /key-result -->"
 
 
 def _jupyter_book() -> str:
@@ -61,6 +67,33 @@ def _table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _slim_png(data: bytes) -> bytes:
+    """A PNG re-encoded with a 256-colour palette (plots have few colours; about a third of the bytes), or the
+    original when that is not smaller."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "PNG":
+                return data
+            out = io.BytesIO()
+            image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    except Exception:  # noqa: BLE001 - keep a picture PIL cannot read as it is
+        return data
+    return out.getvalue() if out.tell() < len(data) else data
+
+
+def _copy_figure(src: Path, dst: Path) -> None:
+    """Copy a figure for the site, PNGs slimmed by :func:`_slim_png`."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.suffix.lower() == ".png":
+        dst.write_bytes(_slim_png(src.read_bytes()))
+    else:
+        shutil.copy2(src, dst)
+
+
 def _figure_block(src: str, label: str, caption: str) -> list[str]:
     return [f"```{{figure}} {src}", f":name: {re.sub(r'[^A-Za-z0-9-]+', '-', label)}", "", caption, "```", ""]
 
@@ -75,14 +108,32 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
             first, _, rest = cell.source.partition("\n")
             cell.source = f"{first} ({suffix})" + (f"\n{rest}" if rest else "")
             break
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:  # the defaults; papermill's injected cell follows
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        if cell.cell_type == "code":  # an interactive map inlined by an older notebook (plotly.js, ~5 MB)
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if len(str(o.get("data", {}).get("text/html", ""))) < MAX_INLINE_HTML]
+            for output in cell.outputs:  # figures: the same palette PNGs as on the pages
+                png = output.get("data", {}).get("image/png")
+                if isinstance(png, str):
+                    import base64
+
+                    output["data"]["image/png"] = base64.b64encode(
+                        _slim_png(base64.b64decode(png))).decode("ascii")
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
+
+
+#: Notebook HTML outputs larger than this (bytes) are dropped from the book's copy (an inlined plotly.js).
+MAX_INLINE_HTML = 1_000_000
 
 
 def _maps(point_dir: Path) -> list[Path]:
     """The point's static maps, in :data:`METHOD_TITLES` order."""
     order = list(METHOD_TITLES)
-    return sorted(point_dir.glob("map_*.png"), key=lambda p: order.index(p.stem[4:]) if p.stem[4:] in order else 99)
+    return sorted((p for p in point_dir.glob("map_*.png") if p.stem[4:] in order), key=lambda p: order.index(p.stem[4:]))
 
 
 def _gallery_map(point_dir: Path) -> Path | None:
@@ -91,37 +142,275 @@ def _gallery_map(point_dir: Path) -> Path | None:
     return next((maps[m] for m in GALLERY_METHODS if m in maps), next(iter(maps.values()), None))
 
 
-def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path, data_notebook: str | None) -> str:
-    """The sweep's results page: error by embedding size, map gallery, summary table, unfinished points."""
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for prose and tables: ``digits`` significant digits, thousands separators, "–" when missing."""
+    if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return "–"
+    value = float(value)
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _pm(mean: float, sd: float, n: int, digits: int = 3) -> str:
+    return _num(mean, digits) + (f" ± {_num(sd, 2)}" if n > 1 and np.isfinite(sd) else "")
+
+
+def _by_size(done: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Mean, SD and number of runs of ``columns`` per embedding size (several runs: a ``seed`` grid key)."""
+    cols = [c for c in columns if c in done.columns]
+    grouped = done.groupby("embedding_dim")
+    out = grouped[cols].mean()
+    out = out.join(grouped[cols].std().add_suffix("_sd")).join(grouped.size().rename("n_runs"))
+    return out.reset_index()
+
+
+def _unit(sweep_dir: Path, done: pd.DataFrame) -> tuple[str, dict]:
+    from mrl.report import property_unit
+
+    for point in done["point"]:
+        if (sweep_dir / point / METRICS).exists():
+            metrics = read_json(sweep_dir / point / METRICS)
+            return property_unit(metrics), metrics
+    return "", {}
+
+
+def _baselines(sweep_dir: Path, done: pd.DataFrame) -> pd.DataFrame | None:
+    """The classical baselines on the first finished point's split (:func:`mrl.report.baseline_scores`), cached as
+    that point's ``baselines.csv``; ``None`` when they cannot be computed."""
+    from mrl.report import baseline_scores
+
+    if done.empty:
+        return None
+    point_dir = sweep_dir / done["point"].iloc[0]
+    path = file_path(point_dir, "baselines")
+    if not path.exists():
+        try:
+            from mrl.io import write_table
+            from mrl.runs import load_run
+
+            write_table(baseline_scores(load_run(point_dir)), path)
+        except Exception as exc:  # noqa: BLE001 - the page is still useful without them
+            log.warning("baselines for %s not computed: %s", point_dir, exc)
+            return None
+    return pd.read_csv(path)
+
+
+def _truth_by_size(sweep_dir: Path, done: pd.DataFrame) -> pd.DataFrame | None:
+    """``truth_scores.csv`` of every finished point in one table (``embedding_dim, representation, ...``)."""
+    frames = []
+    for row in done.itertuples():
+        path = file_path(sweep_dir / row.point, "truth_scores")
+        if path.exists():
+            frames.append(pd.read_csv(path).assign(point=row.point, embedding_dim=row.embedding_dim))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _learned_vs_svd(truth: pd.DataFrame) -> pd.DataFrame:
+    """Per embedding size: neighbour agreement, cluster purity and median probe R² of the learned vectors and of
+    the co-usage SVD baseline (means over runs)."""
+    truth = truth.assign(rep=np.where(truth["representation"].str.startswith("learned"), "learned", "svd"))
+    cols = [c for c in ("neighbour_agreement", "neighbour_chance", "cluster_purity", "median_probe_r2")
+            if c in truth.columns]
+    wide = truth.groupby(["embedding_dim", "rep"])[cols].mean().unstack("rep")
+    wide.columns = [f"{c}_{r}" for c, r in wide.columns]
+    return wide.reset_index()
+
+
+def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: str) -> list[str]:
+    """The sweep's findings about error by size, as sentences with numbers from the files."""
+    out = []
+    if "eval_mae_log10" not in stats or stats["eval_mae_log10"].isna().all():
+        return out
+    st = stats.dropna(subset=["eval_mae_log10"]).sort_values("embedding_dim")
+    best = st.loc[st["eval_mae_log10"].idxmin()]
+    smallest = st.iloc[0]
+    plateau = st[st["eval_mae_log10"] <= best["eval_mae_log10"] + PLATEAU_LOG10]
+    first = plateau.iloc[0]
+    out.append(f"Eval error (MAE of log10 {unit or 'of the property'}) falls from {_num(smallest['eval_mae_log10'])} "
+               f"at size {int(smallest['embedding_dim'])} to {_num(best['eval_mae_log10'])} at size "
+               f"{int(best['embedding_dim'])}; from size {int(first['embedding_dim'])} on it stays within "
+               f"{PLATEAU_LOG10} of the best (the plateau).")
+    if "train_mae_log10" in st and st["train_mae_log10"].iloc[-1] < 0.7 * st["eval_mae_log10"].iloc[-1]:
+        out.append(f"Train error is far below eval error at the large sizes ({_num(st['train_mae_log10'].iloc[-1])} "
+                   f"against {_num(st['eval_mae_log10'].iloc[-1])} at size {int(st['embedding_dim'].iloc[-1])}): "
+                   f"the model memorises training formulas.")
+    if baselines is not None and "mae_log10" in baselines:
+        ev = baselines[baselines["split"] == "eval"].set_index("model")["mae_log10"].dropna()
+        if len(ev):
+            parts = ", ".join(f"{m} {_num(v)}" for m, v in ev.items())
+            beaten = [m for m, v in ev.items() if v < best["eval_mae_log10"]]
+            verdict = (f"the learned vectors beat them all" if not beaten
+                       else f"{' and '.join(beaten)} {'is' if len(beaten) == 1 else 'are'} better than the best size")
+            out.append(f"Baselines on the same split, eval MAE log10: {parts}; {verdict}.")
+    return out
+
+
+def _f2(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def _knowledge_sentences(lv: pd.DataFrame) -> list[str]:
+    """What the vectors know against the no-learning SVD baseline, as sentences."""
+    out = []
+    n = len(lv)
+
+    def who(k: int, subject: str, other: str) -> str:
+        return (f"{subject} at every size" if k == n else f"{subject} at {k} of {n} sizes" if k > n / 2
+                else f"{other} at {n - k} of {n} sizes" if k < n / 2 else f"a tie ({k} of {n} sizes each)")
+
+    if {"neighbour_agreement_learned", "neighbour_agreement_svd"} <= set(lv.columns):
+        svd_wins = int((lv["neighbour_agreement_svd"] > lv["neighbour_agreement_learned"]).sum())
+        chance = lv["neighbour_chance_learned"].mean() if "neighbour_chance_learned" in lv else np.nan
+        out.append(f"**Hidden families: {who(svd_wins, 'the no-learning baseline wins', 'the learned vectors win')}.** "
+                   f"Share of each material's 10 nearest neighbours in its hidden family: learned "
+                   f"{_f2(lv['neighbour_agreement_learned'].min())}-{_f2(lv['neighbour_agreement_learned'].max())}, "
+                   f"co-usage SVD {_f2(lv['neighbour_agreement_svd'].min())}-{_f2(lv['neighbour_agreement_svd'].max())}"
+                   + (f", chance {_f2(chance)}" if np.isfinite(chance) else "") + ". Families fill the same slots of "
+                   "formula templates, so usage alone reveals them.")
+    if {"median_probe_r2_learned", "median_probe_r2_svd"} <= set(lv.columns):
+        learned_wins = int((lv["median_probe_r2_learned"] > lv["median_probe_r2_svd"]).sum())
+        weak = lv["median_probe_r2_learned"].max() < 0.1
+        verdict = (f"the learned vectors do better than the SVD at {learned_wins} of {n} sizes, but neither reads "
+                   f"them well here" if weak else who(learned_wins, "the learned vectors win", "the no-learning "
+                                                      "baseline wins"))
+        out.append(f"**Hidden effects: {verdict}.** A cross-validated linear probe reads the hidden material "
+                   f"properties that set the viscosity (median R² over them) from the learned vectors at "
+                   f"{_f2(lv['median_probe_r2_learned'].min())} to {_f2(lv['median_probe_r2_learned'].max())}, from "
+                   f"the SVD at {_f2(lv['median_probe_r2_svd'].min())} to {_f2(lv['median_probe_r2_svd'].max())}."
+                   + (" With more data (the seed-scale lab, README: *What the seed-scale vectors know*) the learned "
+                      "vectors do predict the hidden effects, which co-usage does not: they organise by effect, "
+                      "not by family." if weak else " The vectors organise by effect, not by family."))
+    return out
+
+
+def _compact_table(stats: pd.DataFrame, unit: str, baselines: pd.DataFrame | None, metric: str = "mae_log10",
+                   r2: str | None = "r2_log10") -> str:
+    """Size x {train, eval, full} of ``metric`` (mean ± SD over runs) and eval ``r2``, the baselines last."""
+    head = ["embedding size", *SPLITS] + (["eval R²"] if r2 else [])
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["--:"] * len(head)) + " |"]
+    for r in stats.sort_values("embedding_dim").itertuples():
+        d = r._asdict()
+        cells = [str(int(r.embedding_dim))]
+        cells += [_pm(d.get(f"{s}_{metric}", np.nan), d.get(f"{s}_{metric}_sd", np.nan), r.n_runs) for s in SPLITS]
+        if r2:
+            cells.append(_pm(d.get(f"eval_{r2}", np.nan), d.get(f"eval_{r2}_sd", np.nan), r.n_runs))
+        lines.append("| " + " | ".join(cells) + " |")
+    if baselines is not None:
+        for model, grp in baselines.groupby("model", sort=False):
+            g = grp.set_index("split")
+            cells = [f"*{model}*"] + [_num(g[metric].get(s, np.nan)) if metric in g else "–" for s in SPLITS]
+            if r2:
+                cells.append(_num(g[r2].get("eval", np.nan)) if r2 in g else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_findings(sweep_dir: str | Path) -> dict[str, Any]:
+    """The sweep's key results, read from its files: ``unit``, ``stats`` (per size), ``baselines``, ``lv`` (learned
+    vs SVD per size), ``shape`` and ``knowledge`` (sentences), ``single_run`` (one run per size)."""
+    from mrl.sweep import load_summary
+
+    sweep_dir = Path(sweep_dir)
+    summary = load_summary(sweep_dir)
+    done = summary[summary["status"] == "done"]
+    unit, metrics = _unit(sweep_dir, done)
+    cols = [f"{s}_{m}" for s in SPLITS for m in ("mae_log10", "mae", "r2_log10", "r2")]
+    stats = _by_size(done, cols) if len(done) else pd.DataFrame()
+    baselines = _baselines(sweep_dir, done)
+    truth = _truth_by_size(sweep_dir, done)
+    lv = _learned_vs_svd(truth) if truth is not None else None
+    return {"summary": summary, "done": done, "unit": unit, "metrics": metrics, "stats": stats,
+            "baselines": baselines, "truth": truth, "lv": lv,
+            "single_run": bool(len(stats) and stats["n_runs"].max() <= 1),
+            "shape": _shape_sentences(stats, baselines, unit) if len(stats) else [],
+            "knowledge": _knowledge_sentences(lv) if lv is not None and len(lv) else []}
+
+
+def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path, data_notebook: str | None,
+                  found: dict | None = None) -> str:
+    """The sweep's results page: findings, error by embedding size against baselines, the compact table, what the
+    vectors know, map gallery, downloads, unfinished points."""
+    from mrl.io import write_table
     from mrl.plots import error_by_dim, save_figure
 
+    found = found or sweep_findings(sweep_dir)
     name = sweep_dir.name
-    done = summary[summary["status"] == "done"]
+    done, stats, unit, baselines = found["done"], found["stats"], found["unit"], found["baselines"]
+    target = found["metrics"].get("target", "the property")
     grid = ", ".join(f"`{k}` in {v}" for k, v in (spec.get("grid") or {}).items())
+    runs_note = ("Each size is a **single run** (one seed): differences of a few hundredths in log10 MAE between "
+                 "neighbouring sizes are within run-to-run noise." if found["single_run"] else
+                 "Points are the mean over the runs of each size (the `seed` key of the grid), error bars ± one SD.")
     lines = [f"# Results: {name}", "",
-             f"One run per grid point ({grid}), everything else fixed (`{json.dumps(spec.get('base') or {})}`). "
-             f"*eval* formulas were held out from training; {len(done)} of {len(summary)} points finished.", ""]
-    for metric, what in (("mae_log10", "Mean absolute error of log10 of the property (0.3: typically within a "
-                                       "factor of 2; lower is better)"),
-                         ("mae", "Mean absolute error in the property's units (dominated by the largest values)")):
+             f"Error of the predicted {target} by embedding size (the length of each material vector), the same "
+             f"model otherwise ({grid}). *eval* formulas were held out from training; {len(done)} of "
+             f"{len(summary)} points finished. {runs_note}", ""]
+    if found["shape"] or found["knowledge"]:
+        lines += ["## Findings", ""] + [f"- {t}" for t in found["shape"] + found["knowledge"]] + [""]
+    for metric, what, axis in (
+            ("mae_log10", f"Mean absolute error of log10 {target} by embedding size (0.3: predictions typically "
+                          f"within a factor of 2; lower is better). Dashed lines: baselines on the same split.",
+             f"log10 {unit}" if unit else "log10"),
+            ("mae", f"Mean absolute error of {target} in {unit or 'its unit'} by embedding size (log axis): "
+                    f"dominated by the few thickest formulas.", unit)):
         if len(done) and f"eval_{metric}" in done and done[f"eval_{metric}"].notna().any():
-            save_figure(error_by_dim(done, metric), out / f"error_by_dim_{metric}.png")
-            lines += _figure_block(f"error_by_dim_{metric}.png", f"{name}-error-{metric}",
-                                   f"{what} by embedding size.")
-    table = summary.assign(point=[f"[{p}]({p}.md)" if s == "done" else p
-                                  for p, s in zip(summary["point"], summary["status"])])
-    columns = ["point", *[c for c in (spec.get("grid") or {}) if c in table.columns and c != "embedding_dim"],
-               *[c for c in SUMMARY_COLUMNS[1:] if c in table.columns]]
-    lines += ["## Summary table", "",
-              "`*_log10`: errors of log10 of the property; `wall_s`: training time in seconds; MAPE in %. Each point "
-              "links to its page.", "", _table(table, columns), ""]
+            save_figure(error_by_dim(done, metric, baselines=baselines, unit=axis, logy=metric == "mae"),
+                        out / f"error_by_dim_{metric}.png")
+            lines += _figure_block(f"error_by_dim_{metric}.png", f"{name}-error-{metric}", what)
+    if len(stats):
+        lines += ["## Error by size", "",
+                  f"MAE per split, in log10 of {target} and in {unit or 'its unit'}" +
+                  (" (mean ± SD over runs)" if not found["single_run"] else "") + "; the baselines (italic) are fitted "
+                  "on the same training formulas: the mean of the training targets, a ridge regression and LightGBM "
+                  "on the content fractions (both on log10 of the target). *full* = train + eval.", "",
+                  f"MAE of log10 {target} (0.3 = a factor of 2) and eval R² on the log10 scale:", "",
+                  _compact_table(stats, unit, baselines), "",
+                  f"MAE in {unit or 'the property unit'} and eval R² on that scale:", "",
+                  _compact_table(stats, unit, baselines, "mae", "r2"), ""]
+        if "eval_r2" in stats:
+            neg = stats[stats["eval_r2"] < 0]
+            if len(neg):
+                lines += [f"Eval R² in {unit or 'the unit'} is negative at {len(neg)} of {len(stats)} sizes ("
+                          + ", ".join(str(int(d)) for d in neg["embedding_dim"]) + f"): in {unit or 'linear units'} a "
+                          "handful of very thick eval formulas, under-predicted by a factor of a few, weigh more "
+                          "than all the rest, so R² on the linear scale can fall below that of predicting the mean. "
+                          "On the log10 scale, which the model is trained on, eval R² is "
+                          f"{_num(stats['eval_r2_log10'].min())} to {_num(stats['eval_r2_log10'].max())}.", ""]
+    lv = found["lv"]
+    if lv is not None and len(lv):
+        lines += ["## What the vectors know", "",
+                  "The synthetic lab's hidden truth scores the vectors; the baseline is a *no-learning* "
+                  "representation of the same size, the SVD of the material x formula content matrix (co-usage). "
+                  "*Family neighbours*: share of each material's 10 nearest neighbours (cosine) in its hidden family; "
+                  "*cluster purity*: k-means clusters against families; *probe R²*: median over the hidden "
+                  "properties of a cross-validated ridge probe reading each property from the vector.", ""]
+        lines += [f"- {t}" for t in found["knowledge"]] + [""]
+        head = ["embedding size", "family neighbours, learned", "SVD", "cluster purity, learned", "SVD",
+                "probe R², learned", "SVD"]
+        rows = ["| " + " | ".join(head) + " |", "| " + " | ".join(["--:"] * len(head)) + " |"]
+        for r in lv.sort_values("embedding_dim").itertuples():
+            d = r._asdict()
+            rows.append("| " + " | ".join([str(int(r.embedding_dim))] + [
+                _num(d.get(f"{c}_{rep}", np.nan)) for c in ("neighbour_agreement", "cluster_purity", "median_probe_r2")
+                for rep in ("learned", "svd")]) + " |")
+        lines += rows + [""]
+        write_table(found["truth"].round(6), out / "truth_scores_by_size.csv")
+    write_table(summary, out / "summary.csv")
+    downloads = ["summary.csv"] + (["baselines.csv"] if baselines is not None else []) + (
+        ["truth_scores_by_size.csv"] if lv is not None and len(lv) else [])
+    if baselines is not None:
+        write_table(baselines, out / "baselines.csv")
+    lines += ["## Downloads", "", "The numbers of this page as CSV: " + ", ".join(
+        f"{{download}}`{f} <{f}>`" for f in downloads) + " (`summary.csv` has every metric of every point, "
+        "`*_log10` columns on log10 of the property, `wall_s` the training time in seconds, MAPE in %).", ""]
     gallery = [(row.point, _gallery_map(sweep_dir / row.point)) for row in done.itertuples()]
     gallery = [(point, png) for point, png in gallery if png is not None]
     if gallery:
         lines += ["## Maps at a glance", "",
-                  "One material map per embedding size (coloured by family): how the picture changes with the size.",
-                  ""]
-        lines += [f"::::{{grid}} 1 2 {GALLERY_COLUMNS} {GALLERY_COLUMNS}", ":gutter: 2", ""]
+                  "One material map per embedding size (dose-weighted vectors, coloured by family; the right panel "
+                  "zooms on the crowded centre). Each links to its size's page.", ""]
+        lines += [f"::::{{grid}} 1 1 {GALLERY_COLUMNS} {GALLERY_COLUMNS}", ":gutter: 2", ""]
         for point, png in gallery:
             lines += [f":::{{grid-item-card}} {point} ({METHOD_TITLES.get(png.stem[4:], png.stem[4:])})",
                       f":link: {point}", ":link-type: doc", "", f"![map of {point}]({point}/{png.name})", ":::", ""]
@@ -132,68 +421,170 @@ def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path,
         lines += [f"- **{r.point}** ({r.status}): {r.error if isinstance(r.error, str) else 'not run yet'}"
                   for r in unfinished.itertuples()]
         lines += ["", "Re-running the sweep finishes pending points; failed points need `--retry-failed`.", ""]
-    lines += ["## Reproduce", "", "```bash", f"mrl sweep params/{name}.yaml -j 2 && mrl report {sweep_dir}", "```",
+    lines += ["## Reproduce", "", "```bash", f"mrl sweep params/{name}.yaml -j 2 && mrl report runs/{name}", "```",
               ""]
     if data_notebook:
         lines += ["The data set is described in [the data notebook](data/" + data_notebook + ".ipynb).", ""]
     return "\n".join(lines)
 
 
+def _key_results(book_dir: Path, sweeps: dict[str, dict]) -> list[str]:
+    """The first page's "Key results": per sweep its findings with links, then the quoted result paragraph of each
+    hand-written page (between :data:`KEY_RESULT_START` and :data:`KEY_RESULT_END`) with a link to it."""
+    import yaml
+
+    lines = ["## Key results", ""]
+    for sweep, found in sweeps.items():
+        stats = found["stats"]
+        if not len(stats):
+            continue
+        lines += [f"**Synthetic lab, sweep `{sweep}`** ([results page](generated/{sweep}/index.md)):", ""]
+        lines += [f"- {t}" for t in found["shape"]]
+        lines += [f"- {t}" for t in found["knowledge"]]
+        if found["single_run"]:
+            lines += ["- Each embedding size is a single training run."]
+        lines += [""]
+    path = book_dir / "_toc.yml"
+    standalone = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    for part in standalone.get("parts", []):
+        for chapter in part.get("chapters", []):
+            page = book_dir / f"{chapter['file']}.md"
+            if not page.exists():
+                continue
+            text = page.read_text()
+            title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), chapter["file"])
+            quote = ""
+            if KEY_RESULT_START in text and KEY_RESULT_END in text:
+                quote = text.split(KEY_RESULT_START, 1)[1].split(KEY_RESULT_END, 1)[0].strip()
+                quote = re.sub(r"\]\((?!https?:|#|/)([^)]+)\)", r"](\1)", quote)
+            lines += [f"**{part.get('caption', '')}: [{title}]({chapter['file']}.md).** " + (quote or ""), ""]
+    return lines
+
+
+def _intro_page(book_dir: Path, sweeps: dict[str, dict]) -> str:
+    """The book's first page: ``intro.md`` with the "Key results" after its first paragraph; its relative links
+    are rewritten for the page's place in ``generated/``."""
+    intro = (book_dir / "intro.md").read_text() if (book_dir / "intro.md").exists() else "# mrl report\n"
+    blocks = intro.strip().split("\n\n")
+    head, rest = blocks[:2], blocks[2:]
+    text = "\n\n".join(head) + "\n\n" + "\n".join(_key_results(book_dir, sweeps)) + "\n" + "\n\n".join(rest) + "\n"
+    # links and images relative to book/ -> relative to book/generated/
+    return re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", r"\1../\2", text)
+
+
+def _csv_table(path: Path | pd.DataFrame, columns: dict[str, str], n: int | None = None) -> str:
+    """A table's (or CSV file's) ``columns`` (column -> header) as a pipe table with readable numbers."""
+    frame = path if isinstance(path, pd.DataFrame) else pd.read_csv(path)
+    keep = {c: h for c, h in columns.items() if c in frame.columns}
+    frame = frame[list(keep)]
+    if n is not None:
+        frame = frame.head(n)
+    frame = frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v))
+    frame.columns = list(keep.values())
+    return _table(frame)
+
+
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
-    ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site)."""
+    ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
+    from mrl.report import AXIS_LABELS, property_unit
+
     name = point_dir.name
     metrics = read_json(point_dir / METRICS)
+    unit = property_unit(metrics)
+    target = metrics.get("target", "property")
     ev, tr = metrics.get("eval", {}), metrics.get("train", {})
+    logs = (pd.read_csv(file_path(point_dir, "log10_metrics"))
+            if file_path(point_dir, "log10_metrics").exists() else None)
+    lead = f"eval MAE **{_num(ev.get('mae'))} {unit}** (train {_num(tr.get('mae'))} {unit})"
+    if logs is not None and "mae_log10" in logs and (logs["split"] == "eval").any():
+        by = logs.set_index("split")["mae_log10"]
+        lead = (f"eval MAE of log10 {target} **{_num(by.get('eval'))}** (train {_num(by.get('train'))}), " + lead)
     lines = [f"# {name}: embedding size {metrics.get('embedding_dim', '?')}", "",
-             f"Eval MAE **{_fmt(ev.get('mae'))}** (R² {_fmt(ev.get('r2'))}, MAPE {_fmt(ev.get('mape'))} %), train "
-             f"MAE {_fmt(tr.get('mae'))}; {metrics.get('steps')} steps in {_fmt(metrics.get('wall_s'))} s on "
+             f"A single training run: {lead}; {metrics.get('steps')} steps in {_num(metrics.get('wall_s'))} s on "
              f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
-    for key in ("metrics_table", "log10_metrics"):
-        if file_path(point_dir, key).exists():
-            lines += [_table(pd.read_csv(file_path(point_dir, key))), ""]
+    if file_path(point_dir, "metrics_table").exists():
+        frame = pd.read_csv(file_path(point_dir, "metrics_table"))
+        if logs is not None:
+            frame = frame.merge(logs[[c for c in ("split", "mae_log10", "r2_log10") if c in logs]], on="split",
+                                how="left")
+        u = f" ({unit})" if unit else ""
+        lines += [_csv_table(frame, {"split": "split", "n": "formulas", "mae_log10": "MAE (log10)",
+                                     "r2_log10": "R² (log10)", "mae": f"MAE{u}", "rmse": f"RMSE{u}", "r2": f"R²{u}",
+                                     "mape": "MAPE (%)"}), ""]
 
     def figure(src: Path, caption: str) -> list[str]:
-        (out / name).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, out / name / src.name)
+        _copy_figure(src, out / name / src.name)
         return _figure_block(f"{name}/{src.name}", f"{sweep}-{name}-{src.name}", caption)
 
+    if file_path(point_dir, "parity").exists():
+        lines += ["## Predicted against measured", "",
+                  "Each dot is one formula; on the dashed line the prediction is exact (log axes).", ""]
+        lines += figure(file_path(point_dir, "parity"), f"Predicted against measured {target}"
+                        + (f" ({unit})" if unit else "") + ", train and eval formulas.")
+    if file_path(point_dir, "error_by_usage_png").exists():
+        lines += ["## Error against the rarest ingredient", "",
+                  "Formulas grouped by how many training formulas use their rarest ingredient: formulas holding a "
+                  "rarely used material are predicted worse.", ""]
+        lines += figure(file_path(point_dir, "error_by_usage_png"),
+                        "Error by usage of the formula's rarest ingredient, per split.")
     maps = _maps(point_dir)
     if maps:
         lines += ["## Material maps", "",
-                  "Each dot is a raw material, coloured by family, its size growing with usage; the most used are "
-                  "named. Materials the model treats alike sit close together. Only raw vectors and PCA keep the "
-                  "origin (no influence) meaningful.", ""]
+                  "Each dot is a raw material, coloured by family, its size growing with usage. The maps draw "
+                  "**dose-weighted vectors**: each material's vector times its median content, i.e. how far it "
+                  "typically moves a mixture vector, so a material near the origin (+) has little influence at the "
+                  "doses it is used in. Raw vectors and PCA (uncentred) keep the origin; UMAP and t-SNE keep "
+                  "neighbourhoods only. The right panel zooms on the central 90 % of the materials; only names that "
+                  "fit without overlapping are written, farthest from the origin first.", ""]
+    plotly_needed = False
     for png in maps:
         method = png.stem[4:]
         title = METHOD_TITLES.get(method, method)
-        lines += figure(png, f"{title} map.")
+        lines += figure(png, f"{title} map of the dose-weighted vectors ({AXIS_LABELS.get(method, 'axis')} axes).")
         html = file_path(point_dir, "map_html", method)
-        if html.exists():
+        if html.exists() and html.stat().st_size < MAX_INLINE_HTML:
             maps_out.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(html, maps_out / html.name)
+            text = html.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            (maps_out / html.name).write_text(text)
+            plotly_needed = True
             src = f"../../maps/{sweep}/{name}/{html.name}"
-            lines += [f"Interactive {title} map: hover a dot for its name and usage, drag to zoom.", "",
+            lines += [f"Interactive {title} map: hover a dot for its name, family and usage, drag to zoom, "
+                      "double-click to reset.", "",
                       f'<iframe src="{src}" width="100%" height="680" style="border:0" loading="lazy" '
                       f'title="interactive map {name} {method}"></iframe>', "",
-                      f'<p><a href="{src}">Open the interactive map on its own page</a></p>', ""]
+                      f'<p><a href="{src}">Open the interactive {title} map on its own page</a></p>', ""]
+        elif html.exists():
+            log.warning("%s inlines plotly.js (an older 04_visualize); re-run the notebook to show it", html)
+    if maps and file_path(point_dir, "map_unit_png", maps[0].stem[4:]).exists():
+        unit_png = file_path(point_dir, "map_unit_png", maps[0].stem[4:])
+        lines += ["### The same map per unit of content", "",
+                  "The model's table holds vectors per unit of content (each scaled by 1 / the material's median "
+                  "content). Drawn as they are, a material dosed at 0.1 % sits ~1,000x farther out than its usual "
+                  "contribution, so data-poor trace materials look influential; compare with the dose-weighted map "
+                  "above.", ""]
+        lines += figure(unit_png, f"{METHOD_TITLES.get(maps[0].stem[4:], '')} map of the per-unit-content vectors.")
     if file_path(point_dir, "evolution").exists():
         lines += ["## Training evolution", "",
-                  "The map at several training steps, one projection for all panels: the vectors start together "
-                  "at the origin and spread as the model learns which materials matter.", ""]
-        lines += figure(file_path(point_dir, "evolution"), "Material vectors during training.")
+                  "The map at several training steps, one uncentred projection for all panels: the vectors start "
+                  "at the origin (+) and spread as the model learns which materials matter.", ""]
+        lines += figure(file_path(point_dir, "evolution"), "Dose-weighted material vectors during training.")
         if file_path(point_dir, "evolution_gif").exists():
             lines += figure(file_path(point_dir, "evolution_gif"), "The same as an animation.")
     pairs = file_path(point_dir, "top_pairs")
     if pairs.exists():
-        frame = pd.read_csv(pairs)
-        keep = [c for c in ("rank", "name_a", "family_a", "name_b", "family_b", "distance") if c in frame.columns]
-        lines += ["## Most similar pairs", "", "Materials whose vectors point the same way (cosine distance).", "",
-                  _table(frame.head(15), keep), ""]
+        lines += ["## Most similar pairs", "",
+                  "Materials whose vectors point the same way (cosine distance: 0 = same direction).", "",
+                  _csv_table(pairs, {"rank": "rank", "name_a": "material", "family_a": "family", "name_b": "partner",
+                                     "family_b": "its family", "distance": "cosine distance"}, 15), ""]
     clusters = file_path(point_dir, "clusters")
     if clusters.exists():
-        lines += ["## Clusters", "", "k-means groups of the vectors, largest first, with their most used members.",
-                  "", _table(pd.read_csv(clusters)), ""]
+        lines += ["## Clusters", "",
+                  "k-means groups of the vectors' directions (the `04_visualize` notebook; older runs clustered "
+                  "positions, which sorts materials by vector length more than by family), largest first, with "
+                  "their main families and most used members.", "",
+                  _csv_table(clusters, {"cluster": "cluster", "size": "materials", "families": "main families",
+                                        "examples": "most used members", "mean_influence": "mean influence"}), ""]
     origin = file_path(point_dir, "origin_check")
     if origin.exists():
         lines += ["## Influence and the origin", "", str(read_json(origin).get("verdict", "")), ""]
@@ -201,13 +592,17 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     if truth.exists():
         lines += ["## Against the hidden truth", "",
                   "How well the vectors recover the synthetic lab's hidden families and properties, against a "
-                  "no-learning baseline of the same size (SVD of the content matrix).", "",
-                  _table(pd.read_csv(truth)), ""]
+                  "no-learning baseline of the same size (SVD of the content matrix: co-usage).", "",
+                  _csv_table(truth, {"representation": "vectors", "neighbour_agreement": "family neighbours",
+                                     "neighbour_chance": "chance", "cluster_purity": "cluster purity",
+                                     "cluster_ari": "cluster ARI", "median_probe_r2": "probe R² (median)"}), ""]
     notebooks = sorted(point_dir.glob("0*.ipynb"))
     lines += ["## Notebooks", "", "The executed notebooks of this point, with all their outputs:", ""]
     lines += [f"- [{nb.stem}]({name}/{nb.name})" for nb in notebooks]
     for nb in notebooks:
         _copy_notebook(nb, out / name / nb.name, name)
+    if plotly_needed:
+        (maps_out / ".needs_plotly").write_text("")
     return "\n".join(lines) + "\n"
 
 
@@ -248,8 +643,27 @@ def _toc(book_dir: Path) -> str:
         chapters = [c for c in part.get("chapters", []) if (book_dir / f"{c['file']}.md").exists()]
         if chapters:
             parts.append({**part, "chapters": chapters})
-    toc = {"format": "jb-book", "root": "intro", **({"parts": parts} if parts else {})}
+    root = "generated/intro" if (book_dir / "generated" / "intro.md").exists() else "intro"
+    toc = {"format": "jb-book", "root": root, **({"parts": parts} if parts else {})}
     return "# generated by mrl.book.generate_pages\n" + yaml.safe_dump(toc, sort_keys=False)
+
+
+def _findings_json(found: dict) -> str:
+    """The parts of :func:`sweep_findings` the first page needs, as JSON (so every sweep's findings can be read
+    back without recomputing them)."""
+    keep = {"unit": found["unit"], "single_run": found["single_run"], "shape": found["shape"],
+            "knowledge": found["knowledge"], "n_sizes": int(len(found["stats"]))}
+    return json.dumps(keep, indent=1) + "\n"
+
+
+def _all_findings(book_dir: Path) -> dict[str, dict]:
+    """Every generated sweep's ``findings.json``, by sweep name."""
+    out = {}
+    for path in sorted((book_dir / "generated").glob("*/findings.json")):
+        found = read_json(path)
+        found["stats"] = range(found.get("n_sizes", 0))
+        out[path.parent.name] = found
+    return out
 
 
 def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path:
@@ -291,10 +705,27 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
             point_dir = sweep_dir / row.point
             (out / f"{row.point}.md").write_text(_point_page(point_dir, out, maps_out / row.point, sweep))
             points[row.point] = [nb.stem for nb in sorted(point_dir.glob("0*.ipynb"))]
-        (out / "index.md").write_text(_results_page(sweep_dir, spec, summary, out, data_notebook))
+        found = sweep_findings(sweep_dir)
+        (out / "index.md").write_text(_results_page(sweep_dir, spec, summary, out, data_notebook, found))
         (out / "pages.json").write_text(json.dumps({"data": data_notebook, "points": points}, indent=1) + "\n")
+        (out / "findings.json").write_text(_findings_json(found))
+        needs_plotly = any(maps_out.rglob(".needs_plotly"))
+        for flag in list(maps_out.rglob(".needs_plotly")):
+            flag.unlink()
         _sync(out, generated / sweep)
         _sync(maps_out, generated / "_extra" / "maps" / sweep)
+    if needs_plotly:  # one plotly.js for every interactive map of the site
+        import filecmp
+
+        from mrl.plots import plotly_js_path
+
+        js = generated / "_extra" / "maps" / "plotly.min.js"
+        if not (js.exists() and filecmp.cmp(plotly_js_path(), js, shallow=False)):
+            shutil.copy2(plotly_js_path(), js)
+    intro = generated / "intro.md"
+    text = _intro_page(book_dir, _all_findings(book_dir))
+    if not (intro.exists() and intro.read_text() == text):
+        write_text(text, intro)
     toc = generated / "_toc.yml"
     text = _toc(book_dir)
     if not (toc.exists() and toc.read_text() == text):
@@ -327,3 +758,41 @@ def build_report(sweep_dir: str | Path, book_dir: str | Path = "book", build: bo
                            f"{proc.stderr[-3000:]}")
     log.info("report: %s", index)
     return index
+
+
+# ------------------------------------------------------------------------------------------------ offline math
+def _mathml(latex: str, display: str) -> str:
+    """LaTeX as MathML (rendered by the browser itself, nothing fetched); the LaTeX as code when it cannot be
+    converted (``latex2mathml`` missing or an unsupported command)."""
+    import html
+
+    try:
+        from latex2mathml.converter import convert
+
+        return convert(latex.strip(), display=display)
+    except Exception as exc:  # noqa: BLE001 - show the source rather than break the page
+        log.warning("math not converted to MathML (%s): %s", exc, latex)
+        return f'<code class="math-source">{html.escape(latex)}</code>'
+
+
+def _visit_inline_math(self, node) -> None:
+    from docutils import nodes
+
+    self.body.append(f'<span class="math mathml">{_mathml(node.astext(), "inline")}</span>')
+    raise nodes.SkipNode
+
+
+def _visit_block_math(self, node) -> None:
+    from docutils import nodes
+
+    number = f'<span class="eqno">({node["number"]})</span>' if node.get("number") else ""
+    self.body.append(f'<div class="math mathml" style="text-align:center;margin:1em 0">'
+                     f'{_mathml(node.astext(), "block")}{number}</div>')
+    raise nodes.SkipNode
+
+
+def setup(app: Any) -> dict:
+    """Sphinx extension (``extra_extensions: [mrl.book]`` in ``_config.yml``): renders math as MathML at build
+    time (``html_math_renderer: mathml``), so formulas show without MathJax or any network access."""
+    app.add_html_math_renderer("mathml", (_visit_inline_math, None), (_visit_block_math, None))
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -384,15 +384,7 @@ class FormulaData:
 
     def content_matrix(self) -> sp.csr_matrix:
         """Sparse formula x material matrix of content fractions, shape ``(n_formulas, n_materials)``."""
-        rows = pd.Index(self.formula_ids).get_indexer(self.formulas["formula_id"])
-        cols = pd.Index(self.material_ids).get_indexer(self.formulas["material_id"])
-        mat = sp.csr_matrix(
-            (self.formulas["content"].to_numpy(np.float64), (rows, cols)),
-            shape=(len(self.formula_ids), self.n_materials),
-        )
-        mat.sum_duplicates()
-        mat.sort_indices()
-        return mat
+        return content_matrix(self.formulas, self.formula_ids, self.material_ids)
 
     def sample_rows(self) -> np.ndarray:
         """For each measurement, its row in :meth:`content_matrix`, shape ``(n_samples,)``."""
@@ -419,6 +411,21 @@ class FormulaData:
     def with_materials(self, materials: pd.DataFrame) -> "FormulaData":
         """Same formulas with another material vocabulary (e.g. the one a model was trained with)."""
         return FormulaData(self.formulas, self.properties, materials, self.targets, self.conditions, self.name)
+
+
+def content_matrix(formulas: pd.DataFrame, formula_ids: Sequence[str], material_ids: Sequence[str]
+                   ) -> sp.csr_matrix:
+    """The formula x material matrix of a long ``formula_id, material_id, content`` table, rows in ``formula_ids``
+    order and columns in ``material_ids`` order, shape ``(len(formula_ids), len(material_ids))``; rows of the
+    table whose formula or material is not listed are left out, repeated pairs are summed, indices sorted."""
+    rows = pd.Index(formula_ids).get_indexer(formulas["formula_id"])
+    cols = pd.Index(material_ids).get_indexer(formulas["material_id"])
+    keep = (rows >= 0) & (cols >= 0)
+    mat = sp.csr_matrix((formulas["content"].to_numpy(np.float64)[keep], (rows[keep], cols[keep])),
+                        shape=(len(formula_ids), len(material_ids)))
+    mat.sum_duplicates()
+    mat.sort_indices()
+    return mat
 
 
 def material_rows(vocabulary: Sequence[str], ids: Sequence[str | None], what: str,

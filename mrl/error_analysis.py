@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mrl.data import content_matrix
 from mrl.metrics import log10_mae, regression_metrics
 
 #: Default bin edges of "training formulas using the formula's rarest ingredient" (left-closed).
@@ -94,9 +95,7 @@ def distance_errors(predictions: pd.DataFrame, formulas: pd.DataFrame, chunk_siz
     formula_ids = pd.Index(pd.unique(out["formula_id"].astype(str)))
     forms = forms[forms["formula_id"].isin(formula_ids)]
     material_ids = pd.Index(pd.unique(forms["material_id"]))
-    content = sp.csr_matrix((forms["content"].to_numpy(np.float64), (formula_ids.get_indexer(forms["formula_id"]),
-                             material_ids.get_indexer(forms["material_id"]))),
-                            shape=(len(formula_ids), len(material_ids)))
+    content = content_matrix(forms, formula_ids, material_ids)
     content = sp.diags(1.0 / np.maximum(np.asarray(content.sum(axis=1)).ravel(), 1e-300)) @ content  # fractions
     is_train = formula_ids.isin(out.loc[out["split"] == "train", "formula_id"].astype(str))
     distance = np.where(is_train, 0.0, np.nan)

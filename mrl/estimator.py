@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 import mrl
-from mrl.data import DataError, FormulaData, material_rows
+from mrl.data import DataError, FormulaData, content_matrix, material_rows
 from mrl.checkpoint import load_checkpoint, load_snapshots, save_checkpoint, snapshots_path
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
@@ -329,12 +329,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                 raise DataError(f"{data.name}: {len(ids)} material(s) not in the model's vocabulary, e.g. "
                                 f"{ids[:5]}; use unknown='zero' to treat them as having no influence")
             log.warning("%s: %d unknown material rows treated as zero vectors", data.name, int(unknown.sum()))
-        fids = pd.Index(data.formula_ids)
-        rows = fids.get_indexer(data.formulas["formula_id"])
-        keep = ~unknown
-        matrix = sp.csr_matrix((data.formulas["content"].to_numpy()[keep], (rows[keep], cols[keep])),
-                               shape=(len(fids), len(vocab)))
-        matrix.sum_duplicates()
+        matrix = content_matrix(data.formulas, data.formula_ids, vocab)  # unknown materials are left out
         cond = data.properties[self.conditions_].to_numpy(np.float64) if self.conditions_ else \
             np.zeros((data.n_samples, 0))
         if np.isnan(cond).any():

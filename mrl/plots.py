@@ -118,42 +118,122 @@ def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, le
     return sc
 
 
+def _place_labels(fig: Figure, ax, xy: np.ndarray, names: np.ndarray, order: np.ndarray, k: int,
+                  fontsize: float = 7) -> int:
+    """Label up to ``k`` materials of ``order`` (most important first) whose point lies inside the axes' limits,
+    skipping any label that would overlap one already placed; return the number placed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if k <= 0:
+        return 0
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    frame = ax.get_window_extent(renderer)
+    placed: list = []
+    for i in order:
+        if len(placed) >= k:
+            break
+        x, y = xy[i]
+        if not (np.isfinite(x) and np.isfinite(y) and x0 <= x <= x1 and y0 <= y <= y1):
+            continue
+        text = ax.annotate(str(names[i]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize,
+                           alpha=0.95, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
+                           zorder=4)
+        box = text.get_window_extent(renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if not inside or any(box.overlaps(other) for other in placed):
+            text.remove()
+            continue
+        placed.append(box)
+    return len(placed)
+
+
+def _zoom_limits(xy: np.ndarray, quantile: float = 0.9, origin: Sequence[float] | None = None
+                 ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Limits holding the central ``quantile`` share of the points on each axis (and ``origin``), padded 8 %."""
+    ok = np.isfinite(xy).all(axis=1)
+    lo_q, hi_q = (1 - quantile) / 2, 1 - (1 - quantile) / 2
+    lims = []
+    for a in range(2):
+        v = xy[ok, a]
+        lo, hi = (float(np.quantile(v, lo_q)), float(np.quantile(v, hi_q))) if len(v) else (-1.0, 1.0)
+        if origin is not None:
+            lo, hi = min(lo, origin[a]), max(hi, origin[a])
+        pad = 0.08 * (hi - lo) if hi > lo else 1.0
+        lims.append((lo - pad, hi + pad))
+    return lims[0], lims[1]
+
+
+def label_order(emb: pd.DataFrame, xy: np.ndarray, influence=None, origin: Sequence[float] | None = None
+                ) -> np.ndarray:
+    """Materials in the order they deserve a label: by measured influence when given, else by distance from the
+    origin (when it is meaningful) or from the map's centre, ties broken by usage."""
+    if influence is not None:
+        score = np.nan_to_num(align(influence, emb), nan=-np.inf)
+    else:
+        centre = np.asarray(origin, np.float64) if origin is not None else np.nanmedian(xy, axis=0)
+        score = np.nan_to_num(np.linalg.norm(xy - centre, axis=1), nan=-np.inf)
+    return np.lexsort((-usage(emb), -score))
+
+
 def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
-                 title: str | None = None, annotate: int = 0, origin: Sequence[float] | None = None) -> Figure:
+                 title: str | None = None, annotate: int = 0, origin: Sequence[float] | None = None,
+                 zoom: bool = False, view: str | None = None, axis_label: str = "axis") -> Figure:
     """Scatter of materials at ``coords`` ``(n, 2)`` (from :func:`mrl.analysis.project`), marker area ~ usage,
     unused materials as grey crosses.
 
     ``color_by``: ``"family"``, ``"n_formulas"`` or ``"influence"`` (needs ``influence``: Series by material_id or
-    the :func:`mrl.analysis.influence` table). ``annotate``: label that many materials (most influential when
-    coloured by influence, else most used). ``origin``: where the zero vector lands (``(0, 0)`` for raw or
-    uncentred PCA), drawn as a cross.
+    the :func:`mrl.analysis.influence` table). ``annotate``: label up to that many materials, most influential first
+    (by ``influence`` when given, else by distance from the origin or the centre), never two overlapping labels.
+    ``origin``: where the zero vector lands (``(0, 0)`` for raw or uncentred PCA), drawn as a cross. ``zoom`` adds a
+    second panel on the central 90 % of the materials (where the most used ones crowd), with its own labels.
+    ``view`` (e.g. "dose-weighted vectors") is written under the title, so every map says what it draws.
     """
     xy = np.asarray(coords, np.float64)
     if xy.shape != (len(emb), 2):
         raise ValueError(f"coords must have shape ({len(emb)}, 2), got {xy.shape}")
-    fig, axes = new_figure(figsize=(7, 5.5))
-    ax = axes[0, 0]
-    _scatter(ax, xy, emb, color_by, influence, legend=True, cax_fig=fig)
-    if origin is not None:
-        ax.scatter([origin[0]], [origin[1]], marker="+", s=150, c="black", linewidths=1.5, zorder=3)
-        ax.annotate("origin", origin, textcoords="offset points", xytext=(5, 5), fontsize="small")
-    if annotate > 0:
-        score = usage(emb).copy()
-        if color_by == "influence" and influence is not None:
-            score = np.nan_to_num(align(influence, emb), nan=-np.inf)
-        names = material_names(emb)
-        for i in np.argsort(-score, kind="stable")[: int(annotate)]:
-            ax.annotate(names[i], xy[i], textcoords="offset points", xytext=(4, 3), fontsize=7, alpha=0.9)
-    ax.set_xlabel("axis 1")
-    ax.set_ylabel("axis 2")
-    ax.set_title(title or f"Material map ({len(emb)} materials, coloured by {color_by.replace('_', ' ')})")
+    fig, axes = new_figure(1, 2 if zoom else 1, figsize=(12.5, 5.6) if zoom else (7, 5.6))
+    order = label_order(emb, xy, influence if color_by == "influence" else None, origin)
+    names = material_names(emb)
+    panels = [("all materials", None)] + ([("zoom: central 90 % of the materials", _zoom_limits(xy, 0.9, origin))]
+                                          if zoom else [])
+    for ax, (label, limits) in zip(axes.ravel(), panels):
+        _scatter(ax, xy, emb, color_by, influence, legend=ax is axes[0, -1], cax_fig=fig if ax is axes[0, -1] else None)
+        if origin is not None:
+            ax.scatter([origin[0]], [origin[1]], marker="+", s=150, c="black", linewidths=1.5, zorder=3)
+            ax.annotate("origin (no influence)", origin, textcoords="offset points", xytext=(5, -11),
+                        fontsize="small")
+        if limits is not None:
+            ax.set_xlim(limits[0])
+            ax.set_ylim(limits[1])
+            inside = ((xy[:, 0] >= limits[0][0]) & (xy[:, 0] <= limits[0][1]) & (xy[:, 1] >= limits[1][0])
+                      & (xy[:, 1] <= limits[1][1])).sum()
+            label = f"zoom: {inside} of {len(xy)} materials"
+        ax.set_xlabel(f"{axis_label} 1")
+        ax.set_ylabel(f"{axis_label} 2")
+        if zoom:
+            ax.set_title(label, fontsize="medium")
+    for ax in axes.ravel():
+        _place_labels(fig, ax, xy, names, order, annotate)
+    head = title or f"Material map ({len(emb)} materials, coloured by {color_by.replace('_', ' ')})"
+    if zoom:
+        fig.suptitle(head + (f"\n{view}" if view else ""))
+    else:
+        axes[0, 0].set_title(head + (f"\n{view}" if view else ""), fontsize="medium")
     return fig
 
 
 def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
-                      title: str | None = None) -> str:
-    """Interactive map as a self-contained HTML page (plotly.js inlined, works offline); hovering a point shows
-    material_id, name, family, usage (n_formulas, median content), norm and influence when given."""
+                      title: str | None = None, plotlyjs: str | bool = True, view: str | None = None,
+                      axis_label: str = "axis") -> str:
+    """Interactive map as an HTML page; hovering a point shows material_id, name, family, usage (n_formulas,
+    median content), norm and influence when given.
+
+    ``plotlyjs``: ``True`` inlines plotly.js (~4.6 MB, self-contained), a string is the relative path of a
+    ``plotly.min.js`` next to the page (see :func:`plotly_js_path`), loaded once for a whole site; never a CDN.
+    ``view`` names the vectors drawn (shown under the title)."""
     import plotly.graph_objects as go
 
     xy = np.asarray(coords, np.float64)
@@ -188,9 +268,21 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
             x=xy[:, 0], y=xy[:, 1], mode="markers", name=color_by, customdata=custom, hovertemplate=hover,
             marker=dict(size=size, color=np.nan_to_num(vals, nan=0.0), colorscale="Viridis", showscale=True,
                         colorbar=dict(title=color_by.replace("_", " ")), opacity=0.85)))
-    fig.update_layout(title=title or f"Material map ({len(emb)} materials)", template="plotly_white",
-                      xaxis_title="axis 1", yaxis_title="axis 2", legend_title_text=color_by, height=650)
-    return fig.to_html(full_html=True, include_plotlyjs=True, include_mathjax=False)
+    head = title or f"Material map ({len(emb)} materials)"
+    fig.update_layout(title=head + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
+                      xaxis_title=f"{axis_label} 1", yaxis_title=f"{axis_label} 2", legend_title_text=color_by,
+                      height=650, margin=dict(t=80))
+    return fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False)
+
+
+def plotly_js_path() -> Path:
+    """The ``plotly.min.js`` that the installed plotly package ships (copied next to HTML maps; no CDN)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the plotly package ships no plotly.min.js")
+    return path
 
 
 def _frame_arrays(frames: pd.DataFrame, emb: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -222,8 +314,10 @@ def _limits(cube: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]
     return lims[0], lims[1]
 
 
-def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "family", influence=None) -> Figure:
-    """Small multiples of :func:`mrl.analysis.evolution_frames` output, one panel per step, all sharing limits."""
+def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "family", influence=None,
+                   origin: Sequence[float] | None = None, view: str | None = None) -> Figure:
+    """Small multiples of :func:`mrl.analysis.evolution_frames` output, one panel per step, all sharing limits;
+    ``origin`` (where the zero vector lands) is drawn as a cross in every panel."""
     cube, steps, meta = _frame_arrays(frames, emb)
     n = len(steps)
     ncols = int(np.ceil(np.sqrt(n)))
@@ -235,6 +329,8 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
             ax.set_visible(False)
             continue
         _scatter(ax, cube[i], meta, color_by, influence, legend=False)
+        if origin is not None:
+            ax.scatter([origin[0]], [origin[1]], marker="+", s=80, c="black", linewidths=1.2, zorder=3)
         ax.set_title(f"step {steps[i]}", fontsize="medium")
         ax.set_xlim(xlim)
         ax.set_ylim(ylim)
@@ -245,24 +341,33 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
 
             handles = [Line2D([], [], marker="o", ls="", color=c, label=str(f)) for f, c in pal.items()]
             fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
-    fig.suptitle("Material vectors during training (one projection for all panels)")
+    fig.suptitle("Material vectors during training (one projection for all panels; + marks the origin)"
+                 + (f"\n{view}" if view else ""))
     return fig
 
 
 def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Path, color_by: str = "family",
-                        fps: int = 4, influence=None, dpi: int = 80) -> Path:
+                        fps: int = 3, influence=None, dpi: int = 100, origin: Sequence[float] | None = None,
+                        view: str | None = None) -> Path:
     """Write an animated GIF of the material map over training steps (atomically, via :func:`mrl.io.atomic_path`)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
     cube, steps, meta = _frame_arrays(frames, emb)
-    fig, axes = new_figure(figsize=(6, 5))
+    fig, axes = new_figure(figsize=(7.5, 6.5))
     FigureCanvasAgg(fig)
     ax = axes[0, 0]
     xlim, ylim = _limits(cube)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
+    ax.set_xlabel("axis 1")
+    ax.set_ylabel("axis 2")
+    if origin is not None:
+        ax.scatter([origin[0]], [origin[1]], marker="+", s=150, c="black", linewidths=1.5, zorder=3)
+        ax.annotate("origin", origin, textcoords="offset points", xytext=(5, -11), fontsize="small")
+    if view:
+        fig.suptitle(view, fontsize="medium")
     kind, values = _color_values(meta, color_by, influence)
     if kind == "family":
         pal = _family_palette(values)
@@ -281,7 +386,7 @@ def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Pat
 
     def update(i: int):
         sc.set_offsets(np.nan_to_num(cube[i]))
-        title.set_text(f"step {steps[i]}")
+        title.set_text(f"training step {steps[i]} of {steps[-1]}")
         return sc, title
 
     anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
@@ -401,6 +506,8 @@ def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hu
         metric = "median_abs_error"
     order = ("all seen", "some unseen", "any")
     groups = sorted(dict.fromkeys(binned[hue]), key=lambda g: order.index(g) if g in order else len(order))
+    if "any" in groups and "some unseen" not in groups:  # nothing unseen: "any" repeats "all seen"
+        groups = [g for g in groups if g != "any"]
     return _grouped_bars(binned, "distance_bin", hue, groups, metric,
                          xlabel="L1 distance of contents to the nearest training formula (2 = nothing in common)",
                          title="Error against distance to the nearest training formula")
@@ -423,34 +530,59 @@ def _grouped_bars(table: pd.DataFrame, x: str, hue: str, hues: Sequence[str], me
         ax.bar_label(bars, labels=[f"n={int(n)}" if np.isfinite(n) else "" for n in part["n"]], fontsize=7)
     ax.set_xticks(positions, labels)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel({"mae_log10": "MAE of log10 of the property (0.3 = factor 2)",
+                   "median_abs_error": "median absolute error (property's unit)",
+                   "mae": "MAE (property's unit)"}.get(metric, metric.replace("_", " ")))
     ax.set_title(title)
-    ax.legend(title=hue)
+    ax.legend(title=hue if len(hues) > 1 else None)
     return fig
 
 
 # ------------------------------------------------------------------------------------------------ sweeps, predictions
-def error_by_dim(summary: pd.DataFrame, metric: str = "mae") -> Figure:
-    """Error vs embedding dimension (log x): one line per split found among ``train_/eval_/full_/test_<metric>``
-    columns; repeated dimensions (several seeds) are drawn as mean with a band."""
-    splits = [s for s in ("train", "eval", "test", "full") if f"{s}_{metric}" in summary.columns]
-    if not splits:
+def error_by_dim(summary: pd.DataFrame, metric: str = "mae", baselines: pd.DataFrame | None = None,
+                 unit: str = "", splits: Sequence[str] = ("train", "eval", "full"), title: str | None = None,
+                 logy: bool = False) -> Figure:
+    """Error against the embedding size (log x): one line per split found among the ``<split>_<metric>`` columns.
+
+    Several rows per size (a ``seed`` key in the sweep grid) are drawn as mean +- SD over the rows (error bars); the
+    legend says how many runs each point averages ("single run" otherwise). ``baselines``: rows ``model, split,
+    <metric>`` (e.g. mean of train, ridge on contents) drawn as horizontal lines for the eval split. ``unit``
+    labels the y axis ("log10 cP", "cP"); ``logy`` puts it on a log scale (errors in linear units spanning decades)."""
+    present = [s for s in splits if f"{s}_{metric}" in summary.columns and summary[f"{s}_{metric}"].notna().any()]
+    if not present:
         raise KeyError(f"no <split>_{metric} columns in summary; columns are {list(summary.columns)}")
-    long = summary.melt(id_vars=["embedding_dim"], value_vars=[f"{s}_{metric}" for s in splits],
-                        var_name="split", value_name=metric)
-    long["split"] = long["split"].str.removesuffix(f"_{metric}")
-    fig, axes = new_figure(figsize=(6.5, 4.5))
+    fig, axes = new_figure(figsize=(7.5, 4.8))
     ax = axes[0, 0]
-    sns.lineplot(data=long, x="embedding_dim", y=metric, hue="split", marker="o", ax=ax, errorbar="sd")
+    colors = dict(zip(("train", "eval", "full", "test"), sns.color_palette("deep", 4)))
+    grouped = summary.groupby("embedding_dim")
+    n_runs = grouped.size()
+    runs_note = ("single run per size" if n_runs.max() <= 1
+                 else f"mean ± SD over {n_runs.min()}-{n_runs.max()} runs" if n_runs.min() != n_runs.max()
+                 else f"mean ± SD over {n_runs.max()} runs (seeds)")
+    for split in present:
+        stats = grouped[f"{split}_{metric}"].agg(["mean", "std", "count"]).reset_index()
+        sd = stats["std"].where(stats["count"] > 1)
+        ax.errorbar(stats["embedding_dim"], stats["mean"], yerr=None if sd.isna().all() else sd.fillna(0),
+                    marker="o", ms=5, capsize=3, color=colors.get(split), label=split,
+                    ls="-" if split != "full" else ":")
+    if baselines is not None and len(baselines) and metric in baselines.columns:
+        styles = ["--", "-.", (0, (1, 1)), (0, (5, 2, 1, 2))]
+        rows = baselines[(baselines["split"] == "eval") & baselines[metric].notna()]
+        for (model, value), ls in zip(rows[["model", metric]].itertuples(index=False), styles):
+            ax.axhline(value, color="0.35", lw=1.2, ls=ls, label=f"{model} (eval)", zorder=0)
     dims = np.sort(pd.unique(summary["embedding_dim"]))
-    if (dims > 0).all():
+    if len(dims) and (dims > 0).all():
         ax.set_xscale("log", base=2)
         ax.set_xticks(dims)
         ax.set_xticklabels([str(int(d)) if float(d).is_integer() else f"{d:g}" for d in dims])
         ax.minorticks_off()
-    ax.set_xlabel("embedding dimension")
-    ax.set_ylabel(metric.upper() if len(metric) <= 4 else metric)
-    ax.set_title(f"{metric.upper()} by embedding dimension")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("embedding size (length of each material vector)")
+    name = "MAE" if metric.startswith("mae") else metric.split("_")[0].upper()
+    ax.set_ylabel(f"{name} ({unit})" if unit else name)
+    ax.set_title(title or f"{name} by embedding size ({runs_note}; lower is better)", fontsize="medium")
+    ax.legend(fontsize="small", loc="best", title="split / baseline")
     return fig
 
 

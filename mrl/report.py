@@ -37,14 +37,23 @@ FILES = {
     "unseen_effect": "unseen_effect.csv", "error_by_distance": "error_by_distance.csv",
     "error_by_distance_png": "error_by_distance.png",
     # 04_visualize
-    "map_png": "map_{method}.png", "map_html": "map_{method}.html", "evolution": "evolution.png",
+    "map_png": "map_{method}.png", "map_html": "map_{method}.html", "map_unit_png": "unit_map_{method}.png",
+    "plotly_js": "plotly.min.js", "evolution": "evolution.png",
     "evolution_gif": "evolution.gif", "top_pairs": "top_pairs.csv", "clusters": "clusters.csv",
     "influence": "influence.csv", "origin_check": "origin_check.json", "truth_scores": "truth_scores.csv",
+    # the book (one per sweep, in the first finished point's folder)
+    "baselines": "baselines.csv",
 }
 #: Projections shown by default (the first also gets an interactive HTML map); vectors of size 2 are shown raw.
 MAP_METHODS = ("pca", "umap", "tsne")
 #: Readable names of projections.
 METHOD_TITLES = {"raw": "raw vectors", "pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+#: Projections whose (0, 0) is the zero vector (PCA is drawn uncentred), so "near the origin" can be read.
+ORIGIN_METHODS = ("raw", "pca")
+#: Axis names of the projections.
+AXIS_LABELS = {"raw": "vector component", "pca": "uncentred PCA axis", "umap": "UMAP", "tsne": "t-SNE"}
+#: Baselines of the results page: (label, estimator of :mod:`mrl.baselines`), fitted on the content fractions.
+BASELINES = (("mean of train", "dummy"), ("ridge on contents", "ridge"), ("LightGBM on contents", "lightgbm"))
 
 
 def file_path(folder: str | Path, key: str, method: str | None = None) -> Path:
@@ -106,6 +115,83 @@ def show_files(paths: Iterable[str | Path]) -> None:
         display(HTML(filename=str(path)) if path.suffix == ".html" else Image(filename=str(path)))
 
 
+def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None = None) -> Any:
+    """A table for a notebook page: no 0..n index, numbers with ``digits`` significant digits and thousands
+    separators (a pandas Styler; ``None`` stays ``None``)."""
+    if frame is None:
+        return None
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return "" if value is None else str(value)
+        if not np.isfinite(value):
+            return ""
+        if float(value).is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:,.{digits}g}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
+
+    styler = frame.style.hide(axis="index").format(fmt)
+    return styler.set_caption(caption) if caption else styler
+
+
+def show_dict(result: dict, keys: Sequence[str] | None = None) -> Any:
+    """A dict (e.g. :func:`mrl.analysis.origin_check`) as a two-column table, long text wrapped, not cut."""
+    rows = [(k, v) for k, v in result.items() if keys is None or k in keys]
+    frame = pd.DataFrame(rows, columns=["quantity", "value"])
+    return show_table(frame.astype({"value": object})).set_properties(**{"white-space": "normal",
+                                                                         "text-align": "left"})
+
+
+def property_unit(metrics: dict) -> str:
+    """The unit of a run's property (from its ``metrics.json``): cP for the synthetic lab, the registry's unit for
+    a registered data set, "" when unknown."""
+    data = str(metrics.get("data", ""))
+    if data.startswith("lab_") or data.startswith("synth"):
+        return "cP"
+    try:
+        from mrl.datasets import dataset_info
+
+        unit = str(dataset_info(data).unit)
+        return unit.removeprefix("log10 ") if metrics.get("target_transform") == "log10" else unit
+    except Exception:  # noqa: BLE001 - an unknown data set simply has no unit
+        return ""
+
+
+def baseline_scores(run: Run, data: FormulaData | None = None,
+                    models: Sequence[tuple[str, str]] = BASELINES) -> pd.DataFrame:
+    """Classical baselines on the run's own split and data: each :data:`BASELINES` model fitted on the training
+    measurements' content fractions (and conditions), on log10 of the property when the run's target was
+    log-transformed, predictions clipped to the training range +-10 % as mrl's are. One row per (model, split): ``model, split, n, mae, mae_log10, r2, r2_log10``."""
+    from mrl.baselines import condition_features, fit_predict, fraction_matrix
+
+    data = data if data is not None else run.data()[0]
+    X = fraction_matrix(data)
+    if data.conditions:
+        X = np.hstack([X, condition_features(data)])
+    y = data.target_values().astype(np.float64)
+    split = pd.read_parquet(run.path / "split.parquet").sort_values("sample")["split"].to_numpy().astype(str)
+    log_target = run.metrics.get("target_transform") == "log10" and bool((y > 0).all())
+    fit_y = np.log10(y) if log_target else y
+    train = split == "train"
+    rows = []
+    for label, name in models:
+        pred = fit_predict(name, X[train], fit_y[train], X, seed=0, **({"n_jobs": 1} if name == "lightgbm" else {}))
+        lo, hi = fit_y[train].min(), fit_y[train].max()  # clipped like mrl's predictions: train range +-10 %
+        pred = np.clip(pred, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+        pred = 10 ** pred if log_target else pred
+        for part in [s for s in ("train", "eval", "test") if (split == s).any()] + ["full"]:
+            m = np.ones(len(y), bool) if part == "full" else split == part
+            yt, yp = y[m], pred[m]
+            row = {"model": label, "split": part, "n": int(m.sum()), "mae": float(np.abs(yp - yt).mean()),
+                   "r2": float(1 - ((yp - yt) ** 2).sum() / max(((yt - yt.mean()) ** 2).sum(), 1e-300))}
+            if (yt > 0).all() and (yp > 0).all():
+                lt, lp = np.log10(yt), np.log10(yp)
+                row["mae_log10"] = float(np.abs(lp - lt).mean())
+                row["r2_log10"] = float(1 - ((lp - lt) ** 2).sum() / max(((lt - lt.mean()) ** 2).sum(), 1e-300))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "split", "n", "mae", "mae_log10", "r2", "r2_log10"]).round(6)
+
+
 # ------------------------------------------------------------------------------------------------ 01: the data
 def data_summary(data: FormulaData) -> pd.DataFrame:
     """Counts that describe a data set: one row per quantity (``quantity, value``)."""
@@ -154,48 +240,96 @@ def umap_neighbours(X: np.ndarray, n_neighbors: int = 15) -> dict[str, Any]:
     return {"n_neighbors": k, "precomputed_knn": (idx, dist)}
 
 
+def _plotly_js_next_to(folder: Path) -> str:
+    """Copy plotly.js (from the plotly package) into ``folder`` once; return its name for ``include_plotlyjs``."""
+    import filecmp
+    import shutil
+
+    from mrl.plots import plotly_js_path
+
+    src, dst = plotly_js_path(), file_path(folder, "plotly_js")
+    if not (dst.exists() and filecmp.cmp(src, dst, shallow=True)):
+        shutil.copy2(src, dst)
+    return dst.name
+
+
+def map_coordinates(run: Run, method: str, view: str = "dose", seed: int = 0) -> tuple[np.ndarray, Any]:
+    """2-D coordinates of a run's materials in projection ``method`` of the ``view`` vectors
+    (:func:`mrl.analysis.view_vectors`), and where the zero vector lands (``(0, 0)`` for raw and uncentred PCA,
+    else ``None``)."""
+    from mrl.analysis import project, view_vectors
+
+    X = view_vectors(run.embeddings, view)
+    kw = {"center": False} if method == "pca" else umap_neighbours(X) if method == "umap" else {}
+    coords = project(X, method=method, seed=seed, **kw)
+    return coords, ((0.0, 0.0) if method in ORIGIN_METHODS else None)
+
+
 def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.DataFrame | None = None,
-               seed: int = 0, interactive: int = 1) -> pd.DataFrame:
+               seed: int = 0, interactive: int | None = None, view: str = "dose", compare_unit: bool = True,
+               annotate: int = 12) -> pd.DataFrame:
     """Draw the material map for each projection (:func:`map_methods`) into the run folder.
 
-    Writes ``map_<method>.png`` for every method and the self-contained interactive ``map_<method>.html`` for the
-    first ``interactive`` ones (each holds plotly.js, ~5 MB). Returns ``method, png, html`` (html may be None).
+    Every map draws the ``view`` vectors (default ``"dose"``: median content x vector, a material's typical
+    contribution, so "near the origin = little influence" can be read) and says so; PCA is uncentred, so its
+    (0, 0) is the zero vector. Each PNG has a second panel zoomed on the central 90 % of the materials, and labels
+    only the most influential materials whose names fit without overlapping. Writes ``map_<method>.png``, the
+    interactive ``map_<method>.html`` for the first ``interactive`` methods (default: all; they load one
+    ``plotly.min.js`` copied next to them, no CDN) and, with ``compare_unit``, ``unit_map_<method>.png`` of the
+    first method in the other view. Returns ``method, png, html`` (html may be None).
     """
-    from mrl.analysis import project, vectors
+    from mrl.analysis import VIEWS
     from mrl.plots import material_map, material_map_html
 
     emb = run.embeddings
-    X = vectors(emb)
+    methods = map_methods(len([c for c in emb.columns if c[:1] == "e" and c[1:].isdigit()]), methods)
+    interactive = len(methods) if interactive is None else interactive
     rows = []
-    for i, method in enumerate(map_methods(X.shape[1], methods)):
-        coords = project(X, method=method, seed=seed, **(umap_neighbours(X) if method == "umap" else {}))
-        title = f"Materials, {METHOD_TITLES.get(method, method)} (embedding size {X.shape[1]})"
-        origin = (0.0, 0.0) if method == "raw" else None
-        save(material_map(coords, emb, color_by="family", title=title, annotate=8, origin=origin), run.path,
-             "map_png", method)
+    for i, method in enumerate(methods):
+        coords, origin = map_coordinates(run, method, view, seed)
+        title = f"Materials, {METHOD_TITLES.get(method, method)} (embedding size {run.metrics.get('embedding_dim')})"
+        axis = AXIS_LABELS.get(method, "axis")
+        save(material_map(coords, emb, color_by="family", influence=influence, title=title, annotate=annotate,
+                          origin=origin, zoom=True, view=VIEWS[view], axis_label=axis), run.path, "map_png", method)
         html = None
         if i < interactive:
             html = file_path(run.path, "map_html", method)
-            save(material_map_html(coords, emb, color_by="family", influence=influence, title=title), run.path,
-                 "map_html", method)
+            save(material_map_html(coords, emb, color_by="family", influence=influence, title=title,
+                                   plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view], axis_label=axis),
+                 run.path, "map_html", method)
+        if i == 0 and compare_unit:
+            other = "unit" if view == "dose" else "dose"
+            o_coords, o_origin = map_coordinates(run, method, other, seed)
+            save(material_map(o_coords, emb, color_by="family", influence=influence, title=title,
+                              annotate=annotate, origin=o_origin, zoom=True, view=VIEWS[other], axis_label=axis),
+                 run.path, "map_unit_png", method)
         rows.append({"method": method, "png": file_path(run.path, "map_png", method), "html": html})
     return pd.DataFrame(rows, columns=["method", "png", "html"])
 
 
 def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
-                    seed: int = 0) -> Any:
+                    seed: int = 0, view: str = "dose") -> Any:
     """Write ``evolution.png`` (``n_frames`` small multiples) and ``evolution.gif`` (``gif_frames`` steps) into the
     run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
-    to every step."""
-    from mrl.analysis import evolution_frames
+    to every step; PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in
+    :func:`write_maps` (the median contents are the final run's)."""
+    from mrl.analysis import VIEWS, evolution_frames, median_contents, vector_columns
     from mrl.plots import evolution_animation, evolution_grid
 
     emb = run.embeddings
-    frames = evolution_frames(run.snapshots, n_frames=n_frames, method=method, seed=seed)
-    shown = save(evolution_grid(frames, emb), run.path, "evolution")
+    snaps = run.snapshots
+    if view == "dose":
+        med = pd.Series(median_contents(emb), index=emb["material_id"].astype(str))
+        cols = vector_columns(snaps)
+        weight = snaps["material_id"].astype(str).map(med).fillna(0.0).to_numpy(np.float64)
+        snaps = snaps.assign(**{c: snaps[c].to_numpy(np.float64) * weight for c in cols})
+    kw = {"center": False} if method == "pca" else {}
+    origin = (0.0, 0.0) if method in ORIGIN_METHODS else None
+    frames = evolution_frames(snaps, n_frames=n_frames, method=method, seed=seed, **kw)
+    shown = save(evolution_grid(frames, emb, origin=origin, view=VIEWS[view]), run.path, "evolution")
     if gif_frames != n_frames:
-        frames = evolution_frames(run.snapshots, n_frames=gif_frames, method=method, seed=seed)
-    evolution_animation(frames, emb, file_path(run.path, "evolution_gif"))
+        frames = evolution_frames(snaps, n_frames=gif_frames, method=method, seed=seed, **kw)
+    evolution_animation(frames, emb, file_path(run.path, "evolution_gif"), origin=origin, view=VIEWS[view])
     return shown
 
 

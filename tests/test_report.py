@@ -44,11 +44,13 @@ def test_book_builds_with_results_and_point_pages(report):
     for notebook in ("data/01_data", "dim_0004/02_train", "dim_0004/03_evaluate", "dim_0004/04_visualize"):
         assert (html / "generated" / "quick" / f"{notebook}.html").exists(), notebook
     text = results.read_text()
-    assert "dim_0004" in text and "eval_mae" in text and "error_by_dim_mae" in text
-    # the interactive map is served next to the site and the page's iframe points at it
+    assert "dim_0004" in text and "error_by_dim_mae" in text and "Findings" in text and "summary.csv" in text
+    # the interactive map is served next to the site, loads the site's one plotly.js, and the iframe points at it
     src = re.search(r'<iframe src="([^"]+)"', page.read_text()).group(1)
     target = (page.parent / src).resolve()
-    assert target.exists() and target.stat().st_size > 1_000_000
+    assert target.exists() and target.stat().st_size < 1_000_000
+    assert 'src="../../plotly.min.js"' in target.read_text()
+    assert (target.parent / "../../plotly.min.js").resolve().stat().st_size > 1_000_000
     assert "<table" in page.read_text() and "evolution.gif" in page.read_text()
     config = (book / "_config.yml").read_text()
     assert "execute_notebooks: 'off'" in config
@@ -79,7 +81,8 @@ def test_results_page_renders_table_and_maps_in_a_browser(report, tmp_path):
     results = book / "_build" / "html" / "generated" / "quick" / "index.html"
     dom = _browser(["--virtual-time-budget=5000", "--dump-dom", results.as_uri()], tmp_path / "profile").stdout
     rows = re.findall(r"<tr\b.*?</tr>", dom, flags=re.S)
-    assert any("dim_0004" in row and re.search(r"\d\.\d", row) for row in rows), "summary table row missing"
+    assert any(re.search(r"<td[^>]*>(<p>)?\s*4\s*(</p>)?</td>", row) and re.search(r"\d\.\d", row) for row in rows), \
+        "error table row of size 4 missing"
     images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
     maps = [src for src in images if "map_pca" in src]
     assert maps, f"no map image on the results page: {images}"

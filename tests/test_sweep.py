@@ -60,7 +60,9 @@ def test_quick_sweep_runs_every_notebook(quick):
             injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
             assert injected and f'name = "{point}"' in injected[0].source
             assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    assert (sweep.folder / "dim_0008" / "map_pca.html").stat().st_size > 1_000_000  # plotly.js inlined: offline
+    html = sweep.folder / "dim_0008" / "map_pca.html"  # offline: one plotly.min.js beside the maps, no CDN
+    assert html.stat().st_size < 1_000_000 and 'src="plotly.min.js"' in html.read_text()
+    assert (sweep.folder / "dim_0008" / "plotly.min.js").stat().st_size > 1_000_000
 
 
 def test_second_run_skips_finished_points(quick):
