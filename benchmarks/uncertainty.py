@@ -1,0 +1,281 @@
+"""How far can a prediction be trusted? One model vs an ensemble, calibrated intervals, and domain flags.
+
+For each scenario the model is trained on the ``train`` formulas, intervals and domain thresholds are learned on
+the ``calib`` formulas (a share of the training formulas held out; never eval or test), and everything is scored
+on the evaluation rows (``eval`` for the lab, the paper's ``test`` for melt viscosity, the Matbench test folds
+for expt_gap). Rows: one model (member 0) and an ensemble of ``--members`` (member 0 and others from other seeds).
+
+Columns: eval MAE in model units (log10 for a log-transformed target) and in the property's units; observed
+coverage of the nominal 80 % and 95 % intervals (goal: within 5 points); mean 80 % interval width (model units);
+Spearman correlation between the members' spread and the absolute error; MAE of the 10 % most and least confident
+predictions; share of eval formulas flagged out of domain and the MAE of flagged vs unflagged ones; wall time.
+A last table times prediction of 100,000 seed-scale formulas (target: under 5 s on 2 cores).
+
+    python benchmarks/uncertainty.py                      # lab (random and material split), ~10 min on 2 cores
+    python benchmarks/uncertainty.py --only melt expt_gap # the real-data scenarios (slower)
+    python benchmarks/uncertainty.py --only speed
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mrl.data import FormulaData
+from mrl.ensemble import hold_out_calibration, member_seed
+from mrl.estimator import MixtureRegressor
+from mrl.predict import calibrated_predictor
+from mrl.uncertainty import coverage, member_summary, to_model_units
+
+log = logging.getLogger("uncertainty")
+LAB = dict(embedding_dim=10, steps=4000, batch_size=256)
+MELT = dict(embedding_dim=16, hidden=(128, 128), content_scale="none", pin_origin=None, target_transform="none",
+            inverse_conditions=("T",), steps=12000, batch_size=1024, lr=0.01)
+EXPT_GAP = dict(embedding_dim=16, content_scale="none", pin_origin=None, target_transform="none", steps=2000,
+                loss="l1", batch_size=256)
+
+
+@dataclass
+class Scenario:
+    """One data set with its evaluation rows and model settings."""
+
+    name: str
+    data: FormulaData
+    splits: list[np.ndarray]  # one label array per fold ("train" / "eval" / other)
+    settings: dict
+    initial_table: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+#: Share held out for eval: 20 % of the formulas, or 5 % of the materials (each formula holds ~16 materials, so
+#: that already puts about half of the formulas in eval).
+EVAL_FRACTION = {"random": 0.2, "material": 0.05}
+
+
+def lab_scenario(split: str, steps: int) -> Scenario:
+    from mrl.runs import make_split
+    from mrl.synth import make_lab
+
+    data, _ = make_lab("small", seed=0)
+    labels = make_split(data, split, EVAL_FRACTION[split], seed=0)
+    share = (labels == "eval").mean()
+    return Scenario(f"lab, {split} split", data, [labels], {**LAB, "steps": steps},
+                    notes=[f"{100 * share:.0f} % of the formulas in eval"])
+
+
+def melt_scenario(steps: int) -> Scenario:
+    from mrl.datasets import load_dataset
+
+    data = load_dataset("melt_viscosity")
+    labels = data.properties["split"].to_numpy(dtype=object).copy()
+    labels[labels == "eval"] = "unused"  # the paper's valid split: not needed here
+    labels[labels == "test"] = "eval"
+    return Scenario("melt viscosity, paper's test", data, [labels], {**MELT, "steps": steps,
+                    "conditions": None}, notes=["eval = the paper's test split"])
+
+
+def expt_gap_scenario(steps: int, folds: int) -> Scenario:
+    from mrl.datasets import element_table, load_dataset, matbench_folds
+    from mrl.init_vectors import initial_table
+
+    data = load_dataset("matbench_expt_gap")
+    splits = []
+    for train_idx, test_idx in matbench_folds(data)[:folds]:
+        labels = np.full(data.n_samples, "train", dtype=object)
+        labels[test_idx] = "eval"
+        splits.append(labels)
+    start = initial_table(element_table("mat2vec"), data.material_ids, EXPT_GAP["embedding_dim"])
+    return Scenario(f"expt_gap, {folds} Matbench folds", data, splits, {**EXPT_GAP, "steps": steps}, start)
+
+
+def fit_members(scenario: Scenario, train: FormulaData, n_members: int) -> list[MixtureRegressor]:
+    settings = {k: v for k, v in scenario.settings.items() if k != "conditions"}
+    out = []
+    for k in range(n_members):
+        est = MixtureRegressor(**settings, seed=member_seed(0, k), progress=False, device="cpu")
+        out.append(est.fit(train, initial_table=scenario.initial_table))
+    return out
+
+
+def score(predictor, data: FormulaData) -> dict:
+    """The row's numbers on ``data`` (the evaluation rows)."""
+    table = predictor.predict(data, top_k=0)
+    y = data.target_values(predictor.members[0].target_)
+    transform = predictor.transform
+    err_model = np.abs(to_model_units(table["prediction"].to_numpy(), transform) - to_model_units(y, transform))
+    out = {"mae_model": float(err_model.mean()), "mae": float(np.abs(table["prediction"] - y).mean()),
+           "cov80": coverage(y, table["lower_80"], table["upper_80"]),
+           "cov95": coverage(y, table["lower_95"], table["upper_95"]),
+           "width80": float(np.mean(to_model_units(table["upper_80"].to_numpy(), transform)
+                                    - to_model_units(table["lower_80"].to_numpy(), transform)))}
+    spread = table["spread"].to_numpy()
+    if np.isfinite(spread).all() and len(predictor.members) > 1:
+        out["spearman"] = float(stats.spearmanr(spread, err_model).statistic)
+        order = np.argsort(spread)
+        tenth = max(1, len(order) // 10)
+        out["mae_confident"] = float(err_model[order[:tenth]].mean())
+        out["mae_unsure"] = float(err_model[order[-tenth:]].mean())
+    flagged = table["out_of_domain"].to_numpy(bool)
+    out["flagged"] = float(flagged.mean())
+    out["mae_flagged"] = float(err_model[flagged].mean()) if flagged.any() else float("nan")
+    out["mae_unflagged"] = float(err_model[~flagged].mean()) if (~flagged).any() else float("nan")
+    return out
+
+
+def run_scenario(scenario: Scenario, n_members: int) -> list[dict]:
+    rows: dict[str, list[dict]] = {"one model": [], f"ensemble of {n_members}": []}
+    for fold, labels in enumerate(scenario.splits):
+        labels = hold_out_calibration(labels, scenario.data.properties["formula_id"].to_numpy(), 0.1, seed=fold)
+        train = scenario.data.subset(labels == "train")
+        started = time.perf_counter()
+        members = fit_members(scenario, train, n_members)
+        fit_s = time.perf_counter() - started
+        evaluation = scenario.data.subset(labels == "eval")
+        for name, chosen in (("one model", members[:1]), (f"ensemble of {n_members}", members)):
+            predictor = calibrated_predictor(chosen, scenario.data, labels)
+            rows[name].append({**score(predictor, evaluation), "fit_s": fit_s * len(chosen) / n_members})
+        log.info("%s fold %d done in %.0f s", scenario.name, fold, time.perf_counter() - started)
+    out = []
+    for name, folds in rows.items():
+        frame = pd.DataFrame(folds)
+        row = {"scenario": scenario.name, "model": name, "folds": len(folds), **frame.mean().to_dict()}
+        if len(folds) > 1:
+            row["mae_model_sd"] = float(frame["mae_model"].std())
+        out.append(row)
+    return out
+
+
+def speed(n: int = 100_000) -> dict:
+    """Seconds to predict ``n`` seed-scale formulas: bare predictions, and the full table with flags."""
+    from mrl.synth import make_lab
+
+    data, _ = make_lab("seed-scale", seed=0)
+    est = MixtureRegressor(embedding_dim=10, steps=50, progress=False, device="cpu").fit(data)
+    matrix, cond = est.encode(data)
+    rows = np.resize(np.arange(matrix.shape[0]), n)
+    big, big_cond = matrix[rows], cond[rows]
+    started = time.perf_counter()
+    est.predict_matrix(big, big_cond)
+    bare = time.perf_counter() - started
+    labels = hold_out_calibration(np.full(data.n_samples, "train", dtype=object),
+                                  data.properties["formula_id"].to_numpy(), 0.1, 0)
+    predictor = calibrated_predictor([est], data, labels)
+    sample = data.subset(np.isin(np.arange(data.n_samples), np.arange(2000)))
+    started = time.perf_counter()
+    predictor.predict(sample, top_k=3, distances=False)
+    table_2k = time.perf_counter() - started
+    started = time.perf_counter()
+    predictor.predict(sample, top_k=0, distances=True)
+    distance_2k = time.perf_counter() - started
+    return {"n": n, "bare_s": bare, "target_s": 5.0, "ratio_to_target": bare / 5.0,
+            "table_s_per_1000 (flags without L1, top 3)": table_2k / 2, "table_s_per_1000 (with L1 distance)":
+            distance_2k / 2}
+
+
+COLUMNS = {"scenario": "scenario", "model": "model", "folds": "folds", "mae_model": "MAE (model units)",
+           "mae": "MAE (property units)", "cov80": "coverage of 80 %", "cov95": "coverage of 95 %",
+           "width80": "80 % width (model units)", "spearman": "Spearman(spread, error)",
+           "mae_confident": "MAE, 10 % most confident", "mae_unsure": "MAE, 10 % least confident",
+           "flagged": "share flagged", "mae_flagged": "MAE flagged", "mae_unflagged": "MAE not flagged",
+           "fit_s": "fit s"}
+
+
+def render_markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table (what the report page and README show)."""
+    def fmt(key: str, value) -> str:
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            return ""
+        if key in ("scenario", "model"):
+            return str(value)
+        if key == "folds":
+            return str(int(value))
+        if key == "fit_s":
+            return f"{value:,.0f}"
+        if key == "mae":
+            return f"{value:,.4g}"
+        return f"{value:.3f}"
+
+    keys = [k for k in COLUMNS if any(k in row for row in rows)]
+    lines = ["| " + " | ".join(COLUMNS[k] for k in keys) + " |", "|" + "|".join("---" if k in ("scenario", "model")
+                                                                           else "--:" for k in keys) + "|"]
+    lines += ["| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def coverage_figure(rows: list[dict], path: str) -> None:
+    """Observed vs nominal coverage, and MAE of the most/least confident tenth and of flagged/unflagged formulas."""
+    from mrl.plots import new_figure, save_figure
+
+    fig, axes = new_figure(1, 2, figsize=(11, 4.2))
+    left, right = np.ravel(axes)
+    labels = [f"{r['scenario']}\n{r['model']}" for r in rows]
+    x = np.arange(len(rows))
+    left.bar(x - 0.2, [r["cov80"] for r in rows], 0.4, label="80 % interval")
+    left.bar(x + 0.2, [r["cov95"] for r in rows], 0.4, label="95 % interval")
+    for level in (0.8, 0.95):
+        left.axhline(level, color="k", lw=0.8, ls="--")
+    left.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
+    left.set_ylim(0.5, 1.0)
+    left.set_ylabel("observed coverage on eval (share of measurements)")
+    left.set_title("Calibrated intervals: observed vs nominal (dashed)")
+    left.legend(fontsize=8)
+    ens = [r for r in rows if "mae_confident" in r and np.isfinite(r.get("mae_confident", np.nan))]
+    xe = np.arange(len(ens))
+    right.bar(xe - 0.3, [r["mae_confident"] for r in ens], 0.2, label="10 % most confident")
+    right.bar(xe - 0.1, [r["mae_unsure"] for r in ens], 0.2, label="10 % least confident")
+    right.bar(xe + 0.1, [r["mae_unflagged"] for r in ens], 0.2, label="not flagged")
+    right.bar(xe + 0.3, [r["mae_flagged"] for r in ens], 0.2, label="flagged out of domain")
+    right.set_xticks(xe, [r["scenario"] for r in ens], fontsize=7, rotation=30, ha="right")
+    right.set_ylabel("eval MAE (model units: log10 for viscosity)")
+    right.set_title("Ensembles: error by confidence and by flag")
+    right.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", default=["lab", "material"],
+                        choices=["lab", "material", "melt", "expt_gap", "speed"])
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="override the scenarios' training steps")
+    parser.add_argument("--folds", type=int, default=5, help="expt_gap: Matbench folds to run")
+    parser.add_argument("--json", default=None, help="write the rows as JSON here")
+    parser.add_argument("--render", nargs="*", metavar="JSON", help="only print the markdown table of --json files")
+    parser.add_argument("--figure", default=None, help="with --render: also draw the coverage figure here (PNG)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.render:
+        rows = [row for path in args.render for row in json.loads(open(path).read())["rows"]]
+        print(render_markdown(rows))
+        if args.figure:
+            coverage_figure(rows, args.figure)
+        return
+    rows, timing = [], None
+    for which in args.only:
+        if which == "speed":
+            timing = speed()
+            continue
+        scenario = {"lab": lambda: lab_scenario("random", args.steps or LAB["steps"]),
+                    "material": lambda: lab_scenario("material", args.steps or LAB["steps"]),
+                    "melt": lambda: melt_scenario(args.steps or MELT["steps"]),
+                    "expt_gap": lambda: expt_gap_scenario(args.steps or EXPT_GAP["steps"], args.folds)}[which]()
+        rows += run_scenario(scenario, args.members)
+    if rows:
+        table = pd.DataFrame(rows)
+        with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
+            print(table.to_string(index=False))
+    if timing:
+        print(pd.Series(timing).to_string())
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"rows": rows, "speed": timing}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
