@@ -85,7 +85,8 @@ def test_validate_prints_the_plan_without_training(tmp_path, data_folder):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for text in ("target: viscosity", "transform: none (auto: spans", "conditions: none",
-                 "split: random by formula, eval_fraction 0.25", "train 450 samples / 450 formulas",
+                 "split: random by formula, eval_fraction 0.25", "train 405 samples / 405 formulas",
+                 "calib 45 samples / 45 formulas", "calibrated on 45 held-out training formulas",
                  "eval 150 samples / 150 formulas", "materials: 30", "pinned at the origin",
                  "formulas per material: median", "used once", "ok"):
         assert text in out, (text, out)
@@ -102,7 +103,7 @@ def test_validate_reads_a_params_file_and_reports_warnings(tmp_path):
     params.write_text(f"data: {folder}\nsteps: 50\n")
     proc = mrl("validate", str(params), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "WARNING: only 10 training formula(s)" in proc.stdout and "ok, with 2 warning(s)" in proc.stdout
+    assert "WARNING: only 9 training formula(s)" in proc.stdout and "ok, with 2 warning(s)" in proc.stdout
 
 
 def test_validate_errors_exit_2(tmp_path, data_folder):
