@@ -139,18 +139,6 @@ def neighbour_agreement(X: np.ndarray, labels: Sequence, k: int = 5) -> tuple[fl
     return agree, float(((counts - 1) / (n - 1)).mean())
 
 
-def refit_usage(data):
-    """``data`` with ``n_formulas``/``median_content`` recomputed on its own formulas (same vocabulary order), so
-    a training fold does not see the test fold's compositions through the content scaling."""
-    from mrl.data import FormulaData
-
-    usage = data.formulas.groupby("material_id")["content"].agg(["size", "median"])
-    mats = data.materials.copy()
-    mats["n_formulas"] = mats["material_id"].map(usage["size"]).fillna(0).astype(int)
-    mats["median_content"] = mats["material_id"].map(usage["median"]).fillna(0.0)
-    return FormulaData(data.formulas, data.properties, mats, data.targets, data.conditions, data.name)
-
-
 def inner_split(n: int, frac: float = 0.2, seed: int = 0) -> np.ndarray:
     """Boolean mask of a seeded random inner-validation share ``frac`` of ``n`` training rows (at least 1 row)."""
     if not 0 < frac < 1:
@@ -193,7 +181,7 @@ def fit_candidate(data, train_mask: np.ndarray, settings: dict, cand: dict, init
     start_from = init_for(size) if params.pop("mat2vec", False) else None
     est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
                            eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
-    return est.fit(refit_usage(data.subset(train_mask)), initial_table=start_from)
+    return est.fit(data.subset(train_mask), initial_table=start_from)  # subset recounts usage on its formulas
 
 
 def describe(cand: dict, settings: dict) -> str:

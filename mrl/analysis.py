@@ -33,8 +33,9 @@ _VEC_RE = re.compile(r"^e(\d+)$")
 PROJECTIONS = ("raw", "pca", "umap", "tsne")
 #: OpenMP/BLAS threads for the scikit-learn estimators used here (k-means, HDBSCAN, t-SNE, SVD). The problems are
 #: small (one row per material); on small shared machines more threads oversubscribe the cores and k-means ran ~50x
-#: slower, so one thread is the default.
-SKLEARN_THREADS: int | None = 1
+#: slower, so one thread is the default. The environment variable ``MRL_SKLEARN_THREADS`` overrides it (a number,
+#: or ``none`` for no limit); it is read at each call, so no module state is changed at run time.
+DEFAULT_SKLEARN_THREADS = 1
 #: Rows of one batched ``predict`` call in :func:`influence` (several materials share a call up to this size).
 PREDICT_BATCH_ROWS = 50_000
 
@@ -63,14 +64,16 @@ def vectors(emb: pd.DataFrame) -> np.ndarray:
 
 
 def _threads():
-    """Context limiting native thread pools to :data:`SKLEARN_THREADS` (no-op when ``None``)."""
+    """Context limiting native thread pools to :data:`DEFAULT_SKLEARN_THREADS` or ``$MRL_SKLEARN_THREADS``."""
+    import os
     from contextlib import nullcontext
 
-    if SKLEARN_THREADS is None:
+    setting = os.environ.get("MRL_SKLEARN_THREADS", str(DEFAULT_SKLEARN_THREADS)).strip().lower()
+    if setting in ("none", "", "0"):
         return nullcontext()
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(SKLEARN_THREADS)
+    return threadpool_limits(int(setting))
 
 
 def material_ids(emb: pd.DataFrame) -> np.ndarray:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from mrl.analysis import align, families, material_ids, material_names, usage
 from mrl.io import atomic_path, write_text
+from mrl.transforms import spans_decades
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -452,7 +453,7 @@ def content_figure(data: FormulaData) -> Figure:
 def target_figure(data: FormulaData) -> Figure:
     """Histogram of the target (log-spaced bins when it is positive and spans more than two decades)."""
     y = data.target_values()
-    wide = bool((y > 0).all() and y.max() / y.min() > 100)
+    wide = spans_decades(y)
     fig, axes = new_figure()
     ax = axes[0, 0]
     bins = np.geomspace(y.min(), y.max(), 40) if wide else 40

@@ -60,9 +60,9 @@ def test_neighbour_agreement_perfect_and_chance():
     assert 0.0 <= agree <= 1.0
 
 
-def test_refit_usage_recomputes_on_subset():
+def test_subset_recomputes_usage():  # was the benchmark's refit_usage; FormulaData.subset does it now
     data = _tiny()
-    sub = bench.refit_usage(data.subset(np.array([True, False, True, False])))
+    sub = data.subset(np.array([True, False, True, False]))
     mats = sub.materials.set_index("material_id")
     assert list(sub.materials["material_id"]) == list(data.materials["material_id"])
     assert mats.loc["Ni", "n_formulas"] == 0 and mats.loc["Ni", "median_content"] == 0.0
@@ -115,7 +115,7 @@ def test_real_steels_folds_and_tables():
     folds = matbench_folds(data)
     assert len(folds) == 5 and sum(len(te) for _, te in folds) == data.n_samples == 312
     assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(312))
-    sub = bench.refit_usage(data.subset(np.isin(np.arange(312), folds[0][0])))
+    sub = data.subset(np.isin(np.arange(312), folds[0][0]))
     assert (sub.materials["n_formulas"] <= data.materials["n_formulas"]).all()
 
 
