@@ -17,13 +17,18 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 import mrl
+from mrl.checkpoint import (
+    load_checkpoint,
+    load_snapshots,
+    save_checkpoint,
+    snapshots_path,
+)
 from mrl.data import DataError, FormulaData, content_matrix, material_rows
-from mrl.checkpoint import load_checkpoint, load_snapshots, save_checkpoint, snapshots_path
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
-from mrl.params import check_constraints
-from mrl.transforms import resolve_target_transform
+from mrl.params import check_conditions, check_constraints
 from mrl.train import LoopConfig, resolve_device, run_loop
+from mrl.transforms import resolve_target_transform
 
 log = logging.getLogger(__name__)
 #: Rows per forward pass when predicting.
@@ -163,12 +168,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             data, val_data = self.validation_split(data)
         self.target_ = data.targets[0]
         self.conditions_ = list(data.conditions)
-        bad = [c for c in self.inverse_conditions if c not in self.conditions_]
-        if bad:
-            raise ValueError(f"inverse_conditions {bad} are not conditions of the data {self.conditions_}")
-        if self.head == "vft" and self.temperature not in self.conditions_:
-            raise ValueError(f"head 'vft' needs the temperature condition {self.temperature!r}; "
-                             f"data conditions are {self.conditions_}")
+        check_conditions(self.inverse_conditions, self.head, self.temperature, self.conditions_, data.name)
         self.materials_ = data.materials.reset_index(drop=True).copy()
         y = data.target_values(self.target_).copy()
         self.target_transform_, reason = resolve_target_transform(

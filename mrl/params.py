@@ -8,7 +8,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, get_args, get_origin, get_type_hints
+from typing import Any, Optional, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -107,12 +107,7 @@ class RunParams:
             raise ValueError(f"{source}: ensemble must be >= 1, got {self.ensemble!r}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"{source}: eval_fraction must be in (0, 1), got {self.eval_fraction!r}")
-        if self.head == "vft" and self.temperature not in self.conditions:
-            raise ValueError(f"{source}: head 'vft' needs temperature {self.temperature!r} among conditions "
-                             f"{self.conditions}")
-        bad = [c for c in self.inverse_conditions if c not in self.conditions]
-        if bad:
-            raise ValueError(f"{source}: inverse_conditions {bad} are not in conditions {self.conditions}")
+        check_conditions(self.inverse_conditions, self.head, self.temperature, self.conditions, source)
 
 
 #: Allowed values of the choice parameters; the estimator (:class:`mrl.estimator.MixtureRegressor`) and
@@ -159,6 +154,18 @@ def check_constraints(values: dict[str, Any], source: str = "params") -> None:
         raise ValueError(f"{source}: early_stopping must be true or false, got {values['early_stopping']!r}")
     if values.get("device") is not None:
         check_device_name(values["device"], source)
+
+
+def check_conditions(inverse_conditions: Sequence[str], head: str, temperature: str, conditions: Sequence[str],
+                     source: str = "params") -> None:
+    """The condition parameters against the conditions a run (or data set) has: every inverse condition is one of
+    them, and the ``vft`` head's temperature is one of them."""
+    bad = [c for c in inverse_conditions if c not in conditions]
+    if bad:
+        raise ValueError(f"{source}: inverse_conditions {bad} are not among the conditions {list(conditions)}")
+    if head == "vft" and temperature not in conditions:
+        raise ValueError(f"{source}: head 'vft' needs the temperature condition {temperature!r} among the "
+                         f"conditions {list(conditions)}")
 
 
 def check_device_name(device: str, source: str = "params") -> None:

@@ -24,7 +24,7 @@ from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import hold_out_calibration, member_dir, neighbour_stability
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
-from mrl.params import RunParams
+from mrl.params import RunParams, check_conditions
 
 if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does not need it
     from mrl.estimator import MixtureRegressor
@@ -257,12 +257,7 @@ def plan_run(params: RunParams) -> RunPlan:
     device = str(resolve_device(params.device))
     data, truth = resolve_data(params)
     target = data.targets[0]
-    bad = [c for c in params.inverse_conditions if c not in data.conditions]
-    if bad:
-        raise ValueError(f"inverse_conditions {bad} are not conditions of {data.name} {list(data.conditions)}")
-    if params.head == "vft" and params.temperature not in data.conditions:
-        raise ValueError(f"head 'vft' needs the temperature condition {params.temperature!r}; conditions of "
-                         f"{data.name} are {list(data.conditions)}")
+    check_conditions(params.inverse_conditions, params.head, params.temperature, data.conditions, data.name)
     split = make_split(data, params.split, params.eval_fraction, params.split_seed)
     split = hold_out_calibration(split, data.properties["formula_id"].to_numpy(), params.calibration_fraction,
                                  params.split_seed)
@@ -443,7 +438,13 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     predictions with calibrated intervals, calibration and domain files, vectors; metrics last."""
     from mrl.ensemble import fit_members
     from mrl.predict import calibrated_predictor
-    from mrl.uncertainty import LEVELS, coverage, from_model_units, interval, member_summary
+    from mrl.uncertainty import (
+        LEVELS,
+        coverage,
+        from_model_units,
+        interval,
+        member_summary,
+    )
 
     params, data, split = plan.params, plan.data, plan.split
     if not (resume and (folder / SPLIT).exists()):
