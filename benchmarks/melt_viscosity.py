@@ -103,7 +103,7 @@ def grouped_cv(data: FormulaData, models: dict, n_splits: int = 5) -> pd.DataFra
     y = data.target_values()
     rows = []
     for name, fn in models.items():
-        for k, (tr, te) in enumerate(folds):
+        for k, (tr, _) in enumerate(folds):
             m_tr = np.zeros(data.n_samples, bool)
             m_tr[tr] = True
             start = time.perf_counter()

@@ -31,7 +31,7 @@ from mrl.data import FormulaData
 from mrl.ensemble import hold_out_calibration, member_seed
 from mrl.estimator import MixtureRegressor
 from mrl.predict import calibrated_predictor
-from mrl.uncertainty import coverage, member_summary, to_model_units
+from mrl.uncertainty import coverage, to_model_units
 
 log = logging.getLogger("uncertainty")
 LAB = dict(embedding_dim=10, steps=4000, batch_size=256)
@@ -86,7 +86,7 @@ def expt_gap_scenario(steps: int, folds: int) -> Scenario:
 
     data = load_dataset("matbench_expt_gap")
     splits = []
-    for train_idx, test_idx in matbench_folds(data)[:folds]:
+    for _, test_idx in matbench_folds(data)[:folds]:
         labels = np.full(data.n_samples, "train", dtype=object)
         labels[test_idx] = "eval"
         splits.append(labels)

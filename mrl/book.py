@@ -240,7 +240,7 @@ def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: 
         if len(ev):
             parts = ", ".join(f"{m} {_num(v)}" for m, v in ev.items())
             beaten = [m for m, v in ev.items() if v < best["eval_mae_log10"]]
-            verdict = (f"the learned vectors beat them all" if not beaten
+            verdict = ("the learned vectors beat them all" if not beaten
                        else f"{' and '.join(beaten)} {'is' if len(beaten) == 1 else 'are'} better than the best size")
             out.append(f"Baselines on the same split, eval MAE log10: {parts}; {verdict}.")
     return out

@@ -371,10 +371,12 @@ class FormulaData:
 
     @property
     def n_materials(self) -> int:
+        """Size of the material vocabulary."""
         return len(self.materials)
 
     @property
     def n_formulas(self) -> int:
+        """Number of distinct formulas."""
         return int(self.formulas["formula_id"].nunique())
 
     @property
@@ -701,7 +703,8 @@ def load_formulas(
         name: label of the data set.
         duplicates: two rows for one (formula, material): ``"error"`` (default) or ``"sum"`` (added up, with a
             warning).
-        sep, decimal: CSV separator and decimal mark (default: detected, see :func:`read_table`).
+        sep: CSV separator (default: detected, see :func:`read_table`).
+        decimal: CSV decimal mark (default: detected).
 
     Raises:
         DataError: on empty files, missing columns, non-numeric/NaN/negative/implausible contents, duplicate

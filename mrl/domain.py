@@ -178,6 +178,7 @@ class Domain:
 
     @classmethod
     def load(cls, path: str | Path) -> "Domain":
+        """Read what :meth:`save` wrote."""
         with np.load(path, allow_pickle=False) as z:
             matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
             return cls(z["material_ids"].astype(object), z["content_min"], z["content_max"],

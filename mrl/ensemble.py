@@ -51,10 +51,12 @@ def hold_out_calibration(split: np.ndarray, formula_ids: np.ndarray, fraction: f
 
 
 def member_seed(seed: int, k: int) -> int:
+    """Seed of ensemble member ``k`` (member 0 keeps the run's ``seed``)."""
     return seed + SEED_STRIDE * k
 
 
 def member_dir(run_dir: Path, k: int) -> Path:
+    """Folder of ensemble member ``k >= 1`` inside a run folder: ``members/<kk>``."""
     return Path(run_dir) / "members" / f"{k:02d}"
 
 

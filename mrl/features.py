@@ -191,8 +191,10 @@ class FeatureScaler:
         return self.transform(pd.DataFrame(index=pd.Index(["?"]), columns=[]), missing="nan")[0]
 
     def to_state(self) -> dict:
+        """Plain values (stored in checkpoints)."""
         return asdict(self)
 
     @classmethod
     def from_state(cls, state: dict) -> "FeatureScaler":
+        """Rebuild from :meth:`to_state`."""
         return cls(**{k: list(v) for k, v in state.items()})

@@ -120,10 +120,12 @@ def write_json(obj: Any, path: str | Path) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
     return json.loads(Path(path).read_text())
 
 
 def write_text(text: str, path: str | Path) -> Path:
+    """Write text atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)

@@ -78,10 +78,12 @@ class RunParams:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def to_dict(self) -> dict[str, Any]:
+        """All parameters as a plain dict (what params.yaml holds)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def names(cls) -> list[str]:
+        """Names of all parameters, in declaration order."""
         return [f.name for f in fields(cls)]
 
     @classmethod

@@ -134,6 +134,7 @@ class Predictor:
 
     @property
     def transform(self) -> str:
+        """The target transform of the members (``log10`` or ``none``): the model units."""
         return self.members[0].target_transform_
 
     def member_predictions(self, data: FormulaData) -> np.ndarray:

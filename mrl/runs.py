@@ -156,6 +156,7 @@ def _provenance() -> dict:
 
 
 def run_dir(params: RunParams) -> Path:
+    """The folder a run with these params is written to: ``<runs_dir>/<name>``."""
     return Path(params.runs_dir) / params.name
 
 
@@ -189,10 +190,12 @@ class RunPlan:
 
     @property
     def train_data(self) -> FormulaData:
+        """The samples the model trains on."""
         return self.data.subset(self.split == "train")
 
     @property
     def eval_data(self) -> FormulaData:
+        """The samples it is evaluated on (monitoring only)."""
         return self.data.subset(self.split == "eval")
 
     def counts(self) -> dict[str, tuple[int, int]]:
@@ -511,32 +514,39 @@ class Run:
 
     @cached_property
     def params(self) -> RunParams:
+        """The run's params (an adapted folder's: its source run's)."""
         if self.adapted:
             return read_params(read_json(self.path / ADAPT)["source_run"])
         return read_params(self.path)
 
     @cached_property
     def metrics(self) -> dict:
+        """``metrics.json``: errors per split, interval coverage, steps, wall time."""
         return read_json(self.path / METRICS)
 
     @cached_property
     def embeddings(self) -> pd.DataFrame:
+        """One row per material: usage, norm and the vector ``e0..`` (member 0)."""
         return self._read(EMBEDDINGS)
 
     @cached_property
     def snapshots(self) -> pd.DataFrame:
+        """The vectors over training: ``step, material_id, e0..``."""
         return self._read(SNAPSHOTS)
 
     @cached_property
     def history(self) -> pd.DataFrame:
+        """Loss and eval MAE by step."""
         return self._read(HISTORY)
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
+        """Every measurement's split, measured and predicted value (and interval)."""
         return self._read(PREDICTIONS)
 
     @cached_property
     def split(self) -> pd.DataFrame:
+        """Split label of every measurement."""
         return self._read(SPLIT)
 
     @cached_property

@@ -45,12 +45,14 @@ class Calibration:
     method: str = field(default="split conformal: empirical quantile of |y - mean| / spread on held-out formulas")
 
     def to_dict(self) -> dict:
+        """Plain values for ``calibration.json``."""
         out = asdict(self)
         out["levels"] = {str(k): v for k, v in self.levels.items()}
         return out
 
     @classmethod
     def from_dict(cls, values: dict) -> "Calibration":
+        """Rebuild from :meth:`to_dict`."""
         return cls(**{**values, "levels": {float(k): float(v) for k, v in values["levels"].items()}})
 
 
@@ -61,6 +63,7 @@ def to_model_units(y: np.ndarray, transform: str) -> np.ndarray:
 
 
 def from_model_units(t: np.ndarray, transform: str) -> np.ndarray:
+    """Model units -> property units (inverse of :func:`to_model_units`)."""
     return np.power(10.0, t) if transform == "log10" else np.asarray(t, np.float64)
 
 

@@ -6,8 +6,8 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.exceptions import NotFittedError
 import torch
+from sklearn.exceptions import NotFittedError
 
 from mrl.adapt import add_materials, tie_materials
 from mrl.data import FormulaData

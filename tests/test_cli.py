@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import tiny_tables
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mrl.data import DataError, load_formulas
-from mrl.io import write_json, atomic_path
+from mrl.io import atomic_path, write_json
 
 
 def _write(tmp_path, forms: pd.DataFrame, props: pd.DataFrame, mats: pd.DataFrame | None = None):

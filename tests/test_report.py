@@ -151,4 +151,4 @@ def test_report_keeps_the_book_builder_under_its_old_names():
 
     assert old_build_report is mrl.book.build_report and mrl.report.generate_pages is mrl.book.generate_pages
     with pytest.raises(AttributeError):
-        mrl.report.no_such_name
+        _ = mrl.report.no_such_name

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import tiny_tables
+
 from mrl.cli import main
 from mrl.io import atomic_dir, read_json
 from mrl.params import RunParams
