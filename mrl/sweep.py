@@ -11,6 +11,7 @@ A sweep is a YAML file, ``params/<sweep>.yaml``::
     notebook_params: {04_visualize: {map_methods: [pca]}}   # optional: display options of one notebook
     runs_dir: runs                        # optional, default "runs"
     jobs: 2                               # optional: parallel workers when the caller does not say (default 1)
+    scheduler: tcp://head-node:8786       # optional: hand points to a dask.distributed cluster (see below)
 
 Every point runs in ``<runs_dir>/<name>/<point>/``: the run's files (``params.yaml``, ``metrics.json``,
 checkpoint...), the executed notebooks with their outputs, the figures they save, and then either a ``done``
@@ -30,6 +31,14 @@ Behaviour:
   status 1 and ``mrl sweep ... && mrl report ...`` stops there.
 * ``jobs > 1`` runs points in parallel worker processes, each notebook in its own kernel, with the CPU
   threads split between workers (``OMP_NUM_THREADS``; unless already set).
+* ``scheduler`` (``mrl sweep --scheduler ADDRESS``, or the sweep file's ``scheduler:`` key) hands the points to a
+  `dask.distributed <https://distributed.dask.org>`_ scheduler instead of the local pool: ``tcp://host:8786`` (a
+  running scheduler, e.g. one started by dask-jobqueue on SLURM or dask-kubernetes), or ``local:N`` (a
+  ``LocalCluster`` of N worker processes on this machine). Each point is one task; the run folders must lie on a
+  path every worker sees under the same name (the folders are made absolute before they are sent), and the
+  notebooks run in this process's working directory, so relative data paths mean the same on every worker.
+  Everything else is as with the pool: resumable, a failed point writes ``error.txt`` (a task that dies with its
+  worker too), ``retry_failed``, progress. dask is optional: ``pip install "mrl[cluster]"``.
 * At the end ``<runs_dir>/<name>/summary.csv`` gets one row per point (grid keys, status, steps, wall times,
   train/eval/full MAE, RMSE, R2, MAPE, and MAE/R2 of log10 of the property when it is positive), built from the
   run files.
@@ -40,8 +49,10 @@ cell declares (found with ``papermill.inspect_notebook``); RunParams keys it doe
 """
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import ctypes
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -75,7 +86,7 @@ DATA_POINT = "data"
 #: Notebook parameter that collects RunParams keys the notebook does not declare one by one.
 EXTRA = "extra"
 SPEC_KEYS = ("name", "notebooks", "data_notebook", "base", "grid", "point_name", "notebook_params", "runs_dir",
-             "notebooks_dir", "jobs")
+             "notebooks_dir", "jobs", "scheduler")
 METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae", "rmse", "r2", "mape")]
 #: Errors of log10(property) (see :func:`mrl.error_analysis.log10_metrics`), empty for non-positive properties.
 LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
@@ -131,6 +142,7 @@ class Sweep:
     notebooks_dir: Path
     jobs: int = 1
     source: str = "sweep"
+    scheduler: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -267,7 +279,8 @@ def load_sweep(path: str | Path, **overrides: Any) -> Sweep:
                  base=dict(spec.get("base") or {}), grid=dict(grid), point_name=str(spec["point_name"]),
                  notebook_params={stem(k): v for k, v in (spec.get("notebook_params") or {}).items()},
                  runs_dir=Path(spec.get("runs_dir") or "runs"), notebooks_dir=notebooks_dir,
-                 jobs=int(spec.get("jobs") or 1), source=str(path))
+                 jobs=int(spec.get("jobs") or 1), source=str(path),
+                 scheduler=str(spec["scheduler"]) if spec.get("scheduler") else None)
 
 
 # ---------------------------------------------------------------------------------------------- execution
@@ -276,8 +289,10 @@ def _interrupted(exc: BaseException) -> bool:
     return getattr(exc, "ename", None) in ("KeyboardInterrupt", "SystemExit")
 
 
-def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
+def execute_point(point: Point, notebooks_dir: str, cwd: str | None = None) -> dict[str, Any]:
     """Execute one point's notebooks in order into its folder; write ``done`` or ``error.txt``.
+
+    ``cwd``: the notebooks' working directory (default: this process's).
 
     Returns ``{"point", "status", "seconds", "error"}``. Exceptions from the notebooks (a dead kernel included)
     are caught and recorded; interruptions (Ctrl-C, termination) propagate and leave the point pending.
@@ -296,7 +311,7 @@ def execute_point(point: Point, notebooks_dir: str) -> dict[str, Any]:
             papermill.execute_notebook(
                 str(Path(notebooks_dir) / f"{notebook}.ipynb"), str(point.folder / f"{notebook}.ipynb"),
                 parameters=point.parameters[notebook], kernel_name="python3", progress_bar=False,
-                start_timeout=KERNEL_START_TIMEOUT, cwd=os.getcwd(), extra_arguments=KERNEL_ARGUMENTS)
+                start_timeout=KERNEL_START_TIMEOUT, cwd=cwd or os.getcwd(), extra_arguments=KERNEL_ARGUMENTS)
     except Exception as exc:  # noqa: BLE001 - any notebook error is recorded, the sweep goes on
         if _interrupted(exc):
             raise KeyboardInterrupt(f"{point.name}: {current} interrupted") from exc
@@ -331,8 +346,11 @@ def _worker_init(threads: int | None) -> None:
         pass
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # raises in the worker -> papermill stops its kernel
     if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        for var in _THREAD_VARIABLES:
             os.environ.setdefault(var, str(threads))
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def _check_previous(points: list[Point]) -> None:
@@ -376,7 +394,7 @@ class _SweepLock:
 
 
 def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: bool = False, check: bool = False,
-              **overrides: Any) -> pd.DataFrame:
+              scheduler: str | None = None, **overrides: Any) -> pd.DataFrame:
     """Execute every pending point of a sweep; write and return its summary table (one row per point).
 
     Args:
@@ -386,12 +404,18 @@ def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: b
         retry_failed: also re-run points that failed before (their ``error.txt`` is replaced).
         check: raise :class:`SweepFailed` when any point (the data notebook's included) has failed, in this run
             or before; otherwise failures are only logged and shown in the summary.
+        scheduler: a dask.distributed scheduler address (``tcp://host:8786``) or ``local:N`` (a LocalCluster of N
+            worker processes) that runs the points instead of the local pool (``jobs`` is then unused); ``None``:
+            the sweep file's ``scheduler``, else the local pool.
         overrides: top-level keys of the sweep file to replace (e.g. ``runs_dir``, ``base``, ``grid``).
     """
     sweep = path if isinstance(path, Sweep) else load_sweep(path, **overrides)
     jobs = sweep.jobs if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    scheduler = scheduler or sweep.scheduler
+    if scheduler:
+        _check_scheduler(scheduler)  # before any work, like the params
     points = sweep.points()  # validates everything before any work
     _check_previous(points)
     todo = [p for p in points if p.status == "pending" or (retry_failed and p.status == "failed")]
@@ -406,7 +430,10 @@ def run_sweep(path: str | Path | Sweep, jobs: int | None = None, retry_failed: b
                                    "points": [p.name for p in points]}, sort_keys=False),
                    sweep.folder / "sweep.yaml")
         try:
-            _execute(todo, sweep, jobs)
+            if scheduler and todo:
+                _execute_dask(todo, sweep, scheduler)
+            else:
+                _execute(todo, sweep, jobs)
         except KeyboardInterrupt:
             log.warning("sweep %s interrupted: finished points are kept; run the same command again to continue "
                         "(an interrupted point resumes from its last checkpoint)", sweep.name)
@@ -430,10 +457,7 @@ def _execute(todo: list[Point], sweep: Sweep, jobs: int) -> None:
 
     def finished(result: dict) -> None:
         bar.update(1)
-        if result["status"] == "done":
-            log.info("%s done in %.0f s", result["point"], result["seconds"])
-        else:
-            log.error("%s FAILED after %.0f s: %s", result["point"], result["seconds"], result["error"])
+        _log_result(result)
 
     notebooks_dir = str(sweep.notebooks_dir)
     try:
@@ -455,6 +479,95 @@ def _execute(todo: list[Point], sweep: Sweep, jobs: int) -> None:
                 raise
     finally:
         bar.close()
+
+
+def _log_result(result: dict) -> None:
+    if result["status"] == "done":
+        log.info("%s done in %.0f s", result["point"], result["seconds"])
+    else:
+        log.error("%s FAILED after %.0f s: %s", result["point"], result["seconds"], result["error"])
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError('a sweep scheduler needs dask.distributed, which is not installed; install it with '
+                          'pip install "mrl[cluster]" (or pip install "dask[distributed]"), or leave out '
+                          '--scheduler / the scheduler key to use the local process pool') from None
+    return distributed
+
+
+def _check_scheduler(scheduler: str) -> None:
+    """Refuse a malformed address (and a missing dask) before any work."""
+    _import_distributed()
+    if scheduler.startswith("local:"):
+        count = scheduler.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"scheduler {scheduler!r}: expected local:N with N >= 1 workers")
+    elif "://" not in scheduler and ":" not in scheduler:
+        raise ValueError(f"scheduler {scheduler!r}: expected an address such as tcp://host:8786, or local:N")
+
+
+def _dask_client(scheduler: str) -> tuple[Any, Any]:
+    """(client, cluster or None) for ``scheduler``; ``local:N`` starts a LocalCluster of N worker processes (one
+    thread each, CPU threads split between them as in the local pool)."""
+    distributed = _import_distributed()
+    if scheduler.startswith("local:"):
+        workers = int(scheduler.split(":", 1)[1])
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        env = {var: os.environ.get(var, threads) for var in _THREAD_VARIABLES}
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, env=env)
+        return distributed.Client(cluster), cluster
+    return distributed.Client(scheduler, timeout="60s"), None
+
+
+def _dask_task(point: Point, notebooks_dir: str, cwd: str) -> dict[str, Any]:
+    """:func:`execute_point` in a dask worker; an interruption leaves the point pending (no marker)."""
+    return execute_point(point, notebooks_dir, cwd=cwd)
+
+
+def _execute_dask(todo: list[Point], sweep: Sweep, scheduler: str) -> None:
+    """Run ``todo`` as tasks of a dask.distributed cluster (one task per point, no retries: a failed point is
+    recorded, as with the pool). A task that raises (its worker died, say) gets an ``error.txt`` here."""
+    import uuid
+
+    distributed = _import_distributed()
+    todo = [dataclasses.replace(p, folder=p.folder.resolve()) for p in todo]  # workers may run elsewhere
+    notebooks_dir, cwd = str(Path(sweep.notebooks_dir).resolve()), os.getcwd()
+    client, cluster = _dask_client(scheduler)
+    bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="point")
+    try:
+        log.info("sweep %s: %d point(s) to dask scheduler %s (%d worker(s))", sweep.name, len(todo),
+                 client.scheduler.address, len(client.scheduler_info().get("workers", {})))
+        tag = uuid.uuid4().hex[:8]
+        futures = {client.submit(_dask_task, p, notebooks_dir, cwd, key=f"mrl-{sweep.name}-{p.name}-{tag}",
+                                 pure=False, retries=0): p for p in todo}
+        try:
+            for future in distributed.as_completed(list(futures)):
+                point = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - the task itself died: record it, go on
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    detail = "".join(traceback.format_exception(exc))
+                    write_text(f"point: {point.name}\nnotebook: ? (the dask task failed: {type(exc).__name__})\n"
+                               f"error: {type(exc).__name__}: {exc}\n\n{detail}\n", point.folder / ERROR)
+                    result = {"point": point.name, "status": "failed", "seconds": 0.0,
+                              "error": f"dask task: {type(exc).__name__}: {exc}"}
+                bar.update(1)
+                bar.set_postfix_str(point.name)
+                _log_result(result)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFrame:
@@ -510,3 +623,26 @@ def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; run `mrl sweep params/<sweep>.yaml` first")
     return pd.read_csv(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mrl.sweep SWEEP.yaml [--jobs N] [--retry-failed] [--scheduler ADDRESS]`` (as ``mrl sweep``)."""
+    parser = argparse.ArgumentParser(prog="python -m mrl.sweep", description=main.__doc__)
+    parser.add_argument("sweep", help="sweep YAML file (params/<sweep>.yaml)")
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="parallel workers (default: the sweep file's jobs, else 1)")
+    parser.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
+    parser.add_argument("--scheduler", default=None,
+                        help="dask.distributed scheduler address (tcp://host:8786) or local:N; default: the sweep "
+                             "file's scheduler key, else the local process pool")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True, scheduler=args.scheduler)
+    except SweepFailed as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -281,7 +281,11 @@ def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditio
         save_checkpoint(checkpoint_path, model, estimator_state, progress=progress_state, training=training)
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", disable=not progress, mininterval=2.0)
-    loss_sum, loss_n = 0.0, 0
+    # the training loss is summed on the device (in float64, as Python floats were: the same numbers) and read
+    # only at eval steps, so a step does not wait for the device (no host sync per step)
+    # (MPS has no float64: there the sum stays on the host, one read per step as before)
+    sum_device = torch.device("cpu") if device.type == "mps" else device
+    loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=sum_device), 0
     with _stop_on_signals() as stop:
         while state.step < cfg.steps and state.stopped_step is None:
             if state.step in record and state.step not in state.snapshots:
@@ -294,13 +298,13 @@ def _loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, conditio
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+            loss_sum, loss_n = loss_sum + loss.detach().to(sum_device).double(), loss_n + 1
             state.step += 1
             bar.update(1)
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-                entry = {"step": state.step, "train_loss": loss_sum / loss_n,
+                entry = {"step": state.step, "train_loss": float(loss_sum) / loss_n,
                          "lr": opt.param_groups[1]["lr"], "wall_s": time.perf_counter() - started}
-                loss_sum, loss_n = 0.0, 0
+                loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=sum_device), 0
                 if evaluate is not None:
                     model.eval()
                     with torch.no_grad():

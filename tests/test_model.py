@@ -139,3 +139,39 @@ def test_attention_pinned_material_still_contributes_nothing_of_its_own():
     model = _attention_model()
     alone = make_batch(_matrix([[1.0, 0, 0, 0, 0, 0]]), np.arange(1))
     assert torch.count_nonzero(model.mixture(alone)) == 0
+
+
+def test_attention_length_buckets_match_one_padded_batch():
+    """Bucketing formulas by length (pad each bucket to its own longest) changes nothing but float rounding, in the
+    outputs and in every gradient; formulas of one length, and small batches, take the single padded path."""
+    from mrl.model import MIN_BUCKET_FORMULAS, _length_buckets
+
+    rng = np.random.default_rng(0)
+    n, n_materials = 200, 30
+    dense = np.zeros((n, n_materials))
+    for row in range(n):  # 1 to 25 ingredients: very different lengths
+        cols = rng.choice(n_materials, size=int(rng.integers(1, 26)), replace=False)
+        dense[row, cols] = rng.random(len(cols))
+    dense /= dense.sum(1, keepdims=True)
+    matrix = sp.csr_matrix(dense)
+    batch = make_batch(matrix, rng.permutation(n), rng.random((n, 1)))
+    torch.manual_seed(0)
+    model = MixtureModel(n_materials=n_materials, embedding_dim=5, init_std=0.5, interaction="attention",
+                         n_conditions=1)
+    with torch.no_grad():
+        model.interaction.gate.fill_(0.8)
+    results = {}
+    for buckets in (1, 4):
+        model.interaction.buckets = buckets
+        model.zero_grad()
+        out = model(batch)
+        out.sum().backward()
+        results[buckets] = (out.detach(), {k: p.grad.clone() for k, p in model.named_parameters()})
+    assert _length_buckets(batch.offsets, batch.index.shape[0], 4) is not None
+    assert torch.allclose(results[1][0], results[4][0], atol=1e-5, rtol=1e-5)
+    for name, grad in results[1][1].items():
+        assert torch.allclose(grad, results[4][1][name], atol=1e-4, rtol=1e-4), name
+    same_length = make_batch(sp.csr_matrix(np.ones((40, 3)) / 3), np.arange(40))
+    assert _length_buckets(same_length.offsets, same_length.index.shape[0], 4) is None
+    small = make_batch(matrix, np.arange(MIN_BUCKET_FORMULAS * 2 - 1))
+    assert _length_buckets(small.offsets, small.index.shape[0], 4) is None
