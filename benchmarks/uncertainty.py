@@ -11,7 +11,7 @@ Spearman correlation between the members' spread and the absolute error; MAE of 
 predictions; share of eval formulas flagged out of domain and the MAE of flagged vs unflagged ones; wall time.
 A last table times prediction of 100,000 seed-scale formulas (target: under 5 s on 2 cores).
 
-    python benchmarks/uncertainty.py                      # lab (random and material split), ~10 min on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/uncertainty.py    # lab (random and material split, 3 splits each)
     python benchmarks/uncertainty.py --only melt expt_gap # the real-data scenarios (slower)
     python benchmarks/uncertainty.py --only speed
 """
@@ -58,14 +58,15 @@ class Scenario:
 EVAL_FRACTION = {"random": 0.2, "material": 0.05}
 
 
-def lab_scenario(split: str, steps: int) -> Scenario:
+def lab_scenario(split: str, steps: int, seeds: int = 1) -> Scenario:
+    """The small lab with ``seeds`` different splits (one fold each)."""
     from mrl.runs import make_split
     from mrl.synth import make_lab
 
     data, _ = make_lab("small", seed=0)
-    labels = make_split(data, split, EVAL_FRACTION[split], seed=0)
-    share = (labels == "eval").mean()
-    return Scenario(f"lab, {split} split", data, [labels], {**LAB, "steps": steps},
+    splits = [make_split(data, split, EVAL_FRACTION[split], seed=seed) for seed in range(seeds)]
+    share = np.mean([(labels == "eval").mean() for labels in splits])
+    return Scenario(f"lab, {split} split", data, splits, {**LAB, "steps": steps},
                     notes=[f"{100 * share:.0f} % of the formulas in eval"])
 
 
@@ -145,8 +146,9 @@ def run_scenario(scenario: Scenario, n_members: int) -> list[dict]:
     for name, folds in rows.items():
         frame = pd.DataFrame(folds)
         row = {"scenario": scenario.name, "model": name, "folds": len(folds), **frame.mean().to_dict()}
-        if len(folds) > 1:
-            row["mae_model_sd"] = float(frame["mae_model"].std())
+        if len(folds) > 1:  # spread over folds (splits) of the main numbers
+            for key in ("mae_model", "cov80", "cov95"):
+                row[f"{key}_sd"] = float(frame[key].std())
         out.append(row)
     return out
 
@@ -204,7 +206,11 @@ def render_markdown(rows: list[dict]) -> str:
     keys = [k for k in COLUMNS if any(k in row for row in rows)]
     lines = ["| " + " | ".join(COLUMNS[k] for k in keys) + " |", "|" + "|".join("---" if k in ("scenario", "model")
                                                                            else "--:" for k in keys) + "|"]
-    lines += ["| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |" for row in rows]
+    def cell(row: dict, key: str) -> str:
+        sd = row.get(f"{key}_sd")
+        return fmt(key, row.get(key)) + (f" ± {sd:.3f}" if sd is not None and np.isfinite(sd) else "")
+
+    lines += ["| " + " | ".join(cell(row, k) for k in keys) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -245,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--steps", type=int, default=None, help="override the scenarios' training steps")
     parser.add_argument("--folds", type=int, default=5, help="expt_gap: Matbench folds to run")
+    parser.add_argument("--seeds", type=int, default=3, help="lab: splits (split seeds) to run")
     parser.add_argument("--json", default=None, help="write the rows as JSON here")
     parser.add_argument("--render", nargs="*", metavar="JSON", help="only print the markdown table of --json files")
     parser.add_argument("--figure", default=None, help="with --render: also draw the coverage figure here (PNG)")
@@ -261,8 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         if which == "speed":
             timing = speed()
             continue
-        scenario = {"lab": lambda: lab_scenario("random", args.steps or LAB["steps"]),
-                    "material": lambda: lab_scenario("material", args.steps or LAB["steps"]),
+        scenario = {"lab": lambda: lab_scenario("random", args.steps or LAB["steps"], args.seeds),
+                    "material": lambda: lab_scenario("material", args.steps or LAB["steps"], args.seeds),
                     "melt": lambda: melt_scenario(args.steps or MELT["steps"]),
                     "expt_gap": lambda: expt_gap_scenario(args.steps or EXPT_GAP["steps"], args.folds)}[which]()
         rows += run_scenario(scenario, args.members)
