@@ -1,5 +1,5 @@
 """Command line: ``mrl train``, ``mrl validate``, ``mrl data``, ``mrl similar``, ``mrl sweep``, ``mrl report``,
-``mrl predict``, ``mrl add-materials``, ``mrl tie-materials``.
+``mrl predict``, ``mrl design``, ``mrl add-materials``, ``mrl tie-materials``.
 
 Errors the user can fix (bad data, params, paths) end with one line naming the cause and exit status 2; an
 interrupted training run ends with one line saying how to resume it and exit status 130 (143 for SIGTERM)."""
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
-
 
 #: Exit status of an interrupted command (the shell's 128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -192,10 +191,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from mrl.sweep import SweepFailed, run_sweep
 
     try:
-        run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True)
+        run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True, scheduler=args.scheduler)
     except SweepFailed as exc:
         logging.getLogger("mrl").error("%s", exc)
         sys.exit(1)
+    except ImportError as exc:  # --scheduler without dask installed
+        logging.getLogger("mrl").error("%s", exc)
+        sys.exit(2)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -211,6 +213,84 @@ def cmd_predict(args: argparse.Namespace) -> None:
     write_table(table, out)
     flagged = int(table["out_of_domain"].sum())
     print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column)")
+
+
+def _bounds(pairs: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``MAT=lo:hi`` strings (in %) -> dict."""
+    out = {}
+    for pair in pairs:
+        mat, sep, rng = pair.partition("=")
+        lo, colon, hi = rng.partition(":")
+        try:
+            if not (sep and colon and mat.strip()):
+                raise ValueError
+            out[mat.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise ValueError(f"--bounds expects MAT=lo:hi (in %), got {pair!r}") from None
+    return out
+
+
+def _design_formula(run: Path, spec: str):
+    """``--formula``: a long-format file holding one formula, or a formula id of the run's own data (then also its
+    measured value, or None)."""
+    import pandas as pd
+
+    from mrl.data import read_table
+
+    if Path(spec).is_file():
+        table, label = read_table(spec, "formula")
+        return table, None
+    from mrl.runs import load_run
+
+    data, _ = load_run(run).data()
+    rows = data.formulas[data.formulas["formula_id"].astype(str) == spec]
+    if rows.empty:
+        raise FileNotFoundError(f"--formula {spec!r}: neither a file nor a formula id of {run}'s data")
+    measured = data.properties.loc[data.properties["formula_id"].astype(str) == spec, data.targets[0]]
+    return pd.DataFrame(rows), (float(measured.iloc[0]) if len(measured) == 1 else None)
+
+
+def cmd_design(args: argparse.Namespace) -> None:
+    from mrl.design import design, design_map
+    from mrl.io import atomic_dir, write_table
+    from mrl.plots import save_figure
+    from mrl.predict import Predictor
+
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another folder")
+    run = Path(args.run)
+    predictor = Predictor.from_folder(run)
+    formula, measured = _design_formula(run, args.formula)
+    if args.measured is not None:
+        measured = args.measured
+    if args.no_anchor:
+        measured = None
+    add_from: list[str] = []
+    for item in args.add_from:
+        if Path(item).is_file():
+            from mrl.data import read_table
+
+            table, label = read_table(item, "candidates")
+            if "material_id" not in table.columns:
+                raise ValueError(f"{label}: needs a material_id column")
+            add_from += table["material_id"].astype(str).tolist()
+        else:
+            add_from += [m for m in item.split(",") if m]
+    conditions = {k: float(v) for k, v in _overrides(args.conditions).items()}
+    result = design(predictor, formula, args.target, conditions=conditions, fix=args.fix,
+                    bounds=_bounds(args.bounds), max_changes=args.max_changes, add_from=add_from,
+                    n_proposals=args.n_proposals, measured=measured, seed=args.seed)
+    with atomic_dir(out) as tmp:
+        write_table(result.proposals, tmp / "proposals.csv")
+        write_table(result.formulas, tmp / "formulas.csv")
+        save_figure(design_map(predictor, result), tmp / "design_map.png")
+    n_ok = int(result.proposals["vouched"].sum())
+    print(f"{out}: {len(result.proposals)} proposal(s), {n_ok} vouched (inside the domain, target inside the 80 % "
+          f"interval)" + ("" if measured is None else f"; anchored to the measured {measured:g}"))
+    for _, row in result.proposals.iterrows():
+        print(f"  {row['proposal']}: {row['prediction']:.4g} [{row['lower_80']:.4g}, {row['upper_80']:.4g}] "
+              f"{'vouched' if row['vouched'] else 'NOT vouched: ' + row['reasons']}; {row['changes']}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -230,6 +310,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mrl`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="mrl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -276,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=None,
                    help="parallel workers (default: the sweep file's jobs, else 1)")
     p.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
+    p.add_argument("--scheduler", default=None,
+                   help="dask.distributed scheduler address (tcp://host:8786) or local:N (a LocalCluster of N "
+                        "workers); default: the sweep file's scheduler key, else the local process pool; needs "
+                        "pip install 'mrl[cluster]'")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 % "
@@ -322,6 +407,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_tie_materials)
 
+    p = sub.add_parser("design", help="propose content changes that move a formula's predicted property to a target",
+                       description="Search contents (at most --max-changes materials, --fix kept, --bounds in %, "
+                                   "additions only from --add-from) by gradient through the run's model; writes "
+                                   "proposals.csv, formulas.csv and design_map.png into --out (refuses an existing "
+                                   "folder). A proposal is vouched only inside the training domain with the target in "
+                                   "its 80 % interval.")
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("--formula", required=True, help="a formula id of the run's data, or a long-format file holding "
+                                                    "one formula")
+    p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
+    p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
+    p.add_argument("--fix", nargs="*", default=[], metavar="MAT", help="materials whose content must not change")
+    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi", help="content range in %%")
+    p.add_argument("--max-changes", type=_positive_int, default=3, help="at most this many materials change")
+    p.add_argument("--add-from", nargs="*", default=[], metavar="IDS_OR_FILE",
+                   help="materials that may be added: ids (comma or space separated) or a table with material_id")
+    p.add_argument("--n-proposals", type=_positive_int, default=3)
+    p.add_argument("--measured", type=float, default=None,
+                   help="the formula's measured value: aim at target/measured under the model (default for a "
+                        "formula id of the run's data: its recorded measurement)")
+    p.add_argument("--no-anchor", action="store_true", help="aim at the target itself, ignoring any measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    p.set_defaults(func=cmd_design)
+
     p = sub.add_parser("report", help="build the Jupyter Book report for a sweep folder")
     p.add_argument("sweep_dir", help="runs/<sweep>")
     p.add_argument("--book", default="book", help="book source folder")
@@ -330,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run one subcommand; user-fixable errors end with one line and exit status 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from mrl.params import CHOICES
 
@@ -84,9 +84,11 @@ class Batch:
 
     @property
     def size(self) -> int:
+        """Number of formulas in the batch."""
         return int(self.offsets.shape[0])
 
     def to(self, device: torch.device) -> "Batch":
+        """The batch on ``device``."""
         return Batch(self.index.to(device), self.offsets.to(device), self.content.to(device),
                      self.conditions.to(device))
 

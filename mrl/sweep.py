@@ -146,10 +146,12 @@ class Sweep:
 
     @property
     def folder(self) -> Path:
+        """The sweep's folder: ``<runs_dir>/<name>``."""
         return self.runs_dir / self.name
 
     @property
     def summary_path(self) -> Path:
+        """``summary.csv`` of the sweep."""
         return self.folder / "summary.csv"
 
     def grid_points(self) -> list[dict[str, Any]]:
@@ -215,9 +217,11 @@ class Sweep:
         return Point(name, self.folder / name, list(notebooks), parameters, compared, grid_values)
 
     def all_notebooks(self) -> list[str]:
+        """The data notebook (if any) and the per-point notebooks, in run order."""
         return ([self.data_notebook] if self.data_notebook else []) + list(self.notebooks)
 
     def notebook_path(self, notebook: str) -> Path:
+        """The source ``.ipynb`` of a notebook name."""
         path = self.notebooks_dir / f"{notebook}.ipynb"
         if not path.exists():
             raise FileNotFoundError(f"{self.source}: notebook {path} not found")
@@ -225,7 +229,7 @@ class Sweep:
 
 
 def _quiet_papermill() -> None:
-    """papermill logs every notebook it opens at INFO ("Input Notebook: ..."); keep that out of the sweep's log."""
+    """Papermill logs every notebook it opens at INFO ("Input Notebook: ..."); keep that out of the sweep's log."""
     if logging.getLogger("papermill").level == logging.NOTSET:
         logging.getLogger("papermill").setLevel(logging.WARNING)
 

@@ -590,6 +590,40 @@ def true_viscosity(content: sp.spmatrix | np.ndarray, truth: pd.DataFrame) -> np
     return 10.0 ** log10_viscosity_from_sums(latent_sums(content, truth))
 
 
+def hidden_viscosity(formulas: pd.DataFrame, truth: pd.DataFrame, noise: float = 0.0,
+                     seed: int | None = 0) -> pd.Series:
+    """The hidden rule applied to any formulas in the long format (``formula_id, material_id, content``; contents
+    in % or fractions, normalised per formula): viscosity in cP, one value per formula (Series indexed by
+    ``formula_id``, in order of first appearance).
+
+    ``noise=0`` gives the noise-free truth (what a design should be judged against). ``noise > 0`` measures like the
+    lab: the value times ``exp(noise * N(0, 1))`` (the lab's own level is ``PRESETS[name].noise``, 0.04), rounded
+    to 4 significant figures like an instrument read-out, with the noise drawn from ``seed``. This does not touch
+    the lab's generation (its formulas and measurements are unchanged).
+
+    Raises:
+        ValueError: a material id absent from ``truth``, or a formula without positive content.
+    """
+    ids = pd.Index(truth["material_id"].astype(str))
+    mids = formulas["material_id"].astype(str)
+    cols = ids.get_indexer(mids)
+    if (cols < 0).any():
+        unknown = sorted(set(mids[cols < 0]))
+        raise ValueError(f"hidden_viscosity: material(s) {unknown[:10]} are not in the lab's catalogue")
+    fids = pd.Index(pd.unique(formulas["formula_id"].astype(str)))
+    rows = fids.get_indexer(formulas["formula_id"].astype(str))
+    content = sp.csr_matrix((formulas["content"].to_numpy(np.float64), (rows, cols)), shape=(len(fids), len(ids)))
+    sums = np.asarray(content.sum(axis=1)).ravel()
+    if (sums <= 0).any():
+        raise ValueError(f"hidden_viscosity: formula {fids[np.argmax(sums <= 0)]!r} has no positive content")
+    visc = true_viscosity(sp.diags(1.0 / sums) @ content, truth)
+    if noise > 0:
+        visc = visc * np.exp(noise * np.random.default_rng(seed).standard_normal(len(visc)))
+        digits = 3 - np.floor(np.log10(visc)).astype(int)
+        visc = np.array([round(v, int(k)) for v, k in zip(visc, digits)])
+    return pd.Series(visc, index=fids, name="viscosity")
+
+
 # ------------------------------------------------------------------------------------------- supplier sheets
 #: Multiplicative log-normal noise of a supplier-sheet value around the hidden property (SD of the natural log).
 SHEET_NOISE = 0.3

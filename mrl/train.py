@@ -26,10 +26,16 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from mrl.checkpoint import (CheckpointError, load_checkpoint, load_snapshots, save_checkpoint, save_snapshots,
-                            snapshots_path)
-from mrl.params import check_device_name
+from mrl.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_snapshots,
+    save_checkpoint,
+    save_snapshots,
+    snapshots_path,
+)
 from mrl.model import MixtureModel, make_batch
+from mrl.params import check_device_name
 
 log = logging.getLogger(__name__)
 #: Training losses on the standardised target: ``huber`` is quadratic within 1 SD, linear beyond.
@@ -122,6 +128,7 @@ class BatchOrder:
         self._epoch, self._perm = -1, np.arange(0)
 
     def __call__(self, step: int) -> np.ndarray:
+        """Sample indices of the batch at ``step``."""
         epoch, pos = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
@@ -216,7 +223,9 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         checkpoint_path: where to write checkpoints (every ``cfg.checkpoint_every`` steps, at the end, and when
             SIGINT/SIGTERM arrives); snapshots go beside it (:func:`mrl.checkpoint.snapshots_path`).
         resume: continue from ``checkpoint_path`` if it exists.
+        device: where the model and batches live.
         estimator_state: the checkpoint's ``estimator`` section (what rebuilds the estimator).
+        progress: show a progress bar.
         validate: with ``cfg.early_stopping``, the validation loss of the model (inner validation part of the
             training data, never eval), called every ``cfg.eval_every`` steps and logged as ``val_loss``.
 

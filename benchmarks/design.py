@@ -1,0 +1,327 @@
+"""Design a formula for a target on the synthetic lab, judged against the hidden rule.
+
+One lab model is trained inside the benchmark (small lab, dim 10, ensemble of 3, calibration held out) into a
+temporary folder. For eval formulas (held out of training) and targets 0.5x and 2x their measured viscosity, with the
+formula's actives fixed (the lab's ``active`` family), at most 3 materials changed and additions only from the
+lab's shelf (the most used training material of every other family), three answers are compared:
+
+* ``design``: :func:`mrl.design.design`, anchored to the formula's measurement (the search aims at the ratio
+  target / measured under the model);
+* ``random search``: :func:`mrl.design.random_search` with the same constraints, objective and number of model calls;
+* ``nearest training formula``: among training formulas within L1 distance ``--radius`` of the original (content
+  fractions), the one whose measured viscosity is closest to the target (it ignores the constraints).
+
+Each answer's TRUE viscosity (noise-free hidden rule, :func:`mrl.synth.hidden_viscosity`) is compared with the
+target: a hit lies within 15 %. ``vouched`` (inside the domain and target inside the 80 % interval) is checked
+against hits and misses. ``--json PATH`` writes every number (``book/design.md`` renders it with
+:func:`render`).
+
+    python benchmarks/design.py [--quick] [--n-formulas 100] [--json PATH] [--book book/design.md] [--melt]
+    python benchmarks/design.py --render PATH.json --book book/design.md   # refill the page's tables only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HIT = 0.15
+TARGETS = (0.5, 2.0)
+
+
+def _shelf(data, split: pd.DataFrame) -> list[str]:
+    train = data.formulas[data.formulas["formula_id"].isin(split.loc[split["split"] == "train", "formula_id"])]
+    used = train.groupby("material_id").size()
+    return [used.reindex(g["material_id"]).dropna().idxmax() for fam, g in data.materials.groupby("family")
+            if fam != "active" and used.reindex(g["material_id"]).notna().any()]
+
+
+def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, float]:
+    ids = data.formula_ids
+    matrix = data.content_matrix()
+    train = np.flatnonzero(np.isin(ids, split.loc[split["split"] == "train", "formula_id"]))
+    row = matrix[int(np.flatnonzero(ids == fid)[0])].toarray()
+    dist = np.abs(matrix[train].toarray() - row).sum(axis=1)
+    close = dist <= radius
+    if not close.any():
+        return None, float(dist.min())
+    meas = data.properties.set_index("formula_id").loc[ids[train[close]], "viscosity"].to_numpy()
+    best = int(np.argmin(np.abs(np.log10(meas / target))))
+    return str(ids[train[close]][best]), float(dist[close][best])
+
+
+def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
+            n_starts: int) -> dict:
+    from mrl.design import design, random_search
+    from mrl.params import RunParams
+    from mrl.runs import load_run, run_experiment
+    from mrl.synth import hidden_viscosity
+
+    t0 = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="mrl_design_")
+    path = run_experiment(RunParams(name="lab", runs_dir=tmp, data="synth:small", embedding_dim=10, steps=steps,
+                                    ensemble=ensemble, device="cpu", seed=seed), progress=False)
+    train_s = time.perf_counter() - t0
+    run = load_run(path)
+    predictor = run.predictor
+    data, truth = run.data()
+    split = run.split
+    family = dict(zip(data.materials["material_id"], data.materials["family"]))
+    meas = data.properties.set_index("formula_id")["viscosity"]
+    shelf = _shelf(data, split)
+    rng = np.random.default_rng(seed)
+    eval_ids = split.loc[split["split"] == "eval", "formula_id"].to_numpy()
+    eval_ids = rng.choice(eval_ids, min(n_formulas, len(eval_ids)), replace=False)
+    rows, proposals, example = [], [], None
+    for fid in eval_ids:
+        one = data.formulas[data.formulas["formula_id"] == fid].assign(content=lambda f: f["content"] * 100)
+        fix = [m for m in one["material_id"] if family[m] == "active"]
+        for mult in TARGETS:
+            target = float(meas[fid]) * mult
+            kw = dict(fix=fix, max_changes=3, add_from=shelf, n_proposals=3, measured=float(meas[fid]), seed=seed)
+            res = design(predictor, one, target, steps=design_steps, n_starts=n_starts, **kw)
+            rnd = random_search(predictor, one, target, n_calls=res.n_model_calls, **kw)
+            for method, r in (("design", res), ("random search", rnd)):
+                if r.proposals.empty:
+                    rows.append(dict(formula_id=fid, mult=mult, method=method, error=np.nan, vouched=False))
+                    continue
+                true = hidden_viscosity(r.formulas[r.formulas["formula_id"].isin(r.proposals["proposal"])], truth)
+                for k, p in r.proposals.iterrows():
+                    err = float(true[p["proposal"]] / target - 1)
+                    proposals.append(dict(formula_id=fid, mult=mult, method=method, rank=k, error=err,
+                                          vouched=bool(p["vouched"]), n_changed=int(p["n_changed"])))
+                top = r.proposals.iloc[0]
+                rows.append(dict(formula_id=fid, mult=mult, method=method,
+                                 error=float(true[top["proposal"]] / target - 1), vouched=bool(top["vouched"]),
+                                 calls=r.n_model_calls))
+            near, dist = _nearest_training(data, split, fid, target, radius)
+            if near is None:
+                rows.append(dict(formula_id=fid, mult=mult, method="nearest training formula", error=np.nan))
+            else:
+                true = hidden_viscosity(data.formulas[data.formulas["formula_id"] == near], truth).iloc[0]
+                rows.append(dict(formula_id=fid, mult=mult, method="nearest training formula",
+                                 error=float(true / target - 1)))
+            if example is None and mult == 2.0 and not res.proposals.empty and bool(res.proposals["vouched"].iloc[0]):
+                example = _example(res, one, data, truth, float(meas[fid]))
+    table = pd.DataFrame(rows)
+    props = pd.DataFrame(proposals)
+    return dict(summary=_summary(table), refusals=_refusals(props[props["method"] == "design"]),
+                first_vouched=_first_vouched(props[props["method"] == "design"]), example=example,
+                setup=dict(n_formulas=int(len(eval_ids)), steps=steps, ensemble=ensemble, embedding_dim=10,
+                           radius=radius, design_steps=design_steps, n_starts=n_starts, shelf=shelf,
+                           eval_metrics=run.metrics["eval"], train_s=round(train_s, 1),
+                           calls=float(table.loc[table["method"] == "design", "calls"].mean())),
+                wall_s=round(time.perf_counter() - t0, 1))
+
+
+def _summary(table: pd.DataFrame) -> list[dict]:
+    out = []
+    for method, g in table.groupby("method", sort=False):
+        err = g["error"].abs()
+        miss = err[err > HIT]
+        out.append(dict(method=method, n=int(len(g)), answered=int(err.notna().sum()),
+                        hit=float((err <= HIT).sum() / len(g)), median_abs_error=float(err.median()),
+                        median_miss=float(miss.median()) if len(miss) else float("nan"),
+                        **({} if "vouched" not in g or method == "nearest training formula" else
+                           {"vouched": float(g["vouched"].fillna(False).mean())})))
+    return out
+
+
+def _refusals(props: pd.DataFrame) -> dict:
+    hit = props["error"].abs() <= HIT
+    v = props["vouched"]
+    return dict(n=int(len(props)), vouched_hit=int((v & hit).sum()), vouched_miss=int((v & ~hit).sum()),
+                refused_hit=int((~v & hit).sum()), refused_miss=int((~v & ~hit).sum()))
+
+
+def _first_vouched(props: pd.DataFrame) -> dict:
+    """Per task, the best-ranked vouched proposal (what a user would be shown as a success)."""
+    first = props[props["vouched"]].sort_values("rank").groupby(["formula_id", "mult"]).first()
+    n_tasks = props.groupby(["formula_id", "mult"]).ngroups
+    hit = first["error"].abs() <= HIT
+    return dict(tasks=int(n_tasks), with_vouched=int(len(first)), hit=int(hit.sum()),
+                hit_share_of_vouched=float(hit.mean()) if len(first) else float("nan"))
+
+
+def _example(res, one, data, truth, measured) -> dict:
+    from mrl.synth import hidden_viscosity
+
+    names = dict(zip(data.materials["material_id"], data.materials["name"]))
+    fam = dict(zip(data.materials["material_id"], data.materials["family"]))
+    best = res.proposals.iloc[0]
+    before = one.set_index("material_id")["content"]
+    after = res.formulas[res.formulas["formula_id"] == best["proposal"]].set_index("material_id")["content"]
+    mats = before.index.union(after.index)
+    rows = [dict(material_id=m, name=names[m], family=fam[m], before=float(before.get(m, 0.0)),
+                 after=float(after.get(m, 0.0))) for m in mats]
+    rows.sort(key=lambda r: -max(r["before"], r["after"]))
+    true = hidden_viscosity(res.formulas[res.formulas["formula_id"] == best["proposal"]], truth).iloc[0]
+    return dict(formula_id=res.original_id, measured=measured, target=res.target, rows=rows,
+                prediction=float(best["prediction"]), lower_80=float(best["lower_80"]),
+                upper_80=float(best["upper_80"]), lower_95=float(best["lower_95"]), upper_95=float(best["upper_95"]),
+                vouched=bool(best["vouched"]), reasons=str(best["reasons"]), changes=str(best["changes"]),
+                top_materials=str(best["top_materials"]), true=float(true))
+
+
+def run_melt(steps: int, seed: int) -> dict:
+    """Raise log10 viscosity by 1 at fixed T on a few melts; report the mean change of each oxide (mol %)."""
+    try:
+        from mrl.datasets import load_dataset
+
+        data = load_dataset("melt_viscosity")
+    except Exception as exc:  # noqa: BLE001 - any failure to obtain the wheel means: skip
+        return dict(skipped=f"melt_viscosity not available offline ({type(exc).__name__}: {str(exc)[:120]})")
+    from mrl.design import design
+    from mrl.params import RunParams
+    from mrl.runs import load_run, run_experiment
+
+    tmp = tempfile.mkdtemp(prefix="mrl_design_melt_")
+    path = run_experiment(RunParams(name="melt", runs_dir=tmp, data="melt_viscosity", embedding_dim=10, steps=steps,
+                                    content_scale="none", target_transform="none", device="cpu", seed=seed),
+                         progress=False)
+    run = load_run(path)
+    data, _ = run.data()
+    props = data.properties
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(props.index[props["split"] != "test"] if "split" in props else props.index, 20, replace=False)
+    moves = []
+    for i in picks:
+        row = props.loc[i]
+        one = data.formulas[data.formulas["formula_id"] == row["formula_id"]].assign(content=lambda f: f["content"]
+                                                                                     * 100)
+        cond = {c: float(row[c]) for c in data.conditions}
+        target = float(10 ** (np.log10(row[data.targets[0]]) + 1.0)) if run.predictor.transform == "log10" else \
+            float(row[data.targets[0]] + 1.0)
+        res = design(run.predictor, one, target, conditions=cond, max_changes=3, n_proposals=1,
+                     add_from=data.materials["material_id"].tolist(), measured=float(row[data.targets[0]]))
+        if res.proposals.empty:
+            continue
+        after = res.formulas[res.formulas["formula_id"] == res.proposals["proposal"].iloc[0]]
+        delta = after.set_index("material_id")["content"].sub(one.set_index("material_id")["content"], fill_value=0)
+        moves.append(delta)
+    mean = pd.concat(moves, axis=1).fillna(0.0).mean(axis=1).sort_values()
+    return dict(n=len(moves), mean_change_mol_percent={k: round(float(v), 3) for k, v in mean.items()})
+
+
+def render(results: dict) -> str:
+    """Markdown tables of a ``--json`` result (used by ``book/design.md``)."""
+    lab = results["lab"]
+    s = lab["setup"]
+    m = s["eval_metrics"]
+    lines = [f"Small lab, dim {s['embedding_dim']}, {s['steps']} steps, ensemble of {s['ensemble']} (the model's eval "
+             f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} eval formulas x targets 0.5x and 2x the measured "
+             f"viscosity = {2 * s['n_formulas']} tasks; actives fixed, at most 3 materials changed, additions from "
+             f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
+             f"(random search gets the same). Wall time {lab['wall_s']:.0f} s (training {s['train_s']:.0f} s).", "",
+             "| method | tasks | hit (true within 15 %) | median abs. error | median error of misses | top vouched |",
+             "| --- | --: | --: | --: | --: | --: |"]
+    for r in lab["summary"]:
+        vouched = f"{100 * r['vouched']:.0f} %" if "vouched" in r else ""
+        lines.append(f"| {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | {100 * r['median_abs_error']:.0f} % | "
+                     f"{100 * r['median_miss']:.0f} % | {vouched} |")
+    f = lab["refusals"]
+    fv = lab["first_vouched"]
+    lines += ["", "Every design proposal (up to 3 per task), vouched or not, against the truth:", "",
+              "| | hit (within 15 %) | miss |", "| --- | --: | --: |",
+              f"| vouched | {f['vouched_hit']} | {f['vouched_miss']} |",
+              f"| refused (not vouched) | {f['refused_hit']} | {f['refused_miss']} |", "",
+              f"Tasks with at least one vouched proposal: {fv['with_vouched']} of {fv['tasks']}; the best-ranked "
+              f"vouched proposal hits in {fv['hit']} of them "
+              f"({100 * fv['hit_share_of_vouched']:.0f} %)."]
+    return "\n".join(lines)
+
+
+def render_example(results: dict) -> str:
+    ex = results["lab"].get("example")
+    if not ex:
+        return "(no vouched 2x proposal in this run)"
+    lines = [f"Formula {ex['formula_id']} (measured {ex['measured']:,.4g} cP), target {ex['target']:,.4g} cP "
+             f"(2x), actives fixed, at most 3 changes.", "",
+             "| material | name | family | before (%) | after (%) |", "| --- | --- | --- | --: | --: |"]
+    for r in ex["rows"]:
+        mark = "**" if abs(r["after"] - r["before"]) > 0.005 else ""
+        lines.append(f"| {mark}{r['material_id']}{mark} | {r['name']} | {r['family']} | {r['before']:.4f} | "
+                     f"{r['after']:.4f} |")
+    lines += ["", f"Prediction (anchored to the measurement) {ex['prediction']:,.4g} cP, 80 % interval "
+                  f"{ex['lower_80']:,.4g}-{ex['upper_80']:,.4g} cP, 95 % interval {ex['lower_95']:,.4g}-"
+                  f"{ex['upper_95']:,.4g} cP; vouched: {ex['vouched']}{'; ' + ex['reasons'] if ex['reasons'] else ''}; "
+                  f"materials that move the prediction most: {ex['top_materials']}. True (hidden rule) viscosity of "
+                  f"the proposal: {ex['true']:,.4g} cP ({100 * (ex['true'] / ex['target'] - 1):+.0f} % from the "
+                  f"target)."]
+    return "\n".join(lines)
+
+
+#: Regions of the book page filled from the JSON: marker name -> render function.
+SECTIONS = {"design-table": render, "design-example": render_example}
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Replace the text between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers of the page with the rendered
+    tables (see :data:`SECTIONS`); everything else on the page is kept."""
+    from mrl.io import write_text
+
+    text = Path(path).read_text()
+    for name, fn in SECTIONS.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        if start not in text or end not in text:
+            raise ValueError(f"{path}: markers {start} ... {end} not found")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{fn(results)}\n{end}{tail}"
+    melt = results.get("melt")
+    if melt is not None and "<!-- design-melt -->" in text:
+        head, rest = text.split("<!-- design-melt -->", 1)
+        _, tail = rest.split("<!-- /design-melt -->", 1)
+        body = melt["skipped"] if "skipped" in melt else "Mean change per oxide (mol %) over {} melts: {}".format(
+            melt["n"], ", ".join(f"{k} {v:+.2f}" for k, v in melt["mean_change_mol_percent"].items()))
+        text = f"{head}<!-- design-melt -->\n{body}\n<!-- /design-melt -->{tail}"
+    return write_text(text, path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="12 formulas, 2,000 training steps")
+    parser.add_argument("--n-formulas", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=3500, help="training steps of the lab model")
+    parser.add_argument("--ensemble", type=int, default=3)
+    parser.add_argument("--design-steps", type=int, default=60)
+    parser.add_argument("--n-starts", type=int, default=2)
+    parser.add_argument("--radius", type=float, default=0.3, help="L1 radius (content fractions) of the nearest "
+                                                                  "training formula answer")
+    parser.add_argument("--melt", action="store_true", help="also the melt-viscosity check (needs the gpvisc wheel)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="do not run: read a --json result and fill the marked tables of --book")
+    parser.add_argument("--book", default=None, help="book page whose marked tables are filled (book/design.md)")
+    args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        print(write_book(results, args.book) if args.book else render(results))
+        return
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    n, steps = (min(12, args.n_formulas), 2000) if args.quick else (args.n_formulas, args.steps)
+    results = {"lab": run_lab(n, steps, args.ensemble, args.radius, args.seed, args.design_steps, args.n_starts)}
+    print(render(results))
+    print()
+    print(render_example(results))
+    if args.melt:
+        results["melt"] = run_melt(3000, args.seed)
+        print("\nmelt viscosity:", json.dumps(results["melt"], indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
+    if args.book:
+        write_book(results, args.book)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

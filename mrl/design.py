@@ -1,0 +1,630 @@
+"""Design a formula for a target: which contents to change so the model predicts a wanted property value.
+
+A formulator asks "what should I change to move this lotion from 3,000 to 8,000 cP without touching the actives?".
+The model is differentiable in the contents (the mixture vector is ``sum_i c_i e_i``), so :func:`design` searches the
+contents by gradient, under the formulator's constraints:
+
+* contents stay non-negative and sum to 100 %; ``fix`` materials keep their content exactly; ``bounds`` gives a
+  per-material range in %;
+* at most ``max_changes`` materials change (changed: ``|delta| >`` :data:`CHANGE_TOLERANCE` %). The cap is kept by
+  construction: the search optimises the contents of a chosen *support* (a set of at most ``max_changes``
+  materials) with every other content frozen, so the support's total mass is conserved. Supports are drawn from the
+  materials whose content moves the objective most (the gradient along "more of material i, proportionally less of
+  everything else" at the original);
+* materials may be added only from ``add_from`` (candidates, at content 0 in the original).
+
+For every support and several starts (the original and random feasible points), projected gradient descent (Adam
+steps in per-material relative units, then the exact projection onto ``{sum = support mass, lo <= x <= hi}``)
+minimises, in the model's units (log10 for a log target):
+
+``(mean prediction - target)^2 + spread_weight * members' spread + domain_weight * domain penalty``
+
+The domain penalty is smooth and zero inside the training domain (:class:`mrl.domain.Domain`): squared relative
+excess of each content over its training maximum, squared relative excess of the mixture vector's distance to the
+nearest training mixture over the domain's threshold, and the same for the L1 distance of the contents to the
+nearest training formula. With ``measured`` (the original's measured value) the target is *anchored*: the search aims
+at ``prediction(original) * target / measured`` (the model's local bias cancels; the model is asked for a ratio, not
+an absolute value), and predictions and intervals are shifted by the same factor.
+
+Every proposal is then scored by :meth:`mrl.predict.Predictor.predict` (prediction, calibrated intervals, domain
+flags, ``top_materials``); ``vouched`` is True only when the proposal lies inside the training domain and the target
+lies inside its 80 % interval: a proposal the model cannot vouch for is never presented as a success.
+:func:`random_search` is the reference at the same number of model evaluations.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mrl.data import DataError, TableLike, read_table
+from mrl.model import Batch
+from mrl.uncertainty import from_model_units, to_model_units
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mrl.predict import Predictor
+
+log = logging.getLogger(__name__)
+#: A material counts as changed when its content moves by more than this (in %).
+CHANGE_TOLERANCE = 0.005
+#: Contents of proposals are rounded to this many decimals in % (like the lab's records).
+DECIMALS = 4
+#: Materials ranked by gradient that form the pool from which supports are drawn (at least max_changes + 2).
+POOL_SIZE = 7
+#: At most this many supports are optimised (drawn at random from the pool's combinations beyond it).
+MAX_SUPPORTS = 24
+#: The domain penalty starts at this share of each threshold, so that optimised proposals end inside the domain.
+PENALTY_MARGIN = 0.9
+#: Smallest reference content (fraction) of a material that has none in the original (scale of its steps).
+MIN_STEP_CONTENT = 1e-3
+
+
+@dataclass
+class DesignResult:
+    """Proposals for one formula and target.
+
+    Attributes:
+        proposals: one row per proposal (best first): ``proposal``, ``prediction`` (property units; anchored when
+            ``measured`` was given), ``lower_80, upper_80, lower_95, upper_95``, ``vouched``, ``reasons`` (why
+            not vouched; empty when vouched), ``n_changed``, ``changes`` (per-material deltas as text,
+            ``"M00042 +0.35 %; M00001 -0.35 %"``), ``objective`` (model units), ``out_of_domain``, ``spread``,
+            ``raw_prediction`` (the model's own number), ``top_materials``.
+        formulas: long format ``formula_id, material_id, content`` (content in %): the original (id
+            ``original_id``) and every proposal (id ``proposal``).
+        original: the original's row of the prediction table (same columns as ``proposals``, ``proposal`` =
+            ``original_id``).
+        target: the wanted value (property units); measured: the original's measured value or None.
+        n_model_calls: formula evaluations the search used (forward passes x formulas x members).
+    """
+
+    proposals: pd.DataFrame
+    formulas: pd.DataFrame
+    original: pd.Series
+    original_id: str
+    target: float
+    measured: float | None = None
+    conditions: dict[str, float] = field(default_factory=dict)
+    n_model_calls: int = 0
+
+    def table(self) -> pd.DataFrame:
+        """Before/after: one row per material of the original or any proposal, contents in % (original first)."""
+        wide = self.formulas.pivot_table(index="material_id", columns="formula_id", values="content",
+                                         aggfunc="sum", fill_value=0.0)
+        order = [self.original_id, *self.proposals["proposal"]]
+        wide = wide[[c for c in order if c in wide.columns]]
+        return wide.sort_values(self.original_id, ascending=False)
+
+
+# ------------------------------------------------------------------------------------------------ problem set-up
+@dataclass
+class _Problem:
+    """The search space in the model's vocabulary: local materials (the original's and the candidates)."""
+
+    columns: np.ndarray  # vocabulary index of each local material, shape (L,)
+    ids: list[str]
+    c0: np.ndarray  # original content fractions, shape (L,)
+    lo: np.ndarray  # bounds (fractions), shape (L,)
+    hi: np.ndarray
+    free: np.ndarray  # bool: may change (not fixed)
+    forced: np.ndarray  # bool: must be in every support (original outside its bounds)
+    conditions: np.ndarray  # shape (n_conditions,)
+    target_t: float  # target in model units (anchored when measured is given)
+
+
+def _as_percent(forms: pd.DataFrame) -> pd.DataFrame:
+    """One formula's rows as ``material_id, content`` in % summing to 100."""
+    if forms["formula_id"].nunique() != 1:
+        raise DataError(f"design needs exactly one formula; got {forms['formula_id'].nunique()} formula ids")
+    out = forms.groupby("material_id", sort=False, as_index=False)["content"].sum()
+    if (out["content"] < 0).any() or not np.isfinite(out["content"]).all():
+        raise DataError("formula: contents must be finite and non-negative")
+    out = out[out["content"] > 0]
+    total = float(out["content"].sum())
+    if total <= 0:
+        raise DataError("formula: no positive content")
+    out["content"] = out["content"] * 100.0 / total
+    return out.reset_index(drop=True)
+
+
+def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, conditions: Mapping[str, float] | None,
+             fix: Sequence[str], bounds: Mapping[str, tuple[float, float]], add_from: Sequence[str],
+             measured: float | None) -> tuple[_Problem, pd.DataFrame]:
+    first = predictor.members[0]
+    vocab = pd.Index(first.materials_["material_id"].astype(str))
+    base = _as_percent(formula.assign(material_id=formula["material_id"].astype(str)))
+    unknown = sorted(set(base["material_id"]) - set(vocab))
+    if unknown:
+        raise DataError(f"formula: material(s) {unknown[:10]} are not in the model's vocabulary; design can only move "
+                        f"materials the model knows")
+    candidates = [str(m) for m in add_from if str(m) not in set(base["material_id"])]
+    bad = sorted(set(candidates) - set(vocab))
+    if bad:
+        raise DataError(f"add_from: material(s) {bad[:10]} are not in the model's vocabulary")
+    candidates = list(dict.fromkeys(candidates))
+    ids = [*base["material_id"], *candidates]
+    c0 = np.concatenate([base["content"].to_numpy() / 100.0, np.zeros(len(candidates))])
+    unknown_bounds = sorted(set(map(str, bounds)) - set(ids))
+    if unknown_bounds:
+        raise ValueError(f"bounds name material(s) {unknown_bounds} that are neither in the formula nor in add_from")
+    lo, hi = np.zeros(len(ids)), np.ones(len(ids))
+    for mid, (a, b) in bounds.items():
+        if not 0.0 <= float(a) <= float(b) <= 100.0:
+            raise ValueError(f"bounds for {mid}: need 0 <= lo <= hi <= 100 (in %), got {a}:{b}")
+        j = ids.index(str(mid))
+        lo[j], hi[j] = float(a) / 100.0, float(b) / 100.0
+    fixed = set(map(str, fix))
+    free = np.array([m not in fixed for m in ids])
+    # a fixed material that is not in the formula stays at 0: it is simply not a candidate
+    keep = free | (c0 > 0)
+    ids = [m for m, k in zip(ids, keep) if k]
+    c0, lo, hi, free = c0[keep], lo[keep], hi[keep], free[keep]
+    clash = [m for m, f, c, a, b in zip(ids, free, c0, lo, hi) if not f and not a - 1e-12 <= c <= b + 1e-12]
+    if clash:
+        raise ValueError(f"material(s) {clash} are fixed but their content lies outside their bounds")
+    forced = free & ((c0 < lo - 1e-12) | (c0 > hi + 1e-12))
+    names = list(first.conditions_)
+    conditions = dict(conditions or {})
+    missing = [c for c in names if c not in conditions]
+    if missing:
+        raise ValueError(f"the model needs condition(s) {missing}; pass conditions={{{missing[0]!r}: ...}}")
+    cond = np.array([float(conditions[c]) for c in names])
+    target_t = float(to_model_units(np.array([target]), predictor.transform)[0])
+    problem = _Problem(vocab.get_indexer(ids), ids, c0, lo, hi, free, forced, cond, target_t)
+    if measured is not None:
+        t0 = _model_values(predictor, problem, torch.as_tensor(c0[None], dtype=torch.float32))[0].mean(0)
+        offset = float(t0[0].detach()) - float(to_model_units(np.array([measured]), predictor.transform)[0])
+        problem.target_t = target_t + offset
+    return problem, base
+
+
+# ------------------------------------------------------------------------------------------------ model in torch
+def _batch(problem: _Problem, x: torch.Tensor) -> Batch:
+    """Local content rows ``x`` (shape ``(n, L)``) as a :class:`Batch` over the model's vocabulary."""
+    n, length = x.shape
+    index = torch.as_tensor(problem.columns, dtype=torch.int64).repeat(n)
+    offsets = torch.arange(n, dtype=torch.int64) * length
+    cond = torch.as_tensor(np.tile(problem.conditions, (n, 1)), dtype=torch.float32).reshape(n, -1)
+    return Batch(index, offsets, x.reshape(-1), cond)
+
+
+def _model_values(predictor: "Predictor", problem: _Problem, x: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Members' predictions in model units, shape ``(n_members, n)`` (unclipped, differentiable), and member 0's
+    mixture vectors, shape ``(n, dim)``."""
+    batch = _batch(problem, x)
+    values, mixture = [], None
+    for k, member in enumerate(predictor.members):
+        module = member.module_
+        module.eval()
+        values.append(module(batch) * module.y_std + module.y_mean)
+        if k == 0:
+            mixture = module.mixture(batch)
+    return torch.stack(values), mixture
+
+
+class _Penalty:
+    """The smooth domain penalty on local content rows (zero well inside the training domain)."""
+
+    def __init__(self, predictor: "Predictor", problem: _Problem) -> None:
+        domain = predictor.domain
+        self.active = domain is not None
+        if not self.active:
+            return
+        cmax = domain.content_max[problem.columns]
+        self.cmax = torch.as_tensor(np.nan_to_num(cmax, nan=0.0), dtype=torch.float32)
+        self.cref = torch.as_tensor(np.where(np.isnan(cmax) | (cmax <= 0), 0.01, cmax), dtype=torch.float32)
+        self.mix_threshold = float(domain.mixture_threshold)
+        self.l1_threshold = float(domain.distance_threshold)
+        self.train_mix = torch.as_tensor(np.asarray(domain.train_mixtures, np.float32))
+        if np.isfinite(self.l1_threshold):
+            train = domain.train_matrix.tocsc()
+            local = np.asarray(train[:, problem.columns].todense(), np.float32)
+            rest = np.asarray(train.sum(axis=1)).ravel() - local.sum(axis=1)
+            self.train_local = torch.as_tensor(local)
+            self.train_rest = torch.as_tensor(rest, dtype=torch.float32)
+
+    def __call__(self, x: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return torch.zeros(x.shape[0])
+        over = torch.relu(x - self.cmax * (1 + 0.5 * (1 - PENALTY_MARGIN))) / self.cref
+        total = (over ** 2).sum(dim=1)
+        if math.isfinite(self.mix_threshold) and self.mix_threshold > 0:
+            d = torch.cdist(mixture, self.train_mix).min(dim=1).values
+            total = total + (torch.relu(d - PENALTY_MARGIN * self.mix_threshold) / self.mix_threshold) ** 2
+        if math.isfinite(self.l1_threshold) and self.l1_threshold > 0:
+            d1 = ((x[:, None, :] - self.train_local[None]).abs().sum(-1) + self.train_rest[None]).min(dim=1).values
+            total = total + (torch.relu(d1 - PENALTY_MARGIN * self.l1_threshold) / self.l1_threshold) ** 2
+        return total
+
+
+def _objective(predictor: "Predictor", problem: _Problem, penalty: _Penalty, x: torch.Tensor,
+               spread_weight: float, domain_weight: float) -> torch.Tensor:
+    """Objective of each row of ``x`` (shape ``(n, L)``), shape ``(n,)``."""
+    values, mixture = _model_values(predictor, problem, x)
+    out = (values.mean(0) - problem.target_t) ** 2
+    if values.shape[0] > 1 and spread_weight:
+        out = out + spread_weight * values.std(0)
+    if domain_weight and penalty.active:
+        out = out + domain_weight * penalty(x, mixture)
+    return out
+
+
+def project(y: torch.Tensor, mass: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iterations: int = 60
+            ) -> torch.Tensor:
+    """Euclidean projection of each row of ``y`` (shape ``(n, k)``) onto ``{x: sum x = mass, lo <= x <= hi}``
+    (``mass`` shape ``(n,)``; ``lo``/``hi`` shape ``(n, k)``): ``x = clip(y - tau, lo, hi)`` with ``tau`` found by
+    bisection. Rows must be feasible (``sum lo <= mass <= sum hi``)."""
+    low = (y - hi).min(dim=1).values - 1.0
+    high = (y - lo).max(dim=1).values + 1.0
+    for _ in range(iterations):
+        tau = 0.5 * (low + high)
+        s = torch.clamp(y - tau[:, None], lo, hi).sum(dim=1)
+        low = torch.where(s > mass, tau, low)
+        high = torch.where(s > mass, high, tau)
+    return torch.clamp(y - (0.5 * (low + high))[:, None], lo, hi)
+
+
+# ------------------------------------------------------------------------------------------------ supports
+def _gradient(predictor: "Predictor", problem: _Problem) -> np.ndarray:
+    """D prediction / d content at the original along "more of i, proportionally less of every free material"."""
+    x = torch.as_tensor(problem.c0[None], dtype=torch.float32).requires_grad_(True)
+    values, _ = _model_values(predictor, problem, x)
+    values.mean(0).sum().backward()
+    g = x.grad[0].numpy().astype(np.float64)
+    free_mass = problem.c0 * problem.free
+    mean = float((g * free_mass).sum() / max(free_mass.sum(), 1e-12))
+    return g - mean
+
+
+def _supports(predictor: "Predictor", problem: _Problem, max_changes: int, rng: np.random.Generator
+              ) -> list[tuple[int, ...]]:
+    """Candidate supports: sets of at most ``max_changes`` free materials (forced ones always in), drawn from the
+    materials whose content moves the prediction most (relative to their typical step)."""
+    free = np.flatnonzero(problem.free)
+    forced = [int(i) for i in np.flatnonzero(problem.forced)]
+    if len(forced) > max_changes:
+        raise ValueError(f"{len(forced)} material(s) lie outside their bounds and must change, more than "
+                         f"max_changes={max_changes}")
+    g = _gradient(predictor, problem)
+    step = np.maximum(problem.c0, MIN_STEP_CONTENT)
+    score = np.abs(g) * step
+    biggest = int(free[np.argmax(problem.c0[free])]) if len(free) else -1
+    ranked = [int(i) for i in free[np.argsort(-score[free])] if int(i) not in forced]
+    pool = ranked[:max(POOL_SIZE, max_changes + 2)]
+    if biggest >= 0 and biggest not in pool and biggest not in forced:
+        pool[-1:] = [biggest]  # the balance (largest free material) is the natural mass sink
+    size = max_changes - len(forced)
+    supports = [tuple(sorted(forced + list(c))) for c in itertools.combinations(pool, min(size, len(pool)))]
+    if size < 1:
+        supports = [tuple(sorted(forced))]
+    supports = [s for s in supports if len(s) >= 2 and _feasible(problem, s)]
+    if len(supports) > MAX_SUPPORTS:
+        keep = rng.choice(len(supports), MAX_SUPPORTS, replace=False)
+        supports = [supports[i] for i in sorted(keep)]
+    return supports
+
+
+def _feasible(problem: _Problem, support: Sequence[int]) -> bool:
+    s = list(support)
+    mass = problem.c0[s].sum()
+    return problem.lo[s].sum() - 1e-12 <= mass <= problem.hi[s].sum() + 1e-12 and mass > 0
+
+
+# ------------------------------------------------------------------------------------------------ search
+def _stack_supports(problem: _Problem, supports: list[tuple[int, ...]], n_starts: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every (support, start) row: a mask of the support, its mass, and lo/hi (frozen materials: lo = hi =
+    original)."""
+    n = len(supports) * n_starts
+    length = len(problem.ids)
+    mask = np.zeros((n, length), bool)
+    for k, s in enumerate(supports):
+        mask[k * n_starts:(k + 1) * n_starts, list(s)] = True
+    c0 = np.broadcast_to(problem.c0, (n, length))
+    lo = np.where(mask, problem.lo, c0)
+    hi = np.where(mask, problem.hi, c0)
+    mass = (c0 * mask).sum(1)
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    return as_t(mask), as_t(mass), as_t(lo), as_t(hi), as_t(c0)
+
+
+def _starts(problem: _Problem, mask: torch.Tensor, mass: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+            c0: torch.Tensor, n_starts: int, rng: np.random.Generator) -> torch.Tensor:
+    """The original (first start of each support) and random feasible points around it (log-normal factors)."""
+    factor = torch.as_tensor(np.exp(rng.normal(0.0, 1.0, tuple(mask.shape))), dtype=torch.float32)
+    step = torch.as_tensor(np.maximum(problem.c0, MIN_STEP_CONTENT), dtype=torch.float32)
+    y = torch.where(mask.bool(), torch.maximum(c0, 0.5 * step) * factor, c0)
+    y[::n_starts] = c0[::n_starts]
+    return _project_rows(y, mask, mass, lo, hi)
+
+
+def _project_rows(y: torch.Tensor, mask: torch.Tensor, mass: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+                  ) -> torch.Tensor:
+    """Project the support part of each row; frozen entries keep lo = hi."""
+    big = 1e3
+    ys = torch.where(mask.bool(), y, torch.full_like(y, -big))  # outside the support: clipped to lo = hi = c0
+    x = project(ys, mass + (lo * (1 - mask)).sum(1), lo, hi)
+    return x
+
+
+def _search(predictor: "Predictor", problem: _Problem, supports: list[tuple[int, ...]], n_starts: int,
+            steps: int, lr: float, spread_weight: float, domain_weight: float, rng: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Projected Adam over all (support, start) rows at once; returns final rows, their objectives, model calls."""
+    mask, mass, lo, hi, c0 = _stack_supports(problem, supports, n_starts)
+    x = _starts(problem, mask, mass, lo, hi, c0, n_starts, rng)
+    penalty = _Penalty(predictor, problem)
+    scale = torch.as_tensor(np.maximum(problem.c0, MIN_STEP_CONTENT), dtype=torch.float32)
+    u = (x / scale).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([u], lr=lr)
+    best_x, best_f = x.clone(), torch.full((x.shape[0],), float("inf"))
+    calls = 0
+    for it in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * it / steps)))
+        optimizer.zero_grad()
+        xs = u * scale
+        f = _objective(predictor, problem, penalty, xs, spread_weight, domain_weight)
+        calls += xs.shape[0] * len(predictor.members)
+        with torch.no_grad():
+            better = f < best_f
+            best_f = torch.where(better, f, best_f)
+            best_x[better] = xs[better]
+        f.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            u.copy_(_project_rows(u * scale, mask, mass, lo, hi) / scale)
+    with torch.no_grad():
+        xs = u * scale
+        f = _objective(predictor, problem, penalty, xs, spread_weight, domain_weight)
+        calls += xs.shape[0] * len(predictor.members)
+        better = f < best_f
+        best_f = torch.where(better, f, best_f)
+        best_x[better] = xs[better]
+    return best_x.numpy().astype(np.float64), best_f.numpy().astype(np.float64), calls
+
+
+def _clean(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
+    """Snap tiny moves back to the original, round to :data:`DECIMALS` in % and put the rounding remainder on
+    the largest changed material so the contents sum to 100 % (None when nothing changed)."""
+    c0 = problem.c0 * 100.0
+    p = x * 100.0
+    changed = np.abs(p - c0) > CHANGE_TOLERANCE
+    if changed.sum() < 2:
+        return None
+    p = np.where(changed, np.round(p, DECIMALS), c0)
+    p = np.clip(p, problem.lo * 100.0, problem.hi * 100.0)
+    p = np.where(changed, p, c0)
+    rest = 100.0 - p.sum()
+    j = int(np.flatnonzero(changed)[np.argmax(p[changed])])
+    p[j] = max(p[j] + rest, 0.0)
+    return p
+
+
+def _select(problem: _Problem, rows: np.ndarray, objectives: np.ndarray, n_proposals: int
+            ) -> list[tuple[np.ndarray, float]]:
+    """The best distinct cleaned rows (L1 difference above 0.05 %), best objective first."""
+    chosen: list[tuple[np.ndarray, float]] = []
+    for i in np.argsort(objectives):
+        if not np.isfinite(objectives[i]):
+            continue
+        p = _clean(problem, rows[i])
+        if p is None or any(np.abs(p - q).sum() < 0.05 for q, _ in chosen):
+            continue
+        chosen.append((p, float(objectives[i])))
+        if len(chosen) == n_proposals:
+            break
+    return chosen
+
+
+def _changes(problem: _Problem, p: np.ndarray) -> tuple[int, str]:
+    delta = p - problem.c0 * 100.0
+    moved = np.flatnonzero(np.abs(delta) > CHANGE_TOLERANCE)
+    moved = moved[np.argsort(-np.abs(delta[moved]))]
+    return len(moved), "; ".join(f"{problem.ids[j]} {delta[j]:+.4g} %" for j in moved)
+
+
+def _result(predictor: "Predictor", problem: _Problem, base: pd.DataFrame, original_id: str,
+            chosen: list[tuple[np.ndarray, float]], target: float, measured: float | None,
+            conditions: Mapping[str, float] | None, calls: int) -> DesignResult:
+    """Score the original and the chosen proposals with the predictor and build the result."""
+    ids = [original_id, *(f"{original_id}_P{k + 1:02d}" for k in range(len(chosen)))]
+    contents = [problem.c0 * 100.0, *(p for p, _ in chosen)]
+    rows = [(fid, mid, float(c)) for fid, p in zip(ids, contents) for mid, c in zip(problem.ids, p) if c > 0]
+    forms = pd.DataFrame(rows, columns=["formula_id", "material_id", "content"])
+    names = list(predictor.members[0].conditions_)
+    cond_table = None
+    if names:
+        cond_table = pd.DataFrame({"formula_id": ids, **{c: float(dict(conditions or {})[c]) for c in names}})
+    table = predictor.predict(forms, cond_table).set_index("formula_id").loc[ids].reset_index()
+    table = table.rename(columns={"formula_id": "proposal"})
+    table["raw_prediction"] = table["prediction"]
+    factor_t = 0.0
+    transform = predictor.transform
+    if measured is not None:  # anchored: shift by the original's residual in model units
+        t_orig = float(to_model_units(table["prediction"].to_numpy()[:1], transform)[0])
+        factor_t = float(to_model_units(np.array([measured]), transform)[0]) - t_orig
+    for col in ["prediction", "lower_80", "upper_80", "lower_95", "upper_95"]:
+        table[col] = from_model_units(to_model_units(table[col].to_numpy(), transform) + factor_t, transform) \
+            if transform == "log10" else table[col] + factor_t
+    inside = (table["lower_80"] <= target) & (target <= table["upper_80"])
+    reasons = []
+    for _, row in table.iterrows():
+        why = []
+        if row["out_of_domain"]:
+            why.append(f"outside the training domain: {row['reasons']}")
+        if not np.isfinite(row["lower_80"]):
+            why.append("no calibrated interval (train with calibration_fraction > 0)")
+        elif not row["lower_80"] <= target <= row["upper_80"]:
+            why.append(f"target {target:.4g} outside the 80 % interval {row['lower_80']:.4g}-{row['upper_80']:.4g}")
+        reasons.append("; ".join(why))
+    table["domain_reasons"] = table["reasons"]
+    table["reasons"] = reasons
+    table["vouched"] = (~table["out_of_domain"].astype(bool)) & inside
+    table["n_changed"] = [0, *(_changes(problem, p)[0] for p, _ in chosen)]
+    table["changes"] = ["", *(_changes(problem, p)[1] for p, _ in chosen)]
+    table["objective"] = [np.nan, *(f for _, f in chosen)]
+    front = ["proposal", "prediction", "lower_80", "upper_80", "lower_95", "upper_95", "vouched", "reasons",
+             "n_changed", "changes", "objective", "out_of_domain", "spread", "raw_prediction"]
+    table = table[[*front, *[c for c in table.columns if c not in front]]]
+    return DesignResult(table.iloc[1:].reset_index(drop=True), forms, table.iloc[0], original_id, float(target),
+                        measured, dict(conditions or {}), calls)
+
+
+def _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured, max_changes):
+    forms, _ = read_table(formula, "formula")
+    missing = [c for c in ("formula_id", "material_id", "content") if c not in forms.columns]
+    if missing:
+        raise DataError(f"formula: missing column(s) {missing}; found {list(forms.columns)}")
+    if not (np.isfinite(target) and (target > 0 or predictor.transform != "log10")):
+        raise ValueError(f"target must be a finite value (> 0 for a log target), got {target!r}")
+    if max_changes < 2:
+        raise ValueError(f"max_changes must be >= 2 (contents sum to 100 %: one material cannot change alone), "
+                         f"got {max_changes}")
+    original_id = str(forms["formula_id"].iloc[0])
+    problem, base = _problem(predictor, forms, target, conditions, fix, bounds or {}, add_from, measured)
+    return problem, base, original_id
+
+
+def design(predictor: "Predictor", formula: TableLike, target: float, conditions: Mapping[str, float] | None = None,
+           fix: Sequence[str] = (), bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
+           add_from: Sequence[str] = (), n_proposals: int = 3, n_starts: int = 4, spread_weight: float = 0.1,
+           domain_weight: float = 1.0, measured: float | None = None, steps: int = 150, lr: float = 0.05,
+           seed: int = 0) -> DesignResult:
+    """Proposals that move ``formula`` towards ``target`` under the constraints (see the module docstring).
+
+    Args:
+        predictor: a :class:`mrl.predict.Predictor` (one model or an ensemble, with calibration and domain).
+        formula: long-format table (path or DataFrame) of one formula: ``formula_id, material_id, content``
+            (% or fractions; normalised to 100 %).
+        target: wanted property value (property units, e.g. cP).
+        conditions: the model's conditions, e.g. ``{"T": 1500.0}`` (required when the model has conditions).
+        fix: materials whose content must not change (absent ones are never added).
+        bounds: ``{material_id: (lo, hi)}`` in %.
+        max_changes: at most this many materials change (>= 2).
+        add_from: material ids that may be added (content 0 in the original).
+        n_proposals: how many distinct proposals to return (fewer when the search finds fewer).
+        n_starts: starts per support (the original and random feasible points).
+        spread_weight: weight of the members' spread (model units) in the objective (ensembles only).
+        domain_weight: weight of the smooth out-of-domain penalty.
+        measured: the original's measured value: anchor the design to it (aim at the ratio target / measured).
+        steps, lr: projected Adam steps and learning rate (relative content units, cosine decay).
+        seed: random starts and support sampling.
+        steps: gradient steps per start.
+        lr: Adam learning rate on the free contents.
+    """
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    problem, base, original_id = _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured,
+                                          max_changes)
+    supports = _supports(predictor, problem, max_changes, rng)
+    if not supports:
+        raise ValueError("no feasible set of materials to change: loosen fix, bounds or max_changes, or give add_from")
+    rows, objectives, calls = _search(predictor, problem, supports, n_starts, steps, lr, spread_weight,
+                                      domain_weight, rng)
+    chosen = _select(problem, rows, objectives, n_proposals)
+    log.info("design %s: %d supports x %d starts, %d model calls, %d proposal(s)", original_id, len(supports),
+             n_starts, calls, len(chosen))
+    return _result(predictor, problem, base, original_id, chosen, target, measured, conditions, calls)
+
+
+def random_search(predictor: "Predictor", formula: TableLike, target: float,
+                  conditions: Mapping[str, float] | None = None, fix: Sequence[str] = (),
+                  bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
+                  add_from: Sequence[str] = (), n_proposals: int = 3, n_calls: int = 20000,
+                  spread_weight: float = 0.1, domain_weight: float = 1.0, measured: float | None = None,
+                  seed: int = 0, chunk: int = 2048) -> DesignResult:
+    """The reference search under the same constraints and objective: ``n_calls`` model evaluations (formulas x
+    members) of random proposals (a random support of ``max_changes`` free materials among the formula's and
+    ``add_from``, contents drawn log-uniformly between 1/10 and 10x their original (or typical) level and projected
+    onto the bounds and the support's mass), keeping the best."""
+    rng = np.random.default_rng(seed)
+    problem, base, original_id = _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured,
+                                          max_changes)
+    free = [int(i) for i in np.flatnonzero(problem.free)]
+    forced = [int(i) for i in np.flatnonzero(problem.forced)]
+    size = max_changes - len(forced)
+    penalty = _Penalty(predictor, problem)
+    n_rows = max(1, n_calls // len(predictor.members))
+    step = np.maximum(problem.c0, MIN_STEP_CONTENT)
+    all_rows, all_f = [], []
+    done = 0
+    while done < n_rows:
+        n = min(chunk, n_rows - done)
+        supports = [tuple(sorted(forced + list(rng.choice([i for i in free if i not in forced],
+                                                          min(size, len(free) - len(forced)), replace=False))))
+                    for _ in range(n)]
+        ok = [s for s in supports if len(s) >= 2 and _feasible(problem, s)]
+        if not ok:
+            raise ValueError("no feasible set of materials to change: loosen fix, bounds or max_changes")
+        supports = [ok[i % len(ok)] for i in range(n)]
+        mask = np.zeros((n, len(problem.ids)))
+        for k, s in enumerate(supports):
+            mask[k, list(s)] = 1.0
+        c0 = np.broadcast_to(problem.c0, mask.shape)
+        y = np.where(mask > 0, step * np.exp(rng.uniform(np.log(0.1), np.log(10.0), mask.shape)), c0)
+        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+        lo, hi = np.where(mask > 0, problem.lo, c0), np.where(mask > 0, problem.hi, c0)
+        x = _project_rows(as_t(y), as_t(mask), as_t((c0 * mask).sum(1)), as_t(lo), as_t(hi))
+        with torch.no_grad():
+            f = _objective(predictor, problem, penalty, x, spread_weight, domain_weight)
+        all_rows.append(x.numpy().astype(np.float64))
+        all_f.append(f.numpy().astype(np.float64))
+        done += n
+    rows, objectives = np.concatenate(all_rows), np.concatenate(all_f)
+    chosen = _select(problem, rows, objectives, n_proposals)
+    return _result(predictor, problem, base, original_id, chosen, target, measured, conditions,
+                   n_rows * len(predictor.members))
+
+
+# ------------------------------------------------------------------------------------------------ the map
+def design_map(predictor: "Predictor", result: DesignResult, embeddings: pd.DataFrame | None = None) -> "Figure":
+    """The move on the material map: materials' vectors on the run's PCA map (:func:`mrl.analysis.project`,
+    uncentred so the pinned base stays at the origin), the original's and each proposal's mixture vector placed on
+    the same axes (the map is linear), with arrows from the original to the proposals."""
+    from mrl.analysis import project
+    from mrl.analysis import vectors as material_vectors
+    from mrl.plots import material_map
+
+    first = predictor.members[0]
+    emb = first.embeddings() if embeddings is None else embeddings
+    vectors = material_vectors(emb)
+    coords = project(vectors, "pca", center=False)
+    # the uncentred PCA map is linear: recover its 2 axes and apply them to the mixture vectors
+    axes_, *_ = np.linalg.lstsq(vectors, coords, rcond=None)
+    ids = [result.original_id, *result.proposals["proposal"]]
+    data_matrix, cond = _matrix(predictor, result.formulas, ids, result.conditions)
+    mixes = first.mixture_vectors(data_matrix, cond) @ axes_
+    fig = material_map(coords, emb, color_by="family" if "family" in emb.columns else "n_formulas", origin=(0.0, 0.0),
+                       view="uncentred PCA of material vectors; stars/circles: mixture vectors")
+    ax = fig.axes[0]
+    ax.scatter(mixes[:1, 0], mixes[:1, 1], marker="*", s=220, c="black", zorder=5, label="original")
+    for k in range(1, len(ids)):
+        vouched = bool(result.proposals["vouched"].iloc[k - 1])
+        ax.annotate("", xy=mixes[k], xytext=mixes[0], zorder=5,
+                    arrowprops=dict(arrowstyle="->", color="tab:green" if vouched else "tab:red", lw=1.5))
+        ax.scatter(mixes[k, 0], mixes[k, 1], marker="o", s=60, facecolors="none",
+                   edgecolors="tab:green" if vouched else "tab:red", zorder=6)
+        ax.annotate(f"P{k}", mixes[k], xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_title(f"{result.original_id} -> target {result.target:.4g} (green: vouched, red: not)", fontsize="medium")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _matrix(predictor: "Predictor", forms: pd.DataFrame, ids: Sequence[str], conditions: Mapping[str, float]):
+    from mrl.data import content_matrix
+
+    first = predictor.members[0]
+    vocab = first.materials_["material_id"].astype(str).tolist()
+    fractions = forms.assign(content=forms["content"] / 100.0, material_id=forms["material_id"].astype(str))
+    matrix = content_matrix(fractions, list(ids), vocab)
+    cond = np.array([[float(conditions[c]) for c in first.conditions_]] * len(ids)).reshape(len(ids), -1)
+    return matrix, cond

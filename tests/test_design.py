@@ -1,0 +1,173 @@
+"""Designing a formula for a target: the simplex, bounds, fixed materials, the change cap, candidates, the domain
+penalty, random search, the hidden rule for any formula, and ``mrl design``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_tables
+
+from mrl.design import CHANGE_TOLERANCE, design, project, random_search
+from mrl.params import RunParams
+from mrl.predict import Predictor
+from mrl.runs import load_run, run_experiment
+
+TINY = dict(steps=300, eval_every=100, snapshot_every=100, checkpoint_every=300, embedding_dim=4, hidden=[16],
+            device="cpu", content_scale="none", ensemble=2)
+FAST = dict(steps=30, n_starts=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("design")
+    forms, props = tiny_tables()
+    folder = root / "data"
+    folder.mkdir()
+    forms.to_csv(folder / "formulas.csv", index=False)
+    props.to_csv(folder / "properties.csv", index=False)
+    return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **TINY),
+                          progress=False)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run) -> Predictor:
+    return Predictor.from_folder(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def formula(tiny_run) -> pd.DataFrame:
+    data, _ = load_run(tiny_run).data()
+    sizes = data.formulas.groupby("formula_id").size()
+    fid = sizes[sizes >= 5].index[0]
+    return data.formulas[data.formulas["formula_id"] == fid].assign(content=lambda f: f["content"] * 100)
+
+
+def _contents(result, fid) -> pd.Series:
+    rows = result.formulas[result.formulas["formula_id"] == fid]
+    return rows.set_index("material_id")["content"]
+
+
+def _check_simplex(result) -> None:
+    for fid in result.formulas["formula_id"].unique():
+        c = _contents(result, fid)
+        assert (c >= 0).all()
+        assert abs(c.sum() - 100.0) < 1e-6
+
+
+def test_projection_onto_the_bounded_simplex():
+    y = torch.tensor([[0.5, 0.2, 0.9, -0.3], [2.0, 0.0, 0.0, 0.0]])
+    lo = torch.tensor([[0.0, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    hi = torch.tensor([[1.0, 1.0, 0.4, 1.0], [0.5, 1.0, 1.0, 1.0]])
+    x = project(y, torch.tensor([1.0, 1.0]), lo, hi)
+    assert torch.allclose(x.sum(1), torch.ones(2), atol=1e-5)
+    assert (x >= lo - 1e-6).all() and (x <= hi + 1e-6).all()
+
+
+def test_design_keeps_the_simplex_fixed_materials_and_the_change_cap(predictor, formula):
+    original = formula.set_index("material_id")["content"]
+    fixed = list(original.sort_values().index[:2])
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) * 2
+    result = design(predictor, formula, target, fix=fixed, max_changes=2, n_proposals=3, **FAST)
+    assert len(result.proposals) >= 1
+    _check_simplex(result)
+    for fid in result.proposals["proposal"]:
+        c = _contents(result, fid).reindex(original.index.union(_contents(result, fid).index), fill_value=0.0)
+        delta = (c - original.reindex(c.index, fill_value=0.0)).abs()
+        assert (delta > CHANGE_TOLERANCE).sum() <= 2
+        for m in fixed:
+            assert c[m] == original[m] / original.sum() * 100
+    assert set(result.proposals["vouched"].unique()) <= {True, False}
+    assert {"prediction", "lower_80", "upper_80", "reasons", "changes", "top_materials"} <= set(result.proposals)
+
+
+def test_bounds_and_additions_only_from_candidates(predictor, formula):
+    original = formula.set_index("material_id")["content"]
+    vocab = predictor.members[0].materials_["material_id"].astype(str)
+    candidates = [m for m in vocab if m not in set(original.index)][:2]
+    big = original.idxmax()
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) / 2
+    result = design(predictor, formula, target, bounds={big: (original[big] - 5, original[big]),
+                                                        candidates[0]: (0.0, 3.0)},
+                    add_from=candidates, max_changes=3, n_proposals=3, **FAST)
+    _check_simplex(result)
+    allowed = set(original.index) | set(candidates)
+    for fid in result.proposals["proposal"]:
+        c = _contents(result, fid)
+        assert set(c.index) <= allowed
+        assert c.get(big, 0.0) >= original[big] - 5 - 1e-6 and c.get(big, 0.0) <= original[big] + 1e-6
+        assert c.get(candidates[0], 0.0) <= 3.0 + 1e-6
+
+
+def test_a_huge_domain_weight_keeps_contents_inside_the_training_range(predictor, formula):
+    domain = predictor.domain
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) * 50  # far: tempts the search out
+    result = design(predictor, formula, target, domain_weight=1e6, max_changes=3, n_proposals=2, **FAST)
+    index = pd.Index(domain.material_ids.astype(str))
+    for fid in result.proposals["proposal"]:
+        c = _contents(result, fid) / 100.0
+        cmax = domain.content_max[index.get_indexer(c.index)]
+        assert (c.to_numpy() <= cmax * 1.01 + 1e-6).all()
+
+
+def test_random_search_keeps_the_constraints(predictor, formula):
+    original = formula.set_index("material_id")["content"]
+    fixed = [original.idxmin()]
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) * 1.5
+    result = random_search(predictor, formula, target, fix=fixed, max_changes=3, n_calls=400, n_proposals=2)
+    _check_simplex(result)
+    for fid in result.proposals["proposal"]:
+        c = _contents(result, fid)
+        assert c[fixed[0]] == original[fixed[0]] / original.sum() * 100
+    assert result.n_model_calls == 400
+
+
+def test_bad_requests_are_refused(predictor, formula):
+    with pytest.raises(ValueError, match="max_changes"):
+        design(predictor, formula, 10.0, max_changes=1)
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        design(predictor, formula, 10.0, add_from=["NOPE"])
+
+
+def test_hidden_viscosity_reproduces_the_lab():
+    from mrl.synth import PRESETS, hidden_viscosity, make_lab
+
+    data, truth = make_lab("small")
+    forms = data.formulas[data.formulas["formula_id"].isin(data.formula_ids[:200])]
+    clean = hidden_viscosity(forms, truth)
+    measured = data.properties.set_index("formula_id").loc[clean.index, "viscosity"]
+    ratio = np.log(measured.to_numpy() / clean.to_numpy())
+    assert abs(ratio.std() - PRESETS["small"].noise) < 0.01
+    percent = forms.assign(content=forms["content"] * 100)
+    assert np.allclose(hidden_viscosity(percent, truth).to_numpy(), clean.to_numpy())
+    noisy = hidden_viscosity(forms, truth, noise=0.04, seed=1)
+    assert not np.allclose(noisy.to_numpy(), clean.to_numpy())
+    with pytest.raises(ValueError, match="not in the lab"):
+        hidden_viscosity(pd.DataFrame({"formula_id": ["x"], "material_id": ["NOPE"], "content": [1.0]}), truth)
+
+
+def test_cli_design_writes_the_folder_and_refuses_an_existing_one(tiny_run, formula, tmp_path):
+    formula_path = tmp_path / "one.csv"
+    formula.to_csv(formula_path, index=False)
+    out = tmp_path / "design"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "mrl.cli", "design", str(tiny_run), "--formula", str(formula_path), "--target",
+            "300", "--max-changes", "2", "--n-proposals", "2", "--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert {"proposals.csv", "formulas.csv", "design_map.png"} <= {p.name for p in out.iterdir()}
+    proposals = pd.read_csv(out / "proposals.csv")
+    assert {"proposal", "prediction", "lower_80", "upper_80", "vouched", "reasons", "n_changed",
+            "changes", "top_materials"} <= set(proposals.columns)
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    fid = str(formula["formula_id"].iloc[0])  # an id of the run's own data works too (anchored to its measurement)
+    by_id = subprocess.run([*argv[:6], fid, *argv[7:-1], str(tmp_path / "by_id")], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert by_id.returncode == 0, by_id.stderr
+    assert "anchored" in by_id.stdout
