@@ -101,9 +101,20 @@ class SweepFailed(RuntimeError):
     """Some points of a sweep failed (raised by :func:`run_sweep` with ``check=True``, after the summary)."""
 
 
-def default_notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (the package is installed in place)."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
+def default_notebooks_dir(sweep_path: Path | None = None) -> Path:
+    """Where a sweep's notebooks are when its file does not say (``notebooks_dir``): the ``notebooks/`` folder of
+    the project the sweep file belongs to (``params/<sweep>.yaml`` -> ``notebooks/`` beside ``params/``, or beside
+    the file), else the ``notebooks/`` of the repository the package runs from (an in-place install)."""
+    candidates = []
+    if sweep_path is not None:
+        folder = Path(sweep_path).resolve().parent
+        candidates += [folder.parent / "notebooks", folder / "notebooks"]
+    candidates.append(Path(__file__).resolve().parents[1] / "notebooks")
+    found = next((c for c in candidates if c.is_dir() and any(c.glob("*.ipynb"))), None)
+    if found is None:
+        raise FileNotFoundError(f"no notebooks/ folder found (looked in {[str(c) for c in candidates]}); set "
+                                f"notebooks_dir in the sweep file")
+    return found
 
 
 @dataclass
@@ -271,7 +282,7 @@ def load_sweep(path: str | Path, **overrides: Any) -> Sweep:
     unknown_params = sorted((set(spec.get("base") or {}) | set(grid)) - set(RunParams.names()))
     if unknown_params:
         raise ValueError(f"{path}: unknown parameter(s) {unknown_params} in base/grid; valid: {RunParams.names()}")
-    notebooks_dir = Path(spec["notebooks_dir"]) if spec.get("notebooks_dir") else default_notebooks_dir()
+    notebooks_dir = Path(spec["notebooks_dir"]) if spec.get("notebooks_dir") else default_notebooks_dir(path)
     if not notebooks_dir.is_absolute() and spec.get("notebooks_dir"):
         notebooks_dir = path.parent / notebooks_dir
     name = str(spec["name"])

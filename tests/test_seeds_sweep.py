@@ -30,3 +30,17 @@ def test_seed_grid_gives_mean_and_sd_per_size(tmp_path):
     generate_pages(sweep.folder, book_dir=book)
     page = (book / "generated" / "seeds" / "index.md").read_text()
     assert "mean ± SD over 2 runs" in page or "± one SD" in page, page[:2000]
+
+
+def test_notebooks_come_from_the_sweep_files_project(tmp_path):
+    from mrl.sweep import default_notebooks_dir
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "02_train.ipynb", tmp_path / "notebooks")
+    sweep_file = tmp_path / "params" / "s.yaml"
+    sweep_file.write_text("name: s\n")
+    assert default_notebooks_dir(sweep_file) == (tmp_path / "notebooks").resolve()
+    elsewhere = tmp_path / "other" / "s.yaml"  # no notebooks near it: the repository's
+    elsewhere.parent.mkdir()
+    assert default_notebooks_dir(elsewhere) == (ROOT / "notebooks").resolve()
