@@ -41,6 +41,6 @@ def test_notebooks_come_from_the_sweep_files_project(tmp_path):
     sweep_file = tmp_path / "params" / "s.yaml"
     sweep_file.write_text("name: s\n")
     assert default_notebooks_dir(sweep_file) == (tmp_path / "notebooks").resolve()
-    elsewhere = tmp_path / "other" / "s.yaml"  # no notebooks near it: the repository's
-    elsewhere.parent.mkdir()
+    elsewhere = tmp_path / "a" / "b" / "s.yaml"  # no notebooks near it: the repository's
+    elsewhere.parent.mkdir(parents=True)
     assert default_notebooks_dir(elsewhere) == (ROOT / "notebooks").resolve()
