@@ -5,7 +5,8 @@
 
 Protocol (Matbench v0.1): 5-fold CV with ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order
 (:func:`mrl.datasets.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
-on the training folds only, with fixed hyperparameters (no early stopping: mrl trains a fixed number of steps);
+on the training folds only, with fixed hyperparameters (mrl trains a fixed number of steps, except the ``early
+stop`` rows, which stop on a validation part of the training folds);
 ``median_content`` used by mrl's content scaling is recomputed on the training folds. ``--tune`` adds a row whose
 settings are chosen per outer fold on an inner split of that training fold only (nested selection).
 
@@ -14,6 +15,9 @@ statistics (:func:`mrl.baselines.magpie_features`); ``mrl`` at several embedding
 vectors start from mat2vec (PCA to the embedding size, :mod:`mrl.init_vectors`), with the MSE or the L1 loss,
 and ``mrl attention``: the same element vectors, but the ingredients of a composition attend to each other
 (content-weighted, Roost-like) before the sum (``interaction="attention"``, :class:`mrl.model.ContentAttention`).
+The ``+magpie`` rows add Magpie element features to the task's best mrl row (each element vector ``g(x) + r``), alone
+and with early stopping, each also as an ensemble of 5 seeds (mean prediction). ``--rows`` picks row groups,
+``--skip`` leaves baseline rows out.
 Published leaderboard MAEs are printed beside ours; they are quoted, not re-measured.
 
 Then the element vectors learned from the property alone (first fold's models) are compared with the periodic table:
@@ -59,6 +63,19 @@ BASELINES: list[tuple[str, str, str, dict]] = [
 MAT2VEC = {"embedding_dim": 16, "mat2vec": True}
 MAT2VEC_L1 = {**MAT2VEC, "loss": "l1"}
 ATTENTION = {**MAT2VEC_L1, "interaction": "attention"}
+#: Fixed in advance for the feature rows (issue 18): early stopping holds out 10 % of the training formulas, checks
+#: their loss every 50 steps and stops after 10 checks (500 steps) without improvement, keeping the best state.
+EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 50}
+#: Ensemble rows: the mean prediction of this many members, seeds ``mrl.ensemble.member_seed(0, k)``.
+ENSEMBLE_MEMBERS = 5
+
+
+def feature_rows(label: str, best: dict) -> tuple:
+    """The feature rows built on a task's best existing mrl row ``best``: ``+ magpie`` (each element vector is
+    ``g(x) + r`` with ``x`` the element's Magpie properties, linear ``g``), ``+ early stopping``, each also as an
+    ensemble of :data:`ENSEMBLE_MEMBERS` (member 0 is the single row's model itself)."""
+    feat = {**best, "features": "magpie"}
+    return ((f"{label}+magpie", feat), (f"{label}+magpie", {**feat, **EARLY}))
 MRL_ROWS = (("mrl", {"embedding_dim": 4}), ("mrl", {"embedding_dim": 16}), ("mrl", {"embedding_dim": 64}),
             ("mrl+mat2vec", MAT2VEC), ("mrl+mat2vec", MAT2VEC_L1), ("mrl attention+mat2vec", ATTENTION))
 
@@ -71,12 +88,15 @@ TASKS: dict[str, dict] = {
                    figure="matbench_elements_steels.png",
                    mrl=dict(content_scale="median", pin_origin="auto", target_transform="none", steps=1500,
                             batch_size=64, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                   rows=MRL_ROWS, tune_grid=(MAT2VEC, MAT2VEC_L1, ATTENTION)),
+                   rows=MRL_ROWS, best_row=("mrl+mat2vec", MAT2VEC_L1), new_rows=feature_rows("mrl+mat2vec", MAT2VEC_L1),
+                   tune_grid=(MAT2VEC, MAT2VEC_L1, ATTENTION)),
     "expt_gap": dict(dataset="matbench_expt_gap", unit="eV", map_row="mrl dim 16",
                      figure="matbench_elements.png",
                      mrl=dict(content_scale="none", pin_origin=None, target_transform="none", steps=2000,
                               batch_size=128, lr=3e-3, embedding_weight_decay=1e-4, hidden=(128, 128)),
-                     rows=MRL_ROWS, tune_grid=(MAT2VEC_L1, ATTENTION, {**ATTENTION, "hidden": (256, 256)})),
+                     rows=MRL_ROWS, best_row=("mrl attention+mat2vec", ATTENTION),
+                     new_rows=feature_rows("mrl attention+mat2vec", ATTENTION),
+                     tune_grid=(MAT2VEC_L1, ATTENTION, {**ATTENTION, "hidden": (256, 256)})),
     # the scale check: 132,752 compositions, the first Matbench fold only, fast baselines only (a 300-tree forest
     # on 106k x 110 Magpie features takes hours on one core); no leaderboard figure (a structure task there)
     "mp_e_form": dict(dataset="mp_e_form", unit="eV/atom", map_row="mrl+mat2vec dim 16, l1",
@@ -171,16 +191,18 @@ def run_baselines(data, folds, baselines: Sequence[tuple], trees: int | None, lo
     return rows
 
 
-def fit_candidate(data, train_mask: np.ndarray, settings: dict, cand: dict, init_for):
+def fit_candidate(data, train_mask: np.ndarray, settings: dict, cand: dict, init_for, seed: int = 0):
     """Fit mrl on the ``train_mask`` rows with ``{**settings, **cand}``; ``cand`` may set ``embedding_dim`` and
-    ``mat2vec: True`` (start the table from ``init_for(embedding_dim)``)."""
+    ``mat2vec: True`` (start the table from ``init_for(embedding_dim)``; with ``features``, the residual table),
+    and any :class:`mrl.estimator.MixtureRegressor` parameter (``features``, ``early_stopping``, ``eval_every``)."""
     from mrl.estimator import MixtureRegressor
 
     params = {**settings, **cand}
     size = int(params.pop("embedding_dim"))
     start_from = init_for(size) if params.pop("mat2vec", False) else None
-    est = MixtureRegressor(embedding_dim=size, **params, seed=0, device="cpu", progress=False,
-                           eval_every=10 ** 9, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
+    eval_every = params.pop("eval_every", 10 ** 9)
+    est = MixtureRegressor(embedding_dim=size, **params, seed=seed, device="cpu", progress=False,
+                           eval_every=eval_every, snapshot_every=10 ** 9, checkpoint_every=10 ** 9)
     return est.fit(data.subset(train_mask), initial_table=start_from)  # subset recounts usage on its formulas
 
 
@@ -192,6 +214,10 @@ def describe(cand: dict, settings: dict) -> str:
         parts.append("attn")
     if params.get("loss", "mse") != "mse":
         parts.append(params["loss"])
+    if params.get("features"):
+        parts.append(f"{params['features']} g(x)+r")
+    if params.get("early_stopping"):
+        parts.append("early stop")
     return ", ".join(parts)
 
 
@@ -209,6 +235,44 @@ def run_mrl(data, folds, settings: dict, cand: dict, init_for, label: str, log) 
     row = fold_summary(label, describe(cand, settings), maes, time.perf_counter() - start)
     log(f"  {label:<22} {row['features']:<16} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
     return row, first
+
+
+def run_mrl_ensemble(data, folds, settings: dict, cand: dict, init_for, label: str, members: int,
+                     log) -> tuple[list[dict], object]:
+    """Cross-validate one mrl configuration as a single model (seed 0) and as an ensemble of ``members`` models
+    (seeds :func:`mrl.ensemble.member_seed`, member 0 = the single model) predicting the members' mean. Returns
+    the two rows (the ensemble's wall time includes member 0's) and the first fold's single model."""
+    from mrl.ensemble import member_seed
+
+    y = data.target_values()
+    single, ens, first, stops = [], [], None, []
+    t_single = t_rest = 0.0
+    for train, test in folds:
+        mask = np.isin(np.arange(data.n_samples), train)
+        preds = []
+        for k in range(members):
+            start = time.perf_counter()
+            est = fit_candidate(data, mask, settings, cand, init_for, seed=member_seed(0, k))
+            preds.append(est.predict(data.subset(~mask)))
+            if k == 0:
+                t_single += time.perf_counter() - start
+                first = est if first is None else first
+            else:
+                t_rest += time.perf_counter() - start
+            if getattr(est, "best_step_", None) is not None:
+                stops.append((k, int(est.best_step_)))
+        single.append(float(np.abs(preds[0] - y[test]).mean()))
+        ens.append(float(np.abs(np.mean(preds, axis=0) - y[test]).mean()))
+    feats = describe(cand, settings)
+    rows = [fold_summary(label, feats, single, t_single),
+            fold_summary(f"{label} ensemble", f"{feats}, {members} seeds", ens, t_single + t_rest)]
+    if stops:
+        for r in rows:
+            r["best_step_mean"] = float(np.mean([st for k, st in stops if k == 0 or r is rows[1]]))
+    for r in rows:
+        log(f"  {r['model']:<22} {r['features']:<16} MAE {r['mae_mean']:.4g} ± {r['mae_std']:.3g}  "
+            f"({r['wall_s']:.1f} s)")
+    return rows, first
 
 
 def run_mrl_tuned(data, folds, settings: dict, grid: Sequence[dict], init_for, label: str,
@@ -335,6 +399,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tune", action="store_true",
                         help="add a 'mrl tuned' row: per outer fold, pick among the task's tune_grid candidates on "
                              "an inner 80/20 split of the training fold (about 4x the cost of one mrl row)")
+    parser.add_argument("--rows", default=",".join(ROW_GROUPS),
+                        help=f"comma-separated row groups among {', '.join(ROW_GROUPS)} (default: all; 'best' is "
+                             "the task's best existing mrl row, already part of 'mrl')")
+    parser.add_argument("--skip", default="", help="comma-separated baseline rows to leave out, by name "
+                                                   "(random_forest) or name/features (random_forest/magpie)")
+    parser.add_argument("--members", type=int, default=ENSEMBLE_MEMBERS, help="members of the ensemble rows")
+    parser.add_argument("--no-figures", action="store_true", help="write no element map and no MAE chart")
     parser.add_argument("--only-tuned", action="store_true", help="with --tune: skip all other rows and the "
                                                                   "element analysis")
     args = parser.parse_args(argv)
@@ -342,6 +413,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--task is required")
     if args.plot_from is None and args.only_tuned and not args.tune:
         parser.error("--only-tuned needs --tune")
+    args.rows = [g for g in args.rows.split(",") if g]
+    if bad := sorted(set(args.rows) - set(ROW_GROUPS)):
+        parser.error(f"unknown --rows group(s) {bad}; choose among {ROW_GROUPS}")
+    args.skip = [s for s in args.skip.split(",") if s]
     return args
 
 
@@ -361,6 +436,11 @@ def plot_from(args: argparse.Namespace) -> dict:
 
 def log(msg: str) -> None:
     print(msg, flush=True)
+
+
+#: ``--rows`` groups: classical baselines, all mrl rows of the task, only its best existing mrl row, the magpie
+#: feature row with its ensemble, the feature + early-stopping row with its ensemble.
+ROW_GROUPS = ("baselines", "mrl", "best", "features", "early")
 
 
 class Task(NamedTuple):
@@ -401,17 +481,32 @@ def load_task(args: argparse.Namespace) -> Task:
     return Task(args.task, cfg, settings, mrl_rows, trees, data, folds, element_table("mat2vec"))
 
 
-def fit_rows(task: Task, tuned: dict | None) -> tuple[list[dict], dict[str, Any]]:
-    """The baseline rows, the tuned row (when given) and one row per mrl configuration, with each configuration's
-    first-fold estimator by row label."""
-    rows = run_baselines(task.data, task.folds, task.cfg.get("baselines", BASELINES), task.trees, log)
+def fit_rows(task: Task, tuned: dict | None, groups: Sequence[str] = ROW_GROUPS, skip: Sequence[str] = (),
+             members: int = ENSEMBLE_MEMBERS) -> tuple[list[dict], dict[str, Any]]:
+    """The baseline rows (less those whose name or ``name/features`` is in ``skip``), the tuned row (when given)
+    and the mrl rows of ``groups`` (see :data:`ROW_GROUPS`), with each configuration's first-fold estimator by row
+    label."""
+    rows = []
+    if "baselines" in groups:
+        base = [b for b in task.cfg.get("baselines", BASELINES) if b[0] not in skip and f"{b[0]}/{b[1]}" not in skip]
+        rows += run_baselines(task.data, task.folds, base, task.trees, log)
     if tuned is not None:
         rows.append(tuned)
     models = {}
-    for label, cand in task.mrl_rows:
+    mrl_rows = list(task.mrl_rows) if "mrl" in groups else []
+    if "best" in groups and "mrl" not in groups and "best_row" in task.cfg:
+        mrl_rows.append(task.cfg["best_row"])
+    for label, cand in mrl_rows:
         row, est = run_mrl(task.data, task.folds, task.settings, cand, task.init_for, label, log)
         rows.append(row)
         models[f"{label} {row['features']}"] = est
+    new = task.cfg.get("new_rows", ())
+    for group, (label, cand) in zip(("features", "early"), new):
+        if group in groups:
+            pair, est = run_mrl_ensemble(task.data, task.folds, task.settings, cand, task.init_for, label,
+                                         members, log)
+            rows += pair
+            models[f"{label} {pair[0]['features']}"] = est
     return rows, models
 
 
@@ -476,14 +571,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(json.dumps(result, indent=1))
             write_result(result, args.json)
             return result
-    rows, models = fit_rows(task, tuned)
+    rows, models = fit_rows(task, tuned, args.rows, args.skip, args.members)
     print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({task.cfg['unit']}), mean and SD over folds"
           f"{' [QUICK]' if args.quick else ''}\n")
     print(format_results(rows, PUBLISHED[args.task], task.cfg["unit"]))
 
-    agree, ids, keep = element_analysis(task, models, args)
+    agree, ids, keep = element_analysis(task, models, args) if models else (pd.DataFrame(), np.array([]), None)
     fig_path = args.figure
-    if fig_path is None and not args.quick:
+    if fig_path is None and not args.quick and not args.no_figures and models:
         fig_path = ROOT / "book" / "figures" / task.cfg["figure"]
     if fig_path is not None:
         element_figure(task, models, keep, fig_path)
@@ -494,9 +589,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "mrl_settings": {**task.settings, "hidden": list(task.settings["hidden"])}, "rows": rows,
               "published_quoted": PUBLISHED[args.task], "element_agreement": agree.to_dict(orient="records"),
               "element_ids": [str(i) for i in ids], "total_wall_s": total,
-              "tune_grid": list(task.cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices}
+              "tune_grid": list(task.cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices,
+              "row_groups": list(args.rows), "skipped_baselines": list(args.skip), "ensemble_members": args.members,
+              "feature_rows": [[label, cand] for label, cand in task.cfg.get("new_rows", ())]}
     write_result(result, args.json)
-    if not args.quick:
+    if not args.quick and not args.no_figures:
         print(f"MAE chart: {mae_figure(result, ROOT / 'book' / 'figures' / f'matbench_mae_{args.task}.png')}")
     return result
 
