@@ -188,8 +188,17 @@ COLUMNS = {"scenario": "scenario", "model": "model", "folds": "folds", "mae_mode
            "fit_s": "fit s"}
 
 
-def render_markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table (what the report page and README show)."""
+#: The two tables a page shows (a single 15-column table does not fit a page): accuracy and coverage; ranking and
+#: flags.
+TABLES = (("scenario", "model", "folds", "mae_model", "cov80", "cov95", "width80", "fit_s"),
+          ("scenario", "model", "spearman", "mae_confident", "mae_unsure", "flagged", "mae_flagged", "mae_unflagged"))
+
+
+def render_markdown(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
+    """The rows as a markdown table (``columns``: keys of :data:`COLUMNS`; default: all present); without
+    ``columns`` and with rows of ensembles, the two :data:`TABLES` one after the other."""
+    if columns is None:
+        return "\n\n".join(render_markdown(rows, table) for table in TABLES)
     def fmt(key: str, value) -> str:
         if value is None or (isinstance(value, float) and not np.isfinite(value)):
             return ""
@@ -203,7 +212,7 @@ def render_markdown(rows: list[dict]) -> str:
             return f"{value:,.4g}"
         return f"{value:.3f}"
 
-    keys = [k for k in COLUMNS if any(k in row for row in rows)]
+    keys = [k for k in columns if any(k in row for row in rows)]
     lines = ["| " + " | ".join(COLUMNS[k] for k in keys) + " |", "|" + "|".join("---" if k in ("scenario", "model")
                                                                            else "--:" for k in keys) + "|"]
     def cell(row: dict, key: str) -> str:
