@@ -153,6 +153,30 @@ def run_scenario(scenario: Scenario, n_members: int) -> list[dict]:
     return out
 
 
+#: Formulas-per-material bins of the neighbour-stability table.
+USAGE_BINS = (0, 5, 20, 100, 10**9)
+
+
+def neighbours(n_members: int, steps: int) -> list[dict]:
+    """How far the members of one ensemble (small lab, random split) agree on each material's 10 nearest
+    neighbours (cosine), by how many training formulas use the material: median and quartiles of the share of
+    member 0's neighbours that another member also lists (:func:`mrl.ensemble.neighbour_stability`)."""
+    from mrl.ensemble import neighbour_stability
+
+    scenario = lab_scenario("random", steps)
+    labels = hold_out_calibration(scenario.splits[0], scenario.data.properties["formula_id"].to_numpy(), 0.1, 0)
+    members = fit_members(scenario, scenario.data.subset(labels == "train"), n_members)
+    table = neighbour_stability([m.embeddings() for m in members], k=10)
+    table["usage"] = pd.cut(table["n_formulas"], USAGE_BINS, right=True,
+                            labels=[f"{a + 1}-{b}" if b < 10**9 else f"> {a}" for a, b in zip(USAGE_BINS, USAGE_BINS[1:])])
+    out = []
+    for usage, group in table.groupby("usage", observed=True):
+        q = group["neighbour_agreement"].quantile([0.25, 0.5, 0.75])
+        out.append({"training formulas per material": str(usage), "materials": int(len(group)),
+                    "median agreement": float(q[0.5]), "quartiles": f"{q[0.25]:.2f}-{q[0.75]:.2f}"})
+    return out
+
+
 def speed(n: int = 100_000) -> dict:
     """Seconds to predict ``n`` seed-scale formulas: bare predictions, and the full table with flags."""
     from mrl.synth import make_lab
@@ -256,7 +280,7 @@ def coverage_figure(rows: list[dict], path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", default=["lab", "material"],
-                        choices=["lab", "material", "melt", "expt_gap", "speed"])
+                        choices=["lab", "material", "melt", "expt_gap", "speed", "neighbours"])
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--steps", type=int, default=None, help="override the scenarios' training steps")
     parser.add_argument("--folds", type=int, default=5, help="expt_gap: Matbench folds to run")
@@ -267,15 +291,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.render:
-        rows = [row for path in args.render for row in json.loads(open(path).read())["rows"]]
-        print(render_markdown(rows))
+        files = [json.loads(open(path).read()) for path in args.render]
+        rows = [row for data in files for row in data["rows"]]
+        if rows:
+            print(render_markdown(rows))
+        for data in files:
+            if data.get("neighbours"):
+                print("\n" + pd.DataFrame(data["neighbours"]).to_markdown(index=False, floatfmt=".2f"))
         if args.figure:
             coverage_figure(rows, args.figure)
         return
-    rows, timing = [], None
+    rows, timing, stability = [], None, None
     for which in args.only:
         if which == "speed":
             timing = speed()
+            continue
+        if which == "neighbours":
+            stability = neighbours(args.members, args.steps or LAB["steps"])
+            print(pd.DataFrame(stability).to_markdown(index=False, floatfmt=".2f"))
             continue
         scenario = {"lab": lambda: lab_scenario("random", args.steps or LAB["steps"], args.seeds),
                     "material": lambda: lab_scenario("material", args.steps or LAB["steps"], args.seeds),
@@ -290,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         print(pd.Series(timing).to_string())
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"rows": rows, "speed": timing}, handle, indent=2)
+            json.dump({"rows": rows, "speed": timing, "neighbours": stability}, handle, indent=2)
 
 
 if __name__ == "__main__":
