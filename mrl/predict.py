@@ -139,7 +139,7 @@ class Predictor:
 
     def member_predictions(self, data: FormulaData) -> np.ndarray:
         """Every member's prediction of every measurement, property units, shape ``(n_members, n_samples)``."""
-        return np.stack([m.predict(data) for m in self.members])
+        return member_predictions(self.members, data)
 
     def predict(self, formulas: TableLike | FormulaData, conditions: TableLike | None = None,
                 unknown: str = "error", top_k: int = 3, distances: bool = True,
@@ -166,7 +166,8 @@ class Predictor:
         new = forms.loc[~forms["material_id"].isin(vocab)]
         members = self._members_for(new, unknown, data.name, materials)
         per_formula_unknown = new.groupby("formula_id")["material_id"].agg(list)
-        member_preds = np.stack([m.predict(data) for m in members])
+        matrix, cond = members[0].encode(data)  # the members share one vocabulary: encode once
+        member_preds = np.stack([m.predict_matrix(matrix, cond) for m in members])
         mean, spread = member_summary(member_preds, self.transform)
         out = data.properties[["formula_id", *data.conditions]].reset_index(drop=True).copy()
         out["prediction"] = member_preds[0] if len(members) == 1 else from_model_units(mean, self.transform)
@@ -179,14 +180,13 @@ class Predictor:
             out[f"lower_{pct}"], out[f"upper_{pct}"] = lower, upper
         out["spread"] = spread if len(members) > 1 else np.nan
         out["n_members"] = len(members)
-        matrix, cond = members[0].encode(data)
         if self.domain is not None:
             unknown_ids = [per_formula_unknown.get(f, []) for f in out["formula_id"]]
             flags = self.domain.flags(matrix[:, :len(self.domain.material_ids)],
                                       members[0].mixture_vectors(matrix, cond), cond, unknown_ids, distances)
             out = pd.concat([out, flags], axis=1)
         else:
-            out["out_of_domain"] = len(new) > 0 and out["formula_id"].isin(per_formula_unknown.index)
+            out["out_of_domain"] = out["formula_id"].isin(per_formula_unknown.index)
             out["reasons"] = ["unknown material(s) " + ", ".join(per_formula_unknown[f])
                               if f in per_formula_unknown.index else "" for f in out["formula_id"]]
         if top_k > 0:
@@ -267,28 +267,35 @@ def _formula_rows(data: FormulaData) -> np.ndarray:
     return np.unique(data.properties["formula_id"].to_numpy(), return_index=True)[1]
 
 
+def member_predictions(members: Sequence["MixtureRegressor"], data: FormulaData) -> np.ndarray:
+    """Every member's prediction of every measurement of ``data`` (encoded once: members share one vocabulary),
+    property units, shape ``(n_members, n_samples)``."""
+    matrix, cond = members[0].encode(data)
+    return np.stack([m.predict_matrix(matrix, cond) for m in members])
+
+
 def calibrated_predictor(members: Sequence["MixtureRegressor"], data: FormulaData, split: np.ndarray,
-                         name: str = "model") -> Predictor:
+                         name: str = "model", predictions: np.ndarray | None = None) -> Predictor:
     """A :class:`Predictor` whose calibration is learned on the ``calib`` measurements of ``split`` and whose
     domain is the ``train`` formulas (thresholds from the ``calib`` formulas). Without ``calib`` rows there are
-    no intervals and no distance flags."""
+    no intervals and no distance flags. ``predictions``: the members' predictions of all of ``data``
+    (:func:`member_predictions`) when the caller has them already."""
     from mrl.uncertainty import calibrate
 
     split = np.asarray(split)
     first = members[0]
     train = data.subset(split == "train")
     calib = data.subset(split == "calib")
-    calibration = None
-    if calib.n_samples:
-        preds = np.stack([m.predict(calib) for m in members])
-        calibration = calibrate(calib.target_values(first.target_), preds, first.target_transform_)
-    x_train, c_train = first.encode(train)
-    keep = _formula_rows(train)
-    calib_x = calib_mix = None
+    calib_x = calib_mix = calibration = None
     if calib.n_samples:
         x_calib, c_calib = first.encode(calib)
+        preds = np.stack([m.predict_matrix(x_calib, c_calib) for m in members]) if predictions is None \
+            else np.asarray(predictions)[:, split == "calib"]
+        calibration = calibrate(calib.target_values(first.target_), preds, first.target_transform_)
         rows = _formula_rows(calib)
         calib_x, calib_mix = x_calib[rows], first.mixture_vectors(x_calib[rows], c_calib[rows])
+    x_train, c_train = first.encode(train)
+    keep = _formula_rows(train)
     domain = Domain.build(x_train[keep], first.mixture_vectors(x_train[keep], c_train[keep]), c_train,
                           first.materials_["material_id"].astype(str).tolist(), first.conditions_, calib_x, calib_mix)
     return Predictor(list(members), calibration, domain, name)

@@ -440,7 +440,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     """Write the run's inputs (unless they are there), train (or continue) its members and write its results:
     predictions with calibrated intervals, calibration and domain files, vectors; metrics last."""
     from mrl.ensemble import fit_members
-    from mrl.predict import calibrated_predictor
+    from mrl.predict import calibrated_predictor, member_predictions
     from mrl.uncertainty import (
         LEVELS,
         coverage,
@@ -459,10 +459,10 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     est.fit(plan.train_data, plan.eval_data, checkpoint_path=folder / CHECKPOINT, resume=resume)
     log.info("trained %d steps on %s", est.n_steps_, est.device_)
     members = [est, *fit_members(params, plan.train_data, plan.eval_data, folder, resume=resume)]
-    predictor = calibrated_predictor(members, data, split, name=folder.name)
+    member_preds = member_predictions(members, data)
+    predictor = calibrated_predictor(members, data, split, name=folder.name, predictions=member_preds)
 
     y = data.target_values()
-    member_preds = predictor.member_predictions(data)
     mean, spread = member_summary(member_preds, predictor.transform)
     pred = member_preds[0] if len(members) == 1 else from_model_units(mean, predictor.transform)
     metrics = split_metrics(y, pred, split)
