@@ -141,8 +141,9 @@ def cmd_similar(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from mrl.analysis import nearest_neighbors
+    from mrl.runs import EMBEDDINGS
 
-    path = Path(args.run) / "embeddings.parquet"
+    path = Path(args.run) / EMBEDDINGS
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a finished run (or an adapted one) folder")
     table = nearest_neighbors(pd.read_parquet(path), args.material, k=args.k, metric=args.metric)
@@ -164,8 +165,9 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
     from mrl.data import load_formulas, read_table
     from mrl.estimator import MixtureRegressor
+    from mrl.runs import CHECKPOINT
 
-    est = MixtureRegressor.load(Path(args.run) / "checkpoint.pt", device="cpu")
+    est = MixtureRegressor.load(Path(args.run) / CHECKPOINT, device="cpu")
     if args.features:
         if args.formulas or args.properties:
             raise ValueError("--features adds materials by their features alone; leave out --formulas/--properties")

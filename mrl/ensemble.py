@@ -57,7 +57,9 @@ def member_seed(seed: int, k: int) -> int:
 
 def member_dir(run_dir: Path, k: int) -> Path:
     """Folder of ensemble member ``k >= 1`` inside a run folder: ``members/<kk>``."""
-    return Path(run_dir) / "members" / f"{k:02d}"
+    from mrl.runs import MEMBERS
+
+    return Path(run_dir) / MEMBERS / f"{k:02d}"
 
 
 def _fit_member(params: dict, k: int, train: FormulaData, eval_data: FormulaData | None, path: Path,
@@ -101,7 +103,9 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
         return []
     jobs = max(1, min(len(ks), jobs or (os.cpu_count() or 1)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    paths = {k: member_dir(run_dir, k) / "checkpoint.pt" for k in ks}
+    from mrl.runs import CHECKPOINT
+
+    paths = {k: member_dir(run_dir, k) / CHECKPOINT for k in ks}
     todo = [k for k in ks if not (resume and _finished(paths[k], params.steps))]
     values = params.to_dict()
     results = []

@@ -27,15 +27,13 @@ import scipy.sparse as sp
 
 from mrl.data import DataError, FormulaData, TableLike, load_formulas, read_table
 from mrl.domain import Domain
+from mrl.runs import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
 from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary
 
 if TYPE_CHECKING:
     from mrl.estimator import MixtureRegressor
 
 log = logging.getLogger(__name__)
-CALIBRATION = "calibration.json"
-DOMAIN = "domain.npz"
-MEMBERS = "members"
 #: Formulas per chunk when computing contributions (each formula becomes one row per ingredient).
 CONTRIBUTION_CHUNK = 4096
 
@@ -74,9 +72,9 @@ def prediction_input(formulas: TableLike, conditions: TableLike | None = None,
 
 
 def _member_paths(folder: Path) -> list[Path]:
-    paths = [folder / "checkpoint.pt"]
+    paths = [folder / CHECKPOINT]
     if (folder / MEMBERS).is_dir():
-        paths += sorted((folder / MEMBERS).glob("*/checkpoint.pt"))
+        paths += sorted((folder / MEMBERS).glob(f"*/{CHECKPOINT}"))
     return paths
 
 
@@ -97,13 +95,13 @@ class Predictor:
         from mrl.estimator import MixtureRegressor
 
         folder = Path(folder)
-        if not (folder / "checkpoint.pt").is_file():
+        if not (folder / CHECKPOINT).is_file():
             raise FileNotFoundError(f"{folder}: no checkpoint.pt; give a finished run folder or an adapted folder "
                                     f"(mrl add-materials / tie-materials)")
         members = [MixtureRegressor.load(p, device=device) for p in _member_paths(folder)]
         source = folder
-        if (folder / "adapt.json").is_file():
-            source = Path(json.loads((folder / "adapt.json").read_text())["source_run"])
+        if (folder / ADAPT).is_file():
+            source = Path(json.loads((folder / ADAPT).read_text())["source_run"])
         calibration = domain = None
         if (source / CALIBRATION).is_file():
             calibration = Calibration.from_dict(json.loads((source / CALIBRATION).read_text()))

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mrl.io import write_json, write_table, write_text
-from mrl.runs import METRICS
+from mrl.runs import METRICS, SPLIT
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -169,7 +169,7 @@ def baseline_scores(run: Run, data: FormulaData | None = None,
     if data.conditions:
         X = np.hstack([X, condition_features(data)])
     y = data.target_values().astype(np.float64)
-    split = pd.read_parquet(run.path / "split.parquet").sort_values("sample")["split"].to_numpy().astype(str)
+    split = pd.read_parquet(run.path / SPLIT).sort_values("sample")["split"].to_numpy().astype(str)
     log_target = run.metrics.get("target_transform") == "log10" and bool((y > 0).all())
     fit_y = np.log10(y) if log_target else y
     train = split == "train"

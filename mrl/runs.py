@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 import mrl
+from mrl.checkpoint import snapshots_path
 from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import hold_out_calibration, member_dir, neighbour_stability
 from mrl.io import read_json, write_json, write_table, write_text
@@ -38,7 +39,7 @@ SPLIT = "split.parquet"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
 #: Material vectors recorded while training, beside the checkpoint (:func:`mrl.checkpoint.snapshots_path`).
-CHECKPOINT_SNAPSHOTS = "checkpoint.snapshots.npz"  # beside the checkpoint while training (mrl.checkpoint)
+CHECKPOINT_SNAPSHOTS = snapshots_path(CHECKPOINT).name  # beside the checkpoint while training (mrl.checkpoint)
 EMBEDDINGS = "embeddings.parquet"
 SNAPSHOTS = "snapshots.parquet"
 HISTORY = "history.csv"

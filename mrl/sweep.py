@@ -72,6 +72,7 @@ from tqdm.auto import tqdm
 
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.params import RunParams
+from mrl.runs import METRICS, PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -591,7 +592,7 @@ def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFra
     rows = []
     for point in points:
         row = {"point": point.name, **point.grid_values, "status": point.status}
-        metrics_path = point.folder / "metrics.json"
+        metrics_path = point.folder / METRICS
         metrics = read_json(metrics_path) if metrics_path.exists() else {}
         row["embedding_dim"] = metrics.get("embedding_dim", point.params["embedding_dim"])
         row["steps"] = metrics.get("steps")
@@ -599,7 +600,7 @@ def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFra
         for split in ("train", "eval", "full"):
             for m in ("mae", "rmse", "r2", "mape"):
                 row[f"{split}_{m}"] = metrics.get(split, {}).get(m)
-        row.update(_log10_columns(point.folder / "predictions.parquet") if metrics else {})
+        row.update(_log10_columns(point.folder / PREDICTIONS) if metrics else {})
         done = point.folder / DONE
         row["notebooks_s"] = read_json(done).get("seconds") if done.exists() else None
         error = point.folder / ERROR
