@@ -49,7 +49,6 @@ cell declares (found with ``papermill.inspect_notebook``); RunParams keys it doe
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import ctypes
 import dataclasses
@@ -642,22 +641,10 @@ def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mrl.sweep SWEEP.yaml [--jobs N] [--retry-failed] [--scheduler ADDRESS]`` (as ``mrl sweep``)."""
-    parser = argparse.ArgumentParser(prog="python -m mrl.sweep", description=main.__doc__)
-    parser.add_argument("sweep", help="sweep YAML file (params/<sweep>.yaml)")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="parallel workers (default: the sweep file's jobs, else 1)")
-    parser.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
-    parser.add_argument("--scheduler", default=None,
-                        help="dask.distributed scheduler address (tcp://host:8786) or local:N; default: the sweep "
-                             "file's scheduler key, else the local process pool")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True, scheduler=args.scheduler)
-    except SweepFailed as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    """``python -m mrl.sweep SWEEP.yaml [options]``: the same as ``mrl sweep`` (one parser, in :mod:`mrl.cli`)."""
+    from mrl.cli import main as cli_main
+
+    cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
