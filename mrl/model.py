@@ -438,19 +438,21 @@ class MixtureModel(nn.Module):
         return torch.pow(10.0, t) if bool(self.y_log10) else t
 
     # ------------------------------------------------------------------ vectors
-    def pre_activation(self) -> torch.Tensor:
+    def pre_activation(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Raw vectors before the activation: the table ``W``, plus ``g(x)`` with features, shape
-        ``(n_materials, dim)`` (ties not resolved)."""
+        ``(n_materials, dim)``, or only ``rows`` of it (ties not resolved)."""
+        table = self.table if rows is None else self.table[rows]
         if self.feature_map is None:
-            return self.table
-        return self.feature_map(self.features) + self.table
+            return table
+        return self.feature_map(self.features if rows is None else self.features[rows]) + table
 
-    def _raw_and_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``act(W)`` (``act(g(x) + W)`` with features) and the scales ``s`` (0 for pinned materials) of every
-        material, ties resolved."""
-        pre = self.pre_activation()
+    def _raw_and_scale(self, materials: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``act(W)`` (``act(g(x) + W)`` with features) and the scales ``s`` (0 for pinned materials), ties
+        resolved, of every material or only of ``materials``."""
+        source = self.source if materials is None else self.source[materials]
+        pre = self.pre_activation(source)
         raw = torch.tanh(pre) if self.activation == "tanh" else pre
-        return raw[self.source], (self.keep * torch.exp(self.log_scale))[self.source]
+        return raw, self.keep[source] * torch.exp(self.log_scale[source])
 
     def material_vectors(self) -> torch.Tensor:
         """Effective vectors ``e_i = s_i * act(W_i)`` (zero for pinned materials; a tied material has its
@@ -459,21 +461,26 @@ class MixtureModel(nn.Module):
         return raw * scale.unsqueeze(1)
 
     def mixture(self, batch: Batch) -> torch.Tensor:
-        """Content-weighted sum of material vectors (plus the interaction updates), shape ``(batch.size, dim)``."""
-        m = self._weighted_sum(self.material_vectors(), batch)
+        """Content-weighted sum of material vectors (plus the interaction updates), shape ``(batch.size, dim)``.
+
+        Only the batch's own materials are activated and scaled (a batch of 256 formulas holds ~1,300 of the
+        seed-scale lab's 5,400): the same numbers as summing :meth:`material_vectors`, at a fraction of the cost.
+        """
+        materials, local = torch.unique(batch.index, return_inverse=True)
+        raw, scale = self._raw_and_scale(materials)
+        m = self._weighted_sum(raw * scale.unsqueeze(1), local, batch)
         if self.interaction is None:
             return m
-        raw, scale = self._raw_and_scale()
         rows = formula_rows(batch.offsets, batch.index.shape[0])
-        u = self.interaction(raw[batch.index], batch.content, batch.offsets, rows)
-        return m.index_add(0, rows, u * (batch.content * scale[batch.index])[:, None])
+        u = self.interaction(raw[local], batch.content, batch.offsets, rows)
+        return m.index_add(0, rows, u * (batch.content * scale[local])[:, None])
 
-    def _weighted_sum(self, vectors: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _weighted_sum(self, vectors: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``sum_i c_i vectors[index_i]`` per formula of ``batch``."""
         if self.aggregation == "embedding_bag":
-            return F.embedding_bag(batch.index, vectors, batch.offsets, mode="sum",
-                                   per_sample_weights=batch.content)
-        rows = formula_rows(batch.offsets, batch.index.shape[0])
-        weights = torch.sparse_coo_tensor(torch.stack([rows, batch.index]), batch.content,
+            return F.embedding_bag(index, vectors, batch.offsets, mode="sum", per_sample_weights=batch.content)
+        rows = formula_rows(batch.offsets, index.shape[0])
+        weights = torch.sparse_coo_tensor(torch.stack([rows, index]), batch.content,
                                           (batch.size, vectors.shape[0]), check_invariants=False)
         return torch.sparse.mm(weights, vectors)
 

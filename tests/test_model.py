@@ -175,3 +175,27 @@ def test_attention_length_buckets_match_one_padded_batch():
     assert _length_buckets(same_length.offsets, same_length.index.shape[0], 4) is None
     small = make_batch(matrix, np.arange(MIN_BUCKET_FORMULAS * 2 - 1))
     assert _length_buckets(small.offsets, small.index.shape[0], 4) is None
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(tied_to=[0, 1, 1, 3, 3, 5], pinned=[0]), dict(content_scale="learned"),
+                                dict(n_features=2, feature_map="mlp"), dict(activation="none")])
+def test_batch_materials_only_give_the_full_table_sum_and_its_gradients(kw):
+    """``mixture`` activates only the batch's materials: same values and gradients as the full table's sum."""
+    model = _model(**kw)
+    if model.feature_map is not None:
+        model.set_features(np.random.default_rng(0).normal(size=(6, 2)))
+        torch.nn.init.normal_(model.feature_map[-1].weight)
+    matrix = sp.csr_matrix(np.array([[0.5, 0, 0.5, 0, 0, 0], [0, 0.2, 0.3, 0, 0.5, 0], [0.1, 0, 0, 0, 0.9, 0]]))
+    batch = make_batch(matrix, np.array([0, 2, 1]))
+    expected = torch.as_tensor(matrix[[0, 2, 1]].toarray(), dtype=torch.float32) @ model.material_vectors()
+    got = model.mixture(batch)
+    assert torch.allclose(got, expected, atol=1e-6)
+    grads = []
+    for value in (got, expected):
+        model.zero_grad()
+        (value ** 2).sum().backward(retain_graph=True)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+    assert torch.count_nonzero(grads[0]["table"][5]) == 0  # material 5 is in no formula of the batch, tied to none
