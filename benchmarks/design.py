@@ -60,16 +60,21 @@ def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, flo
 
 
 def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
-            n_starts: int, min_viscosity: float = 0.0) -> dict:
+            n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 0.1, pool: str = "eval",
+            model_run: str | None = None) -> dict:
     from mrl.design import design, random_search
     from mrl.params import RunParams
     from mrl.runs import load_run, run_experiment
     from mrl.synth import hidden_viscosity
 
     t0 = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="mrl_design_")
-    path = run_experiment(RunParams(name="lab", runs_dir=tmp, data="synth:small", embedding_dim=10, steps=steps,
-                                    ensemble=ensemble, device="cpu", seed=seed), progress=False)
+    if model_run is None:
+        tmp = tempfile.mkdtemp(prefix="mrl_design_")
+        path = run_experiment(RunParams(name="lab", runs_dir=tmp, data="synth:small", embedding_dim=10, steps=steps,
+                                        ensemble=ensemble, device="cpu", seed=seed), progress=False)
+        print(f"lab model: {path} (reuse with --model-run)", flush=True)
+    else:
+        path = Path(model_run)
     train_s = time.perf_counter() - t0
     run = load_run(path)
     predictor = run.predictor
@@ -79,7 +84,7 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
     meas = data.properties.set_index("formula_id")["viscosity"]
     shelf = _shelf(data, split)
     rng = np.random.default_rng(seed)
-    all_eval = split.loc[split["split"] == "eval", "formula_id"].to_numpy()
+    all_eval = split.loc[split["split"] == pool, "formula_id"].to_numpy()
     eval_ids = all_eval[meas.reindex(all_eval).to_numpy() >= min_viscosity]
     eval_ids = rng.choice(eval_ids, min(n_formulas, len(eval_ids)), replace=False)
     rows, proposals, example = [], [], None
@@ -88,7 +93,8 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
         fix = [m for m in one["material_id"] if family[m] == "active"]
         for mult in TARGETS:
             target = float(meas[fid]) * mult
-            kw = dict(fix=fix, max_changes=3, add_from=shelf, n_proposals=3, measured=float(meas[fid]), seed=seed)
+            kw = dict(fix=fix, max_changes=3, add_from=shelf, n_proposals=3, measured=float(meas[fid]), seed=seed,
+                      spread_weight=spread_weight)
             res = design(predictor, one, target, steps=design_steps, n_starts=n_starts, **kw)
             rnd = random_search(predictor, one, target, n_calls=res.n_model_calls, **kw)
             for method, r in (("design", res), ("random search", rnd)):
@@ -120,7 +126,8 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
                 first_vouched=_first_vouched(props[props["method"] == "design"]), example=example,
                 setup=dict(n_formulas=int(len(eval_ids)), steps=steps, ensemble=ensemble, embedding_dim=10,
                            radius=radius, design_steps=design_steps, n_starts=n_starts, shelf=shelf,
-                           min_viscosity=min_viscosity, eval_formulas=int(len(all_eval)),
+                           min_viscosity=min_viscosity, eval_formulas=int(len(all_eval)), pool=pool,
+                           spread_weight=spread_weight, ensemble_run=str(path),
                            eligible=int((meas.reindex(all_eval).to_numpy() >= min_viscosity).sum()),
                            eval_metrics=run.metrics["eval"], train_s=round(train_s, 1),
                            calls=float(table.loc[table["method"] == "design", "calls"].mean())),
@@ -221,10 +228,10 @@ def render(results: dict) -> str:
     lab = results["lab"]
     s = lab["setup"]
     m = s["eval_metrics"]
-    drawn = (f" drawn from the {s['eligible']} of {s['eval_formulas']} eval formulas measured at >= "
+    drawn = (f" drawn from the {s['eligible']} of {s['eval_formulas']} {s.get('pool', 'eval')} formulas measured at >= "
              f"{s['min_viscosity']:g} cP" if s.get("min_viscosity") else "")
     lines = [f"Small lab, dim {s['embedding_dim']}, {s['steps']} steps, ensemble of {s['ensemble']} (the model's eval "
-             f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} eval formulas{drawn} x targets 0.5x and 2x the measured "
+             f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} {s.get('pool', 'eval')} formulas{drawn} x targets 0.5x and 2x the measured "
              f"viscosity = {2 * s['n_formulas']} tasks; actives fixed, at most 3 materials changed, additions from "
              f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
              f"(random search gets the same). Wall time {lab['wall_s']:.0f} s (training {s['train_s']:.0f} s).", "",
@@ -311,6 +318,12 @@ def main(argv=None) -> None:
     parser.add_argument("--n-starts", type=int, default=2)
     parser.add_argument("--radius", type=float, default=0.3, help="L1 radius (content fractions) of the nearest "
                                                                   "training formula answer")
+    parser.add_argument("--spread-weight", type=float, default=0.1, help="weight of the members' spread in the "
+                                                                          "objective (design and random search)")
+    parser.add_argument("--pool", choices=("eval", "calib"), default="eval",
+                        help="formulas to design from: eval (the reported table) or calib (held out of training but "
+                             "not eval: for choosing settings such as --spread-weight)")
+    parser.add_argument("--model-run", default=None, help="reuse a lab model folder printed by an earlier run")
     parser.add_argument("--melt", action="store_true", help="also the melt-viscosity check (needs the gpvisc wheel)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")
@@ -326,7 +339,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     n, steps = (min(12, args.n_formulas), 2000) if args.quick else (args.n_formulas, args.steps)
     results = {"lab": run_lab(n, steps, args.ensemble, args.radius, args.seed, args.design_steps, args.n_starts,
-                              args.min_viscosity)}
+                              args.min_viscosity, args.spread_weight, args.pool, args.model_run)}
     print(render(results))
     print()
     print(render_example(results))

@@ -22,7 +22,9 @@ minimises, in the model's units (log10 for a log target):
 The domain penalty is smooth and zero inside the training domain (:class:`mrl.domain.Domain`): squared relative
 excess of each content over its training maximum, squared relative excess of the mixture vector's distance to the
 nearest training mixture over the domain's threshold, and the same for the L1 distance of the contents to the
-nearest training formula. With ``measured`` (the original's measured value) the target is *anchored*: the search aims
+nearest training formula. Each term's allowance is the larger of its margin and the original's own excess: a proposal
+is penalised only for lying further outside the domain than the original already does. With ``measured`` (the
+original's measured value) the target is *anchored*: the search aims
 at ``prediction(original) * target / measured`` (the model's local bias cancels; the model is asked for a ratio, not
 an absolute value), and predictions and intervals are shifted by the same factor.
 
@@ -211,7 +213,10 @@ def _model_values(predictor: "Predictor", problem: _Problem, x: torch.Tensor
 
 
 class _Penalty:
-    """The smooth domain penalty on local content rows (zero well inside the training domain)."""
+    """The smooth domain penalty on local content rows: zero well inside the training domain, and zero wherever a row
+    lies no further outside it than the original does (each term's allowance is the larger of its margin and the
+    original's own excess), so an original outside the domain is not dragged back towards the training data at the
+    expense of the target."""
 
     def __init__(self, predictor: "Predictor", problem: _Problem) -> None:
         domain = predictor.domain
@@ -230,18 +235,35 @@ class _Penalty:
             rest = np.asarray(train.sum(axis=1)).ravel() - local.sum(axis=1)
             self.train_local = torch.as_tensor(local)
             self.train_rest = torch.as_tensor(rest, dtype=torch.float32)
+        x0 = torch.as_tensor(problem.c0[None], dtype=torch.float32)
+        with torch.no_grad():
+            _, mix0 = _model_values(predictor, problem, x0)
+            self.content_allow = torch.maximum(self.cmax * (1 + 0.5 * (1 - PENALTY_MARGIN)), x0[0])
+            self.mix_allow = max(PENALTY_MARGIN * self.mix_threshold, float(self._mix_distance(mix0)[0])) \
+                if self._uses_mixture() else 0.0
+            self.l1_allow = max(PENALTY_MARGIN * self.l1_threshold, float(self._l1_distance(x0)[0])) \
+                if self._uses_l1() else 0.0
+
+    def _uses_mixture(self) -> bool:
+        return math.isfinite(self.mix_threshold) and self.mix_threshold > 0
+
+    def _uses_l1(self) -> bool:
+        return math.isfinite(self.l1_threshold) and self.l1_threshold > 0
+
+    def _mix_distance(self, mixture: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(mixture, self.train_mix).min(dim=1).values
+
+    def _l1_distance(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x[:, None, :] - self.train_local[None]).abs().sum(-1) + self.train_rest[None]).min(dim=1).values
 
     def __call__(self, x: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return torch.zeros(x.shape[0])
-        over = torch.relu(x - self.cmax * (1 + 0.5 * (1 - PENALTY_MARGIN))) / self.cref
-        total = (over ** 2).sum(dim=1)
-        if math.isfinite(self.mix_threshold) and self.mix_threshold > 0:
-            d = torch.cdist(mixture, self.train_mix).min(dim=1).values
-            total = total + (torch.relu(d - PENALTY_MARGIN * self.mix_threshold) / self.mix_threshold) ** 2
-        if math.isfinite(self.l1_threshold) and self.l1_threshold > 0:
-            d1 = ((x[:, None, :] - self.train_local[None]).abs().sum(-1) + self.train_rest[None]).min(dim=1).values
-            total = total + (torch.relu(d1 - PENALTY_MARGIN * self.l1_threshold) / self.l1_threshold) ** 2
+        total = ((torch.relu(x - self.content_allow) / self.cref) ** 2).sum(dim=1)
+        if self._uses_mixture():
+            total = total + (torch.relu(self._mix_distance(mixture) - self.mix_allow) / self.mix_threshold) ** 2
+        if self._uses_l1():
+            total = total + (torch.relu(self._l1_distance(x) - self.l1_allow) / self.l1_threshold) ** 2
         return total
 
 

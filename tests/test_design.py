@@ -115,6 +115,38 @@ def test_a_huge_domain_weight_keeps_contents_inside_the_training_range(predictor
         assert (c.to_numpy() <= cmax * 1.01 + 1e-6).all()
 
 
+def test_the_domain_penalty_allows_an_original_outside_the_domain_its_own_excess(predictor, formula):
+    """An original outside the training domain is not pulled back towards the training data: the penalty is zero at
+    the original and grows only when a row lies further out than it; inside the domain nothing changes."""
+    from mrl.design import _Penalty, _prepare
+
+    def penalty_of(rows: pd.DataFrame, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        problem = _prepare(predictor, rows, 10.0, None, (), {}, (), None, 3)[0]
+        pen = _Penalty(predictor, problem)
+        from mrl.design import _model_values
+
+        with torch.no_grad():
+            return pen(x, _model_values(predictor, problem, x)[1]), torch.as_tensor(problem.c0, dtype=torch.float32)
+
+    # an original outside: its material with the smallest training maximum at 1.2x that maximum (at most 97 %)
+    domain = predictor.domain
+    index = pd.Index(domain.material_ids.astype(str))
+    far = formula.copy()
+    cmaxes = domain.content_max[index.get_indexer(far["material_id"].astype(str))]
+    j = int(np.argmin(cmaxes))
+    level = min(0.97, 1.2 * float(cmaxes[j]))
+    assert level > 1.05 * float(cmaxes[j])  # really outside the content range
+    small = far.index != far.index[j]
+    far.loc[far.index[j], "content"] = 100 * level
+    far.loc[small, "content"] = far.loc[small, "content"] / far.loc[small, "content"].sum() * 100 * (1 - level)
+    problem = _prepare(predictor, far, 10.0, None, (), {}, (), None, 3)[0]
+    x0 = torch.as_tensor(problem.c0[None], dtype=torch.float32)
+    assert float(penalty_of(far, x0)[0][0]) == 0.0
+    further = x0.clone()
+    further[0, j] = float(x0[0, j]) + 0.02
+    assert float(penalty_of(far, further)[0][0]) > 0.0
+
+
 def test_random_search_keeps_the_constraints(predictor, formula):
     original = formula.set_index("material_id")["content"]
     fixed = [original.idxmin()]
