@@ -6,9 +6,21 @@ Everything is in log10 Pa s. The mrl variants (head ``direct``/``vft`` x embeddi
 paper's *train* split; the winner is chosen on the *valid* split only (``eval`` in mrl) and then retrained for
 ``--final-steps``; the *test* split is only reported.
 
-    python benchmarks/melt_viscosity.py                    # ~20-25 min on 2 busy cores
+    python benchmarks/melt_viscosity.py                    # ~22 min on 2 cores (one thread)
     python benchmarks/melt_viscosity.py --quick            # ~2 min smoke run (few steps, fewer variants)
     python benchmarks/melt_viscosity.py --json runs/melt_benchmark.json --figures book/figures
+    python benchmarks/melt_viscosity.py --rows plain,features,ensemble \
+        --rows-json runs/melt_rows.json                    # only some rows (here: ~10 min)
+
+``--rows`` picks row groups (:data:`ROW_GROUPS`; default all): ``screen`` is the screening run above (baselines on
+fractions, head x dim screening, the retrained winner, the other head, the grouped CV, the analysis and figures);
+``feature_baselines`` are ridge / random forest / LightGBM on fractions plus the mole-fraction-weighted oxide
+features; ``plain``, ``features``, ``early``, ``best_checkpoint``, ``ensemble``, ``features_ensemble`` and
+``together`` are the chosen mrl model (the screening winner, or :data:`CHOSEN` without ``screen``) alone, with oxide
+features (``features="magpie"``, each oxide described by its formula: :func:`mrl.features.compound_features`), with
+stopping on an inner validation part of *train* (:data:`EARLY`: patience 2,000 steps; :data:`BEST_CHECKPOINT`:
+the best state over all steps), as an ensemble of ``--members`` seeds (mean prediction; the JSON also holds each
+member's scores), with features as an ensemble, and with all three.
 
 The data come from the gpvisc wheel (GPL-3.0); see ``mrl.datasets``.
 """
@@ -33,6 +45,29 @@ from mrl.io import write_json
 MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", pin_origin=None,
                 target_transform="none", inverse_conditions=["T"], batch_size=1024, lr=1e-2,
                 embedding_weight_decay=1e-4, lr_schedule="cosine", device="cpu", progress=False, seed=0)
+#: The head and embedding size chosen on the valid split by the screening (used when ``screen`` is not run).
+CHOSEN = ("direct", 16)
+#: Oxide features of the ``features`` rows: the magpie element table, each oxide described from its formula.
+FEATURES = "magpie"
+#: Early stopping of the ``early`` row: 10 % of the *train* compositions held out (drawn with the model's seed),
+#: their loss checked every 200 steps, stop after 10 checks (2,000 steps) without improvement, best state kept.
+EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 200}
+#: The ``best_checkpoint`` row: the same held-out part and checks, but never stopped before the last step (patience
+#: 60 checks = the whole 12,000 steps): the state with the lowest held-out loss is kept.
+BEST_CHECKPOINT = {**EARLY, "patience": 60}
+#: Members of the ensemble rows (seeds ``mrl.ensemble.member_seed(0, k)``; member 0 = the single model).
+MEMBERS = 5
+#: ``--rows`` groups (see the module docstring).
+ROW_GROUPS = ("screen", "feature_baselines", "plain", "features", "early", "best_checkpoint", "ensemble",
+              "features_ensemble", "together")
+#: The mrl rows: group -> (row key, overrides of MRL_BASE, ensemble?). ``together`` (features + stopping +
+#: ensemble) takes the stopping rule of ``early`` / ``best_checkpoint`` with the lower *valid* RMSE when both ran in
+#: the same call, else ``BEST_CHECKPOINT`` (the rule chosen on valid; see book/melt_viscosity.md).
+MRL_ROWS = {"plain": ("mrl", {}, False), "features": ("mrl_features", {"features": FEATURES}, False),
+            "early": ("mrl_early", EARLY, False), "best_checkpoint": ("mrl_best_checkpoint", BEST_CHECKPOINT, False),
+            "ensemble": ("mrl_ensemble", {}, True),
+            "features_ensemble": ("mrl_features_ensemble", {"features": FEATURES}, True),
+            "together": ("mrl_features_stopping_ensemble", {"features": FEATURES, **BEST_CHECKPOINT}, True)}
 FORMERS = ("SiO2", "Al2O3", "P2O5", "TiO2")
 MODIFIERS = ("Na2O", "K2O", "CaO", "MgO", "FeO", "MnO")
 #: Well-known melts for the viscosity-temperature figure: target mole fractions.
@@ -77,7 +112,8 @@ def run_baseline(name: str, train: FormulaData, test: FormulaData, seed: int = 0
 def make_mrl(head: str, dim: int, steps: int, **overrides) -> MixtureRegressor:
     params = {**MRL_BASE, **overrides}
     every = max(steps, 1)
-    return MixtureRegressor(embedding_dim=dim, head=head, steps=steps, eval_every=every, snapshot_every=every,
+    eval_every = params.pop("eval_every", every)
+    return MixtureRegressor(embedding_dim=dim, head=head, steps=steps, eval_every=eval_every, snapshot_every=every,
                             checkpoint_every=every, **params)
 
 
@@ -89,6 +125,134 @@ def fit_mrl(head: str, dim: int, steps: int, train: FormulaData, **overrides) ->
 
 def rmse(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(p)) ** 2)))
+
+
+# ----------------------------------------------------------------------------------------------- issue-18 rows
+def oxide_feature_matrix(data: FormulaData, kind: str = FEATURES) -> np.ndarray:
+    """Per measurement: the mole-fraction-weighted mean of the oxides' raw feature rows
+    (:func:`mrl.features.material_features`; columns without a value dropped, gaps filled with the column mean
+    over the oxides), ``(n_samples, n_features)``."""
+    from mrl.features import material_features
+
+    raw = material_features(data.materials, kind).reindex(list(data.material_ids))
+    raw = raw.fillna(raw.mean()).fillna(0.0)
+    return fraction_matrix(data) @ raw.to_numpy(np.float64)
+
+
+def feature_baseline_features(data: FormulaData, kind: str) -> np.ndarray:
+    """:func:`baseline_features` plus the mole-fraction-weighted oxide features (and, for ``ridge``, those x
+    1000/T)."""
+    X = baseline_features(data, kind)
+    F = oxide_feature_matrix(data)
+    if kind == "ridge":
+        inv_t = condition_features(data, inverse_T=True)[:, -1:]
+        return np.hstack([X, F, F * inv_t])
+    return np.hstack([X, F])
+
+
+def run_feature_baselines(train: FormulaData, valid: FormulaData, test: FormulaData, results: dict,
+                          rows_json: str | None, quick: bool = False) -> None:
+    """Ridge / random forest / LightGBM on fractions + mole-fraction-weighted oxide features (fit on train)."""
+    print(f"\n## baselines on fractions + mole-fraction-weighted oxide features ({FEATURES}, from the formulas)")
+    for name in ("ridge", "random_forest", "lightgbm"):
+        kind, params = BASELINES[name]
+        if quick and name in ("random_forest", "lightgbm"):
+            params = {**params, "n_estimators": 50 if name == "random_forest" else 300}
+        start = time.perf_counter()
+        Xtr = feature_baseline_features(train, kind)
+        preds = [fit_predict(name, Xtr, train.target_values(), feature_baseline_features(part, kind), seed=0,
+                             **params) for part in (valid, test)]
+        wall = time.perf_counter() - start
+        key = f"{name}_oxide_features"
+        results[key] = {**regression_scores(test.target_values(), preds[1]), "wall_s": wall,
+                        "valid_rmse": rmse(valid.target_values(), preds[0]), "n_features": int(Xtr.shape[1])}
+        print(f"  {name:14s} test rmse {results[key]['rmse']:.3f} valid {results[key]['valid_rmse']:.3f} "
+              f"({wall:.1f} s, {Xtr.shape[1]} columns)", flush=True)
+        save_rows(results, rows_json)
+
+
+def _fit_predict_member(head: str, dim: int, steps: int, overrides: dict, seed: int, train: FormulaData,
+                        parts: Sequence[FormulaData]) -> tuple[list[np.ndarray], float, int | None]:
+    """Fit one mrl model (a worker-process entry point) and predict ``parts``; returns the predictions, the fit's
+    wall time and the early-stopping step (None without stopping)."""
+    torch.set_num_threads(1)
+    est, wall = fit_mrl(head, dim, steps, train, **{**overrides, "seed": seed})
+    return [est.predict(p) for p in parts], wall, getattr(est, "best_step_", None)
+
+
+def run_mrl_rows(groups: Sequence[str], head: str, dim: int, steps: int, train: FormulaData, valid: FormulaData,
+                 test: FormulaData, results: dict, rows_json: str | None, members: int = MEMBERS, jobs: int = 1,
+                 known: dict | None = None) -> None:
+    """The mrl rows of :data:`MRL_ROWS` in ``groups``. An ensemble's member 0 is the single model of the same
+    settings (reused when that row ran, or is in ``known``: overrides key -> (predictions, wall, step)); members
+    1.. run in ``jobs`` worker processes (1 thread each). Ensemble wall time = member 0's fit + the elapsed time of
+    the others."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from mrl.ensemble import member_seed
+
+    parts = (valid, test)
+    single = dict(known or {})
+    for group in [g for g in MRL_ROWS if g in groups]:
+        key, overrides, ensemble = MRL_ROWS[group]
+        if group == "together" and "mrl_early" in results and "mrl_best_checkpoint" in results:
+            rule = min(("mrl_early", "mrl_best_checkpoint"), key=lambda k: results[k]["valid_rmse"])
+            overrides = {"features": FEATURES, **(EARLY if rule == "mrl_early" else BEST_CHECKPOINT)}
+            print(f"  stopping rule of the combined row, chosen on valid: {rule}", flush=True)
+        cfg = repr(sorted(overrides.items()))
+        if cfg not in single:
+            single[cfg] = _fit_predict_member(head, dim, steps, overrides, member_seed(0, 0), train, parts)
+        preds, wall, stop = single[cfg]
+        stops = [stop]
+        if ensemble:
+            all_preds = [preds]
+            start = time.perf_counter()
+            args = [(head, dim, steps, overrides, member_seed(0, k), train, parts) for k in range(1, members)]
+            if jobs > 1:
+                with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    outs = list(pool.map(_fit_predict_member, *zip(*args)))
+            else:
+                outs = [_fit_predict_member(*a) for a in args]
+            all_preds += [o[0] for o in outs]
+            stops += [o[2] for o in outs]
+            member_walls = [wall, *(o[1] for o in outs)]
+            member_scores = [regression_scores(test.target_values(), p[1]) for p in all_preds]
+            member_valid = [rmse(valid.target_values(), p[0]) for p in all_preds]
+            wall = wall + time.perf_counter() - start
+            preds = [np.mean([p[i] for p in all_preds], axis=0) for i in range(len(parts))]
+        results[key] = {**regression_scores(test.target_values(), preds[1]), "wall_s": wall,
+                        "valid_rmse": rmse(valid.target_values(), preds[0]), "head": head, "dim": dim,
+                        "steps": steps, "settings": {k: v for k, v in overrides.items()},
+                        "members": members if ensemble else 1, "seeds": [member_seed(0, k) for k in
+                                                                         range(members if ensemble else 1)]}
+        if ensemble:
+            results[key]["member_fit_s"] = member_walls
+            results[key]["jobs"] = jobs
+            results[key]["member_rmse"] = [m["rmse"] for m in member_scores]
+            results[key]["member_mae"] = [m["mae"] for m in member_scores]
+            results[key]["member_r2"] = [m["r2"] for m in member_scores]
+            results[key]["member_valid_rmse"] = member_valid
+            print(f"  {'':28s} members: test rmse {np.mean(results[key]['member_rmse']):.3f} +- "
+                  f"{np.std(results[key]['member_rmse'], ddof=1):.3f} (mean +- SD over {members} seeds)", flush=True)
+        if any(st is not None for st in stops):
+            results[key]["best_step"] = [None if st is None else int(st) for st in stops]
+        print(f"  {key:28s} test rmse {results[key]['rmse']:.3f} mae {results[key]['mae']:.3f} "
+              f"r2 {results[key]['r2']:.3f} valid {results[key]['valid_rmse']:.3f} ({wall:.0f} s)"
+              f"{' best step ' + str(results[key]['best_step']) if 'best_step' in results[key] else ''}",
+              flush=True)
+        save_rows(results, rows_json)
+
+
+def save_rows(results: dict, path: str | None) -> None:
+    """Write the results so far (the published GP rows added) to ``path`` (None: nothing)."""
+    if not path:
+        return
+    out = dict(results)
+    for _, r in published_gp_metrics().iterrows():
+        out.setdefault(f"gp_published_{r['model']}", {"rmse": float(r["test"]), "mae": None, "r2": None,
+                                                      "wall_s": None})
+    write_json(out, path)
 
 
 # ----------------------------------------------------------------------------------------------- grouped CV
@@ -249,7 +413,7 @@ def cv_only(data: FormulaData, head: str, dim: int, cv_steps: int, folds: int, q
 
 
 # ----------------------------------------------------------------------------------------------- main
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="training steps of each screened mrl variant")
     parser.add_argument("--final-steps", type=int, default=None, help="steps of the retrained winner")
@@ -263,7 +427,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="~2-min smoke run")
     parser.add_argument("--cv-only", metavar="HEAD:DIM", default=None,
                         help="only the grouped CV (ridge, lightgbm, mrl HEAD:DIM with --cv-steps), e.g. direct:16")
-    return parser.parse_args()
+    parser.add_argument("--rows", default=",".join(ROW_GROUPS),
+                        help=f"comma-separated row groups among {', '.join(ROW_GROUPS)} (default: all)")
+    parser.add_argument("--members", type=int, default=MEMBERS, help="members of the ensemble rows")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for ensemble members (1 thread each)")
+    parser.add_argument("--rows-json", default=None, help="write the results (updated after every row) here, e.g. "
+                                                          "benchmarks/results/melt_viscosity_rows.json")
+    args = parser.parse_args(argv)
+    args.rows = [g for g in args.rows.split(",") if g]
+    if bad := sorted(set(args.rows) - set(ROW_GROUPS)):
+        parser.error(f"unknown --rows group(s) {bad}; choose among {ROW_GROUPS}")
+    return args
 
 
 def describe_split(data: FormulaData, split: np.ndarray, train: FormulaData, valid: FormulaData,
@@ -322,8 +496,8 @@ def print_analysis(analysis: dict) -> None:
     print(coords.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     quick = args.quick
     steps = args.steps or (150 if quick else 1000)
@@ -336,60 +510,78 @@ def main() -> None:
     if args.cv_only:
         head, dim = args.cv_only.split(":")
         cv_only(data, head, int(dim), cv_steps, 2 if quick else args.folds, quick, args.json)
-        return
+        return {}
     split = data.properties["split"].to_numpy()
     train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
     describe_split(data, split, train, valid, test)
     results: dict[str, dict] = {}
+    head, dim = CHOSEN
+    known: dict = {}
+    screen = other_cfg = best = other = None
 
-    print("\n## baselines (fit on train, scored on test)")
-    for name in BASELINES:
-        pred, wall = run_baseline(name, train, test, quick=quick)
-        results[name] = {**regression_scores(test.target_values(), pred), "wall_s": wall}
-        print(f"  {name:14s} test rmse {results[name]['rmse']:.3f} ({wall:.1f} s)", flush=True)
+    if "screen" in args.rows:
+        print("\n## baselines (fit on train, scored on test)")
+        for name in BASELINES:
+            pred, wall = run_baseline(name, train, test, quick=quick)
+            results[name] = {**regression_scores(test.target_values(), pred), "wall_s": wall}
+            print(f"  {name:14s} test rmse {results[name]['rmse']:.3f} ({wall:.1f} s)", flush=True)
 
-    print(f"\n## mrl variants ({steps} steps each, batch {MRL_BASE['batch_size']}, lr {MRL_BASE['lr']}); "
-          "winner by valid RMSE")
-    screen = screen_variants(args.heads, dims, steps, train, valid, test, results)
-    win = screen.loc[screen["valid_rmse"].idxmin()]
-    head, dim = str(win["head"]), int(win["dim"])
-    print(f"  winner on valid: head={head} dim={dim}")
-    others = screen[screen["head"] != head]
-    other_cfg = others.loc[others["valid_rmse"].idxmin()] if len(others) else None
+        print(f"\n## mrl variants ({steps} steps each, batch {MRL_BASE['batch_size']}, lr {MRL_BASE['lr']}); "
+              "winner by valid RMSE")
+        screen = screen_variants(args.heads, dims, steps, train, valid, test, results)
+        win = screen.loc[screen["valid_rmse"].idxmin()]
+        head, dim = str(win["head"]), int(win["dim"])
+        print(f"  winner on valid: head={head} dim={dim}")
+        others = screen[screen["head"] != head]
+        other_cfg = others.loc[others["valid_rmse"].idxmin()] if len(others) else None
 
-    print(f"\n## winner retrained for {final_steps} steps (best of the other head: {final_steps // 3}, for the "
-          "figures)")
-    best = retrain(head, dim, final_steps, "mrl", train, valid, test, results)
-    other = None
-    if other_cfg is not None:
-        oh, od = str(other_cfg["head"]), int(other_cfg["dim"])
-        other = retrain(oh, od, final_steps // 3, f"mrl_{oh}", train, valid, test, results)
+        print(f"\n## winner retrained for {final_steps} steps (best of the other head: {final_steps // 3}, for the "
+              "figures)")
+        best = retrain(head, dim, final_steps, "mrl", train, valid, test, results)
+        known[repr(sorted({}.items()))] = ([best.predict(valid), best.predict(test)], results["mrl"]["wall_s"], None)
+        if other_cfg is not None:
+            oh, od = str(other_cfg["head"]), int(other_cfg["dim"])
+            other = retrain(oh, od, final_steps // 3, f"mrl_{oh}", train, valid, test, results)
+        save_rows(results, args.rows_json)
+
+    if "feature_baselines" in args.rows:
+        run_feature_baselines(train, valid, test, results, args.rows_json, quick)
+    if any(g in MRL_ROWS for g in args.rows):
+        print(f"\n## mrl {head} dim {dim}, {final_steps} steps: plain, + oxide features, + early stopping, "
+              f"ensembles of {args.members} (mean)")
+        run_mrl_rows(args.rows, head, dim, final_steps, train, valid, test, results, args.rows_json,
+                     members=args.members, jobs=args.jobs, known=known)
 
     gp = published_gp_metrics()
     for _, r in gp.iterrows():
         results[f"gp_published_{r['model']}"] = {"rmse": float(r["test"]), "mae": None, "r2": None, "wall_s": None}
 
     print("\n## test split (paper's test), log10 Pa s")
-    table = pd.DataFrame([{"model": k, **{m: v.get(m) for m in ("rmse", "mae", "r2", "wall_s")}}
+    table = pd.DataFrame([{"model": k, **{m: v.get(m) for m in ("rmse", "mae", "r2", "wall_s", "valid_rmse")}}
                           for k, v in results.items() if not k.endswith("_screen")])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\n## all screened variants (valid = selection, test = report only)")
-    print(screen.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if screen is not None:
+        print("\n## all screened variants (valid = selection, test = report only)")
+        print(screen.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-    if not args.no_cv:
+    if "screen" in args.rows and not args.no_cv:
         results.update(run_cv(data, head, dim, cv_steps, 2 if quick else args.folds, quick))
 
-    print("\n## analysis of the winner (fit on train)")
-    analysis = embedding_analysis(best, train)
-    print_analysis(analysis)
-    if args.figures:
-        paths = figures(best, other, data, analysis, Path(args.figures), f"mrl {head} d{dim}",
-                        f"mrl {other_cfg['head']} d{int(other_cfg['dim'])}" if other_cfg is not None else "")
-        print("  figures:", ", ".join(str(p) for p in paths))
+    if best is not None:
+        print("\n## analysis of the winner (fit on train)")
+        analysis = embedding_analysis(best, train)
+        print_analysis(analysis)
+        if args.figures:
+            paths = figures(best, other, data, analysis, Path(args.figures), f"mrl {head} d{dim}",
+                            f"mrl {other_cfg['head']} d{int(other_cfg['dim'])}" if other_cfg is not None else "")
+            print("  figures:", ", ".join(str(p) for p in paths))
+    results["total_wall_s"] = {"wall_s": time.perf_counter() - total_start}
+    save_rows(results, args.rows_json)
     if args.json:
         write_json(results, args.json)
         print(f"wrote {args.json}")
     print(f"\ntotal wall time {time.perf_counter() - total_start:.0f} s")
+    return results
 
 
 if __name__ == "__main__":

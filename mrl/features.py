@@ -6,7 +6,9 @@ known) from one of :data:`FEATURE_KINDS`:
 * ``"columns"``: every column of the materials table except identity and usage columns (:data:`NOT_FEATURES`); a
   text value is an error naming the column, the value and the material.
 * ``"magpie"``, ``"mat2vec"``, ``"oliynyk"``, ``"jarvis"``: element property tables
-  (:func:`mrl.datasets.element_table`), looked up by material id = element symbol.
+  (:func:`mrl.datasets.element_table`), looked up by material id = element symbol. A material id that is not an
+  element symbol is read as a chemical formula (:func:`mrl.datasets.parse_formula`: ``"SiO2"``, ``"Al2O3"``,
+  ``"Na2O"``, ``"CaMgSi2O6"``) and described by :func:`compound_features` (see below).
 * ``"rdkit"``: RDKit descriptors of the materials table's ``smiles`` column (:mod:`mrl.descriptors`).
 * ``"supplier"``: the ``sheet_*`` columns (supplier-sheet values; :func:`mrl.synth.make_lab` writes them for its
   materials with ``supplier_sheet=True``).
@@ -17,6 +19,26 @@ column with gaps a 0/1 missing-indicator column (``<column>_missing``). A materi
 the mean row with all its indicators set, and ``g`` of that row: the model learns what "no data sheet" means from
 the training materials that have none. Constant columns are dropped (logged); an all-NaN column is an error. The
 scaler's state is plain Python values, so it goes into checkpoints.
+
+**Compounds (element kinds).** When at least one material id is a chemical formula of known elements (and not
+itself an element symbol), every material gets a *compound row* (:func:`compound_features`), with the element
+table's columns ``c`` and three groups more, chosen for oxides (melts, glasses, ceramics) but defined for any formula:
+
+* ``c``: the stoichiometry-weighted mean of the element rows (weights = atoms per formula unit / atoms in it;
+  SiO2: (Si + 2 O) / 3);
+* ``cation_<c>``: the mean row of the formula's elements other than oxygen, weighted by their amounts (for an oxide
+  with one cation: that cation's own row, e.g. Si for SiO2, Al for Al2O3);
+* ``n_cations``: atoms other than oxygen per formula unit (Al2O3: 2, so one mole of it brings two Al);
+* ``O_per_cation``: oxygen atoms per non-oxygen atom (SiO2 2, Al2O3 1.5, Na2O 0.5, P2O5 2.5); for a single-cation
+  oxide this is half the cation's formal charge (oxygen as O2-).
+
+An element id in such a table is its own formula (``"Fe"``: ``c`` and ``cation_c`` its row, ``n_cations`` 1,
+``O_per_cation`` 0); pure oxygen has no cation (``cation_*`` NaN). A value missing from an element's row makes the
+weighted values missing (NaN, then imputed by the scaler). In such a table an id that is neither an element symbol
+nor a parseable formula of the table's elements is an error naming the id (when fitting; a *new* material,
+``drop_empty=False``, gets a NaN row). Tables whose ids are all element symbols (or unknown ids, imputed as NaN rows)
+are built exactly as without this rule: the columns of the element table, no extra ones. Cation field strength
+(charge / radius^2) is not added: it needs ionic radii, which the element tables do not hold.
 """
 from __future__ import annotations
 
@@ -104,6 +126,10 @@ def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = Tru
 
         table = element_table(kind)
         found = ids.isin(table.index)
+        compounds = _formula_ids(ids[~found], table)
+        if compounds or not drop_empty:
+            frame = compound_features(ids, table, strict=drop_empty, what=what)
+            return _drop_empty(frame, what) if drop_empty else frame
         if not found.any() and drop_empty:
             raise ValueError(f"{what}: no material id is an element symbol of the {kind} table (e.g. "
                              f"{ids.iloc[0]!r}); element features need ids like 'Fe', 'O'")
@@ -128,6 +154,83 @@ def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = Tru
         frame = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
         return _drop_empty(frame, what) if drop_empty else frame
     raise ValueError(f"features must be one of {FEATURE_KINDS} (or None), got {kind!r}")
+
+
+#: Column names of :func:`compound_features` besides the element table's own.
+CATION_PREFIX = "cation_"
+N_CATIONS = "n_cations"
+O_PER_CATION = "O_per_cation"
+#: The anion whose atoms are counted by ``O_per_cation`` and left out of the ``cation_*`` mean.
+ANION = "O"
+
+
+def _parse(material_id: str, table: pd.DataFrame) -> dict[str, float]:
+    """``{element: amount}`` of a formula id whose elements are all rows of ``table``; ValueError otherwise."""
+    from mrl.datasets import parse_formula
+
+    amounts = parse_formula(material_id)
+    unknown = [el for el in amounts if el not in table.index]
+    if unknown:
+        raise ValueError(f"element(s) {unknown} not in the element table")
+    if not amounts or sum(amounts.values()) <= 0:
+        raise ValueError("no positive amount")
+    return amounts
+
+
+def _formula_ids(ids: pd.Series, table: pd.DataFrame) -> list[str]:
+    """The ids (not element symbols of ``table``) that parse as formulas of ``table``'s elements."""
+    out = []
+    for mid in ids:
+        try:
+            _parse(str(mid), table)
+        except ValueError:
+            continue
+        out.append(str(mid))
+    return out
+
+
+def compound_features(ids: pd.Series | list[str], table: pd.DataFrame, strict: bool = True,
+                      what: str = "features") -> pd.DataFrame:
+    """Compound rows of material ids given as element symbols or chemical formulas, from an element table
+    (index = element symbol): the stoichiometry-weighted mean row, the ``cation_*`` row, ``n_cations`` and
+    ``O_per_cation`` (see the module docstring). Index ``material_id`` in the order of ``ids``.
+
+    Raises:
+        ValueError: with ``strict``, an id that is neither an element symbol of ``table`` nor a formula of its
+            elements, naming the id and why it failed (with ``strict=False`` it gets a NaN row).
+    """
+    ids = [str(i) for i in ids]
+    values = table.to_numpy(np.float64)
+    cols = [str(c) for c in table.columns]
+    pos = {str(el): i for i, el in enumerate(table.index)}
+    n = len(ids)
+    mean = np.full((n, len(cols)), np.nan)
+    cation = np.full((n, len(cols)), np.nan)
+    n_cat = np.full(n, np.nan)
+    o_per = np.full(n, np.nan)
+    for r, mid in enumerate(ids):
+        try:
+            amounts = {mid: 1.0} if mid in pos else _parse(mid, table)
+        except ValueError as exc:
+            if strict:
+                raise ValueError(f"{what}: material id {mid!r} is neither an element symbol of the table nor a "
+                                 f"chemical formula of its elements ({exc}); compound features need ids like "
+                                 f"'SiO2', 'Al2O3', 'Fe'") from None
+            continue
+        els = list(amounts)
+        w = np.array([amounts[e] for e in els], np.float64)
+        rows = values[[pos[e] for e in els]]
+        mean[r] = (w[:, None] * rows).sum(0) / w.sum()
+        is_cat = np.array([e != ANION for e in els])
+        n_o = float(w[~is_cat].sum())
+        n_cat[r] = float(w[is_cat].sum())
+        if is_cat.any():
+            cation[r] = (w[is_cat, None] * rows[is_cat]).sum(0) / w[is_cat].sum()
+            o_per[r] = n_o / n_cat[r]
+    frame = pd.DataFrame(np.hstack([mean, cation, n_cat[:, None], o_per[:, None]]),
+                         columns=[*cols, *(f"{CATION_PREFIX}{c}" for c in cols), N_CATIONS, O_PER_CATION],
+                         index=pd.Index(ids, name="material_id"))
+    return frame
 
 
 @dataclass

@@ -218,3 +218,61 @@ def test_rdkit_features():
     assert raw.loc[["W", "E"]].notna().any(axis=1).all() and raw.loc[["X", "N"]].isna().all(axis=None)
     with pytest.raises(ValueError, match="smiles"):
         material_features(mats.drop(columns="smiles"), "rdkit")
+
+
+def test_formula_ids_get_stoichiometry_weighted_compound_rows(monkeypatch):
+    table = pd.DataFrame({"mass": [28.0, 16.0, 27.0, 23.0], "chi": [1.9, 3.4, 1.6, np.nan]},
+                         index=pd.Index(["Si", "O", "Al", "Na"], name="element"))
+    monkeypatch.setattr("mrl.datasets.element_table", lambda name: table)
+    mats = pd.DataFrame({"material_id": ["SiO2", "Al2O3", "Na2O", "Si"]})
+    raw = material_features(mats, "magpie")
+    assert list(raw.index) == ["SiO2", "Al2O3", "Na2O", "Si"]
+    assert list(raw.columns) == ["mass", "chi", "cation_mass", "cation_chi", "n_cations", "O_per_cation"]
+    assert raw.loc["SiO2", "mass"] == pytest.approx((28.0 + 2 * 16.0) / 3)
+    assert raw.loc["Al2O3", "chi"] == pytest.approx((2 * 1.6 + 3 * 3.4) / 5)
+    assert raw.loc["Al2O3", "cation_mass"] == 27.0 and raw.loc["Al2O3", "n_cations"] == 2.0
+    assert raw.loc["Al2O3", "O_per_cation"] == pytest.approx(1.5)
+    assert raw.loc["Na2O", "O_per_cation"] == pytest.approx(0.5) and np.isnan(raw.loc["Na2O", "chi"])
+    assert raw.loc["Si", "mass"] == 28.0 and raw.loc["Si", "cation_mass"] == 28.0
+    assert raw.loc["Si", "n_cations"] == 1.0 and raw.loc["Si", "O_per_cation"] == 0.0
+    # an id that is neither an element nor a formula of the table's elements is a clear error naming it
+    bad = pd.DataFrame({"material_id": ["SiO2", "glass frit"]})
+    with pytest.raises(ValueError, match="'glass frit'"):
+        material_features(bad, "magpie")
+    with pytest.raises(ValueError, match="'K2O'"):
+        material_features(pd.DataFrame({"material_id": ["SiO2", "K2O"]}), "magpie")
+    # a new material (drop_empty=False) that does not parse gets a NaN row
+    new = material_features(pd.DataFrame({"material_id": ["Al2O3", "frit"]}), "magpie", drop_empty=False)
+    assert new.loc["frit"].isna().all() and new.loc["Al2O3", "cation_mass"] == 27.0
+
+
+def test_pure_element_ids_keep_the_element_table_rows_bitwise():
+    from mrl.datasets import element_table
+
+    table = element_table("magpie")
+    mats = pd.DataFrame({"material_id": ["Fe", "O", "Si", "Na", "Xx"]})
+    raw = material_features(mats, "magpie")
+    expected = table.reindex(["Fe", "O", "Si", "Na", "Xx"]).astype(np.float64)
+    expected = expected.loc[:, expected.notna().any()]
+    assert list(raw.columns) == list(expected.columns)
+    assert np.array_equal(raw.to_numpy(), expected.to_numpy(), equal_nan=True)
+    assert not any(c.startswith("cation_") for c in raw.columns)
+
+
+def test_oxide_formula_features_fit_a_model():
+    from mrl.data import load_formulas
+
+    rng = np.random.default_rng(0)
+    oxides = ["SiO2", "Al2O3", "Na2O", "CaO", "MgO"]
+    rows, props = [], []
+    for f in range(80):
+        c = rng.dirichlet(np.ones(len(oxides))) * 100
+        rows += [(f"F{f}", o, float(v)) for o, v in zip(oxides, c)]
+        props.append({"formula_id": f"F{f}", "viscosity": float(np.exp(c[0] / 50 - c[2] / 40))})
+    data = load_formulas(pd.DataFrame(rows, columns=["formula_id", "material_id", "content"]),
+                         pd.DataFrame(props), name="oxides")
+    est = MixtureRegressor(embedding_dim=4, features="magpie", steps=20, batch_size=32, progress=False,
+                           device="cpu", seed=0).fit(data)
+    assert "O_per_cation" in est.feature_scaler_.columns and "cation_Electronegativity" in est.feature_scaler_.columns
+    new = est.material_feature_rows(pd.DataFrame({"material_id": ["K2O"]}))
+    assert new.shape == (1, len(est.feature_scaler_.names)) and np.isfinite(new).all()

@@ -1,0 +1,60 @@
+"""Matbench mp_e_form (132,752 compositions) with all five folds: mrl with a mat2vec start, plain sum and attention,
+each without and with Magpie element features (single models per fold, CPU, one thread). Prints each fold and
+writes ``{settings, rows: [{model, features, mae_mean, mae_std, fold_mae, fold_wall_s, ...}], total_wall_s}``.
+
+    python benchmarks/mp_e_form_folds.py --json benchmarks/results/matbench_mp_e_form_5fold.json   # ~14 min
+
+Settings are those of ``benchmarks/matbench.py`` (``MAT2VEC_L1``, ``ATTENTION``, the task's training settings); the
+fold-1 rows there are the same models.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import matbench as mb  # noqa: E402
+
+ROWS = {"plain": [("mrl+mat2vec", mb.MAT2VEC_L1), ("mrl+mat2vec+magpie", {**mb.MAT2VEC_L1, "features": "magpie"})],
+        "attention": [("mrl attention+mat2vec", mb.ATTENTION),
+                      ("mrl attention+mat2vec+magpie", {**mb.ATTENTION, "features": "magpie"})]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=sorted(ROWS))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    mb.TASKS["mp_e_form"]["n_folds"] = args.folds
+    task = mb.load_task(argparse.Namespace(task="mp_e_form", quick=False))
+    y = task.data.target_values()
+    out = {"settings": {**task.settings, "hidden": list(task.settings["hidden"])}, "rows": []}
+    t0 = time.perf_counter()
+    for label, cand in [row for group in args.rows for row in ROWS[group]]:
+        maes, walls = [], []
+        for k, (train, test) in enumerate(task.folds):
+            start = time.perf_counter()
+            mask = np.isin(np.arange(task.data.n_samples), train)
+            est = mb.fit_candidate(task.data, mask, task.settings, cand, task.init_for)
+            maes.append(float(np.abs(est.predict(task.data.subset(~mask)) - y[test]).mean()))
+            walls.append(time.perf_counter() - start)
+            print(f"{label} fold {k + 1}: MAE {maes[-1]:.4f} eV/atom ({walls[-1]:.0f} s)", flush=True)
+        row = mb.fold_summary(label, mb.describe(cand, task.settings), maes, sum(walls))
+        row["fold_wall_s"] = walls
+        out["rows"].append(row)
+        print(f"{label}: {row['mae_mean']:.4f} +- {row['mae_std']:.4f} eV/atom over {len(maes)} folds", flush=True)
+    out["total_wall_s"] = time.perf_counter() - t0
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
