@@ -60,7 +60,7 @@ def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, flo
 
 
 def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
-            n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 0.1, pool: str = "eval",
+            n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 0.0, pool: str = "eval",
             model_run: str | None = None) -> dict:
     from mrl.design import design, random_search
     from mrl.params import RunParams
@@ -318,7 +318,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n-starts", type=int, default=2)
     parser.add_argument("--radius", type=float, default=0.3, help="L1 radius (content fractions) of the nearest "
                                                                   "training formula answer")
-    parser.add_argument("--spread-weight", type=float, default=0.1, help="weight of the members' spread in the "
+    parser.add_argument("--spread-weight", type=float, default=0.0, help="weight of the members' spread in the "
                                                                           "objective (design and random search)")
     parser.add_argument("--pool", choices=("eval", "calib"), default="eval",
                         help="formulas to design from: eval (the reported table) or calib (held out of training but "
