@@ -234,7 +234,9 @@ def render(results: dict) -> str:
              f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} {s.get('pool', 'eval')} formulas{drawn} x targets 0.5x and 2x the measured "
              f"viscosity = {2 * s['n_formulas']} tasks; actives fixed, at most 3 materials changed, additions from "
              f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
-             f"(random search gets the same). Wall time {lab['wall_s']:.0f} s (training {s['train_s']:.0f} s).", "",
+             f"(random search gets the same). Wall time {lab['wall_s']:.0f} s "
+             + (f"(training {s['train_s']:.0f} s)." if s["train_s"] >= 1 else
+                "(the model folder of an earlier run with the same settings reused: no training)."), "",
              "| method | tasks | hit (true within 15 %) | median abs. error | median error of misses | top vouched |",
              "| --- | --: | --: | --: | --: | --: |"]
     for r in lab["summary"]:
