@@ -88,14 +88,18 @@ def test_results_page_renders_table_and_maps_in_a_browser(report, tmp_path):
     assert maps, f"no map image on the results page: {images}"
     assert all((results.parent / src).resolve().exists() for src in images)
 
-    shot = tmp_path / "results.png"
-    _browser(["--hide-scrollbars", "--window-size=1200,2400", "--virtual-time-budget=5000",
-              f"--screenshot={shot}", results.as_uri()], tmp_path / "profile")
     import numpy as np
     from PIL import Image
 
-    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
-    coloured = int((rgb.max(axis=2) - rgb.min(axis=2) > 60).sum())  # plot lines and map dots; the page is grey
+    coloured = 0
+    for budget in (5000, 15000, 30000):  # a loaded machine may need more virtual time to paint the images
+        shot = tmp_path / f"results_{budget}.png"
+        _browser(["--hide-scrollbars", "--window-size=1200,2400", f"--virtual-time-budget={budget}",
+                  f"--screenshot={shot}", results.as_uri()], tmp_path / "profile")
+        rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+        coloured = int((rgb.max(axis=2) - rgb.min(axis=2) > 60).sum())  # plot lines and map dots; the page is grey
+        if coloured > 3000:
+            break
     assert coloured > 3000, f"only {coloured} coloured pixels in the screenshot: the figures did not render"
 
 
