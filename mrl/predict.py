@@ -165,7 +165,7 @@ class Predictor:
         members = self._members_for(new, unknown, data.name, materials)
         per_formula_unknown = new.groupby("formula_id")["material_id"].agg(list)
         matrix, cond = members[0].encode(data)  # the members share one vocabulary: encode once
-        member_preds = np.stack([m.predict_matrix(matrix, cond) for m in members])
+        member_preds = _stacked(members, matrix, cond)
         mean, spread = member_summary(member_preds, self.transform)
         out = data.properties[["formula_id", *data.conditions]].reset_index(drop=True).copy()
         out["prediction"] = member_preds[0] if len(members) == 1 else from_model_units(mean, self.transform)
@@ -268,7 +268,11 @@ def _formula_rows(data: FormulaData) -> np.ndarray:
 def member_predictions(members: Sequence["MixtureRegressor"], data: FormulaData) -> np.ndarray:
     """Every member's prediction of every measurement of ``data`` (encoded once: members share one vocabulary),
     property units, shape ``(n_members, n_samples)``."""
-    matrix, cond = members[0].encode(data)
+    return _stacked(members, *members[0].encode(data))
+
+
+def _stacked(members: Sequence["MixtureRegressor"], matrix: sp.csr_matrix, cond: np.ndarray) -> np.ndarray:
+    """Every member's prediction of already encoded rows, shape ``(n_members, n_rows)``."""
     return np.stack([m.predict_matrix(matrix, cond) for m in members])
 
 
@@ -287,7 +291,7 @@ def calibrated_predictor(members: Sequence["MixtureRegressor"], data: FormulaDat
     calib_x = calib_mix = calibration = None
     if calib.n_samples:
         x_calib, c_calib = first.encode(calib)
-        preds = np.stack([m.predict_matrix(x_calib, c_calib) for m in members]) if predictions is None \
+        preds = _stacked(members, x_calib, c_calib) if predictions is None \
             else np.asarray(predictions)[:, split == "calib"]
         calibration = calibrate(calib.target_values(first.target_), preds, first.target_transform_)
         rows = _formula_rows(calib)
