@@ -224,15 +224,18 @@ def describe(cand: dict, settings: dict) -> str:
 def run_mrl(data, folds, settings: dict, cand: dict, init_for, label: str, log) -> tuple[dict, object]:
     """Cross-validate one mrl configuration; returns the row and the first fold's fitted estimator."""
     y = data.target_values()
-    maes, first = [], None
+    maes, walls, first = [], [], None
     start = time.perf_counter()
     for train, test in folds:
+        fold_start = time.perf_counter()
         mask = np.isin(np.arange(data.n_samples), train)
         est = fit_candidate(data, mask, settings, cand, init_for)
         maes.append(float(np.abs(est.predict(data.subset(~mask)) - y[test]).mean()))
+        walls.append(time.perf_counter() - fold_start)
         if first is None:
             first = est
     row = fold_summary(label, describe(cand, settings), maes, time.perf_counter() - start)
+    row["fold_wall_s"] = walls
     log(f"  {label:<22} {row['features']:<16} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s)")
     return row, first
 

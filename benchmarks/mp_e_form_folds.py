@@ -1,6 +1,6 @@
 """Matbench mp_e_form (132,752 compositions) with all five folds: mrl with a mat2vec start, plain sum and attention,
-each without and with Magpie element features (single models per fold, CPU, one thread). Prints each fold and
-writes ``{settings, rows: [{model, features, mae_mean, mae_std, fold_mae, fold_wall_s, ...}], total_wall_s}``.
+each without and with Magpie element features (single models per fold, CPU, one thread), with the fold loop of
+``benchmarks/matbench.py`` (``run_mrl``). Prints each row with its per-fold wall times and writes ``{settings, rows: [{model, features, mae_mean, mae_std, fold_mae, fold_wall_s, ...}], total_wall_s}``.
 
     python benchmarks/mp_e_form_folds.py --json benchmarks/results/matbench_mp_e_form_5fold.json   # ~14 min
 
@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,22 +34,13 @@ def main() -> None:
     torch.set_num_threads(1)
     mb.TASKS["mp_e_form"]["n_folds"] = args.folds
     task = mb.load_task(argparse.Namespace(task="mp_e_form", quick=False))
-    y = task.data.target_values()
     out = {"settings": {**task.settings, "hidden": list(task.settings["hidden"])}, "rows": []}
     t0 = time.perf_counter()
     for label, cand in [row for group in args.rows for row in ROWS[group]]:
-        maes, walls = [], []
-        for k, (train, test) in enumerate(task.folds):
-            start = time.perf_counter()
-            mask = np.isin(np.arange(task.data.n_samples), train)
-            est = mb.fit_candidate(task.data, mask, task.settings, cand, task.init_for)
-            maes.append(float(np.abs(est.predict(task.data.subset(~mask)) - y[test]).mean()))
-            walls.append(time.perf_counter() - start)
-            print(f"{label} fold {k + 1}: MAE {maes[-1]:.4f} eV/atom ({walls[-1]:.0f} s)", flush=True)
-        row = mb.fold_summary(label, mb.describe(cand, task.settings), maes, sum(walls))
-        row["fold_wall_s"] = walls
+        row, _ = mb.run_mrl(task.data, task.folds, task.settings, cand, task.init_for, label, mb.log)
         out["rows"].append(row)
-        print(f"{label}: {row['mae_mean']:.4f} +- {row['mae_std']:.4f} eV/atom over {len(maes)} folds", flush=True)
+        print(f"{label}: {row['mae_mean']:.4f} +- {row['mae_std']:.4f} eV/atom over {row['n_folds']} folds; "
+              f"per fold {', '.join(f'{s:.0f}' for s in row['fold_wall_s'])} s", flush=True)
     out["total_wall_s"] = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
