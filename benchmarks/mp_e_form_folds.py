@@ -1,6 +1,7 @@
 """Matbench mp_e_form (132,752 compositions) with all five folds: mrl with a mat2vec start, plain sum and attention,
 each without and with Magpie element features (single models per fold, CPU, one thread), with the fold loop of
-``benchmarks/matbench.py`` (``run_mrl``). Prints each row with its per-fold wall times and writes ``{settings, rows: [{model, features, mae_mean, mae_std, fold_mae, fold_wall_s, ...}], total_wall_s}``.
+``benchmarks/matbench.py`` (``run_mrl``). Prints each row with its per-fold wall times and writes
+``{settings, rows: [{model, features, mae_mean, mae_std, fold_mae, fold_wall_s, ...}], total_wall_s}``.
 
     python benchmarks/mp_e_form_folds.py --json benchmarks/results/matbench_mp_e_form_5fold.json   # ~14 min
 
