@@ -60,8 +60,8 @@ def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, flo
 
 
 def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
-            n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 0.0, pool: str = "eval",
-            model_run: str | None = None) -> dict:
+            n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 1.0, pool: str = "eval",
+            model_run: str | None = None, dropout: float = 0.0) -> dict:
     from mrl.design import design, random_search
     from mrl.params import RunParams
     from mrl.runs import load_run, run_experiment
@@ -71,12 +71,14 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
     if model_run is None:
         tmp = tempfile.mkdtemp(prefix="mrl_design_")
         path = run_experiment(RunParams(name="lab", runs_dir=tmp, data="synth:small", embedding_dim=10, steps=steps,
-                                        ensemble=ensemble, device="cpu", seed=seed), progress=False)
+                                        ensemble=ensemble, dropout=dropout, device="cpu", seed=seed),
+                              progress=False)
         print(f"lab model: {path} (reuse with --model-run)", flush=True)
     else:
         path = Path(model_run)
     train_s = time.perf_counter() - t0
     run = load_run(path)
+    model = run.params  # the model's own settings (a reused --model-run may differ from the arguments)
     predictor = run.predictor
     data, truth = run.data()
     split = run.split
@@ -124,7 +126,8 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
     by_target = [dict(target=f"{mult:g}x", **row) for mult, g in table.groupby("mult") for row in _summary(g)]
     return dict(summary=_summary(table), by_target=by_target, refusals=_refusals(props[props["method"] == "design"]),
                 first_vouched=_first_vouched(props[props["method"] == "design"]), example=example,
-                setup=dict(n_formulas=int(len(eval_ids)), steps=steps, ensemble=ensemble, embedding_dim=10,
+                setup=dict(n_formulas=int(len(eval_ids)), steps=model.steps, ensemble=model.ensemble,
+                           embedding_dim=model.embedding_dim, dropout=model.dropout,
                            radius=radius, design_steps=design_steps, n_starts=n_starts, shelf=shelf,
                            min_viscosity=min_viscosity, eval_formulas=int(len(all_eval)), pool=pool,
                            spread_weight=spread_weight, ensemble_run=str(path),
@@ -230,7 +233,8 @@ def render(results: dict) -> str:
     m = s["eval_metrics"]
     drawn = (f" drawn from the {s['eligible']} of {s['eval_formulas']} {s.get('pool', 'eval')} formulas measured at >= "
              f"{s['min_viscosity']:g} cP" if s.get("min_viscosity") else "")
-    lines = [f"Small lab, dim {s['embedding_dim']}, {s['steps']} steps, ensemble of {s['ensemble']} (the model's eval "
+    lines = [f"Small lab, dim {s['embedding_dim']}, {s['steps']} steps, dropout {s.get('dropout', 0):g}, ensemble of "
+             f"{s['ensemble']} (the model's eval "
              f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} {s.get('pool', 'eval')} formulas{drawn} x targets 0.5x and 2x the measured "
              f"viscosity = {2 * s['n_formulas']} tasks; actives fixed, at most 3 materials changed, additions from "
              f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
@@ -312,7 +316,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="12 formulas, 2,000 training steps")
     parser.add_argument("--n-formulas", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20_000, help="training steps of the lab model")
-    parser.add_argument("--ensemble", type=int, default=5)
+    parser.add_argument("--ensemble", type=int, default=10, help="members of the lab model")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout of the lab model's head")
     parser.add_argument("--min-viscosity", type=float, default=10.0,
                         help="draw eval formulas measured at >= this many cP (default 10: a water-thin formula, "
                              "~1 cP, cannot be halved; 0 draws from all)")
@@ -320,7 +325,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n-starts", type=int, default=2)
     parser.add_argument("--radius", type=float, default=0.3, help="L1 radius (content fractions) of the nearest "
                                                                   "training formula answer")
-    parser.add_argument("--spread-weight", type=float, default=0.0, help="weight of the members' spread in the "
+    parser.add_argument("--spread-weight", type=float, default=1.0, help="weight of the members' variance in the "
                                                                           "objective (design and random search)")
     parser.add_argument("--pool", choices=("eval", "calib"), default="eval",
                         help="formulas to design from: eval (the reported table) or calib (held out of training but "
@@ -341,7 +346,7 @@ def main(argv=None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     n, steps = (min(12, args.n_formulas), 2000) if args.quick else (args.n_formulas, args.steps)
     results = {"lab": run_lab(n, steps, args.ensemble, args.radius, args.seed, args.design_steps, args.n_starts,
-                              args.min_viscosity, args.spread_weight, args.pool, args.model_run)}
+                              args.min_viscosity, args.spread_weight, args.pool, args.model_run, args.dropout)}
     print(render(results))
     print()
     print(render_example(results))

@@ -17,9 +17,13 @@ For every support and several starts (the original and random feasible points), 
 steps in per-material relative units, then the exact projection onto ``{sum = support mass, lo <= x <= hi}``)
 minimises, in the model's units (log10 for a log target):
 
-``(mean prediction - target)^2 + spread_weight * members' spread + domain_weight * domain penalty``
+``(members' mean - target)^2 + spread_weight * members' variance + domain_weight * domain penalty``
 
-(``spread_weight`` 0 by default, chosen on calibration formulas: see :func:`design`.)
+The variance is that of the members' predicted *change* from the original when the design is anchored (see
+``measured`` below), else of their predictions: how much the members disagree about what the move does. With
+``spread_weight`` 1 (the default, chosen on calibration formulas: see :func:`design`) the first two terms are the
+members' mean squared distance to the target, so a move the members agree on beats one they only agree on in the
+mean.
 
 The domain penalty is smooth and zero inside the training domain (:class:`mrl.domain.Domain`): squared relative
 excess of each content over its training maximum, squared relative excess of the mixture vector's distance to the
@@ -121,6 +125,7 @@ class _Problem:
     forced: np.ndarray  # bool: must be in every support (original outside its bounds)
     conditions: np.ndarray  # shape (n_conditions,)
     target_t: float  # target in model units (anchored when measured is given)
+    origin_t: torch.Tensor | None = None  # members' predictions at the original (model units), set when anchored
 
 
 def _as_percent(forms: pd.DataFrame) -> pd.DataFrame:
@@ -183,8 +188,9 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
     target_t = float(to_model_units(np.array([target]), predictor.transform)[0])
     problem = _Problem(vocab.get_indexer(ids), ids, c0, lo, hi, free, forced, cond, target_t)
     if measured is not None:
-        t0 = _model_values(predictor, problem, torch.as_tensor(c0[None], dtype=torch.float32))[0].mean(0)
-        offset = float(t0[0].detach()) - float(to_model_units(np.array([measured]), predictor.transform)[0])
+        with torch.no_grad():
+            problem.origin_t = _model_values(predictor, problem, torch.as_tensor(c0[None], dtype=torch.float32))[0][:, 0]
+        offset = float(problem.origin_t.mean()) - float(to_model_units(np.array([measured]), predictor.transform)[0])
         problem.target_t = target_t + offset
     return problem, base
 
@@ -271,11 +277,15 @@ class _Penalty:
 
 def _objective(predictor: "Predictor", problem: _Problem, penalty: _Penalty, x: torch.Tensor,
                spread_weight: float, domain_weight: float) -> torch.Tensor:
-    """Objective of each row of ``x`` (shape ``(n, L)``), shape ``(n,)``."""
+    """Objective of each row of ``x`` (shape ``(n, L)``), shape ``(n,)``: squared distance of the members' mean to
+    the target, plus ``spread_weight`` times the members' variance (of the predicted change from the original when
+    anchored, else of the prediction), plus the domain penalty. With ``spread_weight`` 1 the first two terms are the
+    members' mean squared distance to the target."""
     values, mixture = _model_values(predictor, problem, x)
     out = (values.mean(0) - problem.target_t) ** 2
     if values.shape[0] > 1 and spread_weight:
-        out = out + spread_weight * values.std(0)
+        change = values if problem.origin_t is None else values - problem.origin_t[:, None]
+        out = out + spread_weight * change.var(0, unbiased=False)
     if domain_weight and penalty.active:
         out = out + domain_weight * penalty(x, mixture)
     return out
@@ -520,7 +530,7 @@ def _prepare(predictor, formula, target, conditions, fix, bounds, add_from, meas
 
 def design(predictor: "Predictor", formula: TableLike, target: float, conditions: Mapping[str, float] | None = None,
            fix: Sequence[str] = (), bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
-           add_from: Sequence[str] = (), n_proposals: int = 3, n_starts: int = 4, spread_weight: float = 0.0,
+           add_from: Sequence[str] = (), n_proposals: int = 3, n_starts: int = 4, spread_weight: float = 1.0,
            domain_weight: float = 1.0, measured: float | None = None, steps: int = 150, lr: float = 0.05,
            seed: int = 0) -> DesignResult:
     """Proposals that move ``formula`` towards ``target`` under the constraints (see the module docstring).
@@ -537,16 +547,15 @@ def design(predictor: "Predictor", formula: TableLike, target: float, conditions
         add_from: material ids that may be added (content 0 in the original).
         n_proposals: how many distinct proposals to return (fewer when the search finds fewer).
         n_starts: starts per support (the original and random feasible points).
-        spread_weight: weight of the members' spread (model units) in the objective (ensembles only). Default 0:
-            on the small lab's calibration formulas (``benchmarks/design.py --pool calib``), weights 0 / 0.1 / 1
-            put the true viscosity within 15 % of the target in 40 / 31 / 25 % of 80 tasks; the spread still sets
-            the intervals and ``vouched``.
+        spread_weight: weight of the members' variance (model units squared; of the predicted change when
+            anchored) in the objective (ensembles only). Default 1: on the small lab's calibration formulas
+            (``benchmarks/design.py --pool calib``, 40 formulas x 2 targets, one 5-member model), weights 0 / 1 /
+            3 / 10 put the true viscosity within 15 % of the target in 40 / 48 / 44 / 34 % of the 80 tasks.
         domain_weight: weight of the smooth out-of-domain penalty.
         measured: the original's measured value: anchor the design to it (aim at the ratio target / measured).
-        steps, lr: projected Adam steps and learning rate (relative content units, cosine decay).
+        steps: projected Adam steps per start (cosine decay of the learning rate).
+        lr: Adam learning rate (relative content units: per-material steps scaled by its original content).
         seed: random starts and support sampling.
-        steps: gradient steps per start.
-        lr: Adam learning rate on the free contents.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -567,7 +576,7 @@ def random_search(predictor: "Predictor", formula: TableLike, target: float,
                   conditions: Mapping[str, float] | None = None, fix: Sequence[str] = (),
                   bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
                   add_from: Sequence[str] = (), n_proposals: int = 3, n_calls: int = 20000,
-                  spread_weight: float = 0.0, domain_weight: float = 1.0, measured: float | None = None,
+                  spread_weight: float = 1.0, domain_weight: float = 1.0, measured: float | None = None,
                   seed: int = 0, chunk: int = 2048) -> DesignResult:
     """The reference search under the same constraints and objective: ``n_calls`` model evaluations (formulas x
     members) of random proposals (a random support of ``max_changes`` free materials among the formula's and

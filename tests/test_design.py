@@ -147,6 +147,31 @@ def test_the_domain_penalty_allows_an_original_outside_the_domain_its_own_excess
     assert float(penalty_of(far, further)[0][0]) > 0.0
 
 
+def test_the_spread_term_is_the_members_variance_of_the_change_when_anchored(predictor, formula):
+    """Anchored, the spread term measures how much the members disagree about the *change* from the original (zero at
+    the original itself), and with weight 1 the objective is the members' mean squared distance to the target."""
+    from mrl.design import _model_values, _objective, _Penalty, _prepare
+
+    assert len(predictor.members) > 1
+    problem = _prepare(predictor, formula, 10.0, None, (), {}, (), 5.0, 3)[0]
+    penalty = _Penalty(predictor, problem)
+    x0 = torch.as_tensor(problem.c0[None], dtype=torch.float32)
+    moved = x0.clone()
+    moved[0, 0] += 0.05
+    moved[0, 1] -= 0.05
+    x = torch.cat([x0, moved])
+    with torch.no_grad():
+        plain = _objective(predictor, problem, penalty, x, 0.0, 0.0)
+        spread = _objective(predictor, problem, penalty, x, 1.0, 0.0)
+        values = _model_values(predictor, problem, x)[0]
+    change = values - values[:, :1]
+    assert float(spread[0]) == pytest.approx(float(plain[0]), abs=1e-10)  # no disagreement about no change
+    assert float(change[:, 1].var(unbiased=False)) > 0
+    assert float(spread[1] - plain[1]) == pytest.approx(float(change[:, 1].var(unbiased=False)), rel=1e-4)
+    wanted = problem.target_t - float(values[:, 0].mean())  # the anchored change the target asks for
+    assert float(spread[1]) == pytest.approx(float(((change[:, 1] - wanted) ** 2).mean()), rel=1e-4)
+
+
 def test_random_search_keeps_the_constraints(predictor, formula):
     original = formula.set_index("material_id")["content"]
     fixed = [original.idxmin()]
