@@ -52,6 +52,7 @@ import pandas as pd
 import torch
 
 from mrl.data import DataError, TableLike, read_table
+from mrl.domain import RANGE_SLACK
 from mrl.model import Batch
 from mrl.uncertainty import from_model_units, to_model_units
 
@@ -246,7 +247,8 @@ class _Penalty:
         x0 = torch.as_tensor(problem.c0[None], dtype=torch.float32)
         with torch.no_grad():
             _, mix0 = _model_values(predictor, problem, x0)
-            self.content_allow = torch.maximum(self.cmax * (1 + 0.5 * (1 - PENALTY_MARGIN)), x0[0])
+            # the domain flags a content above cmax * (1 + RANGE_SLACK): the penalty starts inside that
+            self.content_allow = torch.maximum(self.cmax * (1 + PENALTY_MARGIN * RANGE_SLACK), x0[0])
             self.mix_allow = max(PENALTY_MARGIN * self.mix_threshold, float(self._mix_distance(mix0)[0])) \
                 if self._uses_mixture() else 0.0
             self.l1_allow = max(PENALTY_MARGIN * self.l1_threshold, float(self._l1_distance(x0)[0])) \

@@ -147,6 +147,22 @@ def test_the_domain_penalty_allows_an_original_outside_the_domain_its_own_excess
     assert float(penalty_of(far, further)[0][0]) > 0.0
 
 
+def test_the_content_penalty_starts_before_the_domain_flags_a_content(predictor, formula):
+    """A content the penalty leaves alone must not be flagged by the domain: the allowance of every material whose
+    original content is inside its training range lies below the domain's flag level (max x (1 + RANGE_SLACK))."""
+    from mrl.design import _Penalty, _prepare
+    from mrl.domain import RANGE_SLACK
+
+    problem = _prepare(predictor, formula, 10.0, None, (), {}, (), None, 3)[0]
+    pen = _Penalty(predictor, problem)
+    cmax = predictor.domain.content_max[problem.columns]
+    inside = np.isfinite(cmax) & (problem.c0 <= cmax)
+    assert inside.sum() >= 3
+    allow = pen.content_allow.numpy()[inside]
+    assert (allow <= cmax[inside] * (1 + RANGE_SLACK)).all()
+    assert (allow >= cmax[inside]).all()  # and the training range itself is free
+
+
 def test_the_spread_term_is_the_members_variance_of_the_change_when_anchored(predictor, formula):
     """Anchored, the spread term measures how much the members disagree about the *change* from the original (zero at
     the original itself), and with weight 1 the objective is the members' mean squared distance to the target."""
