@@ -244,3 +244,21 @@ def test_cli_design_writes_the_folder_and_refuses_an_existing_one(tiny_run, form
                            env=env, timeout=300)
     assert by_id.returncode == 0, by_id.stderr
     assert "anchored" in by_id.stdout
+
+
+def test_the_design_page_holds_the_rendering_of_the_committed_benchmark_result(tmp_path):
+    """book/design.md's generated regions (key result, table, example, melt) are exactly what benchmarks/design.py
+    renders from benchmarks/results/design_lab.json: the page's numbers come from the result file."""
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("design_bench", root / "benchmarks" / "design.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = json.loads((root / "benchmarks" / "results" / "design_lab.json").read_text())
+    page = tmp_path / "design.md"
+    page.write_text((root / "book" / "design.md").read_text())
+    bench.write_book(results, page)
+    assert page.read_text() == (root / "book" / "design.md").read_text()
+    assert results["lab"]["summary"][0]["method"] == "design"
