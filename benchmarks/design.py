@@ -1,11 +1,12 @@
 """Design a formula for a target on the synthetic lab, judged against the hidden rule.
 
 One lab model is trained inside the benchmark (small lab, dim 10, 20,000 steps, head dropout 0.1, ensemble of 10,
-calibration held out) into a temporary folder. Dropout, ensemble size and the objective's spread weight were chosen on
-calibration formulas (``--pool calib``: held out of training, never eval). For eval formulas (held out of training; by default those measured at >= 10 cP, since the
-lab's water-thin formulas, 14 % at < 2 cP, cannot be halved) and targets 0.5x and 2x their measured viscosity, with the
-formula's actives fixed (the lab's ``active`` family), at most 3 materials changed and additions only from the
-lab's shelf (the most used training material of every other family), three answers are compared:
+calibration held out) into a temporary folder. Dropout, ensemble size and the objective's spread weight were chosen
+on calibration formulas (``--pool calib``: held out of training, never eval). For eval formulas (held out of
+training; by default those measured at >= 10 cP, since the lab's water-thin formulas, 14 % at < 2 cP, cannot be
+halved) and targets 0.5x and 2x their measured viscosity, with the formula's actives fixed (the lab's ``active``
+family), at most 3 materials changed and additions only from the lab's shelf (the most used training material of
+every other family), three answers are compared:
 
 * ``design``: :func:`mrl.design.design`, anchored to the formula's measurement (the search aims at the ratio
   target / measured under the model);
@@ -62,7 +63,7 @@ def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, flo
 
 def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
             n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 1.0, pool: str = "eval",
-            model_run: str | None = None, dropout: float = 0.0) -> dict:
+            model_run: str | None = None, dropout: float = 0.1) -> dict:
     from mrl.design import design, random_search
     from mrl.params import RunParams
     from mrl.runs import load_run, run_experiment
