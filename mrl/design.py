@@ -126,6 +126,7 @@ class _Problem:
     forced: np.ndarray  # bool: must be in every support (original outside its bounds)
     conditions: np.ndarray  # shape (n_conditions,)
     target_t: float  # target in model units (anchored when measured is given)
+    origin_mixture: torch.Tensor | None = None  # member 0's mixture vector of the original, shape (1, dim)
     origin_t: torch.Tensor | None = None  # members' predictions at the original (model units), set when anchored
 
 
@@ -188,9 +189,11 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
     cond = np.array([float(conditions[c]) for c in names])
     target_t = float(to_model_units(np.array([target]), predictor.transform)[0])
     problem = _Problem(vocab.get_indexer(ids), ids, c0, lo, hi, free, forced, cond, target_t)
+    with torch.no_grad():
+        origin_values, problem.origin_mixture = _model_values(predictor, problem,
+                                                              torch.as_tensor(c0[None], dtype=torch.float32))
     if measured is not None:
-        with torch.no_grad():
-            problem.origin_t = _model_values(predictor, problem, torch.as_tensor(c0[None], dtype=torch.float32))[0][:, 0]
+        problem.origin_t = origin_values[:, 0]
         offset = float(problem.origin_t.mean()) - float(to_model_units(np.array([measured]), predictor.transform)[0])
         problem.target_t = target_t + offset
     return problem, base
@@ -246,11 +249,10 @@ class _Penalty:
             self.train_rest = torch.as_tensor(rest, dtype=torch.float32)
         x0 = torch.as_tensor(problem.c0[None], dtype=torch.float32)
         with torch.no_grad():
-            _, mix0 = _model_values(predictor, problem, x0)
             # the domain flags a content above cmax * (1 + RANGE_SLACK): the penalty starts inside that
             self.content_allow = torch.maximum(self.cmax * (1 + PENALTY_MARGIN * RANGE_SLACK), x0[0])
-            self.mix_allow = max(PENALTY_MARGIN * self.mix_threshold, float(self._mix_distance(mix0)[0])) \
-                if self._uses_mixture() else 0.0
+            mix0 = float(self._mix_distance(problem.origin_mixture)[0]) if self._uses_mixture() else 0.0
+            self.mix_allow = max(PENALTY_MARGIN * self.mix_threshold, mix0) if self._uses_mixture() else 0.0
             self.l1_allow = max(PENALTY_MARGIN * self.l1_threshold, float(self._l1_distance(x0)[0])) \
                 if self._uses_l1() else 0.0
 
