@@ -125,9 +125,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     magpie = element_table("magpie").reindex(ids[keep])
     magpie = magpie.loc[:, magpie.notna().all()]
     magpie = ((magpie - magpie.mean()) / magpie.std().replace(0, 1)).to_numpy()
+    with_features = ("features (r from mat2vec)", "features (r from 0)")
+    parts = {name: raw_parts(fits[name]) for name in with_features}
     sets = {}
-    for name in ("features (r from mat2vec)", "features (r from 0)"):
-        g, r = raw_parts(fits[name])
+    for name in with_features:
+        g, r = parts[name]
         sets[f"g(x_i), {name}"] = g[keep]
         sets[f"r_i, {name}"] = r[keep]
         sets[f"e_i, {name}"] = vectors_of(fits[name])[keep]
@@ -140,9 +142,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     shares = {}
     print("\n## residual share ||r_i|| / ||g(x_i) + r_i|| (raw vectors) against training formulas using element i")
-    for name in ("features (r from mat2vec)", "features (r from 0)"):
-        g, r = raw_parts(fits[name])
-        frame, summary = residual_share(g, r, n_formulas)
+    for name in with_features:
+        frame, summary = residual_share(*parts[name], n_formulas)
         frame.insert(0, "material_id", ids)
         shares[name] = {"summary": summary, "per_element": frame.to_dict(orient="records")}
         print(f"  {name}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()})}")
