@@ -30,7 +30,8 @@ from mrl.io import write_json
 from mrl.metrics import log10_mae
 from mrl.params import RunParams
 from mrl.plots import error_by_distance_figure, save_figure
-from mrl.runs import load_run, make_split, resolve_data, run_experiment
+from mrl.runs import load_run, resolve_data, run_experiment
+from mrl.splits import make_split
 
 SPLITS = ("random", "material")
 

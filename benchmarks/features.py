@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from mrl.runs import make_split
+    from mrl.splits import make_split
     from mrl.synth import make_lab
 
     torch.set_num_threads(2)

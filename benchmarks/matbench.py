@@ -307,7 +307,7 @@ def element_agreement(vector_sets: dict[str, np.ndarray], ids: np.ndarray, k: in
                       random_dim: int = 16) -> pd.DataFrame:
     """Neighbour agreement with group and block for each named vector set (rows aligned with ``ids``), plus the
     mean over ``n_random`` sets of Gaussian random vectors of size ``random_dim``."""
-    from mrl.datasets import periodic_table
+    from mrl.elements import periodic_table
 
     pt = periodic_table().set_index("material_id").loc[list(ids)]
     sets = dict(vector_sets)
@@ -466,7 +466,8 @@ class Task(NamedTuple):
 
 
 def load_task(args: argparse.Namespace) -> Task:
-    from mrl.datasets import element_table, load_dataset, matbench_folds
+    from mrl.datasets import load_dataset, matbench_folds
+    from mrl.elements import element_table
 
     cfg = TASKS[args.task]
     settings = dict(cfg["mrl"])

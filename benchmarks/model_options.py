@@ -19,7 +19,7 @@ import pandas as pd
 
 from mrl.estimator import MixtureRegressor
 from mrl.metrics import regression_metrics
-from mrl.runs import make_split
+from mrl.splits import make_split
 from mrl.synth import make_lab
 
 

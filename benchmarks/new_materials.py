@@ -36,7 +36,7 @@ from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
 from mrl.metrics import log10_mae
-from mrl.runs import make_split
+from mrl.splits import make_split
 from mrl.synth import LATENTS, make_lab
 
 KS = (1, 3, 10)

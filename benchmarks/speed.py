@@ -334,7 +334,7 @@ def _within(history: pd.DataFrame, level: float) -> tuple[pd.Series | None, pd.S
 def target_table(steps: int, seed_steps: int = SEED_STEPS) -> None:
     """Steps and seconds to within 2 % of the final eval MAE (and of the best final among schedules)."""
     from mrl.estimator import MixtureRegressor
-    from mrl.runs import make_split
+    from mrl.splits import make_split
     from mrl.synth import make_lab
 
     data, _ = make_lab("small")

@@ -26,7 +26,7 @@ from mrl.analysis import vector_columns
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.metrics import log10_mae, regression_metrics
-from mrl.runs import make_split
+from mrl.splits import make_split
 from mrl.synth import make_lab
 
 SUFFIX = "~B"

@@ -28,9 +28,10 @@ import pandas as pd
 from scipy import stats
 
 from mrl.data import FormulaData
-from mrl.ensemble import hold_out_calibration, member_seed
+from mrl.ensemble import member_seed
 from mrl.estimator import MixtureRegressor
 from mrl.predict import calibrated_predictor
+from mrl.splits import hold_out_calibration
 from mrl.uncertainty import coverage, to_model_units
 
 log = logging.getLogger("uncertainty")
@@ -60,7 +61,7 @@ EVAL_FRACTION = {"random": 0.2, "material": 0.05}
 
 def lab_scenario(split: str, steps: int, seeds: int = 1) -> Scenario:
     """The small lab with ``seeds`` different splits (one fold each)."""
-    from mrl.runs import make_split
+    from mrl.splits import make_split
     from mrl.synth import make_lab
 
     data, _ = make_lab("small", seed=0)
@@ -82,7 +83,8 @@ def melt_scenario(steps: int) -> Scenario:
 
 
 def expt_gap_scenario(steps: int, folds: int) -> Scenario:
-    from mrl.datasets import element_table, load_dataset, matbench_folds
+    from mrl.datasets import load_dataset, matbench_folds
+    from mrl.elements import element_table
     from mrl.init_vectors import initial_table
 
     data = load_dataset("matbench_expt_gap")

@@ -242,7 +242,7 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
     interruption leaves nothing half-written. ``est`` is the run's model when the caller has already loaded it.
     """
     from mrl.io import atomic_dir, write_json, write_table
-    from mrl.runs import ADAPT, CHECKPOINT, EMBEDDINGS
+    from mrl.run_files import ADAPT, CHECKPOINT, EMBEDDINGS
 
     if sum(x is not None for x in (tie, data, features)) != 1:
         raise ValueError("adapt_run: give exactly one of tie (a mapping), data (formulas with the new materials) "

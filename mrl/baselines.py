@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mrl import elements
 from mrl.data import FormulaData
+from mrl.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,7 @@ def fraction_matrix(data: FormulaData) -> np.ndarray:
 
 def _resolve_table(table: str | pd.DataFrame) -> pd.DataFrame:
     if isinstance(table, str):
-        from mrl.datasets import element_table
-
-        table = element_table(table)
+        table = elements.element_table(table)
     frame = table.apply(pd.to_numeric, errors="coerce").astype(np.float64)
     frame = frame.loc[:, frame.notna().any(axis=0)]
     frame.index = frame.index.astype(str)
@@ -51,8 +51,6 @@ def _resolve_table(table: str | pd.DataFrame) -> pd.DataFrame:
 def _atom_matrix(material_ids: Sequence[str], index: pd.Index) -> tuple[sp.csr_matrix, list[str]]:
     """Materials x table-rows matrix of atom counts (a material in the table counts 1 of itself); also the
     element symbols that had to be added because the table lacks them."""
-    from mrl.datasets import parse_formula
-
     columns = {sym: i for i, sym in enumerate(index)}
     missing: list[str] = []
     rows, cols, vals = [], [], []
@@ -61,7 +59,7 @@ def _atom_matrix(material_ids: Sequence[str], index: pd.Index) -> tuple[sp.csr_m
             atoms = {mid: 1.0}
         else:
             try:
-                atoms = parse_formula(mid)
+                atoms = elements.parse_formula(mid)
             except ValueError as err:
                 raise ValueError(f"material {mid!r} is neither in the element table nor a chemical formula "
                                  f"({err})") from None
@@ -90,7 +88,7 @@ def magpie_features(data: FormulaData, table: str | pd.DataFrame = "magpie",
         data: the data set; materials are element symbols or formulas of elements (e.g. oxides), whose contents
             are converted to atomic fractions.
         table: an element table name (``magpie``, ``mat2vec``, ``oliynyk``, ``jarvis``; see
-            :func:`mrl.datasets.element_table`) or a DataFrame indexed by element symbol with numeric columns.
+            :func:`mrl.elements.element_table`) or a DataFrame indexed by element symbol with numeric columns.
             NaNs are filled with the column mean; elements absent from the table get the column means too
             (with a warning).
         stats: any of ``mean`` (fraction-weighted mean), ``avg_dev`` (fraction-weighted mean absolute deviation
@@ -233,8 +231,6 @@ def fit_predict(name: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """MAE, RMSE and R2 of one set of predictions (a subset of :func:`mrl.metrics.regression_metrics`)."""
-    from mrl.metrics import regression_metrics
-
     scores = regression_metrics(y_true, y_pred)
     return {key: scores[key] for key in ("mae", "rmse", "r2")}
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mrl.io import read_json, write_text
 from mrl.report import METHOD_TITLES, file_path
-from mrl.runs import METRICS
+from mrl.run_files import METRICS
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ A checkpoint is a ``torch.save`` dict loaded with ``weights_only=True`` (tensors
   ends with exactly the numbers of an uninterrupted one.
 
 Material vectors recorded during training (snapshots) are not kept in the ``.pt`` file: while training runs they
-sit beside it in ``<stem>.snapshots.npz`` (:func:`snapshots_path`), and a finished run has them in
+sit beside it in ``<stem>.snapshots.npz`` (:func:`mrl.run_files.snapshots_path`), and a finished run has them in
 ``snapshots.parquet``.
 """
 from __future__ import annotations
@@ -71,12 +71,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                               f"{payload.get('mrl_version')}); this mrl ({mrl.__version__}) reads version {VERSION}: "
                               f"retrain the run, or read it with the mrl version that wrote it")
     return payload
-
-
-def snapshots_path(path: str | Path) -> Path:
-    """Where a checkpoint's training snapshots sit beside it: ``checkpoint.pt`` -> ``checkpoint.snapshots.npz``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.snapshots.npz")
 
 
 def save_snapshots(path: str | Path, snapshots: dict[int, np.ndarray]) -> Path:

@@ -141,7 +141,7 @@ def cmd_similar(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from mrl.analysis import nearest_neighbors
-    from mrl.runs import EMBEDDINGS
+    from mrl.run_files import EMBEDDINGS
 
     path = Path(args.run) / EMBEDDINGS
     if not path.exists():
@@ -165,7 +165,7 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
     from mrl.data import load_formulas, read_table
     from mrl.estimator import MixtureRegressor
-    from mrl.runs import CHECKPOINT
+    from mrl.run_files import CHECKPOINT
 
     est = MixtureRegressor.load(Path(args.run) / CHECKPOINT, device="cpu")
     if args.features:

@@ -694,7 +694,7 @@ def load_formulas(
         targets: property column(s) to learn. Default: the only numeric (or numeric-looking, e.g. ``1,234``)
             column that is not ``formula_id``, ``split``, ``group`` or a condition; several such columns are an
             error that names them (a file ``formula_id,T,viscosity`` must not silently train on ``T``). An empty
-            sequence means no target (formulas to predict, e.g. :func:`mrl.predict.prediction_input`).
+            sequence means no target (formulas to predict, e.g. :func:`prediction_input`).
         conditions: names of measurement-condition columns in ``properties``.
         content_unit: ``"percent"``, ``"fraction"`` or ``"auto"``: percent when the median formula sum is above
             1.5, else fraction (the choice and its reason are logged). A single content above the whole (100 % or
@@ -735,3 +735,36 @@ def save_formulas(data: FormulaData, directory: str | Path) -> dict[str, Path]:
     for key, frame in (("formulas", data.formulas), ("properties", data.properties), ("materials", data.materials)):
         paths[key] = write_table(frame, directory / f"{key}.parquet")
     return paths
+
+
+def prediction_input(formulas: TableLike, conditions: TableLike | None = None,
+                     condition_names: Sequence[str] = (), name: str = "formulas") -> FormulaData:
+    """Formulas to predict (long format, no target) and their conditions as a :class:`FormulaData`.
+
+    ``conditions`` is a table with ``formula_id`` and one column per name in ``condition_names`` (one or more rows
+    per formula: each row is one prediction). A model without conditions needs none; then every formula gets one
+    row. Missing condition columns are an error naming them; extra columns are named in a warning and ignored.
+    """
+    forms, flabel = read_table(formulas, "formulas")
+    condition_names = list(condition_names)
+    if conditions is None:
+        if condition_names:
+            raise DataError(f"{flabel}: the model needs condition column(s) {condition_names}; pass a conditions "
+                            f"table with formula_id and {condition_names}")
+        if "formula_id" not in forms.columns:
+            raise DataError(f"{flabel}: missing column(s) ['formula_id']; found {list(forms.columns)}")
+        props = pd.DataFrame({"formula_id": pd.unique(forms["formula_id"].astype(str).str.strip())})
+        plabel = f"{flabel} (formula list)"
+    else:
+        props, plabel = read_table(conditions, "conditions")
+        missing = [c for c in ["formula_id", *condition_names] if c not in props.columns]
+        if missing:
+            raise DataError(f"{plabel}: missing condition column(s) {missing} that the model needs; found "
+                            f"{list(props.columns)}")
+        extra = [c for c in props.columns if c not in ("formula_id", *condition_names)]
+        if extra:
+            log.warning("%s: column(s) %s are not conditions of the model and are ignored", plabel, extra)
+        if not isinstance(conditions, pd.DataFrame):
+            props = conditions  # the loader reads the file again, so its errors name file, row and line
+    return load_formulas(forms if isinstance(formulas, pd.DataFrame) else formulas, props, targets=(),
+                         conditions=condition_names, name=name)

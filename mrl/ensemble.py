@@ -14,16 +14,19 @@ import logging
 import multiprocessing
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.neighbors import NearestNeighbors
 
+from mrl.analysis import vector_columns
+from mrl.checkpoint import load_checkpoint
 from mrl.data import FormulaData
-
-if TYPE_CHECKING:
-    from mrl.estimator import MixtureRegressor
-    from mrl.params import RunParams
+from mrl.estimator import MixtureRegressor
+from mrl.params import RunParams
+from mrl.run_files import CHECKPOINT, member_dir
+from mrl.train import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 #: Seed of member k >= 1 is ``seed + SEED_STRIDE * k`` (member 0 keeps ``seed``), so sweeps over nearby seeds
@@ -31,35 +34,9 @@ log = logging.getLogger(__name__)
 SEED_STRIDE = 7919
 
 
-def hold_out_calibration(split: np.ndarray, formula_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Relabel a share ``fraction`` of the ``train`` *formulas* (all their measurements) as ``calib``.
-
-    The calibration formulas are held out of training to learn interval widths and domain thresholds; eval and
-    test rows are never touched. ``fraction`` 0 returns ``split`` unchanged.
-    """
-    split = np.asarray(split, dtype=object).copy()
-    if fraction <= 0:
-        return split
-    formula_ids = np.asarray(formula_ids)
-    train_formulas = pd.unique(formula_ids[split == "train"])
-    n = int(round(fraction * len(train_formulas)))
-    if n < 1 or n >= len(train_formulas):
-        return split
-    held = set(np.random.default_rng([seed, 1]).permutation(train_formulas)[:n])
-    split[(split == "train") & np.isin(formula_ids, list(held))] = "calib"
-    return split
-
-
 def member_seed(seed: int, k: int) -> int:
     """Seed of ensemble member ``k`` (member 0 keeps the run's ``seed``)."""
     return seed + SEED_STRIDE * k
-
-
-def member_dir(run_dir: Path, k: int) -> Path:
-    """Folder of ensemble member ``k >= 1`` inside a run folder: ``members/<kk>``."""
-    from mrl.runs import MEMBERS
-
-    return Path(run_dir) / MEMBERS / f"{k:02d}"
 
 
 def _fit_member(params: dict, k: int, train: FormulaData, eval_data: FormulaData | None, path: Path,
@@ -67,10 +44,6 @@ def _fit_member(params: dict, k: int, train: FormulaData, eval_data: FormulaData
     """Train member ``k`` into ``path`` (a worker-process entry point). Returns ``(k, step, signal)``: the
     signal's name when SIGINT/SIGTERM stopped it (its checkpoint is saved), else None."""
     import torch
-
-    from mrl.estimator import MixtureRegressor
-    from mrl.params import RunParams
-    from mrl.train import TrainingInterrupted
 
     if threads:
         torch.set_num_threads(threads)
@@ -95,15 +68,11 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
     Raises:
         TrainingInterrupted: when SIGINT/SIGTERM stopped a member (after every member saved its checkpoint).
     """
-    from mrl.estimator import MixtureRegressor
-    from mrl.train import TrainingInterrupted
-
     ks = list(range(1, params.ensemble))
     if not ks:
         return []
     jobs = max(1, min(len(ks), jobs or (os.cpu_count() or 1)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    from mrl.runs import CHECKPOINT
 
     paths = {k: member_dir(run_dir, k) / CHECKPOINT for k in ks}
     todo = [k for k in ks if not (resume and _finished(paths[k], params.steps))]
@@ -133,7 +102,6 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
 def _finished(path: Path, steps: int) -> bool:
     if not path.exists():
         return False
-    from mrl.checkpoint import load_checkpoint
 
     progress = load_checkpoint(path)["progress"]
     return progress["step"] >= steps or progress.get("stopped_step") is not None
@@ -145,10 +113,6 @@ def neighbour_stability(embeddings: Sequence[pd.DataFrame], k: int = 10, metric:
 
     Columns ``material_id, n_formulas, neighbour_agreement``; pinned and never-used materials are left out.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    from mrl.analysis import vector_columns
-
     first = embeddings[0]
     keep = (first["norm"] > 0).to_numpy() & ~first.get("pinned", pd.Series(False, index=first.index)).to_numpy(bool)
     ids = first["material_id"].to_numpy()[keep]

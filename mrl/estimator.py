@@ -21,12 +21,13 @@ from mrl.checkpoint import (
     load_checkpoint,
     load_snapshots,
     save_checkpoint,
-    snapshots_path,
 )
-from mrl.data import DataError, FormulaData, content_matrix, material_rows
+from mrl.data import DataError, FormulaData, content_matrix, material_rows, prediction_input
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
 from mrl.params import check_conditions, check_constraints
+from mrl.run_files import snapshots_path
+from mrl.splits import validation_split
 from mrl.train import LoopConfig, resolve_device, run_loop
 from mrl.transforms import resolve_target_transform
 
@@ -206,17 +207,12 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def validation_split(self, data: FormulaData) -> tuple[FormulaData, FormulaData]:
-        """``(train part, validation part)`` of training data for early stopping: ``validation_fraction`` of the
-        *formulas* (at least one; all measurements of a formula stay together), drawn with ``seed``."""
-        formulas = np.asarray(pd.unique(data.properties["formula_id"]))
-        if len(formulas) < 2:
-            raise ValueError(f"{data.name}: early_stopping needs at least 2 training formulas, got {len(formulas)}")
-        n_val = min(len(formulas) - 1, max(1, int(round(self.validation_fraction * len(formulas)))))
-        held = formulas[np.random.default_rng([self.seed, 0x57A1]).permutation(len(formulas))[:n_val]]
-        val = data.properties["formula_id"].isin(set(held)).to_numpy()
+        """``(train part, validation part)`` of training data for early stopping (:func:`mrl.splits.validation_split`
+        with ``validation_fraction`` and ``seed``)."""
+        train, val = validation_split(data, self.validation_fraction, self.seed)
         log.info("%s: early stopping on %d validation formulas (%d measurements) held out of training", data.name,
-                 n_val, int(val.sum()))
-        return data.subset(~val), data.subset(val)
+                 val.properties["formula_id"].nunique(), len(val.properties))
+        return train, val
 
     def _validation_loss(self, val_data: FormulaData | None) -> Callable[[MixtureModel], float] | None:
         """The training loss on the validation part (standardised target), or None without early stopping."""
@@ -364,11 +360,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
 
         ``data`` is a :class:`FormulaData` or a long-format formulas DataFrame (``formula_id, material_id,
         content``, no target needed) with, for a model with conditions, a ``conditions`` DataFrame
-        (``formula_id`` and the model's condition columns; see :func:`mrl.predict.prediction_input`).
+        (``formula_id`` and the model's condition columns; see :func:`mrl.data.prediction_input`).
         """
         if not isinstance(data, FormulaData):
-            from mrl.predict import prediction_input
-
             self._check_fitted()
             data = prediction_input(data, conditions, self.conditions_)
         return self._predict_encoded(*self.encode(data))

@@ -6,8 +6,8 @@ known) from one of :data:`FEATURE_KINDS`:
 * ``"columns"``: every column of the materials table except identity and usage columns (:data:`NOT_FEATURES`); a
   text value is an error naming the column, the value and the material.
 * ``"magpie"``, ``"mat2vec"``, ``"oliynyk"``, ``"jarvis"``: element property tables
-  (:func:`mrl.datasets.element_table`), looked up by material id = element symbol. A material id that is not an
-  element symbol is read as a chemical formula (:func:`mrl.datasets.parse_formula`: ``"SiO2"``, ``"Al2O3"``,
+  (:func:`mrl.elements.element_table`), looked up by material id = element symbol. A material id that is not an
+  element symbol is read as a chemical formula (:func:`mrl.elements.parse_formula`: ``"SiO2"``, ``"Al2O3"``,
   ``"Na2O"``, ``"CaMgSi2O6"``) and described by :func:`compound_features` (see below).
 * ``"rdkit"``: RDKit descriptors of the materials table's ``smiles`` column (:mod:`mrl.descriptors`).
 * ``"supplier"``: the ``sheet_*`` columns (supplier-sheet values; :func:`mrl.synth.make_lab` writes them for its
@@ -48,9 +48,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from mrl import elements
+from mrl.descriptors import rdkit_descriptors
+
 log = logging.getLogger(__name__)
 
-#: Element property tables (:func:`mrl.datasets.element_table`), keyed by element symbol.
+#: Element property tables (:func:`mrl.elements.element_table`), keyed by element symbol.
 ELEMENT_KINDS = ("magpie", "mat2vec", "oliynyk", "jarvis")
 #: Every kind :func:`material_features` builds (the ``features`` parameter's values but ``None``).
 FEATURE_KINDS = ("columns", *ELEMENT_KINDS, "rdkit", "supplier")
@@ -122,9 +125,7 @@ def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = Tru
                              f"synthetic lab has them with mrl.synth.make_lab(..., supplier_sheet=True)")
         return _numeric(materials[cols].reset_index(drop=True), ids, f"{what}: materials table")
     if kind in ELEMENT_KINDS:
-        from mrl.datasets import element_table
-
-        table = element_table(kind)
+        table = elements.element_table(kind)
         found = ids.isin(table.index)
         compounds = _formula_ids(ids[~found], table)
         if compounds or not drop_empty:
@@ -143,8 +144,6 @@ def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = Tru
     if kind == "rdkit":
         if "smiles" not in materials.columns:
             raise ValueError(f"{what}: the materials table needs a 'smiles' column")
-        from mrl.descriptors import rdkit_descriptors
-
         smiles = materials["smiles"].reset_index(drop=True)
         known = smiles.notna() & smiles.astype(str).str.strip().ne("")
         desc = rdkit_descriptors(sorted(set(smiles[known].astype(str))))
@@ -166,9 +165,7 @@ ANION = "O"
 
 def _parse(material_id: str, table: pd.DataFrame) -> dict[str, float]:
     """``{element: amount}`` of a formula id whose elements are all rows of ``table``; ValueError otherwise."""
-    from mrl.datasets import parse_formula
-
-    amounts = parse_formula(material_id)
+    amounts = elements.parse_formula(material_id)
     unknown = [el for el in amounts if el not in table.index]
     if unknown:
         raise ValueError(f"element(s) {unknown} not in the element table")

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from mrl.data import DataError, FormulaData, TableLike, load_formulas, read_table
+from mrl.data import DataError, FormulaData, TableLike, prediction_input, read_table
 from mrl.domain import Domain
-from mrl.runs import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
+from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
 from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary
 
 if TYPE_CHECKING:
@@ -36,39 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Formulas per chunk when computing contributions (each formula becomes one row per ingredient).
 CONTRIBUTION_CHUNK = 4096
-
-
-def prediction_input(formulas: TableLike, conditions: TableLike | None = None,
-                     condition_names: Sequence[str] = (), name: str = "formulas") -> FormulaData:
-    """Formulas to predict (long format, no target) and their conditions as a :class:`FormulaData`.
-
-    ``conditions`` is a table with ``formula_id`` and one column per name in ``condition_names`` (one or more rows
-    per formula: each row is one prediction). A model without conditions needs none; then every formula gets one
-    row. Missing condition columns are an error naming them; extra columns are named in a warning and ignored.
-    """
-    forms, flabel = read_table(formulas, "formulas")
-    condition_names = list(condition_names)
-    if conditions is None:
-        if condition_names:
-            raise DataError(f"{flabel}: the model needs condition column(s) {condition_names}; pass a conditions "
-                            f"table with formula_id and {condition_names}")
-        if "formula_id" not in forms.columns:
-            raise DataError(f"{flabel}: missing column(s) ['formula_id']; found {list(forms.columns)}")
-        props = pd.DataFrame({"formula_id": pd.unique(forms["formula_id"].astype(str).str.strip())})
-        plabel = f"{flabel} (formula list)"
-    else:
-        props, plabel = read_table(conditions, "conditions")
-        missing = [c for c in ["formula_id", *condition_names] if c not in props.columns]
-        if missing:
-            raise DataError(f"{plabel}: missing condition column(s) {missing} that the model needs; found "
-                            f"{list(props.columns)}")
-        extra = [c for c in props.columns if c not in ("formula_id", *condition_names)]
-        if extra:
-            log.warning("%s: column(s) %s are not conditions of the model and are ignored", plabel, extra)
-        if not isinstance(conditions, pd.DataFrame):
-            props = conditions  # the loader reads the file again, so its errors name file, row and line
-    return load_formulas(forms if isinstance(formulas, pd.DataFrame) else formulas, props, targets=(),
-                         conditions=condition_names, name=name)
 
 
 def _member_paths(folder: Path) -> list[Path]:

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mrl.io import write_json, write_table, write_text
-from mrl.runs import METRICS, SPLIT
+from mrl.run_files import METRICS, SPLIT
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -368,11 +368,3 @@ def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
                      "median_probe_r2": float(np.median(probe)) if probe else float("nan")})
     return pd.DataFrame(rows)
 
-
-def __getattr__(name: str) -> Any:
-    """``build_report`` and ``generate_pages`` moved to :mod:`mrl.book`; the old names still import from here."""
-    if name in ("build_report", "generate_pages"):
-        from mrl import book
-
-        return getattr(book, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

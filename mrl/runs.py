@@ -20,12 +20,26 @@ import pandas as pd
 import yaml
 
 import mrl
-from mrl.checkpoint import snapshots_path
 from mrl.data import FormulaData, load_formulas, material_rows
-from mrl.ensemble import hold_out_calibration, member_dir, neighbour_stability
+from mrl.ensemble import neighbour_stability
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams, check_conditions
+from mrl.run_files import (
+    ADAPT,
+    CHECKPOINT,
+    EMBEDDINGS,
+    HISTORY,
+    METRICS,
+    NEIGHBOUR_STABILITY,
+    PARAMS,
+    PREDICTIONS,
+    RUN_FILES,
+    SNAPSHOTS,
+    SPLIT,
+    member_dir,
+)
+from mrl.splits import hold_out_calibration, make_split
 
 if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does not need it
     from mrl.estimator import MixtureRegressor
@@ -33,24 +47,6 @@ if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does no
 
 log = logging.getLogger(__name__)
 
-# The files of a run folder: every module names them through these constants.
-PARAMS = "params.yaml"
-SPLIT = "split.parquet"
-METRICS = "metrics.json"
-CHECKPOINT = "checkpoint.pt"
-#: Material vectors recorded while training, beside the checkpoint (:func:`mrl.checkpoint.snapshots_path`).
-CHECKPOINT_SNAPSHOTS = snapshots_path(CHECKPOINT).name  # beside the checkpoint while training (mrl.checkpoint)
-EMBEDDINGS = "embeddings.parquet"
-SNAPSHOTS = "snapshots.parquet"
-HISTORY = "history.csv"
-PREDICTIONS = "predictions.parquet"
-CALIBRATION = "calibration.json"  # interval factors learned on the calib formulas (mrl.uncertainty)
-DOMAIN = "domain.npz"  # the training domain (mrl.domain)
-NEIGHBOUR_STABILITY = "neighbour_stability.parquet"  # ensembles: how far members agree on neighbours
-ADAPT = "adapt.json"  # an adapted model folder (mrl.adapt): what was added or tied, and the source run
-MEMBERS = "members"  # ensembles: members/<k>/checkpoint.pt for k >= 1 (member 0 is the run's checkpoint.pt)
-FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS,
-         CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY)
 
 
 def _find_table(folder: Path, stem: str) -> Path | None:
@@ -102,41 +98,6 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     if missing:
         raise ValueError(f"conditions {missing} not in {data.name} properties {list(data.properties.columns)}")
     return FormulaData(data.formulas, data.properties, data.materials, (target,), conditions, data.name), truth
-
-
-def make_split(data: FormulaData, method: str = "random", eval_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Split label (``train``/``eval``/``test``) of every measurement, shape ``(n_samples,)``.
-
-    ``random`` holds out a share of *formulas* (all measurements of a formula stay together); ``group`` holds out
-    a share of the ``group`` column's values; ``material`` holds out a share of the *materials* (never the base,
-    the one with the largest total content) and labels ``eval`` every formula holding one of them; ``column`` uses
-    the data's own ``split`` column. Rows the data's ``split`` column marks ``test`` stay ``test`` under every
-    method.
-    """
-    props = data.properties
-    if method == "column":
-        if "split" not in props.columns:
-            raise ValueError(f"{data.name}: split='column' needs a 'split' column in the properties table")
-        return props["split"].to_numpy(dtype=object)
-    key = {"random": "formula_id", "group": "group", "material": "formula_id"}.get(method)
-    if key is None:
-        raise ValueError(f"unknown split method {method!r}")
-    if key not in props.columns:
-        raise ValueError(f"{data.name}: split='group' needs a 'group' column in the properties table")
-    # rows the data set reserves as its test split stay out of training and eval whatever the method
-    test = props["split"].eq("test").to_numpy() if "split" in props.columns else np.zeros(len(props), bool)
-    if method == "material":
-        forms = data.formulas[data.formulas["formula_id"].isin(set(props.loc[~test, "formula_id"]))]
-        units = np.asarray(sorted(set(forms["material_id"]) - {data.base_material()}))
-    else:
-        units = np.asarray(pd.unique(props.loc[~test, key]))
-    rng = np.random.default_rng(seed)
-    held = set(units[rng.permutation(len(units))[:max(1, int(round(eval_fraction * len(units))))]])
-    if method == "material":  # held materials -> the formulas holding one of them
-        held = set(forms.loc[forms["material_id"].isin(held), "formula_id"])
-    labels = np.where(props[key].isin(held), "eval", "train").astype(object)
-    labels[test] = "test"
-    return labels
 
 
 def _git_sha() -> str | None:
@@ -428,7 +389,7 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
                 if created is not None:
                     shutil.rmtree(created, ignore_errors=True)
                 else:
-                    for name in FILES:
+                    for name in RUN_FILES:
                         (out / name).unlink(missing_ok=True)
             raise
     metrics = read_json(out / METRICS)

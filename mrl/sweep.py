@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.params import RunParams
-from mrl.runs import METRICS, PREDICTIONS
+from mrl.run_files import METRICS, PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -639,13 +639,3 @@ def load_summary(sweep_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path} not found; run `mrl sweep params/<sweep>.yaml` first")
     return pd.read_csv(path)
 
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m mrl.sweep SWEEP.yaml [options]``: the same as ``mrl sweep`` (one parser, in :mod:`mrl.cli`)."""
-    from mrl.cli import main as cli_main
-
-    cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

@@ -32,10 +32,10 @@ from mrl.checkpoint import (
     load_snapshots,
     save_checkpoint,
     save_snapshots,
-    snapshots_path,
 )
 from mrl.model import MixtureModel, make_batch
 from mrl.params import check_device_name
+from mrl.run_files import snapshots_path
 
 log = logging.getLogger(__name__)
 #: Training losses on the standardised target: ``huber`` is quadratic within 1 SD, linear beyond.
@@ -221,7 +221,7 @@ def run_loop(model: MixtureModel, matrix: sp.csr_matrix, rows: np.ndarray, condi
         cfg: optimisation settings.
         evaluate: called every ``cfg.eval_every`` steps; returns a dict of numbers logged into the history.
         checkpoint_path: where to write checkpoints (every ``cfg.checkpoint_every`` steps, at the end, and when
-            SIGINT/SIGTERM arrives); snapshots go beside it (:func:`mrl.checkpoint.snapshots_path`).
+            SIGINT/SIGTERM arrives); snapshots go beside it (:func:`mrl.run_files.snapshots_path`).
         resume: continue from ``checkpoint_path`` if it exists.
         device: where the model and batches live.
         estimator_state: the checkpoint's ``estimator`` section (what rebuilds the estimator).

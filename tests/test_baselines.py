@@ -10,10 +10,11 @@ import pytest
 
 from mrl import baselines as bl
 from mrl import datasets as ds
+from mrl import wheels
 from mrl.data import load_formulas
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REAL_CRABNET = (ds.cache_dir() / "wheels" / "crabnet-2.0.8-py3-none-any.whl").exists()
+REAL_CRABNET = (wheels.cache_dir() / "wheels" / "crabnet-2.0.8-py3-none-any.whl").exists()
 
 
 def _alloys():
@@ -149,7 +150,7 @@ def test_cross_validate_and_scores():
     assert scores["mae"] == pytest.approx(2 / 3) and scores["rmse"] == pytest.approx(np.sqrt(4 / 3))
 
 
-@pytest.mark.skipif(not REAL_CRABNET, reason="crabnet-2.0.8 wheel not cached (mrl.datasets.fetch_wheel)")
+@pytest.mark.skipif(not REAL_CRABNET, reason="crabnet-2.0.8 wheel not cached (mrl.wheels.fetch_wheel)")
 def test_real_magpie_on_steels():
     data = ds.load_dataset("matbench_steels", use_cache=False)
     X = bl.magpie_features(data)

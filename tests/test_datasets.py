@@ -13,15 +13,16 @@ import pytest
 from sklearn.model_selection import KFold
 
 from mrl import datasets as ds
+from mrl import elements, wheels
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REAL_WHEELS = ds.cache_dir() / "wheels"
+REAL_WHEELS = wheels.cache_dir() / "wheels"
 HAVE_CRABNET = (REAL_WHEELS / "crabnet-2.0.8-py3-none-any.whl").exists()
 HAVE_GPVISC = (REAL_WHEELS / "gpvisc-0.3.5-py3-none-any.whl").exists()
 needs_crabnet = pytest.mark.skipif(not HAVE_CRABNET, reason=f"crabnet-2.0.8 wheel not cached in {REAL_WHEELS} "
-                                   "(run mrl.datasets.fetch_wheel('crabnet', '2.0.8') with registry access)")
+                                   "(run mrl.wheels.fetch_wheel('crabnet', '2.0.8') with registry access)")
 needs_gpvisc = pytest.mark.skipif(not HAVE_GPVISC, reason=f"gpvisc-0.3.5 wheel not cached in {REAL_WHEELS} "
-                                  "(run mrl.datasets.fetch_wheel('gpvisc', '0.3.5') with registry access)")
+                                  "(run mrl.wheels.fetch_wheel('gpvisc', '0.3.5') with registry access)")
 
 
 # ----- fake wheels with the real member layout ----------------------------------------------------------------
@@ -86,7 +87,7 @@ def fake_cache(tmp_path, monkeypatch):
     ("Es2", {"Es": 2.0}),
 ])
 def test_parse_formula(formula, expected):
-    got = ds.parse_formula(formula)
+    got = elements.parse_formula(formula)
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-12)
@@ -99,30 +100,30 @@ def test_parse_formula(formula, expected):
 ])
 def test_parse_formula_junk(junk, message):
     with pytest.raises(ValueError, match=message):
-        ds.parse_formula(junk)
+        elements.parse_formula(junk)
 
 
 def test_formulas_to_long_sums_to_one():
     frame = pd.read_csv(FIXTURES / "matbench_tiny.csv")
-    long = ds.formulas_to_long(frame["formula"])
+    long = elements.formulas_to_long(frame["formula"])
     assert list(long.columns) == ["formula_id", "material_id", "content"]
     assert list(pd.unique(long["formula_id"])) == ["0", "1", "2", "3", "4", "5"]
     np.testing.assert_allclose(long.groupby("formula_id")["content"].sum(), 1.0, atol=1e-12)
     alumina = long[long["formula_id"] == "1"].set_index("material_id")["content"]
     assert alumina.to_dict() == pytest.approx({"Al": 0.4, "O": 0.6})
-    ids = ds.formulas_to_long(["NaCl", "KCl"], ids=["a", "b"])
+    ids = elements.formulas_to_long(["NaCl", "KCl"], ids=["a", "b"])
     assert set(ids["formula_id"]) == {"a", "b"}
-    assert ds.formulas_to_long([f"Fe{i + 1}" for i in range(11)])["formula_id"].iloc[0] == "00"
+    assert elements.formulas_to_long([f"Fe{i + 1}" for i in range(11)])["formula_id"].iloc[0] == "00"
     with pytest.raises(ValueError, match="formula 1 .*unknown element"):
-        ds.formulas_to_long(["NaCl", "Qq"])
+        elements.formulas_to_long(["NaCl", "Qq"])
     with pytest.raises(ValueError, match="no positive amount"):
-        ds.formulas_to_long(["Fe0"])
+        elements.formulas_to_long(["Fe0"])
     with pytest.raises(ValueError, match="not unique"):
-        ds.formulas_to_long(["NaCl", "KCl"], ids=["a", "a"])
+        elements.formulas_to_long(["NaCl", "KCl"], ids=["a", "a"])
 
 
 def test_periodic_table():
-    table = ds.periodic_table().set_index("material_id")
+    table = elements.periodic_table().set_index("material_id")
     assert len(table) == 118 and table["Z"].is_monotonic_increasing
     assert table.loc["Fe", ["group", "period", "block", "family"]].tolist() == [8, 4, "d", "transition metal"]
     assert table.loc["Hg", "group"] == 12 and table.loc["Tl", "group"] == 13 and table.loc["Rn", "group"] == 18
@@ -133,17 +134,17 @@ def test_periodic_table():
 # ----- wheels -------------------------------------------------------------------------------------------------
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MRL_CACHE", str(tmp_path))
-    assert ds.cache_dir() == tmp_path
+    assert wheels.cache_dir() == tmp_path
     monkeypatch.delenv("MRL_CACHE")
-    assert ds.cache_dir() == Path.home() / ".cache" / "mrl"
+    assert wheels.cache_dir() == Path.home() / ".cache" / "mrl"
 
 
 def test_fetch_wheel_uses_cache(fake_cache):
-    path = ds.fetch_wheel("crabnet", "2.0.8")
+    path = wheels.fetch_wheel("crabnet", "2.0.8")
     assert path == fake_cache / "wheels" / "crabnet-2.0.8-py3-none-any.whl"
-    assert ds.read_wheel_member(path, "crabnet/data/matbench/steels_yield.csv").startswith(b"formula,target")
+    assert wheels.read_wheel_member(path, "crabnet/data/matbench/steels_yield.csv").startswith(b"formula,target")
     with pytest.raises(KeyError, match="no member"):
-        ds.read_wheel_member(path, "crabnet/nothing.csv")
+        wheels.read_wheel_member(path, "crabnet/nothing.csv")
 
 
 def test_fetch_wheel_downloads_with_pip(tmp_path, monkeypatch):
@@ -158,12 +159,12 @@ def test_fetch_wheel_downloads_with_pip(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_pip)
-    path = ds.fetch_wheel("some-pkg", "1.0")
+    path = wheels.fetch_wheel("some-pkg", "1.0")
     assert path == tmp_path / "wheels" / "some_pkg-1.0-py3-none-any.whl"
-    assert ds.read_wheel_member(path, "some_pkg/data.txt") == b"hello"
+    assert wheels.read_wheel_member(path, "some_pkg/data.txt") == b"hello"
     assert calls[0][1:6] == ["-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     assert calls[0][-1] == "some-pkg==1.0"
-    assert ds.fetch_wheel("some_pkg", "1.0") == path and len(calls) == 1  # second call: no download
+    assert wheels.fetch_wheel("some_pkg", "1.0") == path and len(calls) == 1  # second call: no download
     assert [p.name for p in (tmp_path / "wheels").iterdir()] == [path.name]  # temporary folder removed
 
 
@@ -178,7 +179,7 @@ def test_fetch_wheel_checks_sha(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_pip)
     with pytest.raises(RuntimeError, match="SHA-256"):
-        ds.fetch_wheel("crabnet", "2.0.8")
+        wheels.fetch_wheel("crabnet", "2.0.8")
     assert not list((tmp_path / "wheels").glob("*.whl"))
 
 
@@ -188,7 +189,7 @@ def test_fetch_wheel_offline_error(tmp_path, monkeypatch):
         cmd, 1, "", "ERROR: Could not find a version that satisfies the requirement gpvisc==0.3.5"))
     with pytest.raises(RuntimeError, match=r"(?s)could not download gpvisc==0\.3\.5.*pip download --no-deps.*"
                                            r"gpvisc==0\.3\.5"):
-        ds.fetch_wheel("gpvisc", "0.3.5")
+        wheels.fetch_wheel("gpvisc", "0.3.5")
 
 
 # ----- conversions on fake wheels -----------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_matbench_conversion(fake_cache):
     np.testing.assert_allclose(data.target_values(), frame["target"])
     np.testing.assert_allclose(np.asarray(data.content_matrix().sum(axis=1)).ravel(), 1.0)
     mats = data.materials
-    assert mats["material_id"].tolist() == sorted(mats["material_id"], key=ds.ATOMIC_NUMBER.get)
+    assert mats["material_id"].tolist() == sorted(mats["material_id"], key=elements.ATOMIC_NUMBER.get)
     assert {"name", "family", "group", "period", "block", "Z"} <= set(mats.columns)
     assert mats.set_index("material_id").loc["Fe", "name"] == "Iron"
     row = data.content_matrix()[data.sample_rows()[2]].toarray().ravel()  # (Fe2O3)0.5
@@ -262,11 +263,11 @@ def test_melt_conversion(fake_cache):
 
 
 def test_element_table_fake(fake_cache):
-    table = ds.element_table("magpie")
+    table = elements.element_table("magpie")
     assert table.index.name == "element" and table.loc["Fe", "Number"] == 26
     assert np.isnan(table.loc["Fe", "MeltingT"])  # NaNs are kept here
     with pytest.raises(ValueError, match="unknown element table"):
-        ds.element_table("nope")
+        elements.element_table("nope")
 
 
 def test_matbench_folds_match_kfold(fake_cache):
@@ -288,19 +289,19 @@ def test_real_matbench_sizes_and_folds():
     gap = ds.load_dataset("matbench_expt_gap", use_cache=False)
     assert gap.n_samples == 4604 and gap.n_formulas == 4604
     # our folds reproduce the CrabNet copy of the Matbench folds for steels, row for row
-    wheel = ds.fetch_wheel("crabnet", "2.0.8")
+    wheel = wheels.fetch_wheel("crabnet", "2.0.8")
     for k, (_, test) in enumerate(ds.matbench_folds(steels)):
-        ref = pd.read_csv(io.BytesIO(ds.read_wheel_member(wheel, f"crabnet/data/matbench_cv/steels_yield/test{k}.csv")))
+        ref = pd.read_csv(io.BytesIO(wheels.read_wheel_member(wheel, f"crabnet/data/matbench_cv/steels_yield/test{k}.csv")))
         assert steels.properties["formula"].iloc[test].tolist() == ref["formula"].tolist()
-    for name in ds.ELEMENT_TABLES:
-        table = ds.element_table(name)
+    for name in elements.ELEMENT_TABLES:
+        table = elements.element_table(name)
         assert len(table) >= 80 and table.shape[1] >= 20 and "Fe" in table.index
 
 
 @needs_crabnet
 def test_real_mp_e_form_size():
-    wheel = ds.fetch_wheel("crabnet", "2.0.8")
-    frame = pd.read_csv(io.BytesIO(ds.read_wheel_member(wheel, ds.DATASETS["mp_e_form"].member)))
+    wheel = wheels.fetch_wheel("crabnet", "2.0.8")
+    frame = pd.read_csv(io.BytesIO(wheels.read_wheel_member(wheel, ds.DATASETS["mp_e_form"].member)))
     assert len(frame) == ds.DATASETS["mp_e_form"].n_samples == 132752
     head = ds.matbench_from_frame(frame.iloc[:5000], "e_form")  # full conversion takes seconds: a sample here
     assert head.n_samples == 5000 and head.targets == ("e_form",)
@@ -312,8 +313,8 @@ def test_real_melt_viscosity_split():
     props = data.properties
     assert data.n_samples == 28898 and data.n_formulas == 8013
     assert props["split"].value_counts().to_dict() == {"train": 22673, "eval": 3249, "test": 2976}
-    wheel = ds.fetch_wheel("gpvisc", "0.3.5")
-    n_csv = sum(len(pd.read_csv(io.BytesIO(ds.read_wheel_member(wheel, f"gpvisc/data/{m}"))))
+    wheel = wheels.fetch_wheel("gpvisc", "0.3.5")
+    n_csv = sum(len(pd.read_csv(io.BytesIO(wheels.read_wheel_member(wheel, f"gpvisc/data/{m}"))))
                 for m in ("dataset+sciglass_lp.csv", "dataset_hp.csv"))
     assert n_csv == data.n_samples  # the hdf5 split covers lp + hp
     train_names = set(props.loc[props["split"] == "train", "group"])

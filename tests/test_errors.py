@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from mrl.error_analysis import distance_errors, error_by_distance, nearest_distances
 from mrl.plots import error_by_distance_figure
-from mrl.runs import make_split
+from mrl.splits import make_split
 
 
 def test_material_split_holds_out_materials_never_the_base(tiny_data):

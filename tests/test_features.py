@@ -201,7 +201,7 @@ def test_supplier_sheet_features_from_the_synthetic_lab():
 def test_element_table_features(tiny_data, monkeypatch):
     table = pd.DataFrame({"mass": [1.0, 4.0, 12.0], "radius": [0.5, np.nan, 0.7], "empty": [np.nan] * 3},
                          index=pd.Index(["H", "He", "C"], name="element"))
-    monkeypatch.setattr("mrl.datasets.element_table", lambda name: table)
+    monkeypatch.setattr("mrl.elements.element_table", lambda name: table)
     mats = pd.DataFrame({"material_id": ["C", "H", "Xx"]})
     raw = material_features(mats, "magpie")
     assert list(raw.columns) == ["mass", "radius"] and raw.loc["C", "mass"] == 12.0 and raw.loc["Xx"].isna().all()
@@ -223,7 +223,7 @@ def test_rdkit_features():
 def test_formula_ids_get_stoichiometry_weighted_compound_rows(monkeypatch):
     table = pd.DataFrame({"mass": [28.0, 16.0, 27.0, 23.0], "chi": [1.9, 3.4, 1.6, np.nan]},
                          index=pd.Index(["Si", "O", "Al", "Na"], name="element"))
-    monkeypatch.setattr("mrl.datasets.element_table", lambda name: table)
+    monkeypatch.setattr("mrl.elements.element_table", lambda name: table)
     mats = pd.DataFrame({"material_id": ["SiO2", "Al2O3", "Na2O", "Si"]})
     raw = material_features(mats, "magpie")
     assert list(raw.index) == ["SiO2", "Al2O3", "Na2O", "Si"]
@@ -247,7 +247,7 @@ def test_formula_ids_get_stoichiometry_weighted_compound_rows(monkeypatch):
 
 
 def test_pure_element_ids_keep_the_element_table_rows_bitwise():
-    from mrl.datasets import element_table
+    from mrl.elements import element_table
 
     table = element_table("magpie")
     mats = pd.DataFrame({"material_id": ["Fe", "O", "Si", "Na", "Xx"]})

@@ -102,7 +102,7 @@ def test_set_initial_table_and_fit_hook():
 
 
 def _cached(name: str) -> bool:
-    from mrl.datasets import cache_dir
+    from mrl.wheels import cache_dir
 
     return (cache_dir() / "datasets" / f"{name}-v1" / "done.json").exists()
 

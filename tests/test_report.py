@@ -146,13 +146,3 @@ def test_toc_keeps_the_standalone_parts_whose_pages_exist(tmp_path):
     assert first not in sum(kept.values(), [])
     assert sorted(sum(kept.values(), [])) == sorted(rest)
     assert set(kept) <= {part["caption"] for part in standalone["parts"]} and "Studies" in kept
-
-
-def test_report_keeps_the_book_builder_under_its_old_names():
-    import mrl.book
-    import mrl.report
-    from mrl.report import build_report as old_build_report
-
-    assert old_build_report is mrl.book.build_report and mrl.report.generate_pages is mrl.book.generate_pages
-    with pytest.raises(AttributeError):
-        _ = mrl.report.no_such_name

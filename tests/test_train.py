@@ -7,7 +7,7 @@ import torch
 
 from mrl.estimator import MixtureRegressor
 from mrl.metrics import regression_metrics
-from mrl.runs import make_split
+from mrl.splits import make_split
 
 FAST = dict(embedding_dim=4, hidden=(32, 32), batch_size=64, eval_every=50, snapshot_every=100,
             checkpoint_every=100, progress=False, device="cpu")

@@ -1,0 +1,85 @@
+"""The package's import graph: no circles, and mrl's own modules imported at the top of each module.
+
+Lazy imports (inside functions) are kept only for heavy optional third-party libraries (docs/DESIGN.md says which);
+an import of another mrl module inside a function hides a real dependency and is refused here.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mrl"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree: ast.Module) -> set[int]:
+    nodes: set[int] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            nodes |= {id(n) for n in ast.walk(node)}
+    return nodes
+
+
+def mrl_imports(path: Path) -> list[tuple[str, bool, int]]:
+    """``(imported mrl module, at top level, line)`` for every run-time import of an mrl module in ``path``."""
+    tree = ast.parse(path.read_text())
+    top, skip = {id(n) for n in tree.body}, _type_checking_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skip or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif node.module == "mrl":
+            names = [f"mrl.{a.name}" for a in node.names]
+        else:
+            names = [node.module or ""]
+        found += [(name, id(node) in top, node.lineno) for name in names if name.startswith("mrl.")]
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the mrl modules it imports at run time (top level or inside functions)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {m: {name for name, _, _ in mrl_imports(p) if name in modules and name != m} for m, p in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_run_file_names_module_is_the_ground_floor():
+    assert import_graph()["mrl.run_files"] == set()
