@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import matbench as mb
 
-    from mrl.datasets import element_table, periodic_table
+    from mrl.elements import element_table, periodic_table
 
     t0 = time.perf_counter()
     task = mb.load_task(argparse.Namespace(task="expt_gap", quick=False))

@@ -519,7 +519,7 @@ def element_analysis(task: Task, models: dict[str, Any], args: argparse.Namespac
     """Element vectors (first fold's models, elements used in >= ``--min-formulas`` formulas, pinned origin left
     out) against the periodic table; prints the table, returns it with the element ids and the kept-rows mask."""
     from mrl.analysis import vectors
-    from mrl.datasets import element_table
+    from mrl.elements import element_table
 
     emb0 = next(iter(models.values())).embeddings()
     keep = (emb0["n_formulas"].to_numpy() >= args.min_formulas) & ~emb0["pinned"].to_numpy()

@@ -16,14 +16,25 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 import warnings
+from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
+from sklearn.cluster import HDBSCAN, KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.linear_model import RidgeCV
+from sklearn.manifold import TSNE
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +76,9 @@ def vectors(emb: pd.DataFrame) -> np.ndarray:
 
 def _threads():
     """Context limiting native thread pools to :data:`DEFAULT_SKLEARN_THREADS` or ``$MRL_SKLEARN_THREADS``."""
-    import os
-    from contextlib import nullcontext
-
     setting = os.environ.get("MRL_SKLEARN_THREADS", str(DEFAULT_SKLEARN_THREADS)).strip().lower()
     if setting in ("none", "", "0"):
         return nullcontext()
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(int(setting))
 
 
@@ -236,8 +242,6 @@ def _fit_projector(X: np.ndarray, method: str, seed: int,
 
         return np.asarray(Y, np.float64), transform
     # t-SNE
-    from sklearn.manifold import TSNE
-
     params = dict(perplexity=30.0, init="pca", random_state=seed, max_iter=1000)
     params.update(kw)
     params["perplexity"] = float(min(params["perplexity"], max(1.0, (n - 1) / 3.0)))
@@ -397,14 +401,10 @@ def cluster(emb: pd.DataFrame, method: str = "kmeans", n_clusters: int = 8, seed
     if n == 0:
         return np.zeros(0, int)
     if method == "kmeans":
-        from sklearn.cluster import KMeans
-
         k = int(max(1, min(n_clusters, n)))
         with _threads():
             return KMeans(n_clusters=k, n_init=10, random_state=seed, **kw).fit_predict(X).astype(int)
     if method == "hdbscan":
-        from sklearn.cluster import HDBSCAN
-
         if n < 2:
             return np.zeros(n, int)
         params = dict(min_cluster_size=5, copy=True)
@@ -656,12 +656,6 @@ def truth_scores(emb: pd.DataFrame, truth: pd.DataFrame, k: int = 10, n_clusters
     and ``|latent|``; ``probe_r2``: ``{latent: R2}`` of a 5-fold cross-validated ridge predicting the latent from the
     vector. Flatten with ``pd.json_normalize``.
     """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import adjusted_rand_score
-    from sklearn.model_selection import KFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if "material_id" not in truth.columns:
         raise ValueError("truth needs a material_id column")
     t = truth.assign(material_id=truth["material_id"].astype(str)).drop_duplicates("material_id")
@@ -684,8 +678,6 @@ def truth_scores(emb: pd.DataFrame, truth: pd.DataFrame, k: int = 10, n_clusters
                        neighbour_lift=agree / chance if chance > 0 else np.nan)
             nc = int(n_clusters or len(np.unique(fam)))
             nc = max(1, min(nc, len(fam)))
-            from sklearn.cluster import KMeans
-
             with _threads():
                 labels = KMeans(n_clusters=nc, n_init=10, random_state=seed).fit_predict(Xf)
             res.update(n_clusters=nc, purity=_purity(labels, fam), ari=float(adjusted_rand_score(fam, labels)))
@@ -723,8 +715,6 @@ def baseline_representation(content_matrix: sp.spmatrix, dim: int, seed: int = 0
     """The "no learning" baseline: each material's column of the content matrix (its usage across formulas)
     reduced by TruncatedSVD to ``dim``; shape ``(n_materials, dim)`` (zero-padded when ``dim`` exceeds the rank the
     data allows)."""
-    from sklearn.decomposition import TruncatedSVD
-
     M = sp.csr_matrix(content_matrix, dtype=np.float64).T.tocsr()  # materials x formulas
     n_mat, n_form = M.shape
     out = np.zeros((n_mat, int(dim)))

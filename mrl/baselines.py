@@ -21,6 +21,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.dummy import DummyRegressor
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mrl import elements
 from mrl.data import FormulaData
@@ -154,8 +159,6 @@ def condition_feature_names(data: FormulaData, inverse_T: bool = True) -> list[s
 # Estimators
 # --------------------------------------------------------------------------------------------------------------
 def _dummy(seed: int, **params: Any) -> Any:
-    from sklearn.dummy import DummyRegressor
-
     return DummyRegressor(strategy="mean", **params)
 
 
@@ -164,10 +167,6 @@ def _ridge(seed: int, alphas: Sequence[float] | None = None, clip: float | None 
 
     The clip keeps a feature that is almost constant in training (e.g. ``min_GSmagmom`` in expt_gap) from
     exploding on a test row (a z-score of millions otherwise)."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
     alphas = np.logspace(-4, 4, 17) if alphas is None else np.asarray(alphas, np.float64)
     steps: list[Any] = [StandardScaler()]
     if clip is not None:
@@ -176,8 +175,6 @@ def _ridge(seed: int, alphas: Sequence[float] | None = None, clip: float | None 
 
 
 def _random_forest(seed: int, n_estimators: int = 300, n_jobs: int = -1, **params: Any) -> Any:
-    from sklearn.ensemble import RandomForestRegressor
-
     return RandomForestRegressor(n_estimators=n_estimators, n_jobs=n_jobs, random_state=seed, **params)
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
 import mrl
 from mrl.io import atomic_path
-
-if TYPE_CHECKING:  # torch is imported where a checkpoint is written or read, so file names need no torch
-    import torch
 
 FORMAT = "mrl-checkpoint"
 #: Version 1 (mrl <= 0.1.0 before this module) pickled numpy arrays and is not read any more.
@@ -40,8 +38,6 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, model: torch.nn.Module, estimator: dict[str, Any],
                     progress: dict[str, Any], training: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint atomically (see the module docstring for its sections); return ``path``."""
-    import torch
-
     payload = {"format": FORMAT, "version": VERSION, "mrl_version": mrl.__version__,
                "model_params": model.model_params, "state_dict": model.state_dict(), "estimator": estimator,
                "progress": progress, "training": training}
@@ -52,8 +48,6 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, estimator: dict[st
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU with ``weights_only=True``; refuse other formats and versions."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here (is this a run folder that finished or was "

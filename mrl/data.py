@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mrl.io import write_table
+
 log = logging.getLogger(__name__)
 
 TableLike = Union[str, Path, pd.DataFrame]
@@ -728,8 +730,6 @@ def load_formulas(
 
 def save_formulas(data: FormulaData, directory: str | Path) -> dict[str, Path]:
     """Write ``formulas.parquet``, ``properties.parquet`` and ``materials.parquet`` atomically into ``directory``."""
-    from mrl.io import write_table
-
     directory = Path(directory)
     paths = {}
     for key, frame in (("formulas", data.formulas), ("properties", data.properties), ("materials", data.materials)):

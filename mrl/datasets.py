@@ -20,6 +20,7 @@ one formula per distinct composition and one measurement row per (T, P) point.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import shutil
@@ -29,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import KFold
 
 from mrl.data import DataError, FormulaData, load_formulas, save_formulas
 from mrl.descriptors import canonical_smiles, chemical_class
@@ -401,8 +403,6 @@ def vendor_liquid_viscosity(source_dir: str | Path, out_dir: str | Path | None =
     mtime 0, so the file is reproducible), ``compounds.csv`` (:func:`liquid_compound_table` of CheMixHub's
     compound table, plus its ``salt`` column) and ``LICENSE.chemixhub``. The README is written by hand.
     """
-    import gzip
-
     source, out = Path(source_dir), Path(out_dir) if out_dir is not None else liquid_data_dir()
     out.mkdir(parents=True, exist_ok=True)
     raw = (source / "published_logV.csv").read_bytes()
@@ -548,7 +548,5 @@ def matbench_folds(data: FormulaData, n_splits: int = 5,
                    random_state: int = MATBENCH_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
     """Matbench v0.1 folds: ``KFold(n_splits, shuffle=True, random_state)`` over the samples in dataset order;
     a list of ``(train_indices, test_indices)`` into ``data.properties`` rows."""
-    from sklearn.model_selection import KFold
-
     kfold = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return [(tr, te) for tr, te in kfold.split(np.arange(data.n_samples))]

@@ -27,7 +27,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
 
+from mrl.error_analysis import nearest_distances
 from mrl.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,10 @@ class Domain:
     # ------------------------------------------------------------------ distances
     def nearest_distance(self, matrix: sp.csr_matrix) -> np.ndarray:
         """L1 distance of each row's content fractions to the nearest training formula, shape ``(n,)``."""
-        from mrl.error_analysis import nearest_distances
-
         return nearest_distances(matrix, self.train_matrix)[0]
 
     def mixture_distance(self, mixtures: np.ndarray) -> np.ndarray:
         """Euclidean distance of each mixture vector to the nearest training mixture vector, shape ``(n,)``."""
-        from sklearn.neighbors import NearestNeighbors
-
         index = NearestNeighbors(n_neighbors=1).fit(self.train_mixtures)
         return index.kneighbors(np.asarray(mixtures, np.float32))[0][:, 0].astype(np.float64)
 

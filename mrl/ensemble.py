@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.neighbors import NearestNeighbors
 
 from mrl.analysis import vector_columns
@@ -43,8 +44,6 @@ def _fit_member(params: dict, k: int, train: FormulaData, eval_data: FormulaData
                 resume: bool, threads: int | None) -> tuple[int, int, str | None]:
     """Train member ``k`` into ``path`` (a worker-process entry point). Returns ``(k, step, signal)``: the
     signal's name when SIGINT/SIGTERM stopped it (its checkpoint is saved), else None."""
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     est = MixtureRegressor.from_params(RunParams.from_dict(params), progress=False)

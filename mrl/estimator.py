@@ -23,15 +23,19 @@ from mrl.checkpoint import (
     save_checkpoint,
 )
 from mrl.data import DataError, FormulaData, content_matrix, material_rows, prediction_input
+from mrl.features import FeatureScaler, material_features
+from mrl.init_vectors import set_initial_table
 from mrl.metrics import regression_metrics
 from mrl.model import MixtureModel, make_batch
-from mrl.params import check_conditions, check_constraints
+from mrl.params import RunParams, check_conditions, check_constraints
 from mrl.run_files import snapshots_path
 from mrl.splits import validation_split
-from mrl.train import LoopConfig, resolve_device, run_loop
+from mrl.train import LOSSES, LoopConfig, resolve_device, run_loop
 from mrl.transforms import resolve_target_transform
 
 log = logging.getLogger(__name__)
+#: The one table of defaults (:class:`mrl.params.RunParams`): the estimator's keyword defaults are read from it.
+_DEFAULTS = RunParams()
 #: Rows per forward pass when predicting.
 PREDICT_CHUNK = 8192
 
@@ -42,7 +46,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     A scikit-learn estimator: ``__init__`` stores its arguments unchanged, ``get_params``/``set_params``/
     :func:`sklearn.base.clone` work, and ``fit`` checks them against :data:`mrl.params.CHOICES` (the table
     :class:`mrl.params.RunParams` uses too). Parameters mirror the model and training sections of ``RunParams``
-    (a test keeps the defaults equal). ``unknown`` says what ``predict`` does with a material absent from the
+    (whose defaults are this signature's: one table of defaults). ``unknown`` says what ``predict`` does with a material absent from the
     training vocabulary: ``"error"`` or ``"zero"`` (treat it as a material with no influence).
 
     ``features`` (see :mod:`mrl.features`) adds known material features: each raw vector becomes ``g(x_i) + r_i``
@@ -52,19 +56,24 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
     """
 
-    def __init__(self, embedding_dim: int = 8, activation: str = "tanh", hidden: Sequence[int] = (128, 128),
-                 dropout: float = 0.0, head: str = "direct", temperature: str = "T",
-                 content_scale: str = "median", pin_origin: str | None = "auto", pin: Sequence[str] = (),
-                 tie: Mapping[str, str] | None = None, init_std: float = 1e-3,
-                 target_transform: str = "auto", aggregation: str = "embedding_bag", interaction: str = "none",
-                 features: str | None = None, feature_map: str = "linear",
-                 inverse_conditions: Sequence[str] = (), steps: int = 20000, batch_size: int = 256,
-                 lr: float = 3e-3, embedding_lr: float | None = None, weight_decay: float = 0.0,
-                 embedding_weight_decay: float = 1e-4, residual_weight_decay: float = 1e-3,
-                 lr_schedule: str = "cosine", loss: str = "mse", eval_every: int = 500,
-                 early_stopping: bool = False, validation_fraction: float = 0.1, patience: int = 10,
-                 snapshot_every: int = 500,
-                 checkpoint_every: int = 2000, seed: int = 0, device: str = "auto", unknown: str = "error",
+    def __init__(self, embedding_dim: int = _DEFAULTS.embedding_dim, activation: str = _DEFAULTS.activation,
+                 hidden: Sequence[int] = tuple(_DEFAULTS.hidden), dropout: float = _DEFAULTS.dropout,
+                 head: str = _DEFAULTS.head, temperature: str = _DEFAULTS.temperature,
+                 content_scale: str = _DEFAULTS.content_scale, pin_origin: str | None = _DEFAULTS.pin_origin,
+                 pin: Sequence[str] = tuple(_DEFAULTS.pin), tie: Mapping[str, str] | None = None,
+                 init_std: float = _DEFAULTS.init_std, target_transform: str = _DEFAULTS.target_transform,
+                 aggregation: str = _DEFAULTS.aggregation, interaction: str = _DEFAULTS.interaction,
+                 features: str | None = _DEFAULTS.features, feature_map: str = _DEFAULTS.feature_map,
+                 inverse_conditions: Sequence[str] = tuple(_DEFAULTS.inverse_conditions),
+                 steps: int = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size, lr: float = _DEFAULTS.lr,
+                 embedding_lr: float | None = _DEFAULTS.embedding_lr, weight_decay: float = _DEFAULTS.weight_decay,
+                 embedding_weight_decay: float = _DEFAULTS.embedding_weight_decay,
+                 residual_weight_decay: float = _DEFAULTS.residual_weight_decay,
+                 lr_schedule: str = _DEFAULTS.lr_schedule, loss: str = _DEFAULTS.loss,
+                 eval_every: int = _DEFAULTS.eval_every, early_stopping: bool = _DEFAULTS.early_stopping,
+                 validation_fraction: float = _DEFAULTS.validation_fraction, patience: int = _DEFAULTS.patience,
+                 snapshot_every: int = _DEFAULTS.snapshot_every, checkpoint_every: int = _DEFAULTS.checkpoint_every,
+                 seed: int = _DEFAULTS.seed, device: str = _DEFAULTS.device, unknown: str = "error",
                  progress: bool = True) -> None:
         self.embedding_dim = embedding_dim
         self.activation = activation
@@ -218,8 +227,6 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """The training loss on the validation part (standardised target), or None without early stopping."""
         if val_data is None:
             return None
-        from mrl.train import LOSSES
-
         matrix, cond = self.encode(val_data)
         y_val = np.array(val_data.target_values(self.target_), dtype=np.float32)  # a writable copy
         y = self.module_.target_to_scaled(torch.from_numpy(y_val).to(self.device_))
@@ -239,8 +246,6 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.feature_scaler_ = None
         if self.features is None:
             return None
-        from mrl.features import FeatureScaler, material_features
-
         raw = material_features(self.materials_, self.features)
         self.feature_scaler_ = FeatureScaler.fit(raw, what=f"features={self.features!r}")
         x = self.feature_scaler_.transform(raw, what=f"features={self.features!r}")
@@ -256,8 +261,6 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self._check_fitted()
         if self.feature_scaler_ is None:
             raise ValueError("this model was fitted without features")
-        from mrl.features import material_features
-
         what = f"features={self.features!r}"
         if self.features in ("columns", "supplier"):  # the fitted columns only; other columns are not read
             wanted = set(self.feature_scaler_.columns) | set(self.feature_scaler_.gaps)
@@ -282,8 +285,6 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         if features is not None:
             module.set_features(features)
         if initial_table is not None:
-            from mrl.init_vectors import set_initial_table
-
             set_initial_table(module, initial_table)
         return module
 
@@ -456,8 +457,6 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         est.wall_s_ = ckpt["progress"]["wall_s"]
         est.best_step_ = ckpt["progress"].get("best_step")
         est.stopped_step_ = ckpt["progress"].get("stopped_step")
-        from mrl.features import FeatureScaler
-
         scaler = state.get("feature_scaler")
         est.feature_scaler_ = None if scaler is None else FeatureScaler.from_state(scaler)
         return est

@@ -35,16 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrl.params import CHOICES
+from mrl.params import check_constraints
 
-ACTIVATIONS = CHOICES["activation"]
-CONTENT_SCALES = CHOICES["content_scale"]
-AGGREGATIONS = CHOICES["aggregation"]
-HEADS = CHOICES["head"]
 #: Transforms a fitted model applies (``auto`` is resolved before, by :mod:`mrl.transforms`).
 TARGET_TRANSFORMS = ("none", "log10")
-INTERACTIONS = CHOICES["interaction"]
-FEATURE_MAPS = CHOICES["feature_map"]
 #: Width of the hidden layer of the ``"mlp"`` feature map.
 FEATURE_HIDDEN = 64
 #: Predictions are clipped to the training target range widened by this share of it (transformed units).
@@ -254,18 +248,8 @@ class MixtureModel(nn.Module):
                  interaction: str = "none", tied_to: Sequence[int] | None = None, n_features: int = 0,
                  feature_map: str = "linear") -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if content_scale not in CONTENT_SCALES:
-            raise ValueError(f"content_scale must be one of {CONTENT_SCALES}, got {content_scale!r}")
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-        if interaction not in INTERACTIONS:
-            raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        if feature_map not in FEATURE_MAPS:
-            raise ValueError(f"feature_map must be one of {FEATURE_MAPS}, got {feature_map!r}")
+        check_constraints({"activation": activation, "content_scale": content_scale, "aggregation": aggregation,
+                           "interaction": interaction, "head": head, "feature_map": feature_map}, "MixtureModel")
         if n_features < 0:
             raise ValueError(f"n_features must be >= 0, got {n_features}")
         if head == "vft" and n_conditions < 1:

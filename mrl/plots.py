@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import colors as mcolors
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from mrl.analysis import align, families, material_ids, material_names, usage
 from mrl.io import atomic_path, write_text
@@ -123,8 +126,6 @@ def _place_labels(fig: Figure, ax, xy: np.ndarray, names: np.ndarray, order: np.
                   fontsize: float = 7) -> int:
     """Label up to ``k`` materials of ``order`` (most important first) whose point lies inside the axes' limits,
     skipping any label that would overlap one already placed; return the number placed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     if k <= 0:
         return 0
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
@@ -338,8 +339,6 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
     if color_by == "family":
         pal = _family_palette(_family_labels(meta))
         if len(pal) > 1:
-            from matplotlib.lines import Line2D
-
             handles = [Line2D([], [], marker="o", ls="", color=c, label=str(f)) for f, c in pal.items()]
             fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
     fig.suptitle("Material vectors during training (one projection for all panels; + marks the origin)"
@@ -351,9 +350,6 @@ def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Pat
                         fps: int = 3, influence=None, dpi: int = 100, origin: Sequence[float] | None = None,
                         view: str | None = None) -> Path:
     """Write an animated GIF of the material map over training steps (atomically, via :func:`mrl.io.atomic_path`)."""
-    from matplotlib.animation import FuncAnimation, PillowWriter
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     path = Path(path)
     cube, steps, meta = _frame_arrays(frames, emb)
     fig, axes = new_figure(figsize=(7.5, 6.5))
@@ -373,8 +369,6 @@ def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Pat
     if kind == "family":
         pal = _family_palette(values)
         cols = np.array([pal[v] for v in values])
-        from matplotlib.lines import Line2D
-
         if len(pal) > 1:
             ax.legend(handles=[Line2D([], [], marker="o", ls="", color=c, label=str(f)) for f, c in pal.items()],
                       fontsize="x-small", loc="upper left")

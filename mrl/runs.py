@@ -13,18 +13,22 @@ import subprocess
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import sklearn
+import torch
 import yaml
 
 import mrl
 from mrl.data import FormulaData, load_formulas, material_rows
-from mrl.ensemble import neighbour_stability
-from mrl.io import read_json, write_json, write_table, write_text
+from mrl.datasets import DATASETS, load_dataset
+from mrl.ensemble import fit_members, neighbour_stability
+from mrl.estimator import MixtureRegressor
+from mrl.io import atomic_dir, read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams, check_conditions
+from mrl.predict import Predictor, calibrated_predictor, member_predictions
 from mrl.run_files import (
     ADAPT,
     CHECKPOINT,
@@ -40,10 +44,10 @@ from mrl.run_files import (
     member_dir,
 )
 from mrl.splits import hold_out_calibration, make_split
-
-if TYPE_CHECKING:  # importing torch takes seconds; reading a run folder does not need it
-    from mrl.estimator import MixtureRegressor
-    from mrl.predict import Predictor
+from mrl.synth import make_lab
+from mrl.train import resolve_device
+from mrl.transforms import resolve_target_transform
+from mrl.uncertainty import LEVELS, coverage, from_model_units, interval, member_summary
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +74,6 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     spec = params.data
     truth = None
     if spec.startswith("synth:"):
-        from mrl.synth import make_lab
-
         data, truth = make_lab(spec.split(":", 1)[1], seed=params.data_seed,
                                supplier_sheet=params.features == "supplier")
     elif Path(spec).is_dir():
@@ -84,8 +86,6 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
         truth_path = _find_table(folder, "truth")
         truth = _read_table(truth_path) if truth_path else None
     else:
-        from mrl.datasets import DATASETS, load_dataset
-
         if spec not in DATASETS:
             raise ValueError(f"data {spec!r}: not 'synth:<preset>', not a folder, and not a registered dataset "
                              f"({sorted(DATASETS)})")
@@ -109,9 +109,6 @@ def _git_sha() -> str | None:
 
 
 def _provenance() -> dict:
-    import sklearn
-    import torch
-
     return {"mrl": mrl.__version__, "git_sha": _git_sha(), "python": platform.python_version(),
             "torch": str(torch.__version__), "numpy": np.__version__, "pandas": pd.__version__,
             "sklearn": sklearn.__version__}
@@ -216,9 +213,6 @@ def plan_run(params: RunParams) -> RunPlan:
     """Load and check everything a run needs, without training: data, target and its transform, conditions,
     split, pinned and tied materials, device. Raises ValueError (or :class:`mrl.data.DataError`, or FileNotFoundError)
     naming what is wrong; collects warnings (tiny data) in :attr:`RunPlan.warnings`."""
-    from mrl.train import resolve_device  # imports torch
-    from mrl.transforms import resolve_target_transform
-
     device = str(resolve_device(params.device))
     data, truth = resolve_data(params)
     target = data.targets[0]
@@ -354,9 +348,6 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     * :class:`mrl.train.TrainingInterrupted` (Ctrl-C, SIGTERM) propagates after the loop saved a checkpoint; the
       folder is kept for ``resume``.
     """
-    from mrl.estimator import MixtureRegressor
-    from mrl.io import atomic_dir
-
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other")
     out = run_dir(params)
@@ -401,16 +392,6 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
 def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> None:
     """Write the run's inputs (unless they are there), train (or continue) its members and write its results:
     predictions with calibrated intervals, calibration and domain files, vectors; metrics last."""
-    from mrl.ensemble import fit_members
-    from mrl.predict import calibrated_predictor, member_predictions
-    from mrl.uncertainty import (
-        LEVELS,
-        coverage,
-        from_model_units,
-        interval,
-        member_summary,
-    )
-
     params, data, split = plan.params, plan.data, plan.split
     if not (resume and (folder / SPLIT).exists()):
         write_table(pd.DataFrame({"sample": np.arange(data.n_samples), "formula_id": data.properties["formula_id"],
@@ -514,15 +495,11 @@ class Run:
     @cached_property
     def estimator(self) -> MixtureRegressor:
         """The trained model (member 0 of an ensemble), rebuilt from the checkpoint (imports torch on first use)."""
-        from mrl.estimator import MixtureRegressor
-
         return MixtureRegressor.load(self.path / CHECKPOINT)
 
     @cached_property
     def predictor(self) -> Predictor:
         """All members with the run's calibration and domain (:class:`mrl.predict.Predictor`)."""
-        from mrl.predict import Predictor
-
         return Predictor.from_folder(self.path)
 
     def predict(self, formulas: pd.DataFrame | str | Path, conditions: pd.DataFrame | str | Path | None = None,

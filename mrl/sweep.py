@@ -60,6 +60,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +70,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
+from mrl.error_analysis import log10_metrics
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.params import RunParams
 from mrl.run_files import METRICS, PREDICTIONS
@@ -213,7 +215,10 @@ class Sweep:
         parameters = {}
         for nb in notebooks:
             names = declared[nb]
-            given = {k: v for k, v in values.items() if k in names}
+            # every run parameter a notebook declares gets the value the point resolves (RunParams' default where
+            # the sweep file is silent), so point.yaml records what the notebooks used
+            given = {k: params[k] if k in params else v for k, v in values.items() if k in names}
+            given.update({k: params[k] for k in names if k in params and k not in ("name", "runs_dir")})
             rest = {k: v for k, v in values.items() if k not in names}
             if EXTRA in names and rest:
                 given[EXTRA] = rest
@@ -546,8 +551,6 @@ def _dask_task(point: Point, notebooks_dir: str, cwd: str) -> dict[str, Any]:
 def _execute_dask(todo: list[Point], sweep: Sweep, scheduler: str) -> None:
     """Run ``todo`` as tasks of a dask.distributed cluster (one task per point, no retries: a failed point is
     recorded, as with the pool). A task that raises (its worker died, say) gets an ``error.txt`` here."""
-    import uuid
-
     distributed = _import_distributed()
     todo = [dataclasses.replace(p, folder=p.folder.resolve()) for p in todo]  # workers may run elsewhere
     notebooks_dir, cwd = str(Path(sweep.notebooks_dir).resolve()), os.getcwd()
@@ -614,8 +617,6 @@ def write_summary(sweep: Sweep, points: list[Point] | None = None) -> pd.DataFra
 
 def _log10_columns(predictions_path: Path) -> dict[str, float]:
     """``<split>_mae_log10`` and ``<split>_r2_log10`` from a run's predictions (nothing when not all positive)."""
-    from mrl.error_analysis import log10_metrics
-
     if not predictions_path.exists():
         return {}
     table = log10_metrics(pd.read_parquet(predictions_path))

@@ -34,7 +34,7 @@ from mrl.checkpoint import (
     save_snapshots,
 )
 from mrl.model import MixtureModel, make_batch
-from mrl.params import check_device_name
+from mrl.params import RunParams, check_device_name
 from mrl.run_files import snapshots_path
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,10 @@ class LoopConfig:
     snapshot_every: int
     checkpoint_every: int
     seed: int
-    loss: str = "mse"
-    residual_weight_decay: float = 1e-3
-    early_stopping: bool = False
-    patience: int = 10
+    loss: str = RunParams.loss
+    residual_weight_decay: float = RunParams.residual_weight_decay
+    early_stopping: bool = RunParams.early_stopping
+    patience: int = RunParams.patience
 
     @classmethod
     def from_params(cls, params: dict) -> "LoopConfig":

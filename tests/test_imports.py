@@ -83,3 +83,60 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_run_file_names_module_is_the_ground_floor():
     assert import_graph()["mrl.run_files"] == set()
+
+
+# ----- one table of defaults: RunParams ------------------------------------------------------------------------
+def test_the_estimator_and_the_loop_take_their_defaults_from_run_params():
+    import inspect
+    from dataclasses import MISSING, fields
+
+    from mrl.estimator import MixtureRegressor
+    from mrl.params import RunParams
+    from mrl.train import LoopConfig
+
+    defaults = RunParams().to_dict()
+    signature = inspect.signature(MixtureRegressor.__init__).parameters
+    shared = [k for k in signature if k in defaults]
+    assert len(shared) >= 30
+    for key in shared:
+        value = signature[key].default
+        expected = defaults[key]
+        if key == "tie":
+            assert value is None and expected == {}
+        else:
+            assert (list(value) if isinstance(value, tuple) else value) == expected, key
+    for f in fields(LoopConfig):
+        if f.default is not MISSING:
+            assert f.default == defaults[f.name], f.name
+
+
+def test_the_notebooks_parameter_cells_hold_run_params_defaults():
+    from mrl.params import RunParams
+    from mrl.sweep import notebook_parameters
+
+    defaults = RunParams().to_dict()
+    checked = 0
+    for notebook in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        for key, spec in notebook_parameters(notebook).items():
+            if key in defaults and key not in ("name", "runs_dir"):  # notebooks' own folder defaults
+                assert ast.literal_eval(spec["default"]) == defaults[key], f"{notebook.name}: {key}"
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_sweep_point_passes_run_params_defaults_to_the_notebooks_and_records_them(tmp_path):
+    import yaml
+
+    from mrl.params import RunParams
+    from mrl.sweep import load_sweep
+
+    spec = {"name": "s", "data_notebook": None, "notebooks": ["02_train"], "base": {"steps": 30},
+            "grid": {"embedding_dim": [2]}, "point_name": "d{embedding_dim}"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    (point,) = load_sweep(path, runs_dir=str(tmp_path)).points()
+    given = point.parameters["02_train"]
+    defaults = RunParams().to_dict()
+    assert given["steps"] == 30 and given["embedding_dim"] == 2
+    for key in ("eval_every", "snapshot_every", "checkpoint_every", "lr", "batch_size", "seed"):
+        assert given[key] == defaults[key] == point.params[key], key

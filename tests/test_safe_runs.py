@@ -19,7 +19,8 @@ from conftest import tiny_tables
 from mrl.cli import main
 from mrl.io import atomic_dir, read_json
 from mrl.params import RunParams
-from mrl.runs import CHECKPOINT, METRICS, PARAMS, plan_run, run_experiment
+from mrl.run_files import CHECKPOINT, METRICS, PARAMS
+from mrl.runs import plan_run, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A few tens of steps on 30 materials / 600 formulas: seconds.

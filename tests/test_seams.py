@@ -11,9 +11,10 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from mrl.checkpoint import CheckpointError, load_checkpoint, snapshots_path
+from mrl.checkpoint import CheckpointError, load_checkpoint
 from mrl.estimator import MixtureRegressor
 from mrl.params import CHOICES, RunParams, load_params
+from mrl.run_files import snapshots_path
 from mrl.train import LOSSES, LoopConfig, TrainingInterrupted, resolve_device
 from mrl.transforms import resolve_target_transform
 
