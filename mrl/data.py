@@ -11,9 +11,17 @@ A data set is three tables:
 * ``materials`` (optional): ``material_id`` plus descriptive columns (``name``, ``family``...).
 
 Files may be CSV (``,``/``;``/tab separated, decimal point or decimal comma, UTF-8 or cp1252/latin-1; detected from
-the first lines, see :func:`read_table`), gzipped CSV, Parquet or Excel ``.xlsx``. Nothing is trained on silently
-wrong data: every bad input raises :class:`DataError` naming the file, the 0-based data row (plus the line of a
-text file or the row of a sheet) and the column.
+the first lines, see :func:`read_table`), gzipped CSV, Parquet or Excel ``.xlsx``; a data set may also be one
+workbook with sheets ``formulas``/``properties``/``materials``, a folder of such files, or one *wide* sheet (one row
+per formula, one column per material); see :mod:`mrl.workbook` and :func:`load_formulas`. Nothing is trained on
+silently wrong data: every bad input raises :class:`DataError` naming the file, the 0-based data row (plus the line
+of a text file, or the sheet and its Excel row) and the column.
+
+Numbers written as text are read by :func:`parse_number`'s rules, each reading logged: ``12%`` -> 12, a decimal
+comma ``1,5`` -> 1.5 (when the table's decimal mark is a comma, or in a sheet when it is not set), ``<0.1``
+(below a detection limit) -> an error unless ``below_limit`` says how to read it, ``tr``/``n.d.``/``q.s.`` -> an
+error unless ``text_values`` maps them; a date in a numeric column is an error. Headers are matched forgivingly:
+``content (%)``, ``Content`` or ``Formula ID`` are read as ``content``/``formula_id`` with a logged note.
 
 Everything is validated once and kept columnar: the material vocabulary is the row order of ``materials`` and the
 formula x material content matrix is a ``scipy.sparse.csr_matrix``.
@@ -25,11 +33,10 @@ import gzip
 import io
 import logging
 import re
-import zipfile
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -37,7 +44,40 @@ import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
-TableLike = Union[str, Path, pd.DataFrame]
+
+class Label(str):
+    """A table's name in messages (the path, or ``path, sheet 'name'``), which also knows where each data row sits
+    in the source (``rows[i]``, e.g. ``Excel row 7``; None: the line of a text file), the sheet column letter of each
+    column (``columns``) and the decimal mark its text numbers use (None: not fixed)."""
+
+    rows: Sequence[str] | None
+    columns: Mapping[str, str]
+    decimal: str | None
+
+    def __new__(cls, text: str, rows: Sequence[str] | None = None, columns: Mapping[str, str] | None = None,
+                decimal: str | None = None) -> "Label":
+        """The label ``text`` with its row locations, column letters and decimal mark."""
+        label = super().__new__(cls, text)
+        label.rows, label.columns, label.decimal = rows, dict(columns or {}), decimal
+        return label
+
+    #: Sheet column letter of each column by position (sheets only; several columns may share a header).
+    letters: Sequence[str] | None = None
+
+    def subset(self, positions: Sequence[int] | np.ndarray) -> "Label":
+        """The label of the table's rows at ``positions`` (in that order)."""
+        rows = None if self.rows is None else [self.rows[int(i)] for i in positions]
+        return Label(str(self), rows, self.columns, self.decimal)
+
+
+class LabelledTable(NamedTuple):
+    """A table already read, with its :class:`Label` (passed anywhere a path or DataFrame is taken)."""
+
+    frame: pd.DataFrame
+    label: str
+
+
+TableLike = Union[str, Path, pd.DataFrame, LabelledTable]
 FORMULA_COLUMNS = ("formula_id", "material_id", "content")
 ID_COLUMNS = ("formula_id", "material_id")
 SPLIT_VALUES = ("train", "eval", "test")
@@ -54,6 +94,11 @@ DUPLICATE_POLICIES = ("error", "sum")
 CONTENT_UNITS = ("auto", "percent", "fraction")
 #: Median formula sum above which ``content_unit="auto"`` reads contents as percent.
 PERCENT_THRESHOLD = 1.5
+#: How a cell ``<x`` (below a detection limit) is read: an error, x / 2, 0, or x.
+BELOW_LIMIT_POLICIES = ("error", "half", "zero", "limit")
+#: Columns a table read by name must have (its header row is the first row holding them; see :mod:`mrl.workbook`).
+REQUIRED_COLUMNS = {"formulas": FORMULA_COLUMNS, "formula": FORMULA_COLUMNS, "properties": ("formula_id",),
+                    "conditions": ("formula_id",), "materials": ("material_id",), "candidates": ("material_id",)}
 _SNIFF_LINES = 50
 _TEXT_SUFFIXES = (".csv", ".csv.gz")
 
@@ -79,20 +124,29 @@ def read_table(table: TableLike, name: str = "table", *, sep: str | None = None,
     is a comma when the separator is not ``,`` and the first lines hold values like ``1,5``. ``sep``/``decimal``
     override the detection. Text that is not UTF-8 is read as cp1252 (else latin-1) with a warning. Only empty
     fields are missing values: ``NA`` or ``n/a`` stay text (a material may be called ``NA``; a target ``n/a`` is
-    reported, not dropped). ``sheet`` picks an ``.xlsx`` sheet by name or position (default: the first).
+    reported, not dropped). ``sheet`` picks an ``.xlsx`` sheet by name (any case) or position (default: the sheet
+    called ``name``, else the first); sheets are read by :func:`mrl.workbook.read_sheet` (title rows, a units row,
+    blank rows and columns, total rows and merged cells handled there, each logged).
 
     Raises:
         FileNotFoundError: no such file.
         DataError: unsupported file type, empty file, no data rows, a line with more fields than the header,
             an unreadable file; the message names the file.
     """
-    if isinstance(table, pd.DataFrame):
+    if isinstance(table, LabelledTable):
+        frame, label = table.frame.reset_index(drop=True), table.label
+    elif isinstance(table, pd.DataFrame):
         frame, label = table.reset_index(drop=True), f"<{name} DataFrame>"
     else:
         path = Path(table)
         if not path.exists():
             raise FileNotFoundError(f"{name} file not found: {path}")
-        frame, label = _read_file(path, sep, decimal, sheet), str(path)
+        if _suffix(path).endswith(".xlsx") and path.stat().st_size:
+            from mrl.workbook import read_sheet
+
+            frame, label = read_sheet(path, sheet, name, REQUIRED_COLUMNS.get(name, ()))
+        else:
+            frame, label = _read_file(path, sep, decimal, sheet)
     _require_unique_columns(frame, label)
     return frame, label
 
@@ -120,22 +174,22 @@ def _suffix(path: Path) -> str:
     return "".join(path.suffixes[-2:]).lower()
 
 
-def _read_file(path: Path, sep: str | None, decimal: str | None, sheet: str | int | None) -> pd.DataFrame:
+def _read_file(path: Path, sep: str | None, decimal: str | None, sheet: str | int | None
+               ) -> tuple[pd.DataFrame, Label]:
     """Read one file by its suffix; empty files and files without data rows are errors."""
     suffix = _suffix(path)
     if not suffix.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".xlsx")):
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .csv.gz, .parquet or .xlsx")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+    label = Label(str(path))
     if suffix.endswith((".parquet", ".pq")):
         frame = _read_parquet(path)
-    elif suffix.endswith(".xlsx"):
-        frame = _read_excel(path, sheet)
     else:
-        frame = _read_csv(path, sep, decimal)
+        frame, label = _read_csv(path, sep, decimal)
     if len(frame) == 0:
         raise DataError(f"{path}: no data rows (columns {list(frame.columns)})")
-    return frame.reset_index(drop=True)
+    return frame.reset_index(drop=True), label
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -146,23 +200,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a readable Parquet file ({err})") from err
 
 
-def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
-    """One sheet of an ``.xlsx`` workbook (the first by default), identifiers kept as text."""
-    try:
-        book = pd.ExcelFile(path, engine="openpyxl")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .xlsx file ({err})") from err
-    with book:
-        names = book.sheet_names
-        chosen = 0 if sheet is None else sheet
-        if not (chosen in names or (isinstance(chosen, int) and -len(names) <= chosen < len(names))):
-            raise DataError(f"{path}: no sheet {sheet!r}; sheets: {names}")
-        frame = pd.read_excel(book, sheet_name=chosen, dtype={c: str for c in ID_COLUMNS})
-    log.info("%s: read sheet %r", path, chosen if isinstance(chosen, str) else names[chosen])
-    return _drop_trailing_empty_rows(frame)
-
-
-def _read_csv(path: Path, sep: str | None, decimal: str | None) -> pd.DataFrame:
+def _read_csv(path: Path, sep: str | None, decimal: str | None) -> tuple[pd.DataFrame, Label]:
     """A CSV file (optionally gzipped): decode, detect separator and decimal mark, parse."""
     try:
         raw = gzip.decompress(path.read_bytes()) if _suffix(path).endswith(".gz") else path.read_bytes()
@@ -172,7 +210,7 @@ def _read_csv(path: Path, sep: str | None, decimal: str | None) -> pd.DataFrame:
     if not text.strip():
         raise DataError(f"{path}: empty file (no header line)")
     sep, decimal = _sniff(text, sep, decimal, str(path))
-    return _parse_csv(text, sep, decimal, str(path))
+    return _parse_csv(text, sep, decimal, str(path)), Label(str(path), decimal=decimal)
 
 
 def _decode(raw: bytes, label: str) -> str:
@@ -252,7 +290,11 @@ def _drop_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
 # Validating columns
 # --------------------------------------------------------------------------------------------------------------
 def _row_text(label: str, row: int) -> str:
-    """``row R`` plus ``(line N)`` for text files or ``(sheet row N)`` for ``.xlsx`` (the header is line 1)."""
+    """``row R`` plus ``(line N)`` for text files, ``(Excel row N)`` for a sheet (see :class:`Label`) or
+    ``(sheet row N)`` for ``.xlsx`` (the header is line 1)."""
+    rows = getattr(label, "rows", None)
+    if rows is not None:
+        return f"row {row} ({rows[row]})" if 0 <= row < len(rows) else f"row {row}"
     if label.lower().endswith(_TEXT_SUFFIXES):
         return f"row {row} (line {row + 2})"
     if label.lower().endswith(".xlsx"):
@@ -274,6 +316,34 @@ def _require_unique_columns(frame: pd.DataFrame, label: str) -> None:
     dup = frame.columns[frame.columns.duplicated()]
     if len(dup):
         raise DataError(f"{label}: column(s) {sorted(map(str, set(dup)))} appear more than once")
+
+
+def column_key(name: object) -> str:
+    """A header as it is matched: a trailing unit in brackets dropped (``content (%)``, ``viscosity [cP]``), lower
+    case, spaces, dots and dashes as ``_`` (``Formula ID`` -> ``formula_id``)."""
+    text = re.sub(r"\s*[(\[][^()\[\]]*[)\]]\s*$", "", str(name).strip())
+    return re.sub(r"[\s.\-]+", "_", text.strip().lower()).strip("_")
+
+
+def match_columns(frame: pd.DataFrame, names: Sequence[str], label: str) -> pd.DataFrame:
+    """``frame`` with each of ``names`` it lacks taken from the one column whose :func:`column_key` is the name's
+    (``content (%)`` read as ``content``), with a logged note; two such columns are an error naming both."""
+    renames = {}
+    for name in dict.fromkeys(names):
+        if name in frame.columns or name in renames.values():
+            continue
+        found = [c for c in frame.columns if column_key(c) == column_key(name) and c not in renames]
+        if len(found) > 1:
+            raise DataError(f"{label}: columns {found} could each be {name!r}; rename one of them")
+        if found:
+            renames[found[0]] = name
+    if renames:
+        log.info("%s: column(s) read by name: %s", label, ", ".join(f"{old!r} as {new!r}"
+                                                                     for old, new in renames.items()))
+        frame = frame.rename(columns=renames)
+        if isinstance(label, Label) and label.columns:
+            label.columns.update({new: label.columns[old] for old, new in renames.items() if old in label.columns})
+    return frame
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
@@ -303,16 +373,159 @@ def _safe_float(value: object) -> float:
         return float("inf") if isinstance(value, int) else float("nan")
 
 
-def _require_numeric(frame: pd.DataFrame, column: str, label: str, allow_nan: bool = False) -> np.ndarray:
-    """Return ``frame[column]`` as float64, raising on text, NaN (unless allowed) or infinities."""
-    raw = frame[column]
-    values = _to_float(raw)
-    bad_text = values.isna() & raw.notna()
-    if bad_text.any():
-        row = _first_row(frame, bad_text)
+@dataclass(frozen=True)
+class CellRules:
+    """How text in a numeric column is read (see :func:`parse_number`).
+
+    Attributes:
+        decimal: decimal mark of text numbers: ``","`` reads ``1,5`` as 1.5; ``"."`` makes it an error; None (the
+            default) takes the table's own mark (a CSV's detected one; a sheet has none: there an unambiguous
+            ``1,5`` is read as 1.5 with a note, while ``1,234`` stays an error).
+        below_limit: a cell ``<0.1`` (below a detection limit): ``"error"`` (default), ``"half"`` (0.05),
+            ``"zero"`` or ``"limit"`` (0.1).
+        text_values: text read as a number, e.g. ``{"tr": 0.01, "n.d.": 0}`` (keys matched ignoring case).
+    """
+
+    decimal: str | None = None
+    below_limit: str = "error"
+    text_values: Mapping[str, float] = field(default_factory=dict)
+
+
+DEFAULT_RULES = CellRules()
+_NUMBER = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?"
+_PERCENT = re.compile(rf"({_NUMBER})\s*%")
+_BELOW = re.compile(rf"<\s*({_NUMBER})\s*%?")
+_ABOVE = re.compile(rf">\s*({_NUMBER})\s*%?")
+_DATE_TEXT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+_TEXT_MARKERS = {
+    "tr": "a trace marker", "tr.": "a trace marker", "trace": "a trace marker", "traces": "a trace marker",
+    "n.d.": "'not detected'", "n.d": "'not detected'", "nd": "'not detected'", "n.n.": "'not detected'",
+    "q.s.": "'quantum satis' (the balance)", "qs": "'quantum satis' (the balance)",
+    "q.s": "'quantum satis' (the balance)", "ad": "'ad' (the balance)", "bal": "'balance'", "bal.": "'balance'",
+    "balance": "'balance'", "rest": "'the rest'",
+}
+_NOTES = {"percent": "read as percent ('12%' -> 12)", "decimal comma": "with a decimal comma read as numbers",
+          "text": "numbers stored as text read as numbers", "below limit": "below a detection limit ('<x') read as "
+          "{policy}", "mapped": "read through text_values"}
+
+
+class _CellProblem(ValueError):
+    """Why one cell is not a number (a phrase)."""
+
+
+def _plain_number(text: str, decimal: str | None) -> tuple[float, str]:
+    """A bare number in text, with ``text`` or ``decimal comma`` as how it was read."""
+    if "," not in text:
+        return float(text), "text"
+    if decimal != "." and "." not in text and _DECIMAL_COMMA.fullmatch(text) and (
+            decimal == "," or not _THOUSANDS.fullmatch(text)):
+        return float(text.replace(",", ".")), "decimal comma"
+    raise ValueError(text)
+
+
+def parse_number(value: object, rules: CellRules = DEFAULT_RULES, decimal: str | None = None) -> tuple[float, str]:
+    """One cell of a numeric column as a float, with how it was read: ``number``, ``text`` (a number stored as
+    text), ``percent`` (``12%`` -> 12), ``decimal comma`` (``1,5`` -> 1.5; see :class:`CellRules`), ``below
+    limit`` (``<0.1``, by ``rules.below_limit``), ``mapped`` (``rules.text_values``) or ``missing`` (NaN).
+
+    ``decimal`` is the table's own decimal mark (``rules.decimal`` wins when set).
+
+    Raises:
+        ValueError: the cell is not a number; the message says why (a date, ``<0.1`` without a
+            ``below_limit``, a marker such as ``tr``, ``n.d.`` or ``q.s.``, a thousands separator, a decimal comma
+            where the decimal mark is a point, a unit, text).
+    """
+    decimal = rules.decimal or decimal
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return float("nan"), "missing"
+    if isinstance(value, (datetime, date, time, pd.Timestamp)):
+        raise _CellProblem(f"a date or time ({value}); the sheet turned a number into a date: format the column "
+                           f"as Number and type the value again")
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return _safe_float(value), "number"
+    text = str(value).replace("\u00a0", " ").strip()
+    low = text.lower()
+    mapped = {str(k).strip().lower(): v for k, v in rules.text_values.items()}
+    if text == "":
+        return float("nan"), "missing"
+    if low in mapped:
+        return float(mapped[low]), "mapped"
+    if low in _TEXT_MARKERS:
+        raise _CellProblem(f"{_TEXT_MARKERS[low]}, not a number; write the amount, or map it with text_values "
+                           f"(e.g. text_values: {{{text!r}: 0}})")
+    below = _BELOW.fullmatch(text)
+    if below:
+        if rules.below_limit == "error":
+            raise _CellProblem("below a detection limit; write a value, or set below_limit (half, zero or limit)")
+        limit = _plain_number(below.group(1), decimal)[0]
+        return {"half": limit / 2, "zero": 0.0, "limit": limit}[rules.below_limit], "below limit"
+    if _ABOVE.fullmatch(text):
+        raise _CellProblem("above a measuring limit ('>x'); write a value or leave the measurement out")
+    percent = _PERCENT.fullmatch(text)
+    try:
+        if percent:
+            return _plain_number(percent.group(1), decimal)[0], "percent"
+        return _plain_number(text, decimal)
+    except ValueError:
+        pass
+    if _DATE_TEXT.fullmatch(text):
+        raise _CellProblem("a date, not a number")
+    kind = _number_kind(text)
+    if kind == "decimal comma" and decimal == ".":
+        raise _CellProblem(f"{_HINTS[kind].strip()[1:-1]}; the decimal mark here is '.'")
+    raise _CellProblem(_HINTS[kind].strip()[1:-1] if kind else "text, not a number")
+
+
+def _parse_numbers(raw: pd.Series, column: str, label: str, rules: CellRules) -> pd.Series:
+    """A column as float64 by :func:`parse_number`; the first cell (in row order) that is not a number is an error
+    naming its row and why; how text cells were read is logged once per column."""
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return _to_float(raw)
+    decimal = getattr(label, "decimal", None)
+    parsed: dict[object, tuple[float, str] | str] = {}
+    keys = [_cell_key(v) for v in raw.to_numpy(dtype=object)]
+    for key, value in zip(keys, raw.to_numpy(dtype=object)):
+        if key not in parsed:
+            try:
+                parsed[key] = parse_number(value, rules, decimal)
+            except ValueError as err:
+                parsed[key] = str(err)
+    results = [parsed[k] for k in keys]
+    bad = np.array([isinstance(r, str) for r in results])
+    if bad.any():
+        row = _first_row(raw.to_frame(), bad)
         value = raw.loc[row]
-        raise DataError(f"{_where(label, row)}, column {column!r}: value {value!r} is not a number"
-                        f"{_number_problem(value)}")
+        raise DataError(f"{_where(label, row)}, column {_column_text(label, column)}: value {value!r} is not a "
+                        f"number ({results[int(np.flatnonzero(bad)[0])]})")
+    how = pd.Series([r[1] for r in results], index=raw.index)
+    for kind in ("percent", "decimal comma", "text", "below limit", "mapped"):
+        hit = how == kind
+        if hit.any():
+            row = _first_row(raw.to_frame(), hit)
+            note = _NOTES[kind].format(policy=rules.below_limit)
+            log.info("%s, column %s: %d cell(s) %s; the first: %r at %s", label, _column_text(label, column),
+                     int(hit.sum()), note, raw.loc[row], _row_text(label, row))
+    return pd.Series([r[0] for r in results], index=raw.index, dtype=np.float64)
+
+
+def _cell_key(value: object) -> object:
+    """A hashable key that is equal for equal cells (every missing value is one key)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "\x00missing"
+    return (type(value).__name__, value) if isinstance(value, (str, int, float)) else repr(value)
+
+
+def _column_text(label: str, column: str) -> str:
+    """``'content'``, or ``C 'content'`` when the table's sheet column letter is known."""
+    letter = getattr(label, "columns", {}).get(column)
+    return f"{letter} {column!r}" if letter else repr(column)
+
+
+def _require_numeric(frame: pd.DataFrame, column: str, label: str, allow_nan: bool = False,
+                     rules: CellRules = DEFAULT_RULES) -> np.ndarray:
+    """Return ``frame[column]`` as float64 (text read by :func:`parse_number`), raising on text that is not a
+    number, NaN (unless allowed) or infinities."""
+    values = _parse_numbers(frame[column], column, label, rules)
     arr = values.to_numpy(dtype=np.float64)
     if not allow_nan and np.isnan(arr).any():
         raise DataError(f"{_where(label, _first_row(frame, np.isnan(arr)))}, column {column!r}: missing value (NaN)")
@@ -322,8 +535,11 @@ def _require_numeric(frame: pd.DataFrame, column: str, label: str, allow_nan: bo
 
 
 def _ids(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
-    """Identifiers as stripped strings; empty or missing ids are errors."""
+    """Identifiers as stripped strings (a whole number typed in a sheet, ``7.0``, is ``7``); empty or missing ids
+    are errors."""
     ids = frame[column]
+    if ids.dtype == object:
+        ids = ids.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     text = ids.astype(str).str.strip()
     missing = ids.isna() | (text == "")
     if missing.any():
@@ -516,16 +732,17 @@ def _check_duplicates(forms: pd.DataFrame, label: str, policy: str) -> None:
                 label, int(later.sum()), fid, mid, _row_text(label, first), _row_text(label, row))
 
 
-def _read_formulas(formulas: TableLike, duplicates: str, read: dict) -> tuple[pd.DataFrame, str]:
+def _read_formulas(formulas: TableLike, duplicates: str, read: dict, rules: CellRules) -> tuple[pd.DataFrame, str]:
     """The formulas table with string ids and float contents (index = data row); checks columns, ids, numbers,
     signs and duplicate (formula, material) rows."""
     forms, label = read_table(formulas, "formulas", **read)
+    forms = match_columns(forms, FORMULA_COLUMNS, label)
     _require_columns(forms, FORMULA_COLUMNS, label)
     _require_rows(forms, label)
     forms = forms[list(FORMULA_COLUMNS)].copy()
     for column in ID_COLUMNS:
         forms[column] = _ids(forms, column, label)
-    forms["content"] = _require_numeric(forms, "content", label)
+    forms["content"] = _require_numeric(forms, "content", label, rules=rules)
     negative = forms["content"] < 0
     if negative.any():
         row = _first_row(forms, negative)
@@ -562,13 +779,14 @@ def _check_split(props: pd.DataFrame, label: str) -> None:
 
 
 def _read_properties(properties: TableLike, targets: Sequence[str] | str | None, conditions: Sequence[str] | str,
-                     read: dict) -> tuple[pd.DataFrame, str, tuple[str, ...], tuple[str, ...]]:
+                     read: dict, rules: CellRules) -> tuple[pd.DataFrame, str, tuple[str, ...], tuple[str, ...]]:
     """The properties table with string ids and float targets/conditions; returns it, its label, the targets
     (chosen by :func:`_choose_targets` when None; none when an empty sequence is given) and the conditions."""
     props, label = read_table(properties, "properties", **read)
     _require_rows(props, label)
-    _require_columns(props, ["formula_id"], label)
     conditions = _names(conditions)
+    props = match_columns(props, ["formula_id", *RESERVED_COLUMNS, *conditions, *_names(targets or ())], label)
+    _require_columns(props, ["formula_id"], label)
     _require_columns(props, conditions, label)
     targets = _choose_targets(props, label, conditions) if targets is None else _names(targets)
     _require_columns(props, targets, label)
@@ -578,7 +796,7 @@ def _read_properties(properties: TableLike, targets: Sequence[str] | str | None,
     props = props.copy()
     props["formula_id"] = _ids(props, "formula_id", label)
     for column in (*targets, *conditions):
-        props[column] = _require_numeric(props, column, label)
+        props[column] = _require_numeric(props, column, label, rules=rules)
     _check_split(props, label)
     return props, label, targets, conditions
 
@@ -592,8 +810,9 @@ def _measured(forms: pd.DataFrame, flabel: str, props: pd.DataFrame, plabel: str
                         f"has no ingredients in {flabel}")
     unmeasured = ~forms["formula_id"].isin(props["formula_id"].unique())
     if unmeasured.any():
-        log.info("%s: %d formulas have no measurement in %s and are left out",
-                 flabel, forms["formula_id"][unmeasured].nunique(), plabel)
+        ids = pd.unique(forms["formula_id"][unmeasured])
+        log.warning("%s: %d formula(s) have no measurement in %s and are left out: %s%s", flabel, len(ids), plabel,
+                    ", ".join(map(repr, ids[:5])), ", ..." if len(ids) > 5 else "")
     return forms[~unmeasured]
 
 
@@ -637,6 +856,7 @@ def _read_materials(materials: TableLike | None, forms: pd.DataFrame, flabel: st
         mats = mats.sort_values("material_id", kind="stable")
     else:
         mats, mlabel = read_table(materials, "materials", **read)
+        mats = match_columns(mats, ["material_id", "name"], mlabel)
         _require_rows(mats, mlabel)
         _require_columns(mats, ["material_id"], mlabel)
         mats = mats.copy()
@@ -672,7 +892,7 @@ def _normalise_contents(forms: pd.DataFrame, label: str, unit: str) -> pd.DataFr
 
 def load_formulas(
     formulas: TableLike,
-    properties: TableLike,
+    properties: TableLike | None = None,
     materials: TableLike | None = None,
     targets: Sequence[str] | str | None = None,
     conditions: Sequence[str] | str = (),
@@ -682,12 +902,29 @@ def load_formulas(
     duplicates: str = "error",
     sep: str | None = None,
     decimal: str | None = None,
+    below_limit: str = "error",
+    text_values: Mapping[str, float] | None = None,
+    layout: str = "long",
+    sheets: Mapping[str, str] | None = None,
+    sheet: str | int | None = None,
+    id_column: str = "formula_id",
+    material_columns: str | Sequence[str] | None = None,
+    ignore_columns: Sequence[str] = (),
 ) -> FormulaData:
-    """Load, validate and normalise a data set in the long format.
+    """Load, validate and normalise a data set.
+
+    With ``properties`` given, ``formulas``/``properties``/``materials`` are the three long tables. Without it,
+    ``formulas`` is a whole data set, read by :func:`mrl.workbook.source_tables`: a folder holding
+    ``formulas``/``properties`` (and optionally ``materials``) tables (``.csv``, ``.csv.gz``, ``.parquet``,
+    ``.xlsx``; two versions of one table are an error naming the newest), one workbook with sheets ``formulas``,
+    ``properties``, ``materials`` (any case; other names through ``sheets``), or, with ``layout="wide"``, one wide
+    sheet or table: one row per formula, one column per material, plus the ``id_column``, the target(s),
+    conditions and ``ignore_columns``; ``material_columns`` (a sheet range ``"B:K"`` or a list of names) says which
+    columns are materials (default: every other numeric column).
 
     Args:
         formulas: path (CSV, gzipped CSV, Parquet, ``.xlsx``; see :func:`read_table`) or DataFrame with
-            ``formula_id, material_id, content``.
+            ``formula_id, material_id, content``; or (``properties`` None) a data folder, workbook or wide table.
         properties: path or DataFrame with ``formula_id``, the target columns and the condition columns.
         materials: optional path or DataFrame with ``material_id`` and descriptive columns. When given, every
             material used in ``formulas`` must be listed (unknown codes are errors).
@@ -704,7 +941,19 @@ def load_formulas(
         duplicates: two rows for one (formula, material): ``"error"`` (default) or ``"sum"`` (added up, with a
             warning).
         sep: CSV separator (default: detected, see :func:`read_table`).
-        decimal: CSV decimal mark (default: detected).
+        decimal: decimal mark of CSV files and of numbers stored as text (default: detected; see
+            :class:`CellRules`).
+        below_limit: how ``<0.1`` is read: ``"error"`` (default), ``"half"``, ``"zero"`` or ``"limit"``.
+        text_values: text cells read as numbers, e.g. ``{"tr": 0.01, "n.d.": 0}``.
+        layout: ``"long"`` (three tables) or ``"wide"`` (one row per formula, one column per material); only
+            with ``properties`` None.
+        sheets: workbook sheet of each table, e.g. ``{"formulas": "Rezepturen"}`` (default: sheets named
+            ``formulas``/``properties``/``materials``, any case).
+        sheet: the wide sheet of a workbook (default: ``formulas``, else the only sheet).
+        id_column: the wide table's column naming each formula.
+        material_columns: the wide table's material columns: a sheet range ``"B:K"`` or headers (default: every
+            numeric column not named as id, target, condition or ignored).
+        ignore_columns: wide-table columns that are neither material, target nor condition (notes, pH...).
 
     Raises:
         DataError: on empty files, missing columns, non-numeric/NaN/negative/implausible contents, duplicate
@@ -715,9 +964,23 @@ def load_formulas(
         raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
     if content_unit not in CONTENT_UNITS:
         raise ValueError(f"content_unit must be one of {CONTENT_UNITS}, got {content_unit!r}")
+    if below_limit not in BELOW_LIMIT_POLICIES:
+        raise ValueError(f"below_limit must be one of {BELOW_LIMIT_POLICIES}, got {below_limit!r}")
+    rules = CellRules(decimal, below_limit, dict(text_values or {}))
     read = {"sep": sep, "decimal": decimal}
-    forms, flabel = _read_formulas(formulas, duplicates, read)
-    props, plabel, targets, conditions = _read_properties(properties, targets, conditions, read)
+    if properties is None:
+        from mrl.workbook import source_tables
+
+        if materials is not None:
+            raise ValueError("materials is read from the data set itself when properties is not given")
+        formulas, properties, materials, targets = source_tables(
+            formulas, layout=layout, sheets=sheets, sheet=sheet, id_column=id_column,
+            material_columns=material_columns, ignore_columns=ignore_columns, targets=targets,
+            conditions=_names(conditions), duplicates=duplicates, rules=rules, read=read)
+    elif layout != "long":
+        raise ValueError(f"layout {layout!r} needs the whole data set as one source (properties=None)")
+    forms, flabel = _read_formulas(formulas, duplicates, read, rules)
+    props, plabel, targets, conditions = _read_properties(properties, targets, conditions, read, rules)
     forms = _measured(forms, flabel, props, plabel)
     unit, why = _content_unit(forms, flabel, content_unit)
     _check_contents(forms, flabel, unit, why)
