@@ -18,13 +18,21 @@ import yaml
 EXIT_INTERRUPTED = 130
 
 
+#: ``--set`` keys whose value is taken as plain text, not YAML (``decimal=,``, ``sep=;``, ``sep=\t``).
+TEXT_KEYS = ("sep", "decimal", "sheet", "id_column")
+
+
 def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``key=value`` strings -> dict, values parsed as YAML (``embedding_dim=4``, ``hidden=[64,64]``)."""
+    """``key=value`` strings -> dict, values parsed as YAML (``embedding_dim=4``, ``hidden=[64,64]``), except the
+    :data:`TEXT_KEYS`, taken as text (a backslash-t is a tab)."""
     out = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {pair!r}")
+        if key.strip() in TEXT_KEYS:
+            out[key.strip()] = "\t" if value == "\\t" else value
+            continue
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -136,16 +144,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
     elif Path(target).is_file():
         params = load_params(target, **_overrides(args.set))
     else:
-        raise FileNotFoundError(f"{target}: neither a data folder or file nor a params YAML file")
+        raise FileNotFoundError(f"{target}: not found: neither a data folder nor a params YAML file (nor a data "
+                                f"file)")
     reader = logging.getLogger("mrl.data")  # the reader's notes (sheet, header row, skipped rows...) go to stdout
-    collect, propagate = _Collect(), reader.propagate
+    collect, propagate, level = _Collect(), reader.propagate, reader.level
     reader.addHandler(collect)
     reader.propagate = False
+    reader.setLevel(min(logging.INFO, reader.getEffectiveLevel()))
     try:
         plan = plan_run(params)
     finally:
         reader.removeHandler(collect)
         reader.propagate = propagate
+        reader.setLevel(level)
         for record in collect.records if sys.exc_info()[0] else ():
             print(f"  read: {record.getMessage()}", file=sys.stderr)
     print(f"plan for {params.data} (no training):")

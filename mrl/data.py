@@ -405,7 +405,7 @@ _TEXT_MARKERS = {
     "balance": "'balance'", "rest": "'the rest'",
 }
 _NOTES = {"percent": "read as percent ('12%' -> 12)", "decimal comma": "with a decimal comma read as numbers",
-          "text": "numbers stored as text read as numbers", "below limit": "below a detection limit ('<x') read as "
+          "text": "held numbers stored as text (read as numbers)", "below limit": "below a detection limit ('<x') read as "
           "{policy}", "mapped": "read through text_values"}
 
 
@@ -451,7 +451,7 @@ def parse_number(value: object, rules: CellRules = DEFAULT_RULES, decimal: str |
     if low in mapped:
         return float(mapped[low]), "mapped"
     if low in _TEXT_MARKERS:
-        raise _CellProblem(f"{_TEXT_MARKERS[low]}, not a number; write the amount, or map it with text_values "
+        raise _CellProblem(f"{_TEXT_MARKERS[low]}; write the amount, or map it with text_values "
                            f"(e.g. text_values: {{{text!r}: 0}})")
     below = _BELOW.fullmatch(text)
     if below:

@@ -70,6 +70,7 @@ HEADER_SEARCH_ROWS = 30
 #: Cell texts that mark a total row (compared by :func:`mrl.data.column_key`).
 TOTAL_WORDS = frozenset({"total", "totals", "sum", "subtotal", "sub_total", "summe", "gesamt", "grand_total", "σ"})
 LAYOUTS = ("long", "wide")
+_ID_HINT = "set id_column to the header of the column naming each formula"
 _UNIT_TEXT_MAX = 20
 
 
@@ -125,7 +126,7 @@ def sheet_names(path: str | Path) -> list[str]:
 
 
 def read_sheet(path: str | Path, sheet: str | int | None = None, name: str = "table",
-               required: Sequence[str] = (), unique: bool = True) -> LabelledTable:
+               required: Sequence[str] = (), unique: bool = True, hint: str = "") -> LabelledTable:
     """One sheet of an ``.xlsx`` workbook as a table of cell values (see the module docstring for what is skipped
     and what is an error); its :class:`mrl.data.Label` names the sheet and knows each row's Excel row.
 
@@ -136,6 +137,7 @@ def read_sheet(path: str | Path, sheet: str | int | None = None, name: str = "ta
         required: columns the header row must hold (see :data:`mrl.data.REQUIRED_COLUMNS`); none: the first
             filled row is the header.
         unique: two columns with one header are an error (else both are kept, for :func:`wide_tables`).
+        hint: what to do when no header row is found (appended to the error).
     """
     import openpyxl
 
@@ -150,7 +152,7 @@ def read_sheet(path: str | Path, sheet: str | int | None = None, name: str = "ta
     finally:
         book.close()
     log.info("%s: read sheet %r", path, title)
-    return sheet_table(grid, f"{path}, sheet {title!r}", required, _merged_ranges(path, title), unique)
+    return sheet_table(grid, f"{path}, sheet {title!r}", required, _merged_ranges(path, title), unique, hint)
 
 
 def _merged_ranges(path: Path, title: str) -> list[tuple[int, int, int, int]]:
@@ -205,7 +207,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, str) and bool(re.fullmatch(r"\s*[<>]?\s*[+-]?(\d+([.,]\d*)?|[.,]\d+)\s*%?\s*", value))
 
 
-def _header_row(grid: list[list[Any]], label: str, required: Sequence[str]) -> int:
+def _header_row(grid: list[list[Any]], label: str, required: Sequence[str], hint: str = "") -> int:
     """0-based index of the header row: the first row holding every required column, else (none required) the
     first filled row."""
     filled = [i for i, row in enumerate(grid) if any(_filled(v) for v in row)]
@@ -219,16 +221,18 @@ def _header_row(grid: list[list[Any]], label: str, required: Sequence[str]) -> i
             return i
     first = [str(v) for v in grid[filled[0]] if _filled(v)]
     raise DataError(f"{label}: no header row holding column(s) {list(required)} in the first {HEADER_SEARCH_ROWS} "
-                    f"filled rows; Excel row {filled[0] + 1} holds {first}")
+                    f"filled rows; Excel row {filled[0] + 1} holds {first}"
+                    + (f"; {hint}" if hint else " (case and a unit in brackets do not matter)"))
 
 
 def sheet_table(grid: list[list[Any]], label: str, required: Sequence[str] = (),
-                merged: Sequence[tuple[int, int, int, int]] = (), unique: bool = True) -> LabelledTable:
+                merged: Sequence[tuple[int, int, int, int]] = (), unique: bool = True, hint: str = ""
+                ) -> LabelledTable:
     """The table in a grid of cell values (``grid[r][c]`` is Excel row ``r + 1``, column ``c``): see
     :func:`read_sheet`, which reads the grid from a workbook."""
     width = max((len(row) for row in grid), default=0)
     grid = [list(row) + [None] * (width - len(row)) for row in grid]
-    head = _header_row(grid, label, required)
+    head = _header_row(grid, label, required, hint)
     if head > 0 and any(any(_filled(v) for v in row) for row in grid[:head]):
         titles = [str(v).strip() for row in grid[:head] for v in row if _filled(v)]
         log.info("%s: header on Excel row %d; %d row(s) above it skipped as titles (%s)", label, head + 1, head,
@@ -532,7 +536,7 @@ def source_tables(source: str | Path, *, layout: str = "long", sheets: Mapping[s
         if layout == "long":
             return found["formulas"], found["properties"], found["materials"], targets
         if found["formulas"].name.lower().endswith(".xlsx"):
-            table = read_sheet(found["formulas"], sheet, "formulas", (id_column,), unique=False)
+            table = read_sheet(found["formulas"], sheet, "formulas", (id_column,), unique=False, hint=_ID_HINT)
         else:
             table = read_table(found["formulas"], "wide", **read)
         forms, props = wide_tables(table, names if targets is not None else None, conditions, id_column,
@@ -558,7 +562,7 @@ def source_tables(source: str | Path, *, layout: str = "long", sheets: Mapping[s
         if sheet is None and len(available) > 1 and not any(s.strip().casefold() == "formulas" for s in available):
             raise DataError(f"{path}: {len(available)} sheets {available} and none called 'formulas'; set sheet to "
                             f"the wide sheet")
-        table = read_sheet(path, sheet, "formulas", (id_column,), unique=False)
+        table = read_sheet(path, sheet, "formulas", (id_column,), unique=False, hint=_ID_HINT)
         mats_sheet = _workbook_sheet(available, "materials", sheets, path)
         mats = read_sheet(path, mats_sheet, "materials", _required("materials")) if mats_sheet else None
     else:
