@@ -56,6 +56,7 @@ from mrl.data import (
     LabelledTable,
     _looks_numeric,
     _require_numeric,
+    _row_text,
     column_key,
     find_table,
     read_table,
@@ -468,8 +469,8 @@ def wide_tables(table: LabelledTable, targets: Sequence[str] | None, conditions:
     forms = pd.DataFrame({"formula_id": keys.to_numpy()[once][rows], "material_id": np.asarray(names)[cols],
                           "content": contents[once][rows, cols]}, columns=list(FORMULA_COLUMNS))
     src = getattr(label, "rows", None)
-    forms_label = Label(str(label), [f"{src[once[r]] if src else f'row {once[r]}'}, column "
-                                     f"{letters[materials[c]]} ({names[c]!r})" for r, c in zip(rows, cols)])
+    forms_label = Label(str(label), [f"{_row(label, int(once[r]))}, column {letters[materials[c]]} ({names[c]!r})"
+                                     for r, c in zip(rows, cols)])
     props = pd.DataFrame({"formula_id": keys.to_numpy()})
     for pos, name in named.items():
         if name not in ("formula_id", "\x00ignored"):
@@ -487,8 +488,9 @@ def wide_tables(table: LabelledTable, targets: Sequence[str] | None, conditions:
 
 
 def _row(label: str, i: int) -> str:
+    """Where data row ``i`` of a table is (``Excel row 7``, or ``row 5 (line 7)`` of a text file)."""
     rows = getattr(label, "rows", None)
-    return rows[i] if rows else f"row {i}"
+    return rows[i] if rows else _row_text(label, i)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -502,7 +504,7 @@ def _workbook_sheet(names: Sequence[str], key: str, sheets: Mapping[str, str], p
     return same[0] if same else None
 
 
-def source_tables(source: str | Path, *, layout: str = "long", sheets: Mapping[str, str] | None = None,
+def source_tables(source: str | Path | pd.DataFrame | LabelledTable, *, layout: str = "long", sheets: Mapping[str, str] | None = None,
                   sheet: str | int | None = None, id_column: str = "formula_id",
                   material_columns: str | Sequence[str] | None = None, ignore_columns: Sequence[str] = (),
                   targets: Sequence[str] | str | None = None, conditions: Sequence[str] = (),
@@ -514,7 +516,7 @@ def source_tables(source: str | Path, *, layout: str = "long", sheets: Mapping[s
     :func:`mrl.data.find_table`: two versions of one table are an error naming the newest), an ``.xlsx`` workbook
     (sheets ``formulas``/``properties``/``materials`` in any case, or as ``sheets`` maps them), or with
     ``layout="wide"`` a wide table: a workbook's ``sheet`` (default: the one called ``formulas``, else the only
-    sheet), a CSV/Parquet file, or a folder's ``formulas`` table (see :func:`wide_tables`).
+    sheet), a CSV/Parquet file, a folder's ``formulas`` table, or a table already read (see :func:`wide_tables`).
     """
     read = dict(read or {})
     sheets = dict(sheets or {})
@@ -523,10 +525,18 @@ def source_tables(source: str | Path, *, layout: str = "long", sheets: Mapping[s
     unknown = sorted(set(sheets) - set(SHEETS))
     if unknown:
         raise ValueError(f"sheets: unknown table(s) {unknown}; map any of {list(SHEETS)} to sheet names")
+    names = [t for t in ((targets,) if isinstance(targets, str) else targets or ())]
+    if isinstance(source, (pd.DataFrame, LabelledTable)):  # a table already read: only a wide one is a data set
+        if layout != "wide":
+            raise ValueError("one table holds a whole data set only with layout='wide'; pass the formulas and "
+                             "properties tables")
+        table = source if isinstance(source, LabelledTable) else LabelledTable(*read_table(source, "wide"))
+        forms, props = wide_tables(table, names if targets is not None else None, conditions, id_column,
+                                   material_columns, ignore_columns, duplicates, rules)
+        return forms, props, None, names
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"data not found: {path}")
-    names = [t for t in ((targets,) if isinstance(targets, str) else targets or ())]
     if path.is_dir():
         found = {key: find_table(path, key) for key in SHEETS}
         if found["formulas"] is None or (layout == "long" and found["properties"] is None):

@@ -280,7 +280,8 @@ def test_unmeasured_formulas_are_named_and_counted_at_warning(tmp_path, caplog):
 def test_parse_number_rules():
     assert parse_number("12 %") == (12.0, "percent")
     assert parse_number("1,5") == (1.5, "decimal comma")
-    assert parse_number("1,5", decimal=".")[1] if False else True
+    with pytest.raises(ValueError, match="the decimal mark here is '.'"):
+        parse_number("1,5", decimal=".")
     with pytest.raises(ValueError, match="decimal comma"):
         parse_number("1,5", CellRules(decimal="."))
     assert parse_number("<0,2", CellRules(below_limit="limit")) == (0.2, "below limit")
@@ -337,6 +338,32 @@ def messy_grids(draw) -> tuple[list[list], list[tuple[int, int, int, int]]]:
         c = draw(st.integers(1, 3))
         merged.append((r, c, r + draw(st.integers(0, 1)), c + draw(st.integers(0, 1))))
     return grid, merged
+
+
+@st.composite
+def messy_wide_grids(draw) -> list[list]:
+    """A wide sheet (id, three materials, target, notes) with odd cells anywhere and maybe a duplicate header."""
+    header = ["formula_id", "W", "X", draw(st.sampled_from(["Y", "X", "", "viscosity (cP)"])), "viscosity", "notes"]
+    grid = [header] + [[f"F{i}", 80.0, 15.0, 5.0, float(i + 1), "ok"] for i in range(4)]
+    for _ in range(draw(st.integers(0, 4))):
+        r, c = draw(st.integers(0, len(grid) - 1)), draw(st.integers(0, 5))
+        grid[r][c] = draw(CELLS)
+    return grid
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messy_wide_grids(), st.sampled_from([None, "B:D", ["W", "X"]]), st.sampled_from(["error", "sum"]))
+def test_fuzz_messy_wide_sheets_read_or_raise_data_error(grid, material_columns, duplicates):
+    try:
+        table = sheet_table(grid, "w.xlsx, sheet 'formulas'", ("formula_id",), unique=False)
+        data = load_formulas(table, targets="viscosity", layout="wide", material_columns=material_columns,
+                             ignore_columns=["notes"] if any(str(c) == "notes" for c in grid[0]) else (),
+                             duplicates=duplicates)
+    except DataError as err:
+        assert "w.xlsx" in str(err)
+        return
+    assert isinstance(data, FormulaData) and data.n_formulas >= 1
+    assert np.allclose(np.asarray(data.content_matrix().sum(axis=1)).ravel(), 1.0)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
