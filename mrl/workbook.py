@@ -43,21 +43,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mrl.cells import DEFAULT_RULES, CellRules, _looks_numeric, column_key
 from mrl.data import (
-    DEFAULT_RULES,
     FORMULA_COLUMNS,
     REQUIRED_COLUMNS,
     RESERVED_COLUMNS,
     SUM_TOLERANCE,
     TABLE_SUFFIXES,
-    CellRules,
     DataError,
     Label,
     LabelledTable,
-    _looks_numeric,
     _require_numeric,
     _row_text,
-    column_key,
     find_table,
     read_table,
 )
