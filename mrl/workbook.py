@@ -33,10 +33,9 @@ Three things live here, each feeding the long-format loader :func:`mrl.data.load
 """
 from __future__ import annotations
 
-import html
+import functools
 import logging
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -109,18 +108,19 @@ def _choose_sheet(names: Sequence[str], sheet: str | int | None, name: str, path
     raise DataError(f"{path}: no sheet {sheet!r}; sheets: {list(names)}")
 
 
-def sheet_names(path: str | Path) -> list[str]:
-    """The sheet names of an ``.xlsx`` workbook."""
-    import openpyxl
+def _open(path: Path):
+    """The workbook, opened with calamine (a fast reader); an unreadable file is a :class:`mrl.data.DataError`."""
+    from python_calamine import CalamineWorkbook
 
     try:
-        book = openpyxl.load_workbook(path, read_only=True)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .xlsx file ({err})") from err
-    try:
-        return list(book.sheetnames)
-    finally:
-        book.close()
+        return CalamineWorkbook.from_path(str(path))
+    except Exception as err:  # calamine raises its own error types for every kind of bad file
+        raise DataError(f"{path}: not a readable .xlsx file ({type(err).__name__}: {err})") from err
+
+
+def sheet_names(path: str | Path) -> list[str]:
+    """The sheet names of an ``.xlsx`` workbook."""
+    return list(_open(Path(path)).sheet_names)
 
 
 def read_sheet(path: str | Path, sheet: str | int | None = None, name: str = "table",
@@ -137,53 +137,17 @@ def read_sheet(path: str | Path, sheet: str | int | None = None, name: str = "ta
         unique: two columns with one header are an error (else both are kept, for :func:`wide_tables`).
         hint: what to do when no header row is found (appended to the error).
     """
-    import openpyxl
-
     path = Path(path)
+    book = _open(path)
+    title = _choose_sheet(book.sheet_names, sheet, name, path)
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .xlsx file ({err})") from err
-    try:
-        title = _choose_sheet(book.sheetnames, sheet, name, path)
-        grid = [list(row) for row in book[title].iter_rows(values_only=True)]
-    finally:
-        book.close()
+        content = book.get_sheet_by_name(title)
+        grid = [[None if v == "" else v for v in row] for row in content.to_python(skip_empty_area=False)]
+        merged = [(r0 + 1, c0 + 1, r1 + 1, c1 + 1) for (r0, c0), (r1, c1) in content.merged_cell_ranges or ()]
+    except Exception as err:  # calamine's own error types
+        raise DataError(f"{path}: sheet {title!r} cannot be read ({type(err).__name__}: {err})") from err
     log.info("%s: read sheet %r", path, title)
-    return sheet_table(grid, f"{path}, sheet {title!r}", required, _merged_ranges(path, title), unique, hint)
-
-
-def _merged_ranges(path: Path, title: str) -> list[tuple[int, int, int, int]]:
-    """``(min_row, min_col, max_row, max_col)`` (1-based) of the merged cells of one sheet, read from the
-    workbook's XML (openpyxl's fast reader does not report them)."""
-    from openpyxl.utils.cell import range_boundaries
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            book = archive.read("xl/workbook.xml").decode("utf-8")
-            rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8")
-            rid = None
-            for tag in re.findall(r"<(?:\w+:)?sheet\b[^>]*>", book):
-                found = re.search(r'\bname="([^"]*)"', tag)
-                if found and html.unescape(found.group(1)) == title:
-                    rid = re.search(r'\br:id="([^"]*)"|\bid="([^"]*)"', tag)
-                    rid = rid and (rid.group(1) or rid.group(2))
-            target = None
-            for tag in re.findall(r"<Relationship\b[^>]*>", rels):
-                if rid and re.search(rf'\bId="{re.escape(rid)}"', tag):
-                    target = re.search(r'\bTarget="([^"]*)"', tag).group(1)
-            if target is None:
-                return []
-            member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            xml = archive.read(member).decode("utf-8")
-    except (KeyError, OSError, zipfile.BadZipFile, UnicodeDecodeError, AttributeError) as err:
-        log.debug("%s: merged cells of %r not read (%s)", path, title, err)
-        return []
-    out = []
-    for ref in re.findall(r'<(?:\w+:)?mergeCell\b[^>]*\bref="([A-Z]+\d+:[A-Z]+\d+)"', xml):
-        min_col, min_row, max_col, max_row = range_boundaries(ref)
-        out.append((min_row, min_col, max_row, max_col))
-    return out
+    return sheet_table(grid, f"{path}, sheet {title!r}", required, merged, unique, hint)
 
 
 def _ref(box: tuple[int, int, int, int]) -> str:
@@ -271,7 +235,7 @@ def sheet_table(grid: list[list[Any]], label: str, required: Sequence[str] = (),
         cells = [grid[r][j] for j in keep_columns]
         if not any(_filled(v) for v in cells):
             skipped["blank"].append(r)
-        elif any(isinstance(v, str) and column_key(v) in TOTAL_WORDS for v in cells):
+        elif any(isinstance(v, str) and _is_total(v) for v in cells):
             skipped["total"].append(r)
         else:
             rows.append(r)
@@ -280,7 +244,7 @@ def sheet_table(grid: list[list[Any]], label: str, required: Sequence[str] = (),
     if blank:
         log.info("%s: %d blank row(s) skipped (Excel rows %s)", label, len(blank), _row_list(blank))
     for r in skipped["total"]:
-        text = next(str(v).strip() for v in grid[r] if isinstance(v, str) and column_key(v) in TOTAL_WORDS)
+        text = next(str(v).strip() for v in grid[r] if isinstance(v, str) and _is_total(v))
         log.warning("%s: Excel row %d (%r) skipped: a total row, not a formula", label, r + 1, text)
     for box in merged:
         if box[0] > head + 1 and any(box[0] - 1 <= r <= box[2] - 1 for r in rows):
@@ -296,9 +260,10 @@ def sheet_table(grid: list[list[Any]], label: str, required: Sequence[str] = (),
                                 f"and {column_letter(j)}); rename or merge one of them")
             seen[names[j]] = j
     frame = pd.DataFrame([[grid[r][j] for j in keep_columns] for r in rows], columns=columns, dtype=object)
+    id_keys = {column_key(c) for c in required} - {"content"}
     for j, column in zip(keep_columns, columns):  # all-number columns become float (identifiers stay as typed)
         values = frame.iloc[:, keep_columns.index(j)]
-        if column_key(column) not in {column_key(c) for c in required} and len(values) and all(
+        if column_key(column) not in id_keys and len(values) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
             frame.isetitem(keep_columns.index(j), pd.to_numeric(values, errors="coerce").astype(np.float64))
     log.info("%s: header on Excel row %d (%s); %d data row(s)", label, head + 1,
@@ -308,11 +273,17 @@ def sheet_table(grid: list[list[Any]], label: str, required: Sequence[str] = (),
     return LabelledTable(frame, sheet_label)
 
 
+@functools.lru_cache(maxsize=65536)
+def _is_total(text: str) -> bool:
+    """Whether a cell's text marks a total row (``Total``, ``Sum:``, ``Gesamt``...)."""
+    return column_key(text.rstrip(": ")) in TOTAL_WORDS
+
+
 def _units_row(cells: list[Any], names: list[str], id_columns: list[int]) -> bool:
     """A units row: some short text, no number, and no identifier."""
     filled = [(j, v) for j, v in enumerate(cells) if _filled(v) and names[j]]
     return bool(filled) and all(isinstance(v, str) and not _is_number(v) and len(v.strip()) <= _UNIT_TEXT_MAX
-                                and column_key(v) not in TOTAL_WORDS for _, v in filled) and not any(
+                                and not _is_total(v) for _, v in filled) and not any(
         _filled(cells[j]) for j in id_columns)
 
 
