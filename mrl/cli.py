@@ -302,11 +302,11 @@ def _design_formula(run: Path, spec: str):
     measured value, or None)."""
     import pandas as pd
 
-    from mrl.data import read_table
+    from mrl.data import read_formula_table
 
     if Path(spec).is_file():
-        table, label = read_table(spec, "formula")
-        return table, None
+        table, label = read_formula_table(spec)  # the loader's reader: sheets, headers, cells as everywhere
+        return table.reset_index(drop=True), None
     from mrl.runs import load_run
 
     data, _ = load_run(run).data()

@@ -612,6 +612,15 @@ def _read_formulas(formulas: TableLike, duplicates: str, read: dict, rules: Cell
     return forms, label
 
 
+def read_formula_table(table: TableLike, *, duplicates: str = "error", sep: str | None = None,
+                       decimal: str | None = None, sheet: str | int | None = None,
+                       rules: CellRules = DEFAULT_RULES) -> tuple[pd.DataFrame, str]:
+    """A formulas table read and checked as :func:`load_formulas` reads it (headers matched, ids as text, cells
+    read by :func:`mrl.cells.parse_number`, no negative content, duplicates by ``duplicates``), contents still in
+    their own unit (not normalised); with its label. For tools that take one formula (``mrl design``)."""
+    return _read_formulas(table, duplicates, {"sep": sep, "decimal": decimal, "sheet": sheet}, rules)
+
+
 def _choose_targets(props: pd.DataFrame, label: str, conditions: Sequence[str]) -> tuple[str, ...]:
     """The target when none is named: the one numeric(-looking) column besides ``formula_id``, ``split``,
     ``group`` and the conditions. None or several are errors (a file ``formula_id,T,viscosity`` must not train

@@ -379,3 +379,15 @@ def test_fuzz_messy_sheets_read_or_raise_data_error(case):
     assert isinstance(data, FormulaData)
     sums = np.asarray(data.content_matrix().sum(axis=1)).ravel()
     assert np.allclose(sums, 1.0)
+
+
+def test_predict_and_design_inputs_go_through_the_same_sheet_reader(tmp_path):
+    from mrl.predict import prediction_input
+
+    rows = [["New gels"], ["formula_id", "material_id", "content (%)"], [None, None, "%"], ["N1", "W", "90,5"],
+            ["N1", "X", "9.5%"], [None, "Total", 100]]
+    book = _book(tmp_path / "new.xlsx", {"new": rows})
+    data = prediction_input(book)
+    assert data.formula_ids.tolist() == ["N1"] and data.content_matrix().toarray().tolist() == [[0.905, 0.095]]
+    formula, measured = cli._design_formula(tmp_path, str(book))
+    assert formula[["material_id", "content"]].values.tolist() == [["W", 90.5], ["X", 9.5]] and measured is None
