@@ -68,6 +68,8 @@ HEADER_SEARCH_ROWS = 30
 TOTAL_WORDS = frozenset({"total", "totals", "sum", "subtotal", "sub_total", "summe", "gesamt", "grand_total", "σ"})
 LAYOUTS = ("long", "wide")
 _ID_HINT = "set id_column to the header of the column naming each formula"
+_WIDE_HINT = ("case and a unit in brackets do not matter; a sheet with one row per formula and one column per "
+              "material is read with layout: wide")
 _UNIT_TEXT_MAX = 20
 
 
@@ -506,6 +508,9 @@ def source_tables(source: str | Path | pd.DataFrame | LabelledTable, *, layout: 
     if not path.exists():
         raise FileNotFoundError(f"data not found: {path}")
     if path.is_dir():
+        if sheets:
+            raise ValueError(f"{path}: sheets maps the sheets of one workbook; a folder's tables are its files "
+                             f"formulas.*, properties.*, materials.*")
         found = {key: find_table(path, key) for key in SHEETS}
         if found["formulas"] is None or (layout == "long" and found["properties"] is None):
             need = "formulas" if layout == "wide" else "formulas and properties"
@@ -533,7 +538,8 @@ def source_tables(source: str | Path | pd.DataFrame | LabelledTable, *, layout: 
             raise DataError(f"{path}: no sheet(s) {missing}; sheets: {available}; name them with sheets: "
                             f"{{{', '.join(f'{k}: SHEET' for k in missing)}}}, or set layout: wide for one sheet "
                             f"with one row per formula")
-        tables = {key: read_sheet(path, chosen[key], key, _required(key)) if chosen[key] else None for key in SHEETS}
+        tables = {key: read_sheet(path, chosen[key], key, _required(key), hint=_WIDE_HINT if key == "formulas" else "")
+                  if chosen[key] else None for key in SHEETS}
         return tables["formulas"], tables["properties"], tables["materials"], targets
     if is_book:
         available = sheet_names(path)
