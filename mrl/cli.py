@@ -18,13 +18,21 @@ import yaml
 EXIT_INTERRUPTED = 130
 
 
+#: ``--set`` keys whose value is taken as plain text, not YAML (``decimal=,``, ``sep=;``, ``sep=\t``).
+TEXT_KEYS = ("sep", "decimal", "sheet", "id_column")
+
+
 def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``key=value`` strings -> dict, values parsed as YAML (``embedding_dim=4``, ``hidden=[64,64]``)."""
+    """``key=value`` strings -> dict, values parsed as YAML (``embedding_dim=4``, ``hidden=[64,64]``), except the
+    :data:`TEXT_KEYS`, taken as text (a backslash-t is a tab)."""
     out = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {pair!r}")
+        if key.strip() in TEXT_KEYS:
+            out[key.strip()] = "\t" if value == "\\t" else value
+            continue
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
@@ -105,6 +113,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(path)
 
 
+#: Suffixes of a params file (any other file given to ``mrl validate`` is data).
+PARAMS_SUFFIXES = (".yaml", ".yml")
+
+
+class _Collect(logging.Handler):
+    """Keeps the log records it is handed (what the reader noted while loading the data)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record``."""
+        self.records.append(record)
+
+
 def cmd_validate(args: argparse.Namespace) -> None:
     from mrl.params import RunParams, load_params
     from mrl.runs import plan_run
@@ -115,14 +139,30 @@ def cmd_validate(args: argparse.Namespace) -> None:
         if params is None:
             args.parser.print_help(sys.stderr)
             sys.exit(2)
-    elif Path(target).is_dir():
+    elif Path(target).is_dir() or (Path(target).is_file() and Path(target).suffix.lower() not in PARAMS_SUFFIXES):
         params = RunParams.from_dict({"data": target, **_overrides(args.set)}, source=f"{target} with --set")
     elif Path(target).is_file():
         params = load_params(target, **_overrides(args.set))
     else:
-        raise FileNotFoundError(f"{target}: neither a data folder nor a params YAML file")
-    plan = plan_run(params)
+        raise FileNotFoundError(f"{target}: not found: neither a data folder nor a params YAML file (nor a data "
+                                f"file)")
+    reader = logging.getLogger("mrl.data")  # the reader's notes (sheet, header row, skipped rows...) go to stdout
+    collect, propagate, level = _Collect(), reader.propagate, reader.level
+    reader.addHandler(collect)
+    reader.propagate = False
+    reader.setLevel(min(logging.INFO, reader.getEffectiveLevel()))
+    try:
+        plan = plan_run(params)
+    finally:
+        reader.removeHandler(collect)
+        reader.propagate = propagate
+        reader.setLevel(level)
+        for record in collect.records if sys.exc_info()[0] else ():
+            print(f"  read: {record.getMessage()}", file=sys.stderr)
     print(f"plan for {params.data} (no training):")
+    for record in collect.records:
+        level = "" if record.levelno < logging.WARNING else "WARNING: "
+        print(f"  read: {level}{record.getMessage()}")
     for line in plan.describe():
         print(f"  {line}")
     for warning in plan.warnings:
@@ -131,10 +171,35 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from mrl.synth import write_lab
+    import tempfile
 
-    for path in write_lab(args.out, preset=args.preset, seed=args.seed).values():
-        print(path)
+    from mrl.synth import write_lab
+    from mrl.tables import SHEETS, read_table
+    from mrl.workbook import write_workbook
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".xlsx":
+        for path in write_lab(out, preset=args.preset, seed=args.seed).values():
+            print(path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_lab(tmp, preset=args.preset, seed=args.seed)
+        tables = {key: read_table(paths[key], key)[0] for key in SHEETS}
+        print(write_workbook(tables, out))
+
+
+def _list_presets(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser``'s help end with the synthetic lab presets (mrl.synth is imported only when it is shown)."""
+    plain = parser.format_help
+
+    def format_help() -> str:
+        from mrl.synth import PRESETS
+
+        rows = [f"  {name}: {lab.n_formulas} formulas, {lab.n_materials} materials, {lab.min_ingredients}-"
+                f"{lab.max_ingredients} ingredients each" for name, lab in PRESETS.items()]
+        return plain() + "\npresets:\n" + "\n".join(rows) + "\n"
+
+    parser.format_help = format_help  # type: ignore[method-assign]
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
@@ -163,9 +228,10 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
 
 def cmd_add_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
-    from mrl.data import load_formulas, read_table
+    from mrl.data import load_formulas
     from mrl.estimator import MixtureRegressor
     from mrl.run_files import CHECKPOINT
+    from mrl.tables import read_table
 
     est = MixtureRegressor.load(Path(args.run) / CHECKPOINT, device="cpu")
     if args.features:
@@ -237,11 +303,11 @@ def _design_formula(run: Path, spec: str):
     measured value, or None)."""
     import pandas as pd
 
-    from mrl.data import read_table
+    from mrl.data import read_formula_table
 
     if Path(spec).is_file():
-        table, label = read_table(spec, "formula")
-        return table, None
+        table, label = read_formula_table(spec)  # the loader's reader: sheets, headers, cells as everywhere
+        return table.reset_index(drop=True), None
     from mrl.runs import load_run
 
     data, _ = load_run(run).data()
@@ -271,7 +337,7 @@ def cmd_design(args: argparse.Namespace) -> None:
     add_from: list[str] = []
     for item in args.add_from:
         if Path(item).is_file():
-            from mrl.data import read_table
+            from mrl.tables import read_table
 
             table, label = read_table(item, "candidates")
             if "material_id" not in table.columns:
@@ -333,18 +399,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check data and params as a run would, and print the plan (no training)",
                        description="Dry run: load and check the data, target, target transform, conditions and "
-                                   "split a run would use, and print the plan. Exit status 0 when fine, 2 on an "
-                                   "error.")
-    p.add_argument("target", nargs="?", metavar="DATA_FOLDER_OR_PARAMS_YAML",
-                   help="a data folder (default params with data=FOLDER) or a params YAML file")
+                                   "split a run would use, and print the plan: what was read (sheet, header row, "
+                                   "units row, rows skipped and why, material columns of a wide sheet), formulas, "
+                                   "materials, target and transform, conditions, split. Exit status 0 when fine, 2 "
+                                   "on an error. Reading keys for --set: layout=wide, sheets={formulas: NAME}, "
+                                   "sheet=NAME, id_column, material_columns=B:K, ignore_columns=[...], decimal=',', "
+                                   "sep=';', below_limit=half, text_values={tr: 0}.")
+    p.add_argument("target", nargs="?", metavar="DATA_OR_PARAMS_YAML",
+                   help="data (a folder, a workbook lab.xlsx, or with --set layout=wide one wide sheet or table) "
+                        "read with default params, or a params YAML file")
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE", help="override params")
     p.set_defaults(func=cmd_validate, parser=p)
 
-    p = sub.add_parser("data", help="write the synthetic formulation lab as CSV files")
-    p.add_argument("--preset", default="small")
+    p = sub.add_parser("data", help="write the synthetic formulation lab as one workbook or as CSV files",
+                       description="Write the bundled synthetic lab: --out lab.xlsx writes one workbook with sheets "
+                                   "formulas, properties and materials; --out DIR writes formulas.csv, "
+                                   "properties.csv, materials.csv and truth.csv into DIR.")
+    p.add_argument("--preset", default="small", help="lab size (listed below; default small)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="a workbook (.xlsx) or an output folder")
     p.set_defaults(func=cmd_data)
+    _list_presets(p)
 
     p = sub.add_parser("similar", help="nearest neighbours of a material in a run's embedding")
     p.add_argument("material", help="material id")
@@ -449,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, yaml.YAMLError) as exc:
-        # mrl.data.DataError is a ValueError: its message names the file, row and column
+        # mrl.tables.DataError is a ValueError: its message names the file, row and column
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         lines = [line.strip() for line in str(message).splitlines() if line.strip()]
         logging.getLogger("mrl").error("%s", "; ".join(lines) if isinstance(exc, yaml.YAMLError) else message)

@@ -11,326 +11,66 @@ A data set is three tables:
 * ``materials`` (optional): ``material_id`` plus descriptive columns (``name``, ``family``...).
 
 Files may be CSV (``,``/``;``/tab separated, decimal point or decimal comma, UTF-8 or cp1252/latin-1; detected from
-the first lines, see :func:`read_table`), gzipped CSV, Parquet or Excel ``.xlsx``. Nothing is trained on silently
-wrong data: every bad input raises :class:`DataError` naming the file, the 0-based data row (plus the line of a
-text file or the row of a sheet) and the column.
+the first lines, see :func:`read_table`), gzipped CSV, Parquet or Excel ``.xlsx``; a data set may also be one
+workbook with sheets ``formulas``/``properties``/``materials``, a folder of such files, or one *wide* sheet (one row
+per formula, one column per material); see :mod:`mrl.workbook` and :func:`load_formulas`. Nothing is trained on
+silently wrong data: every bad input raises :class:`DataError` naming the file, the 0-based data row (plus the line
+of a text file, or the sheet and its Excel row) and the column.
+
+Numbers written as text are read by :func:`mrl.cells.parse_number`, each reading logged: ``12%`` -> 12, a decimal
+comma ``1,5`` -> 1.5 (when the table's decimal mark is a comma, or in a sheet when it is not set), ``<0.1``
+(below a detection limit) -> an error unless ``below_limit`` says how to read it, ``tr``/``n.d.``/``q.s.`` -> an
+error unless ``text_values`` maps them; a date in a numeric column is an error. Headers are matched forgivingly:
+``content (%)``, ``Content`` or ``Formula ID`` are read as ``content``/``formula_id`` with a logged note.
 
 Everything is validated once and kept columnar: the material vocabulary is the row order of ``materials`` and the
 formula x material content matrix is a ``scipy.sparse.csr_matrix``.
 """
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import logging
-import re
-import zipfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mrl.cells import (
+    BELOW_LIMIT_POLICIES,
+    DEFAULT_RULES,
+    CellRules,
+    _looks_numeric,
+)
 from mrl.io import write_table
+from mrl.tables import (
+    FORMULA_COLUMNS,
+    ID_COLUMNS,
+    RESERVED_COLUMNS,
+    SPLIT_VALUES,
+    SUM_TOLERANCE,
+    DataError,
+    TableLike,
+    first_row,
+    match_columns,
+    read_ids,
+    read_table,
+    require_columns,
+    require_numeric,
+    require_rows,
+    row_text,
+    where,
+)
+from mrl.workbook import source_tables
 
 log = logging.getLogger(__name__)
 
-TableLike = Union[str, Path, pd.DataFrame]
-FORMULA_COLUMNS = ("formula_id", "material_id", "content")
-ID_COLUMNS = ("formula_id", "material_id")
-SPLIT_VALUES = ("train", "eval", "test")
-#: Properties columns that are never a target.
-RESERVED_COLUMNS = ("formula_id", "split", "group")
-#: Largest deviation of a formula's content sum from 100 % (or 1) that is accepted before normalising; a single
-#: content above 100 % (or 1) by more than this share is an error.
-SUM_TOLERANCE = 0.05
-#: Suffixes :func:`find_table` looks for, in this order.
-TABLE_SUFFIXES = (".parquet", ".csv", ".csv.gz", ".xlsx")
-#: Encodings tried in turn for text files (latin-1 decodes any byte, so it is the last resort).
-ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
 DUPLICATE_POLICIES = ("error", "sum")
 CONTENT_UNITS = ("auto", "percent", "fraction")
 #: Median formula sum above which ``content_unit="auto"`` reads contents as percent.
 PERCENT_THRESHOLD = 1.5
-_SNIFF_LINES = 50
-_TEXT_SUFFIXES = (".csv", ".csv.gz")
-
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[,.'\s\u00a0\u202f]\d{3})+(?:[.,]\d+)?")
-_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
-_NUMBER_WITH_TEXT = re.compile(r"[+-]?(?:\d+[.,]?\d*|[.,]\d+)(?:[eE][+-]?\d+)?\s*[%A-Za-z\u00b5\u00b0/].*")
-_MISSING_MARKERS = frozenset({"", "n/a", "na", "nan", "null", "none", "-", "--", "?", "#n/a", "missing", "n.a.", "nd"})
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, row and column."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Reading files
-# --------------------------------------------------------------------------------------------------------------
-def read_table(table: TableLike, name: str = "table", *, sep: str | None = None, decimal: str | None = None,
-               sheet: str | int | None = None) -> tuple[pd.DataFrame, str]:
-    """Read a CSV, gzipped CSV, Parquet or ``.xlsx`` file (or take a DataFrame); return it with a label used in
-    error messages (the path, or ``<name DataFrame>``).
-
-    CSV: the separator (``,``, ``;`` or tab) is the one that splits the header into most fields; the decimal mark
-    is a comma when the separator is not ``,`` and the first lines hold values like ``1,5``. ``sep``/``decimal``
-    override the detection. Text that is not UTF-8 is read as cp1252 (else latin-1) with a warning. Only empty
-    fields are missing values: ``NA`` or ``n/a`` stay text (a material may be called ``NA``; a target ``n/a`` is
-    reported, not dropped). ``sheet`` picks an ``.xlsx`` sheet by name or position (default: the first).
-
-    Raises:
-        FileNotFoundError: no such file.
-        DataError: unsupported file type, empty file, no data rows, a line with more fields than the header,
-            an unreadable file; the message names the file.
-    """
-    if isinstance(table, pd.DataFrame):
-        frame, label = table.reset_index(drop=True), f"<{name} DataFrame>"
-    else:
-        path = Path(table)
-        if not path.exists():
-            raise FileNotFoundError(f"{name} file not found: {path}")
-        frame, label = _read_file(path, sep, decimal, sheet), str(path)
-    _require_unique_columns(frame, label)
-    return frame, label
-
-
-def find_table(folder: str | Path, stem: str) -> Path | None:
-    """The one table ``folder/stem.{parquet,csv,csv.gz,xlsx}`` (None when there is none).
-
-    Raises:
-        DataError: more than one exists (e.g. a stale ``formulas.parquet`` beside an edited ``formulas.csv``);
-            the message names all of them and the newest.
-    """
-    folder = Path(folder)
-    found = [folder / f"{stem}{suffix}" for suffix in TABLE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
-    if len(found) <= 1:
-        return found[0] if found else None
-    stamps = {p: datetime.fromtimestamp(p.stat().st_mtime).isoformat(sep=" ", timespec="seconds") for p in found}
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    listing = ", ".join(f"{p.name} (modified {stamps[p]})" for p in found)
-    raise DataError(f"{folder}: {len(found)} {stem!r} tables: {listing}; {newest.name} is the newest. "
-                    f"Keep one and move or delete the others")
-
-
-def _suffix(path: Path) -> str:
-    """Lower-case file type, two suffixes deep (``.csv.gz``)."""
-    return "".join(path.suffixes[-2:]).lower()
-
-
-def _read_file(path: Path, sep: str | None, decimal: str | None, sheet: str | int | None) -> pd.DataFrame:
-    """Read one file by its suffix; empty files and files without data rows are errors."""
-    suffix = _suffix(path)
-    if not suffix.endswith((".parquet", ".pq", ".csv", ".csv.gz", ".xlsx")):
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .csv.gz, .parquet or .xlsx")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
-    if suffix.endswith((".parquet", ".pq")):
-        frame = _read_parquet(path)
-    elif suffix.endswith(".xlsx"):
-        frame = _read_excel(path, sheet)
-    else:
-        frame = _read_csv(path, sep, decimal)
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows (columns {list(frame.columns)})")
-    return frame.reset_index(drop=True)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    """A Parquet file; an unreadable one is a :class:`DataError`."""
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
-
-
-def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
-    """One sheet of an ``.xlsx`` workbook (the first by default), identifiers kept as text."""
-    try:
-        book = pd.ExcelFile(path, engine="openpyxl")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .xlsx file ({err})") from err
-    with book:
-        names = book.sheet_names
-        chosen = 0 if sheet is None else sheet
-        if not (chosen in names or (isinstance(chosen, int) and -len(names) <= chosen < len(names))):
-            raise DataError(f"{path}: no sheet {sheet!r}; sheets: {names}")
-        frame = pd.read_excel(book, sheet_name=chosen, dtype={c: str for c in ID_COLUMNS})
-    log.info("%s: read sheet %r", path, chosen if isinstance(chosen, str) else names[chosen])
-    return _drop_trailing_empty_rows(frame)
-
-
-def _read_csv(path: Path, sep: str | None, decimal: str | None) -> pd.DataFrame:
-    """A CSV file (optionally gzipped): decode, detect separator and decimal mark, parse."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if _suffix(path).endswith(".gz") else path.read_bytes()
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot be decompressed ({err})") from err
-    text = _decode(raw, str(path))
-    if not text.strip():
-        raise DataError(f"{path}: empty file (no header line)")
-    sep, decimal = _sniff(text, sep, decimal, str(path))
-    return _parse_csv(text, sep, decimal, str(path))
-
-
-def _decode(raw: bytes, label: str) -> str:
-    """Text of a file: UTF-8 (a byte-order mark is dropped), else cp1252, else latin-1, with a warning."""
-    for encoding in ENCODINGS:
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding != ENCODINGS[0]:
-            log.warning("%s: not UTF-8; read as %s (check accented names; save as UTF-8 to silence this)",
-                        label, encoding)
-        return text
-    raise AssertionError("latin-1 decodes any byte")  # pragma: no cover
-
-
-def _header_fields(header: str, sep: str) -> int:
-    """Number of fields the header line splits into with ``sep`` (quotes respected)."""
-    return len(next(csv.reader([header], delimiter=sep), []))
-
-
-def _sniff(text: str, sep: str | None, decimal: str | None, label: str) -> tuple[str, str]:
-    """Separator and decimal mark of a CSV text: given ones win; else the separator that splits the header into
-    most fields (``,`` on a tie) and a decimal comma when the separator is not ``,`` and a value looks like
-    ``1,5`` in the first lines."""
-    lines = [line for line in text.splitlines()[:_SNIFF_LINES] if line.strip()]
-    given = (sep, decimal)
-    if sep is None:
-        sep = max((",", ";", "\t"), key=lambda s: _header_fields(lines[0], s))
-    if decimal is None:
-        fields = (f.strip().strip('"') for line in lines[1:] for f in next(csv.reader([line], delimiter=sep), []))
-        decimal = "," if sep != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields) else "."
-    if sep == decimal:
-        raise ValueError(f"{label}: separator and decimal mark are both {sep!r}")
-    if (sep, decimal) != (",", "."):
-        how = ["given" if g else "detected" for g in given]
-        log.info("%s: separator %r (%s), decimal mark %r (%s)", label, sep, how[0], decimal, how[1])
-    return sep, decimal
-
-
-def _parse_csv(text: str, sep: str, decimal: str, label: str) -> pd.DataFrame:
-    """Parse CSV text; a line with more fields than the header is an error naming the line (pandas would
-    otherwise silently take a first line with one extra field as an index column)."""
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, dtype={c: str for c in ID_COLUMNS},
-                            keep_default_na=False, na_values=[""], skip_blank_lines=False, low_memory=False)
-    except pd.errors.EmptyDataError as err:
-        raise DataError(f"{label}: empty file (no header line)") from err
-    except pd.errors.ParserError as err:
-        raise DataError(f"{label}: {_parser_problem(str(err), sep)}") from err
-    if not (isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0):
-        raise DataError(f"{label}: line 2 has {len(frame.columns) + 1} fields but the header has "
-                        f"{len(frame.columns)} (an extra {sep!r}?)")
-    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
-    return _drop_trailing_empty_rows(frame)
-
-
-def _parser_problem(message: str, sep: str) -> str:
-    """A pandas tokenizer message in the loader's words (line number first)."""
-    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-    if fields:
-        expected, line, saw = fields.groups()
-        return f"line {line} has {saw} fields but the header has {expected} (an extra {sep!r}? quote text holding it)"
-    quote = re.search(r"EOF inside string starting at row (\d+)", message)
-    if quote:  # pandas counts rows from 0 at the header
-        return f"line {int(quote.group(1)) + 1}: a quote (\") is never closed"
-    return f"cannot parse ({message.strip()})"
-
-
-def _drop_trailing_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Without the all-empty rows at the end (spreadsheet exports); empty rows in between stay and are reported."""
-    filled = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
-    return frame.iloc[: filled[-1] + 1 if len(filled) else 0]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Validating columns
-# --------------------------------------------------------------------------------------------------------------
-def _row_text(label: str, row: int) -> str:
-    """``row R`` plus ``(line N)`` for text files or ``(sheet row N)`` for ``.xlsx`` (the header is line 1)."""
-    if label.lower().endswith(_TEXT_SUFFIXES):
-        return f"row {row} (line {row + 2})"
-    if label.lower().endswith(".xlsx"):
-        return f"row {row} (sheet row {row + 2})"
-    return f"row {row}"
-
-
-def _where(label: str, row: int) -> str:
-    """Human location of a 0-based data row in a table labelled ``label`` (see :func:`_row_text`)."""
-    return f"{label}: {_row_text(label, row)}"
-
-
-def _first_row(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> int:
-    """Data row (index label) of the first row where ``mask`` holds."""
-    return int(frame.index[np.flatnonzero(np.asarray(mask, bool))[0]])
-
-
-def _require_unique_columns(frame: pd.DataFrame, label: str) -> None:
-    dup = frame.columns[frame.columns.duplicated()]
-    if len(dup):
-        raise DataError(f"{label}: column(s) {sorted(map(str, set(dup)))} appear more than once")
-
-
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"{label}: missing column(s) {missing}; found {list(frame.columns)}")
-
-
-def _require_rows(frame: pd.DataFrame, label: str) -> None:
-    if len(frame) == 0:
-        raise DataError(f"{label}: no data rows (columns {list(frame.columns)})")
-
-
-def _to_float(values: pd.Series) -> pd.Series:
-    """``values`` as float64, NaN where a value is not a number (no exception for odd objects)."""
-    try:
-        out = pd.to_numeric(values, errors="coerce")
-    except (OverflowError, TypeError, ValueError):
-        out = values.map(_safe_float)
-    return pd.Series(np.asarray(out, dtype=np.float64), index=values.index)
-
-
-def _safe_float(value: object) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (OverflowError, TypeError, ValueError):
-        return float("inf") if isinstance(value, int) else float("nan")
-
-
-def _require_numeric(frame: pd.DataFrame, column: str, label: str, allow_nan: bool = False) -> np.ndarray:
-    """Return ``frame[column]`` as float64, raising on text, NaN (unless allowed) or infinities."""
-    raw = frame[column]
-    values = _to_float(raw)
-    bad_text = values.isna() & raw.notna()
-    if bad_text.any():
-        row = _first_row(frame, bad_text)
-        value = raw.loc[row]
-        raise DataError(f"{_where(label, row)}, column {column!r}: value {value!r} is not a number"
-                        f"{_number_problem(value)}")
-    arr = values.to_numpy(dtype=np.float64)
-    if not allow_nan and np.isnan(arr).any():
-        raise DataError(f"{_where(label, _first_row(frame, np.isnan(arr)))}, column {column!r}: missing value (NaN)")
-    if np.isinf(arr).any():
-        raise DataError(f"{_where(label, _first_row(frame, np.isinf(arr)))}, column {column!r}: infinite value")
-    return arr
-
-
-def _ids(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
-    """Identifiers as stripped strings; empty or missing ids are errors."""
-    ids = frame[column]
-    text = ids.astype(str).str.strip()
-    missing = ids.isna() | (text == "")
-    if missing.any():
-        raise DataError(f"{_where(label, _first_row(frame, missing))}, column {column!r}: empty identifier")
-    return text
 
 
 @dataclass(frozen=True)
@@ -443,7 +183,6 @@ def material_rows(vocabulary: Sequence[str], ids: Sequence[str | None], what: st
     return np.array([-1 if m is None else vocab.get_loc(m) for m in ids], dtype=np.int64)
 
 
-
 def material_usage(materials: pd.DataFrame, formulas: pd.DataFrame) -> pd.DataFrame:
     """``materials`` (same rows, same order, other columns kept) with ``n_formulas`` (how many formulas of
     ``formulas`` use each material) and ``median_content`` (its median content there) recomputed; unused
@@ -457,44 +196,7 @@ def material_usage(materials: pd.DataFrame, formulas: pd.DataFrame) -> pd.DataFr
 # --------------------------------------------------------------------------------------------------------------
 # Loading: readers and validators of the three tables
 # --------------------------------------------------------------------------------------------------------------
-_HINTS = {
-    "marker": " (a missing-value marker; fill in the value or drop the row)",
-    "thousands": " (looks like a thousands separator; write the digits alone, e.g. 1234)",
-    "decimal comma": " (looks like a decimal comma; write 1.5, or pass decimal=',')",
-    "unit": " (a number followed by text, a unit?; put units in the column name)",
-}
 _TOTALS = {"percent": 100.0, "fraction": 1.0}
-
-
-def _number_kind(text: str) -> str | None:
-    """Which near-number ``text`` is: ``marker``, ``thousands``, ``decimal comma``, ``unit`` or None."""
-    if text.lower() in _MISSING_MARKERS:
-        return "marker"
-    for kind, pattern in (("thousands", _THOUSANDS), ("decimal comma", _DECIMAL_COMMA), ("unit", _NUMBER_WITH_TEXT)):
-        if pattern.fullmatch(text):
-            return kind
-    return None
-
-
-def _number_problem(value: object) -> str:
-    """Why ``value`` is not a number, as a phrase to append to ``value ... is not a number`` ('' if unknown)."""
-    return _HINTS.get(_number_kind(str(value).strip()) or "", "")
-
-
-def _looks_numeric(values: pd.Series) -> bool:
-    """Whether a column holds (mostly) numbers, or text that reads as numbers (``1,234``, ``12 cP``, ``n/a``):
-    at least one such value, and numbers or missing-value markers make up at least half of the filled cells."""
-    if pd.api.types.is_bool_dtype(values):
-        return False
-    if pd.api.types.is_numeric_dtype(values):
-        return bool(values.notna().any())
-    text = values.dropna().map(str).str.strip()
-    text = text[text != ""]
-    if text.empty:
-        return False
-    kinds = text.map(_number_kind)
-    numeric = _to_float(text).notna() | kinds.isin(["thousands", "decimal comma", "unit"])
-    return bool(numeric.any()) and float((numeric | (kinds == "marker")).mean()) >= 0.5
 
 
 def _names(columns: Sequence[str] | str) -> tuple[str, ...]:
@@ -507,33 +209,43 @@ def _check_duplicates(forms: pd.DataFrame, label: str, policy: str) -> None:
     later = forms.duplicated(list(ID_COLUMNS), keep="first")
     if not later.any():
         return
-    row = _first_row(forms, later)
+    row = first_row(forms, later)
     fid, mid = forms.loc[row, "formula_id"], forms.loc[row, "material_id"]
-    first = _first_row(forms, (forms["formula_id"] == fid) & (forms["material_id"] == mid))
+    first = first_row(forms, (forms["formula_id"] == fid) & (forms["material_id"] == mid))
     if policy == "error":
-        raise DataError(f"{_where(label, row)}, column 'material_id': formula {fid!r} lists material {mid!r} again "
-                        f"(first at {_row_text(label, first)}); merge the rows, or pass duplicates='sum' to add "
+        raise DataError(f"{where(label, row)}, column 'material_id': formula {fid!r} lists material {mid!r} again "
+                        f"(first at {row_text(label, first)}); merge the rows, or pass duplicates='sum' to add "
                         f"them up")
     log.warning("%s: %d duplicate (formula, material) rows summed; the first: formula %r, material %r at %s and %s",
-                label, int(later.sum()), fid, mid, _row_text(label, first), _row_text(label, row))
+                label, int(later.sum()), fid, mid, row_text(label, first), row_text(label, row))
 
 
-def _read_formulas(formulas: TableLike, duplicates: str, read: dict) -> tuple[pd.DataFrame, str]:
+def _read_formulas(formulas: TableLike, duplicates: str, read: dict, rules: CellRules) -> tuple[pd.DataFrame, str]:
     """The formulas table with string ids and float contents (index = data row); checks columns, ids, numbers,
     signs and duplicate (formula, material) rows."""
     forms, label = read_table(formulas, "formulas", **read)
-    _require_columns(forms, FORMULA_COLUMNS, label)
-    _require_rows(forms, label)
+    forms = match_columns(forms, FORMULA_COLUMNS, label)
+    require_columns(forms, FORMULA_COLUMNS, label)
+    require_rows(forms, label)
     forms = forms[list(FORMULA_COLUMNS)].copy()
     for column in ID_COLUMNS:
-        forms[column] = _ids(forms, column, label)
-    forms["content"] = _require_numeric(forms, "content", label)
+        forms[column] = read_ids(forms, column, label)
+    forms["content"] = require_numeric(forms, "content", label, rules=rules)
     negative = forms["content"] < 0
     if negative.any():
-        row = _first_row(forms, negative)
-        raise DataError(f"{_where(label, row)}, column 'content': negative content {forms['content'].loc[row]!r}")
+        row = first_row(forms, negative)
+        raise DataError(f"{where(label, row)}, column 'content': negative content {forms['content'].loc[row]!r}")
     _check_duplicates(forms, label, duplicates)
     return forms, label
+
+
+def read_formula_table(table: TableLike, *, duplicates: str = "error", sep: str | None = None,
+                       decimal: str | None = None, sheet: str | int | None = None,
+                       rules: CellRules = DEFAULT_RULES) -> tuple[pd.DataFrame, str]:
+    """A formulas table read and checked as :func:`load_formulas` reads it (headers matched, ids as text, cells
+    read by :func:`mrl.cells.parse_number`, no negative content, duplicates by ``duplicates``), contents still in
+    their own unit (not normalised); with its label. For tools that take one formula (``mrl design``)."""
+    return _read_formulas(table, duplicates, {"sep": sep, "decimal": decimal, "sheet": sheet}, rules)
 
 
 def _choose_targets(props: pd.DataFrame, label: str, conditions: Sequence[str]) -> tuple[str, ...]:
@@ -558,29 +270,30 @@ def _check_split(props: pd.DataFrame, label: str) -> None:
         return
     bad = ~props["split"].isin(SPLIT_VALUES)
     if bad.any():
-        row = _first_row(props, bad)
-        raise DataError(f"{_where(label, row)}, column 'split': {props['split'].loc[row]!r} "
+        row = first_row(props, bad)
+        raise DataError(f"{where(label, row)}, column 'split': {props['split'].loc[row]!r} "
                         f"is not one of {SPLIT_VALUES}")
 
 
 def _read_properties(properties: TableLike, targets: Sequence[str] | str | None, conditions: Sequence[str] | str,
-                     read: dict) -> tuple[pd.DataFrame, str, tuple[str, ...], tuple[str, ...]]:
+                     read: dict, rules: CellRules) -> tuple[pd.DataFrame, str, tuple[str, ...], tuple[str, ...]]:
     """The properties table with string ids and float targets/conditions; returns it, its label, the targets
     (chosen by :func:`_choose_targets` when None; none when an empty sequence is given) and the conditions."""
     props, label = read_table(properties, "properties", **read)
-    _require_rows(props, label)
-    _require_columns(props, ["formula_id"], label)
+    require_rows(props, label)
     conditions = _names(conditions)
-    _require_columns(props, conditions, label)
+    props = match_columns(props, ["formula_id", *RESERVED_COLUMNS, *conditions, *_names(targets or ())], label)
+    require_columns(props, ["formula_id"], label)
+    require_columns(props, conditions, label)
     targets = _choose_targets(props, label, conditions) if targets is None else _names(targets)
-    _require_columns(props, targets, label)
+    require_columns(props, targets, label)
     clash = set(targets) & set(conditions)
     if clash:
         raise DataError(f"{label}: column(s) {sorted(clash)} named both as target and as condition")
     props = props.copy()
-    props["formula_id"] = _ids(props, "formula_id", label)
+    props["formula_id"] = read_ids(props, "formula_id", label)
     for column in (*targets, *conditions):
-        props[column] = _require_numeric(props, column, label)
+        props[column] = require_numeric(props, column, label, rules=rules)
     _check_split(props, label)
     return props, label, targets, conditions
 
@@ -589,13 +302,14 @@ def _measured(forms: pd.DataFrame, flabel: str, props: pd.DataFrame, plabel: str
     """Formulas rows of measured formulas; a measurement of a formula without ingredients is an error."""
     orphan = ~props["formula_id"].isin(forms["formula_id"].unique())
     if orphan.any():
-        row = _first_row(props, orphan)
-        raise DataError(f"{_where(plabel, row)}, column 'formula_id': formula {props['formula_id'].loc[row]!r} "
+        row = first_row(props, orphan)
+        raise DataError(f"{where(plabel, row)}, column 'formula_id': formula {props['formula_id'].loc[row]!r} "
                         f"has no ingredients in {flabel}")
     unmeasured = ~forms["formula_id"].isin(props["formula_id"].unique())
     if unmeasured.any():
-        log.info("%s: %d formulas have no measurement in %s and are left out",
-                 flabel, forms["formula_id"][unmeasured].nunique(), plabel)
+        ids = pd.unique(forms["formula_id"][unmeasured])
+        log.warning("%s: %d formula(s) have no measurement in %s and are left out: %s%s", flabel, len(ids), plabel,
+                    ", ".join(map(repr, ids[:5])), ", ..." if len(ids) > 5 else "")
     return forms[~unmeasured]
 
 
@@ -619,14 +333,14 @@ def _check_contents(forms: pd.DataFrame, label: str, unit: str, why: str) -> Non
     sums = forms.groupby("formula_id", sort=False)["content"].sum()
     empty = sums.index[(sums <= 0).to_numpy()]
     if len(empty):
-        row = _first_row(forms, forms["formula_id"] == empty[0])
-        raise DataError(f"{_where(label, row)}, column 'content': formula {empty[0]!r} has no positive content")
+        row = first_row(forms, forms["formula_id"] == empty[0])
+        raise DataError(f"{where(label, row)}, column 'content': formula {empty[0]!r} has no positive content")
     total = _TOTALS[unit]
     high = forms["content"] > total * (1 + SUM_TOLERANCE)
     if high.any():
-        row = _first_row(forms, high)
+        row = first_row(forms, high)
         whole = "100 %" if unit == "percent" else "1 (a fraction)"
-        raise DataError(f"{_where(label, row)}, column 'content': content {forms['content'].loc[row]:g} is more "
+        raise DataError(f"{where(label, row)}, column 'content': content {forms['content'].loc[row]:g} is more "
                         f"than the whole formula ({whole}; contents read as {unit}: {why})")
 
 
@@ -639,19 +353,20 @@ def _read_materials(materials: TableLike | None, forms: pd.DataFrame, flabel: st
         mats = mats.sort_values("material_id", kind="stable")
     else:
         mats, mlabel = read_table(materials, "materials", **read)
-        _require_rows(mats, mlabel)
-        _require_columns(mats, ["material_id"], mlabel)
+        mats = match_columns(mats, ["material_id", "name"], mlabel)
+        require_rows(mats, mlabel)
+        require_columns(mats, ["material_id"], mlabel)
         mats = mats.copy()
-        mats["material_id"] = _ids(mats, "material_id", mlabel)
+        mats["material_id"] = read_ids(mats, "material_id", mlabel)
         dup = mats["material_id"].duplicated()
         if dup.any():
-            row = _first_row(mats, dup)
-            raise DataError(f"{_where(mlabel, row)}, column 'material_id': duplicate "
+            row = first_row(mats, dup)
+            raise DataError(f"{where(mlabel, row)}, column 'material_id': duplicate "
                             f"{mats['material_id'].loc[row]!r}")
         unknown = ~used["material_id"].isin(mats["material_id"].unique())
         if unknown.any():
-            row = _first_row(used, unknown)
-            raise DataError(f"{_where(flabel, row)}, column 'material_id': unknown material "
+            row = first_row(used, unknown)
+            raise DataError(f"{where(flabel, row)}, column 'material_id': unknown material "
                             f"{used['material_id'].loc[row]!r} (not in {mlabel}); {int(unknown.sum())} such rows")
     if "name" not in mats.columns:
         mats["name"] = mats["material_id"]
@@ -674,7 +389,7 @@ def _normalise_contents(forms: pd.DataFrame, label: str, unit: str) -> pd.DataFr
 
 def load_formulas(
     formulas: TableLike,
-    properties: TableLike,
+    properties: TableLike | None = None,
     materials: TableLike | None = None,
     targets: Sequence[str] | str | None = None,
     conditions: Sequence[str] | str = (),
@@ -684,12 +399,29 @@ def load_formulas(
     duplicates: str = "error",
     sep: str | None = None,
     decimal: str | None = None,
+    below_limit: str = "error",
+    text_values: Mapping[str, float] | None = None,
+    layout: str = "long",
+    sheets: Mapping[str, str] | None = None,
+    sheet: str | int | None = None,
+    id_column: str = "formula_id",
+    material_columns: str | Sequence[str] | None = None,
+    ignore_columns: Sequence[str] = (),
 ) -> FormulaData:
-    """Load, validate and normalise a data set in the long format.
+    """Load, validate and normalise a data set.
+
+    With ``properties`` given, ``formulas``/``properties``/``materials`` are the three long tables. Without it,
+    ``formulas`` is a whole data set, read by :func:`mrl.workbook.source_tables`: a folder holding
+    ``formulas``/``properties`` (and optionally ``materials``) tables (``.csv``, ``.csv.gz``, ``.parquet``,
+    ``.xlsx``; two versions of one table are an error naming the newest), one workbook with sheets ``formulas``,
+    ``properties``, ``materials`` (any case; other names through ``sheets``), or, with ``layout="wide"``, one wide
+    sheet or table: one row per formula, one column per material, plus the ``id_column``, the target(s),
+    conditions and ``ignore_columns``; ``material_columns`` (a sheet range ``"B:K"`` or a list of names) says which
+    columns are materials (default: every other numeric column).
 
     Args:
         formulas: path (CSV, gzipped CSV, Parquet, ``.xlsx``; see :func:`read_table`) or DataFrame with
-            ``formula_id, material_id, content``.
+            ``formula_id, material_id, content``; or (``properties`` None) a data folder, workbook or wide table.
         properties: path or DataFrame with ``formula_id``, the target columns and the condition columns.
         materials: optional path or DataFrame with ``material_id`` and descriptive columns. When given, every
             material used in ``formulas`` must be listed (unknown codes are errors).
@@ -706,7 +438,19 @@ def load_formulas(
         duplicates: two rows for one (formula, material): ``"error"`` (default) or ``"sum"`` (added up, with a
             warning).
         sep: CSV separator (default: detected, see :func:`read_table`).
-        decimal: CSV decimal mark (default: detected).
+        decimal: decimal mark of CSV files and of numbers stored as text (default: detected; see
+            :class:`CellRules`).
+        below_limit: how ``<0.1`` is read: ``"error"`` (default), ``"half"``, ``"zero"`` or ``"limit"``.
+        text_values: text cells read as numbers, e.g. ``{"tr": 0.01, "n.d.": 0}``.
+        layout: ``"long"`` (three tables) or ``"wide"`` (one row per formula, one column per material); only
+            with ``properties`` None.
+        sheets: workbook sheet of each table, e.g. ``{"formulas": "Rezepturen"}`` (default: sheets named
+            ``formulas``/``properties``/``materials``, any case).
+        sheet: the wide sheet of a workbook (default: ``formulas``, else the only sheet).
+        id_column: the wide table's column naming each formula.
+        material_columns: the wide table's material columns: a sheet range ``"B:K"`` or headers (default: every
+            numeric column not named as id, target, condition or ignored).
+        ignore_columns: wide-table columns that are neither material, target nor condition (notes, pH...).
 
     Raises:
         DataError: on empty files, missing columns, non-numeric/NaN/negative/implausible contents, duplicate
@@ -717,9 +461,21 @@ def load_formulas(
         raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
     if content_unit not in CONTENT_UNITS:
         raise ValueError(f"content_unit must be one of {CONTENT_UNITS}, got {content_unit!r}")
+    if below_limit not in BELOW_LIMIT_POLICIES:
+        raise ValueError(f"below_limit must be one of {BELOW_LIMIT_POLICIES}, got {below_limit!r}")
+    rules = CellRules(decimal, below_limit, dict(text_values or {}))
     read = {"sep": sep, "decimal": decimal}
-    forms, flabel = _read_formulas(formulas, duplicates, read)
-    props, plabel, targets, conditions = _read_properties(properties, targets, conditions, read)
+    if properties is None:
+        if materials is not None:
+            raise ValueError("materials is read from the data set itself when properties is not given")
+        formulas, properties, materials, targets = source_tables(
+            formulas, layout=layout, sheets=sheets, sheet=sheet, id_column=id_column,
+            material_columns=material_columns, ignore_columns=ignore_columns, targets=targets,
+            conditions=_names(conditions), duplicates=duplicates, rules=rules, read=read)
+    elif layout != "long":
+        raise ValueError(f"layout {layout!r} needs the whole data set as one source (properties=None)")
+    forms, flabel = _read_formulas(formulas, duplicates, read, rules)
+    props, plabel, targets, conditions = _read_properties(properties, targets, conditions, read, rules)
     forms = _measured(forms, flabel, props, plabel)
     unit, why = _content_unit(forms, flabel, content_unit)
     _check_contents(forms, flabel, unit, why)

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from mrl.data import DataError, FormulaData, load_formulas, save_formulas
+from mrl.data import FormulaData, load_formulas, save_formulas
 from mrl.descriptors import canonical_smiles, chemical_class
 from mrl.elements import formulas_to_long, periodic_table
 from mrl.io import write_json
+from mrl.tables import DataError
 from mrl.wheels import cache_dir, fetch_wheel, read_wheel_member
 
 log = logging.getLogger(__name__)

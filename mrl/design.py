@@ -51,9 +51,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mrl.data import DataError, TableLike, read_table
 from mrl.domain import RANGE_SLACK
 from mrl.model import Batch
+from mrl.tables import DataError, TableLike, read_table
 from mrl.uncertainty import from_model_units, to_model_units
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from mrl.checkpoint import (
     load_snapshots,
     save_checkpoint,
 )
-from mrl.data import DataError, FormulaData, content_matrix, material_rows, prediction_input
+from mrl.data import FormulaData, content_matrix, material_rows, prediction_input
 from mrl.features import FeatureScaler, material_features
 from mrl.init_vectors import set_initial_table
 from mrl.metrics import regression_metrics
@@ -30,6 +30,7 @@ from mrl.model import MixtureModel, make_batch
 from mrl.params import RunParams, check_conditions, check_constraints
 from mrl.run_files import snapshots_path
 from mrl.splits import validation_split
+from mrl.tables import DataError
 from mrl.train import LOSSES, LoopConfig, resolve_device, run_loop
 from mrl.transforms import resolve_target_transform
 

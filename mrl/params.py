@@ -20,12 +20,26 @@ class RunParams:
     name: str = "run"  # run folder name under runs_dir
     runs_dir: str = "runs"  # parent folder of run folders
     # data
-    data: str = "synth:small"  # "synth:<preset>", a registered dataset name, or a folder with formulas/properties[/materials]
+    # "synth:<preset>", a registered dataset name, a folder with formulas/properties[/materials] tables (csv, parquet,
+    # xlsx), a workbook (.xlsx) with those sheets, or (layout: wide) one wide sheet or table
+    data: str = "synth:small"
     data_seed: int = 0  # seed of the synthetic lab
     target: Optional[str] = None  # property column to learn (default: the data set's first)
     conditions: list = field(default_factory=list)  # condition columns fed to the regressor (e.g. [T, P])
     inverse_conditions: list = field(default_factory=list)  # conditions entered as 1000 / value (e.g. [T])
     content_unit: str = "auto"  # percent | fraction | auto
+    # reading the data files (mrl.data.load_formulas, mrl.workbook)
+    layout: str = "long"  # long (formulas/properties/materials tables) | wide (one row per formula, a column per material)
+    sheets: dict = field(default_factory=dict)  # workbook sheet of each table, e.g. {formulas: Rezepturen}
+    sheet: Optional[str] = None  # the wide sheet of a workbook (default: 'formulas', else the only sheet)
+    id_column: str = "formula_id"  # wide layout: the column naming each formula
+    material_columns: list = field(default_factory=list)  # wide layout: a range [B:K] or headers (default: all numeric)
+    ignore_columns: list = field(default_factory=list)  # wide layout: columns that are not materials (notes, pH...)
+    sep: Optional[str] = None  # CSV separator (default: detected)
+    decimal: Optional[str] = None  # decimal mark of CSV files and numbers stored as text (default: detected)
+    below_limit: str = "error"  # a cell '<0.1': error | half (0.05) | zero | limit (0.1)
+    text_values: dict = field(default_factory=dict)  # text cells read as numbers, e.g. {tr: 0.01, n.d.: 0}
+    duplicates: str = "error"  # a material listed twice in a formula: error | sum
     # split
     # random (by formula) | column (the data's split column) | group (by the group column) | material (by material)
     split: str = "random"
@@ -117,6 +131,10 @@ class RunParams:
 CHOICES: dict[str, tuple] = {
     "split": ("random", "column", "group", "material"),
     "content_unit": ("auto", "percent", "fraction"),
+    "layout": ("long", "wide"),
+    "decimal": (None, ".", ","),
+    "below_limit": ("error", "half", "zero", "limit"),
+    "duplicates": ("error", "sum"),
     "activation": ("tanh", "none"),
     "head": ("direct", "vft"),
     "content_scale": ("none", "median", "rms", "learned"),
@@ -129,6 +147,8 @@ CHOICES: dict[str, tuple] = {
     "loss": ("mse", "l1", "huber"),
     "unknown": ("error", "zero"),
 }
+#: List parameters that may be given as one string (``--set material_columns=B:K``).
+STRING_LISTS = ("material_columns", "ignore_columns", "conditions")
 #: Parameters that must be > 0 (``None`` allowed where the parameter is optional).
 POSITIVE = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
             "embedding_lr", "patience")
@@ -192,6 +212,8 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
             pass
     if base is list and isinstance(value, tuple):
         return list(value)
+    if base is list and isinstance(value, str) and key in STRING_LISTS:  # material_columns: B:K
+        return [value]
     if base is int and isinstance(value, bool) or not isinstance(value, base):
         raise TypeError(f"{source}: {key} must be {base.__name__}, got {type(value).__name__} {value!r}")
     return value

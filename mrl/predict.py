@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from mrl.data import DataError, FormulaData, TableLike, prediction_input, read_table
+from mrl.data import FormulaData, prediction_input
 from mrl.domain import Domain
 from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
+from mrl.tables import DataError, TableLike, read_table
 from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary
 
 if TYPE_CHECKING:

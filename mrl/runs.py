@@ -48,47 +48,37 @@ from mrl.synth import make_lab
 from mrl.train import resolve_device
 from mrl.transforms import resolve_target_transform
 from mrl.uncertainty import LEVELS, coverage, from_model_units, interval, member_summary
+from mrl.workbook import truth_table
 
 log = logging.getLogger(__name__)
 
 
 
-def _find_table(folder: Path, stem: str) -> Path | None:
-    for suffix in (".parquet", ".csv", ".csv.gz"):
-        if (folder / f"{stem}{suffix}").exists():
-            return folder / f"{stem}{suffix}"
-    return None
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read a Parquet table, or a CSV one (optionally gzipped) for any other suffix."""
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-
-
 def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     """Load the data a run names; return it with the hidden truth table (synthetic data only, else None).
 
-    ``params.data`` is ``"synth:<preset>"``, a name registered in :mod:`mrl.datasets`, or a folder holding
-    ``formulas``, ``properties`` and optionally ``materials`` tables (CSV or Parquet).
+    ``params.data`` is ``"synth:<preset>"``, a name registered in :mod:`mrl.datasets`, or a path read by
+    :func:`mrl.data.load_formulas` (the one reader of every entry): a folder holding ``formulas``, ``properties``
+    and optionally ``materials`` tables (CSV, Parquet or ``.xlsx``), a workbook with those sheets, or with
+    ``layout: wide`` one wide sheet or table; the reading keys (``layout``, ``sheets``, ``sheet``, ``id_column``,
+    ``material_columns``, ``ignore_columns``, ``decimal``, ``sep``, ``below_limit``, ``text_values``,
+    ``duplicates``) come from the params.
     """
     spec = params.data
     truth = None
     if spec.startswith("synth:"):
         data, truth = make_lab(spec.split(":", 1)[1], seed=params.data_seed,
                                supplier_sheet=params.features == "supplier")
-    elif Path(spec).is_dir():
-        folder = Path(spec)
-        forms, props = _find_table(folder, "formulas"), _find_table(folder, "properties")
-        if forms is None or props is None:
-            raise FileNotFoundError(f"{folder}: needs formulas.(csv|parquet) and properties.(csv|parquet)")
-        data = load_formulas(forms, props, _find_table(folder, "materials"), targets=params.target,
-                             conditions=params.conditions, content_unit=params.content_unit, name=folder.name)
-        truth_path = _find_table(folder, "truth")
-        truth = _read_table(truth_path) if truth_path else None
+    elif Path(spec).exists():
+        path = Path(spec)
+        data = load_formulas(path, targets=params.target, conditions=params.conditions,
+                             content_unit=params.content_unit, name=path.stem if path.is_file() else path.name,
+                             **reading_options(params))
+        truth = truth_table(path)
     else:
         if spec not in DATASETS:
-            raise ValueError(f"data {spec!r}: not 'synth:<preset>', not a folder, and not a registered dataset "
-                             f"({sorted(DATASETS)})")
+            raise ValueError(f"data {spec!r}: not 'synth:<preset>', not an existing folder or file, and not a "
+                             f"registered dataset ({sorted(DATASETS)})")
         data = load_dataset(spec)
     target = params.target or data.targets[0]
     if target not in data.properties.columns:
@@ -98,6 +88,14 @@ def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     if missing:
         raise ValueError(f"conditions {missing} not in {data.name} properties {list(data.properties.columns)}")
     return FormulaData(data.formulas, data.properties, data.materials, (target,), conditions, data.name), truth
+
+
+def reading_options(params: RunParams) -> dict:
+    """The keyword arguments of :func:`mrl.data.load_formulas` that say how a run's data files are read."""
+    return {"layout": params.layout, "sheets": params.sheets, "sheet": params.sheet, "id_column": params.id_column,
+            "material_columns": params.material_columns or None, "ignore_columns": params.ignore_columns,
+            "sep": params.sep, "decimal": params.decimal, "below_limit": params.below_limit,
+            "text_values": params.text_values, "duplicates": params.duplicates}
 
 
 def _git_sha() -> str | None:
@@ -211,7 +209,7 @@ class RunPlan:
 
 def plan_run(params: RunParams) -> RunPlan:
     """Load and check everything a run needs, without training: data, target and its transform, conditions,
-    split, pinned and tied materials, device. Raises ValueError (or :class:`mrl.data.DataError`, or FileNotFoundError)
+    split, pinned and tied materials, device. Raises ValueError (or :class:`mrl.tables.DataError`, or FileNotFoundError)
     naming what is wrong; collects warnings (tiny data) in :attr:`RunPlan.warnings`."""
     device = str(resolve_device(params.device))
     data, truth = resolve_data(params)
@@ -313,7 +311,7 @@ def _check_resumable(out: Path, plan: RunPlan) -> None:
             raise ValueError(f"{out} was started with other params ({'; '.join(diff)}); resume it with its own "
                              f"params (mrl train --resume {out}) or start a new run under another name")
     if (out / SPLIT).exists():
-        stored = _read_table(out / SPLIT)
+        stored = pd.read_parquet(out / SPLIT)
         now = plan.data.properties["formula_id"].astype(str).to_numpy()
         if (len(stored) != len(now) or not (stored["formula_id"].astype(str).to_numpy() == now).all()
                 or not (stored["split"].astype(str).to_numpy() == plan.split.astype(str)).all()):
@@ -509,8 +507,9 @@ class Run:
         return self.predictor.predict(formulas, conditions, **kw)
 
     def _read(self, name: str) -> pd.DataFrame:
-        """A table of the run folder by file name."""
-        return _read_table(self.path / name)
+        """A table of the run folder by file name (Parquet, or ``history.csv``)."""
+        path = self.path / name
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
     def data(self) -> tuple[FormulaData, pd.DataFrame | None]:
         """The run's data set and hidden truth (if any), re-resolved from its params."""

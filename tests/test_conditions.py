@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mrl.data import DataError, load_formulas
+from mrl.data import load_formulas
 from mrl.estimator import MixtureRegressor
 from mrl.model import make_batch
 from mrl.params import RunParams
+from mrl.tables import DataError
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrl.data import DataError, load_formulas
+from mrl.data import load_formulas
 from mrl.io import atomic_path, write_json
+from mrl.tables import DataError
 
 
 def _write(tmp_path, forms: pd.DataFrame, props: pd.DataFrame, mats: pd.DataFrame | None = None):

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrl.data import DataError, find_table, load_formulas, material_usage, read_table
+from mrl.data import load_formulas, material_usage
+from mrl.tables import DataError, find_table, read_table
 
 INPUTS = Path(__file__).parent / "fixtures" / "inputs"
 FORMS_CSV = "formula_id,material_id,content\nA,W,90\nA,X,10\nB,W,80\nB,X,15\nB,Y,5\n"
@@ -167,9 +168,15 @@ def test_xlsx_files_and_sheets(info_log):
         read_table(INPUTS / "formulas.xlsx", sheet="nope")
 
 
-def test_xlsx_errors_name_the_sheet_row(tmp_path):
+def test_xlsx_errors_name_the_sheet_row(tmp_path, info_log):
+    # a number stored as text with a decimal comma is read, with a note; thousands stay an error naming the cell
     pd.DataFrame({"formula_id": ["A", "B"], "viscosity": [1.0, "1,5"]}).to_excel(tmp_path / "p.xlsx", index=False)
-    with pytest.raises(DataError, match=r"p\.xlsx: row 1 \(sheet row 3\), column 'viscosity': value '1,5'.*decimal"):
+    data = load_formulas(INPUTS / "formulas.xlsx", tmp_path / "p.xlsx")
+    assert data.target_values().tolist() == [1.0, 1.5]
+    assert "column B 'viscosity': 1 cell(s) with a decimal comma read as numbers" in info_log.text
+    pd.DataFrame({"formula_id": ["A", "B"], "viscosity": [1.0, "1,234"]}).to_excel(tmp_path / "p.xlsx", index=False)
+    with pytest.raises(DataError, match=r"p\.xlsx, sheet 'Sheet1': row 1 \(Excel row 3\), column B 'viscosity': "
+                                        r"value '1,234'.*thousands"):
         load_formulas(INPUTS / "formulas.xlsx", tmp_path / "p.xlsx")
 
 

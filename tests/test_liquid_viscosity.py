@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mrl import datasets as ds
-from mrl.data import DataError
+from mrl.tables import DataError
 
 pytest.importorskip("rdkit")
 from mrl.descriptors import CHEMICAL_CLASSES, DESCRIPTOR_NAMES, canonical_smiles, chemical_class, rdkit_descriptors  # noqa: E402

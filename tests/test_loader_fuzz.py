@@ -10,7 +10,8 @@ import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mrl.data import DataError, FormulaData, load_formulas
+from mrl.data import FormulaData, load_formulas
+from mrl.tables import DataError
 
 BAD_IDS = st.sampled_from(["", " ", None, "NA", " F1", "F9"])
 BAD_NUMBERS = st.one_of(

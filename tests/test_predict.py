@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrl.data import DataError
 from mrl.params import RunParams
 from mrl.predict import Predictor
 from mrl.runs import load_run, run_experiment
+from mrl.tables import DataError
 
 SMALL = dict(data="synth:small", steps=120, eval_every=60, snapshot_every=60, checkpoint_every=60, embedding_dim=4,
              hidden=[16], device="cpu")
