@@ -280,7 +280,7 @@ def _knowledge_sentences(lv: pd.DataFrame) -> list[str]:
                    f"properties that set the viscosity (median R² over them) from the learned vectors at "
                    f"{_f2(lv['median_probe_r2_learned'].min())} to {_f2(lv['median_probe_r2_learned'].max())}, from "
                    f"the SVD at {_f2(lv['median_probe_r2_svd'].min())} to {_f2(lv['median_probe_r2_svd'].max())}."
-                   + (" With more data (the seed-scale lab, README: *What the seed-scale vectors know*) the learned "
+                   + (" With more data (the seed-scale lab, page *Seed scale and real data*) the learned "
                       "vectors do predict the hidden effects, which co-usage does not: they organise by effect, "
                       "not by family." if weak else " The vectors organise by effect, not by family."))
     return out
