@@ -177,13 +177,19 @@ def render_page(result: dict | None) -> str:
     s = result["settings"]
     fmt = "one workbook (`lab.xlsx`)" if s["format"] == "xlsx" else "a CSV folder"
     run = result.get("run", {})
+    biggest = max(result["steps"], key=lambda r: r["wall_s"])
+    busy = float(result["machine"].get("loadavg_1min_at_end", 0.0))
     lines = head + [
         f"Measured on {result['machine']['cpus']} cores ({s['OMP_NUM_THREADS']} torch thread per process): the "
         f"lab as {fmt}, {s['formulas']:,} formulas of {s['materials']:,} materials, an ensemble of {s['ensemble']} "
         f"trained {s['train_steps']:,} steps each, {s['new_formulas']} new formulas, {s['design_tasks']} design "
         "tasks (one `mrl design` call each).", "", table(result), "",
         f"Total **{result['total_s'] / 60:.1f} min** against the goal of {result['goal_s'] / 60:.0f} min"
-        f" ({'met' if result['met'] else 'not met'}).", ""]
+        f" ({'met' if result['met'] else 'not met'}). The largest step is {biggest['step']} "
+        f"({100 * biggest['wall_s'] / result['total_s']:.0f} % of the total)."
+        + (f" Other jobs shared the machine ({busy:.1f} processes running or waiting on average at the end, on "
+           f"{result['machine']['cpus']} cores), so these times are upper bounds." if busy > result['machine']['cpus']
+           else ""), ""]
     if run.get("eval_mae") is not None:
         lines += [f"The trained ensemble: eval MAE {run['eval_mae']:,.0f} cP, eval R² {run['eval_r2']:.2f}, "
                   f"{100 * run['coverage_80_eval']:.0f} % of eval measurements inside their 80 % interval.", ""]

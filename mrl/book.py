@@ -1,9 +1,12 @@
-"""The Jupyter Book report of a sweep: pages generated from the files of its runs, then the HTML build.
+"""The Jupyter Book report of a sweep or a single run: pages generated from their files, then the HTML build.
 
-:func:`build_report` turns a sweep folder (``runs/<sweep>/``, written by :func:`mrl.sweep.run_sweep`) into book pages
-under ``book/generated/<sweep>/`` (:func:`generate_pages`) and builds the book with ``jupyter-book`` into
-``book/_build/html/``. Pages read only files: the run files (:mod:`mrl.runs`) and those the notebooks wrote under
-their :data:`mrl.report.FILES` names.
+:func:`build_report` turns a sweep folder (``runs/<sweep>/``, written by :func:`mrl.sweep.run_sweep`) or a run folder
+(``mrl train``) into book pages under ``<book>/generated/<name>/`` (:func:`generate_pages`,
+:func:`generate_run_pages`) and builds the book with ``jupyter-book`` into ``<book>/_build/html/``. The book folder
+may be empty: the configuration and first page ship with the package (:data:`TEMPLATE`); the repository's
+``book/`` adds its own first page and hand-written chapters. Sweep pages read only files: the run files
+(:mod:`mrl.runs`) and those the notebooks wrote under their :data:`mrl.report.FILES` names; a run's pages draw its
+maps and tables from the run folder itself.
 """
 from __future__ import annotations
 
@@ -804,10 +807,22 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
     target = metrics.get("target", "the property")
     log_target = metrics.get("target_transform") == "log10"
     preds = run.predictions
-    data, _ = run.data()
+    try:
+        data, _ = run.data()
+    except (OSError, ValueError) as exc:  # e.g. a data folder given relative to the folder the run was trained in
+        log.warning("the data of %s cannot be read from here (%s): the data page shows only the run's counts and "
+                    "the maps are labelled without influence; build the report from the folder the run was "
+                    "trained in to have them", run_dir, exc)
+        data = None
     pages: dict[str, str] = {}
 
-    summary = data_summary(data)
+    if data is not None:
+        summary = data_summary(data)
+    else:
+        summary = pd.DataFrame([("materials", metrics.get("n_materials")), ("formulas", metrics.get("n_formulas")),
+                                ("measurements", metrics.get("n_samples")), ("target", target),
+                                ("data", f"{metrics.get('data')} (not readable from the report's working folder)")],
+                               columns=["quantity", "value"]).astype({"value": str})
     counts = preds["split"].value_counts()
     split_text = ", ".join(f"{s} {int(counts[s]):,}" for s in ("train", "calib", "eval", "test") if s in counts)
     pages["data"] = "\n".join([
@@ -864,7 +879,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
 
     plotly_needed = False
     with tempfile.TemporaryDirectory() as tmp:
-        influence = run_influence(run, data, max_formulas=50)
+        influence = run_influence(run, data, max_formulas=50) if data is not None else None
         write_maps(run, methods=map_methods, influence=influence, interactive=1, folder=tmp)
 
         def figure(src: Path, caption: str) -> list[str]:
@@ -921,7 +936,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
         f"and 80 % / 95 % interval: {{download}}`predictions.csv <{name}/predictions.csv>`).", "",
         _csv_table(shown, cols), ""])
 
-    key = [f"Run `{name}`: {metrics.get('n_formulas'):,} formulas, {metrics.get('n_materials'):,} materials, "
+    key = [f"{metrics.get('n_formulas'):,} formulas, {metrics.get('n_materials'):,} materials, "
            f"embedding size {metrics.get('embedding_dim')}, {metrics.get('steps'):,} steps"
            + (f", an ensemble of {members}" if members > 1 else "") + ".", lead]
     if ev_cov:

@@ -18,6 +18,8 @@ CELLS: tuple[tuple[str, str], ...] = (
     ("markdown", "## The run\nIts errors per split (in the property's units) and the share of measurements inside "
                  "the 80 % / 95 % intervals."),
     ("code", """%matplotlib inline
+import os
+
 import pandas as pd
 
 from mrl.analysis import nearest_neighbors
@@ -26,6 +28,7 @@ from mrl.plots import material_map
 from mrl.report import map_coordinates, metrics_table
 from mrl.runs import load_run
 
+os.chdir(work_dir)  # the run's params name its data relative to the folder it was trained from
 run = load_run(run_dir)
 data, _ = run.data()
 print(f"{run.metrics['target']}: {run.metrics['n_formulas']} formulas, {run.metrics['n_materials']} materials, "
@@ -67,17 +70,18 @@ result.proposals[["proposal", "prediction", "lower_80", "upper_80", "vouched", "
 )
 
 
-def explore_notebook(run_dir: str, material: str | None = None, formula: str | None = None,
+def explore_notebook(run_dir: str, work_dir: str, material: str | None = None, formula: str | None = None,
                      target: float | None = None, design_steps: int = 150):
-    """The exploration notebook of the run at ``run_dir`` (a path as the notebook's kernel will see it) as an
-    ``nbformat`` notebook; ``material``, ``formula`` and ``target`` preset its parameters (``None``: the most used
-    material, the first eval formula, twice its measurement)."""
+    """The exploration notebook of the run at ``run_dir`` (relative to ``work_dir``, the folder whose relative paths
+    the run's params use, e.g. its data) as an ``nbformat`` notebook; ``material``, ``formula`` and ``target`` preset
+    its parameters (``None``: the most used material, the first eval formula, twice its measurement)."""
     import nbformat
 
     name = Path(run_dir).name
     params = "\n".join([
         "# parameters (papermill may set them)",
-        f"run_dir = {run_dir!r}  # the run folder, relative to this notebook",
+        f"work_dir = {work_dir!r}  # the folder the run was made from (its data path is relative to it)",
+        f"run_dir = {run_dir!r}  # the run folder, relative to work_dir",
         f"material = {material!r}  # a material id; None: the most used one",
         f"formula = {formula!r}  # a formula id of the run's data; None: the first eval formula",
         f"target = {target!r}  # the design's target in the property's units; None: twice the measurement",
@@ -92,9 +96,11 @@ def explore_notebook(run_dir: str, material: str | None = None, formula: str | N
     return nb
 
 
-def write_notebook(run: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
+def write_notebook(run: str | Path, out: str | Path | None = None, overwrite: bool = False,
+                   work_dir: str | Path | None = None) -> Path:
     """Write the exploration notebook of a finished run to ``out`` (default: ``<run>.ipynb`` beside the run folder)
-    and return its path. The run's path inside is relative to the notebook's folder, so the two may move together.
+    and return its path. The notebook works in ``work_dir`` (default: the current folder, where the run was
+    presumably trained: its params name the data relative to it) and names the run relative to it.
 
     Raises:
         FileNotFoundError: ``run`` is not a finished run folder.
@@ -112,8 +118,10 @@ def write_notebook(run: str | Path, out: str | Path | None = None, overwrite: bo
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; give --overwrite to replace it (or --out another path)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    rel = os.path.relpath(run_path, out.parent.resolve())
+    work = Path(work_dir if work_dir is not None else Path.cwd()).resolve()
+    rel = Path(os.path.relpath(run_path, work)).as_posix()
+    log.info("notebook works in %s (the run's relative data paths are read from there), run %s", work, rel)
     with atomic_path(out) as tmp:
-        nbformat.write(explore_notebook(Path(rel).as_posix()), tmp)
+        nbformat.write(explore_notebook(rel, str(work)), tmp)
     log.info("notebook for %s: %s", run_path, out)
     return out

@@ -95,7 +95,8 @@ def test_notebook_is_written_beside_the_run_and_executes(tiny_run):
     path = work / "runs" / "tiny.ipynb"
     assert str(path) in proc.stdout and f"jupyter lab {path}" in proc.stdout
     nb = json.loads(path.read_text())
-    assert "run_dir = 'tiny'" in "".join(nb["cells"][1]["source"])
+    params = "".join(nb["cells"][1]["source"])
+    assert "run_dir = 'runs/tiny'" in params and f"work_dir = {str(work.resolve())!r}" in params
     again = subprocess.run([sys.executable, "-m", "mrl.cli", "notebook", "runs/tiny"], cwd=work, capture_output=True,
                            text=True, env=_env(), timeout=120)
     assert again.returncode == 2 and "--overwrite" in again.stderr
@@ -115,3 +116,21 @@ def test_notebook_is_written_beside_the_run_and_executes(tiny_run):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = json.dumps(outputs)
     assert "NEW-1" in text and "vouched" in text and "image/png" in text
+
+
+def test_run_report_from_another_folder_says_when_the_data_is_not_readable(tmp_path, monkeypatch):
+    """A run trained on a data folder named relative to its working folder: from elsewhere its pages are still
+    written; the data page says the data could not be read."""
+    from mrl.book import generate_run_pages
+
+    work = tmp_path / "lab_work"
+    work.mkdir()
+    mrl("data", "--preset", "small", "--out", "lab", cwd=work)
+    mrl("train", "--set", "data=lab", "target=viscosity", "steps=30", "name=rel", "--quiet", cwd=work)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    generate_run_pages(work / "runs" / "rel", elsewhere / "book", map_methods=["pca"])
+    page = (elsewhere / "book" / "generated" / "rel" / "data.md").read_text()
+    assert "not readable from the report's working folder" in page
+    assert (elsewhere / "book" / "generated" / "rel" / "maps.md").exists()
