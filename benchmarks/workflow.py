@@ -131,16 +131,17 @@ def day(work: Path, fmt: str, steps: int, ensemble: int, n_formulas: int, n_new:
                      "wall_s": run_step(name, argv, work, logs, env)})
     preds = pd.read_parquet(run / "predictions.parquet")
     tasks = preds[preds["split"] == "eval"].head(n_design)
-    design_s = 0.0
+    design_calls = []
     for i, task in enumerate(tasks.itertuples()):
         out = work / "designs" / str(task.formula_id)
         if out.exists():
             shutil.rmtree(out)
         argv = [*mrl, "design", "runs/workflow", "--formula", str(task.formula_id), "--target",
                 f"{2 * task.y_true:.6g}", "--out", f"designs/{task.formula_id}"]
-        design_s += run_step(f"design {i + 1}/{len(tasks)}", argv, work, logs, env)
+        design_calls.append(run_step(f"design {i + 1}/{len(tasks)}", argv, work, logs, env))
     rows.append({"step": f"design ({len(tasks)} formulas)", "command": "mrl design runs/workflow --formula ID "
-                 "--target 2xMEASURED --out designs/ID (one call each)", "wall_s": design_s})
+                 "--target 2xMEASURED --out designs/ID (one call each)", "wall_s": sum(design_calls),
+                 "calls_s": design_calls})
     argv = [*mrl, "report", "runs/workflow", "--out", "report"]
     rows.append({"step": "report", "command": " ".join(["mrl", *argv[3:]]), "wall_s": run_step("report", argv, work, logs, env)})
     total = sum(r["wall_s"] for r in rows)
@@ -178,6 +179,7 @@ def render_page(result: dict | None) -> str:
     fmt = "one workbook (`lab.xlsx`)" if s["format"] == "xlsx" else "a CSV folder"
     run = result.get("run", {})
     biggest = max(result["steps"], key=lambda r: r["wall_s"])
+    calls = next((r.get("calls_s", []) for r in result["steps"] if r["step"].startswith("design")), [])
     busy = float(result["machine"].get("loadavg_1min_at_end", 0.0))
     lines = head + [
         f"Measured on {result['machine']['cpus']} cores ({s['OMP_NUM_THREADS']} torch thread per process): the "
@@ -187,6 +189,9 @@ def render_page(result: dict | None) -> str:
         f"Total **{result['total_s'] / 60:.1f} min** against the goal of {result['goal_s'] / 60:.0f} min"
         f" ({'met' if result['met'] else 'not met'}). The largest step is {biggest['step']} "
         f"({100 * biggest['wall_s'] / result['total_s']:.0f} % of the total)."
+        + (f" One `mrl design` call took {min(calls):.0f}-{max(calls):.0f} s (median {sorted(calls)[len(calls) // 2]:.0f}"
+           " s): each starts Python, reads the data and the members, and searches several supports from several "
+           "starts through every member." if calls else "")
         + (f" Other jobs shared the machine ({busy:.1f} processes running or waiting on average at the end, on "
            f"{result['machine']['cpus']} cores), so these times are upper bounds." if busy > result['machine']['cpus']
            else ""), ""]

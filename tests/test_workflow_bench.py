@@ -24,7 +24,7 @@ bench = _bench()
 
 def test_lab_workbook_has_three_sheets_and_new_formulas_apart(tmp_path):
     path, new = bench.write_lab(tmp_path, "xlsx", n_formulas=150, n_new=20, n_materials=100, seed=0)
-    sheets = pd.read_excel(path, sheet_name=None)
+    sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl")
     assert set(sheets) == {"formulas", "properties", "materials"}
     assert sheets["properties"]["formula_id"].nunique() == 150
     new_ids = set(pd.read_csv(new)["formula_id"])
@@ -46,13 +46,15 @@ def test_step_reports_progress_and_names_its_log_on_failure(tmp_path, capsys, mo
 def test_page_renders_the_table_from_the_json_or_says_not_measured():
     assert "Not measured yet" in bench.render_page(None)
     result = {"steps": [{"step": "validate", "command": "mrl validate lab.xlsx", "wall_s": 12.5},
-                        {"step": "train", "command": "mrl train ...", "wall_s": 300.0}],
-              "total_s": 312.5, "goal_s": 600.0, "met": True,
+                        {"step": "train", "command": "mrl train ...", "wall_s": 300.0},
+                        {"step": "design (2 formulas)", "command": "mrl design ...", "wall_s": 50.0,
+                         "calls_s": [20.0, 30.0]}],
+              "total_s": 362.5, "goal_s": 600.0, "met": True,
               "settings": {"format": "xlsx", "formulas": 5000, "new_formulas": 300, "materials": 500,
                            "design_tasks": 10, "ensemble": 5, "train_steps": 4000, "seed": 0,
                            "OMP_NUM_THREADS": "1"},
               "run": {"eval_mae": 3000.0, "eval_r2": 0.6, "coverage_80_eval": 0.79},
               "machine": {"cpus": 2, "python": "3.11", "loadavg_1min_at_end": 1.0}}
     page = bench.render_page(json.loads(json.dumps(result)))
-    assert "| validate | `mrl validate lab.xlsx` | 12.5 |" in page and "**312.5**" in page
-    assert "5.2 min" in page and "(met)" in page and "one workbook" in page
+    assert "| validate | `mrl validate lab.xlsx` | 12.5 |" in page and "**362.5**" in page
+    assert "6.0 min" in page and "took 20-30 s" in page and "largest step is train" in page and "(met)" in page and "one workbook" in page
