@@ -1031,6 +1031,10 @@ def build_report(path: str | Path, book_dir: str | Path = "book", build: bool = 
     if proc.returncode != 0 or not index.exists():
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
+    if not (book_dir / "_toc.yml").exists():  # a report folder of its own (not a hand-written book): a front door
+        write_text('<!DOCTYPE html>\n<meta charset="utf-8">\n<title>mrl report</title>\n'
+                   '<meta http-equiv="refresh" content="0; url=_build/html/index.html">\n'
+                   '<a href="_build/html/index.html">Open the report</a>\n', book_dir / "index.html")
     log.info("report: %s", index)
     return index
 

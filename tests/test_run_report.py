@@ -62,6 +62,7 @@ def test_run_report_has_every_page_from_outside_the_checkout(run_report):
     assert "nearest (cosine distance)" in (pages / "neighbours.html").read_text()
     predictions = (pages / "predictions.html").read_text()
     assert "predicted cP" in predictions and "predictions.csv" in predictions
+    assert "_build/html/index.html" in (run_report.parents[1] / "index.html").read_text()  # DIR/index.html
     first = (run_report / "generated" / "intro.html").read_text()  # the first page: the run's key results
     assert "Run <code" in first and "tiny" in first and "80 % interval" in first
 
