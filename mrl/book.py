@@ -796,7 +796,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
 
     from mrl.analysis import nearest_neighbors
     from mrl.io import write_table
-    from mrl.plots import parity, save_figure
+    from mrl.plots import history_figure, parity, save_figure, target_figure, usage_figure
     from mrl.report import data_summary, property_unit, run_influence, write_maps
     from mrl.runs import load_run
 
@@ -831,6 +831,15 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
         f"Measurements by split: {split_text}. *train* formulas fit the model, *calib* formulas (held out of "
         "training) set the width of the intervals, *eval* formulas were held out from both and score the model.",
         ""])
+    (out / name).mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        save_figure(target_figure(data), out / name / "data_target.png")
+        save_figure(usage_figure(data), out / name / "data_usage.png")
+        pages["data"] += "\n" + "\n".join(
+            _figure_block(f"{name}/data_target.png", f"{name}-data-target", f"Distribution of the measured {target}.")
+            + _figure_block(f"{name}/data_usage.png", f"{name}-data-usage",
+                            "How many formulas use each material, most used first: most materials appear in few "
+                            "formulas."))
 
     ev = metrics.get("eval", {})
     u = f" {unit}" if unit else ""
@@ -848,6 +857,10 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
     lines += _figure_block(f"{name}/parity.png", f"{name}-parity",
                            "Predicted against measured, one dot per formula; on the dashed line the prediction is "
                            "exact.")
+    if len(run.history):
+        save_figure(history_figure(run.history), out / name / "history.png")
+        lines += ["## Training", ""] + _figure_block(f"{name}/history.png", f"{name}-history",
+                                                     "Error and loss against the training step.")
     pages["error"] = "\n".join(lines)
 
     cover = metrics.get("intervals", {})
