@@ -55,7 +55,8 @@ def test_run_report_has_every_page_from_outside_the_checkout(run_report):
     error = (pages / "error.html").read_text()
     for split in ("train", "calib", "eval"):
         assert f"<td>{split}</td>" in error or f">{split}<" in error, split
-    assert "MAE (cP)" in error and "parity.png" in error
+    assert "MAE (cP)" in error and "parity.png" in error and "history.png" in error
+    assert "data_target.png" in (pages / "data.html").read_text()
     intervals = (pages / "intervals.html").read_text()
     assert "inside 80 % interval" in intervals and "inside 95 % interval" in intervals
     assert "map_pca" in (pages / "maps.html").read_text()
