@@ -1,9 +1,12 @@
-"""The Jupyter Book report of a sweep: pages generated from the files of its runs, then the HTML build.
+"""The Jupyter Book report of a sweep or a single run: pages generated from their files, then the HTML build.
 
-:func:`build_report` turns a sweep folder (``runs/<sweep>/``, written by :func:`mrl.sweep.run_sweep`) into book pages
-under ``book/generated/<sweep>/`` (:func:`generate_pages`) and builds the book with ``jupyter-book`` into
-``book/_build/html/``. Pages read only files: the run files (:mod:`mrl.runs`) and those the notebooks wrote under
-their :data:`mrl.report.FILES` names.
+:func:`build_report` turns a sweep folder (``runs/<sweep>/``, written by :func:`mrl.sweep.run_sweep`) or a run folder
+(``mrl train``) into book pages under ``<book>/generated/<name>/`` (:func:`generate_pages`,
+:func:`generate_run_pages`) and builds the book with ``jupyter-book`` into ``<book>/_build/html/``. The book folder
+may be empty: the configuration and first page ship with the package (:data:`TEMPLATE`); the repository's
+``book/`` adds its own first page and hand-written chapters. Sweep pages read only files: the run files
+(:mod:`mrl.runs`) and those the notebooks wrote under their :data:`mrl.report.FILES` names; a run's pages draw its
+maps and tables from the run folder itself.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mrl.io import read_json, write_text
-from mrl.report import METHOD_TITLES, file_path
+from mrl.report import AXIS_LABELS, METHOD_TITLES, file_path
 from mrl.run_files import METRICS
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,8 @@ def _num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
         return "–"
     value = float(value)
+    if abs(value) >= 1e9 or 0 < abs(value) < 1e-4:  # far-off interval bounds of a poor model stay readable
+        return f"{value:.{digits}g}"
     if abs(value) >= 10 ** digits:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
@@ -278,7 +283,7 @@ def _knowledge_sentences(lv: pd.DataFrame) -> list[str]:
                    f"properties that set the viscosity (median R² over them) from the learned vectors at "
                    f"{_f2(lv['median_probe_r2_learned'].min())} to {_f2(lv['median_probe_r2_learned'].max())}, from "
                    f"the SVD at {_f2(lv['median_probe_r2_svd'].min())} to {_f2(lv['median_probe_r2_svd'].max())}."
-                   + (" With more data (the seed-scale lab, README: *What the seed-scale vectors know*) the learned "
+                   + (" With more data (the seed-scale lab, page *Seed scale and real data*) the learned "
                       "vectors do predict the hidden effects, which co-usage does not: they organise by effect, "
                       "not by family." if weak else " The vectors organise by effect, not by family."))
     return out
@@ -435,6 +440,10 @@ def _key_results(book_dir: Path, sweeps: dict[str, dict]) -> list[str]:
 
     lines = ["## Key results", ""]
     for sweep, found in sweeps.items():
+        if found.get("kind") == "run":
+            lines += [f"**Run `{sweep}`** ([its pages](generated/{sweep}/index.md)):", ""]
+            lines += [f"- {t}" for t in found["key"]] + [""]
+            continue
         stats = found["stats"]
         if not len(stats):
             continue
@@ -464,7 +473,7 @@ def _key_results(book_dir: Path, sweeps: dict[str, dict]) -> list[str]:
 def _intro_page(book_dir: Path, sweeps: dict[str, dict]) -> str:
     """The book's first page: ``intro.md`` with the "Key results" after its first paragraph; its relative links
     are rewritten for the page's place in ``generated/``."""
-    intro = (book_dir / "intro.md").read_text() if (book_dir / "intro.md").exists() else "# mrl report\n"
+    intro = _book_file(book_dir, "intro.md").read_text()
     blocks = intro.strip().split("\n\n")
     head, rest = blocks[:2], blocks[2:]
     text = "\n\n".join(head) + "\n\n" + "\n".join(_key_results(book_dir, sweeps)) + "\n" + "\n\n".join(rest) + "\n"
@@ -484,10 +493,54 @@ def _csv_table(path: Path | pd.DataFrame, columns: dict[str, str], n: int | None
     return _table(frame)
 
 
+def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tuple[list[str], bool]:
+    """The "Material maps" section of a page from the maps in ``point_dir`` (``map_<method>.png`` and ``.html``):
+    ``figure(src, caption)`` copies a PNG and returns its figure block; interactive maps are copied to ``maps_out``
+    (served at ``maps/<where>/`` of the site). Returns the lines and whether plotly.js is needed."""
+    maps = _maps(point_dir)
+    lines: list[str] = []
+    if maps:
+        lines += ["## Material maps", "",
+                  "Each dot is a raw material, coloured by family, its size growing with usage. The maps draw "
+                  "**dose-weighted vectors**: each material's vector times its median content, i.e. how far it "
+                  "typically moves a mixture vector, so a material near the origin (+) has little influence at the "
+                  "doses it is used in. Raw vectors and PCA (uncentred) keep the origin; UMAP and t-SNE keep "
+                  "neighbourhoods only. The right panel zooms on the central 90 % of the materials; only names that "
+                  "fit without overlapping are written, farthest from the origin first.", ""]
+    plotly_needed = False
+    for png in maps:
+        method = png.stem[4:]
+        title = METHOD_TITLES.get(method, method)
+        lines += figure(png, f"{title} map of the dose-weighted vectors ({AXIS_LABELS.get(method, 'axis')} axes).")
+        html = file_path(point_dir, "map_html", method)
+        if html.exists() and html.stat().st_size < MAX_INLINE_HTML:
+            maps_out.mkdir(parents=True, exist_ok=True)
+            text = html.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            (maps_out / html.name).write_text(text)
+            plotly_needed = True
+            src = f"../../maps/{where}/{html.name}"
+            lines += [f"Interactive {title} map: hover a dot for its name, family and usage, drag to zoom, "
+                      "double-click to reset.", "",
+                      f'<iframe src="{src}" width="100%" height="680" style="border:0" loading="lazy" '
+                      f'title="interactive map {where} {method}"></iframe>', "",
+                      f'<p><a href="{src}">Open the interactive {title} map on its own page</a></p>', ""]
+        elif html.exists():
+            log.warning("%s inlines plotly.js (an older 04_visualize); re-run the notebook to show it", html)
+    if maps and file_path(point_dir, "map_unit_png", maps[0].stem[4:]).exists():
+        unit_png = file_path(point_dir, "map_unit_png", maps[0].stem[4:])
+        lines += ["### The same map per unit of content", "",
+                  "The model's table holds vectors per unit of content (each scaled by 1 / the material's median "
+                  "content). Drawn as they are, a material dosed at 0.1 % sits ~1,000x farther out than its usual "
+                  "contribution, so data-poor trace materials look influential; compare with the dose-weighted map "
+                  "above.", ""]
+        lines += figure(unit_png, f"{METHOD_TITLES.get(maps[0].stem[4:], '')} map of the per-unit-content vectors.")
+    return lines, plotly_needed
+
+
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
     ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
-    from mrl.report import AXIS_LABELS, property_unit
+    from mrl.report import property_unit
 
     name = point_dir.name
     metrics = read_json(point_dir / METRICS)
@@ -528,42 +581,8 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
                   "rarely used material are predicted worse.", ""]
         lines += figure(file_path(point_dir, "error_by_usage_png"),
                         "Error by usage of the formula's rarest ingredient, per split.")
-    maps = _maps(point_dir)
-    if maps:
-        lines += ["## Material maps", "",
-                  "Each dot is a raw material, coloured by family, its size growing with usage. The maps draw "
-                  "**dose-weighted vectors**: each material's vector times its median content, i.e. how far it "
-                  "typically moves a mixture vector, so a material near the origin (+) has little influence at the "
-                  "doses it is used in. Raw vectors and PCA (uncentred) keep the origin; UMAP and t-SNE keep "
-                  "neighbourhoods only. The right panel zooms on the central 90 % of the materials; only names that "
-                  "fit without overlapping are written, farthest from the origin first.", ""]
-    plotly_needed = False
-    for png in maps:
-        method = png.stem[4:]
-        title = METHOD_TITLES.get(method, method)
-        lines += figure(png, f"{title} map of the dose-weighted vectors ({AXIS_LABELS.get(method, 'axis')} axes).")
-        html = file_path(point_dir, "map_html", method)
-        if html.exists() and html.stat().st_size < MAX_INLINE_HTML:
-            maps_out.mkdir(parents=True, exist_ok=True)
-            text = html.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
-            (maps_out / html.name).write_text(text)
-            plotly_needed = True
-            src = f"../../maps/{sweep}/{name}/{html.name}"
-            lines += [f"Interactive {title} map: hover a dot for its name, family and usage, drag to zoom, "
-                      "double-click to reset.", "",
-                      f'<iframe src="{src}" width="100%" height="680" style="border:0" loading="lazy" '
-                      f'title="interactive map {name} {method}"></iframe>', "",
-                      f'<p><a href="{src}">Open the interactive {title} map on its own page</a></p>', ""]
-        elif html.exists():
-            log.warning("%s inlines plotly.js (an older 04_visualize); re-run the notebook to show it", html)
-    if maps and file_path(point_dir, "map_unit_png", maps[0].stem[4:]).exists():
-        unit_png = file_path(point_dir, "map_unit_png", maps[0].stem[4:])
-        lines += ["### The same map per unit of content", "",
-                  "The model's table holds vectors per unit of content (each scaled by 1 / the material's median "
-                  "content). Drawn as they are, a material dosed at 0.1 % sits ~1,000x farther out than its usual "
-                  "contribution, so data-poor trace materials look influential; compare with the dose-weighted map "
-                  "above.", ""]
-        lines += figure(unit_png, f"{METHOD_TITLES.get(maps[0].stem[4:], '')} map of the per-unit-content vectors.")
+    map_lines, plotly_needed = _map_section(point_dir, f"{sweep}/{name}", maps_out, figure)
+    lines += map_lines
     if file_path(point_dir, "evolution").exists():
         lines += ["## Training evolution", "",
                   "The map at several training steps, one uncentred projection for all panels: the vectors start "
@@ -632,6 +651,10 @@ def _toc(book_dir: Path) -> str:
         rel = pages.parent.relative_to(book_dir).as_posix()
         order = read_json(pages)
         chapters = [{"file": f"{rel}/index"}]
+        if order.get("kind") == "run":
+            chapters += [{"file": f"{rel}/{page}"} for page in order["pages"]]
+            parts.append({"caption": f"Run {pages.parent.name}", "chapters": chapters})
+            continue
         if order.get("data"):
             chapters.append({"file": f"{rel}/data/{order['data']}"})
         chapters += [{"file": f"{rel}/{point}", "sections": [{"file": f"{rel}/{point}/{nb}"} for nb in notebooks]}
@@ -682,8 +705,6 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
     from mrl.sweep import DATA_POINT, DONE, load_summary
 
     sweep_dir, book_dir = Path(sweep_dir), Path(book_dir)
-    if not (book_dir / "_config.yml").exists():
-        raise FileNotFoundError(f"{book_dir / '_config.yml'} not found: book_dir must be the book's source folder")
     summary = load_summary(sweep_dir)
     spec_path = sweep_dir / "sweep.yaml"
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
@@ -714,12 +735,266 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
             flag.unlink()
         _sync(out, generated / sweep)
         _sync(maps_out, generated / "_extra" / "maps" / sweep)
+    return _finish_generated(book_dir, needs_plotly)
+
+
+#: The packaged book sources: ``_config.yml`` and the first page of a report built outside the checkout.
+TEMPLATE = Path(__file__).with_name("book_template")
+#: Pages of a single run's report, in order (file stem -> title).
+RUN_PAGES = {"data": "Data", "error": "Error", "intervals": "Intervals and their coverage", "maps": "Material maps",
+             "neighbours": "Each material's neighbours", "predictions": "Predictions"}
+#: Rows of the predictions table shown on the page (all rows are in its CSV download).
+PREDICTION_ROWS = 200
+#: Neighbours listed per material on the neighbours page (its CSV download lists :data:`NEIGHBOURS_CSV_K`).
+NEIGHBOURS_K, NEIGHBOURS_CSV_K = 3, 10
+#: Projections drawn for a single run's report by default (UMAP costs tens of seconds of compilation per process).
+RUN_MAP_METHODS = ("pca", "tsne")
+
+
+def _book_file(book_dir: Path, name: str) -> Path:
+    """``book_dir/name`` when the book folder has its own copy, else the packaged :data:`TEMPLATE` one."""
+    own = book_dir / name
+    return own if own.exists() else TEMPLATE / name
+
+
+def is_sweep_folder(path: str | Path) -> bool:
+    """True for a sweep folder (``summary.csv`` written by ``mrl sweep``), False for a run folder."""
+    return (Path(path) / "summary.csv").exists()
+
+
+def default_book_dir(path: str | Path, cwd: str | Path | None = None) -> Path:
+    """Where ``mrl report PATH`` writes without ``--out``: the checkout's ``book/`` when the working folder holds
+    the project's book (``book/_toc.yml``), else ``PATH/report/``."""
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    return cwd / "book" if (cwd / "book" / "_toc.yml").exists() else Path(path) / "report"
+
+
+def _run_error_table(metrics: dict, predictions: pd.DataFrame, unit: str, log_target: bool) -> str:
+    """Errors of a run per split (train, calib, eval, test, full) in the property's unit, with log10 MAE for a log
+    target (from the predictions table)."""
+    u = f" ({unit})" if unit else ""
+    rows = []
+    for part in [s for s in ("train", "calib", "eval", "test") if s in metrics] + ["full"]:
+        m = metrics[part]
+        row = {"split": part, "formulas": m.get("n"), f"MAE{u}": m.get("mae"), f"RMSE{u}": m.get("rmse"),
+               "R²": m.get("r2"), "MAPE (%)": m.get("mape")}
+        if log_target:
+            sel = predictions if part == "full" else predictions[predictions["split"] == part]
+            ok = (sel["y_true"] > 0) & (sel["y_pred"] > 0)
+            row["MAE of log10"] = (float(np.abs(np.log10(sel.loc[ok, "y_pred"]) - np.log10(sel.loc[ok, "y_true"]))
+                                         .mean()) if ok.any() else None)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return _table(frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v)))
+
+
+def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[str]) -> tuple[dict, bool, list[str]]:
+    """Write a single run's pages (:data:`RUN_PAGES` and ``index.md``) into ``out``; interactive maps into
+    ``maps_out``. Returns the page order for the table of contents, whether plotly.js is needed, and the run's key
+    results as sentences."""
+    import tempfile
+
+    from mrl.analysis import nearest_neighbors
+    from mrl.io import write_table
+    from mrl.plots import history_figure, parity, save_figure, target_figure, usage_figure
+    from mrl.report import data_summary, property_unit, run_influence, write_maps
+    from mrl.runs import load_run
+
+    run = load_run(run_dir)
+    name = run_dir.name
+    metrics = run.metrics
+    unit = property_unit(metrics)
+    target = metrics.get("target", "the property")
+    log_target = metrics.get("target_transform") == "log10"
+    preds = run.predictions
+    try:
+        data, _ = run.data()
+    except (OSError, ValueError) as exc:  # e.g. a data folder given relative to the folder the run was trained in
+        log.warning("the data of %s cannot be read from here (%s): the data page shows only the run's counts and "
+                    "the maps are labelled without influence; build the report from the folder the run was "
+                    "trained in to have them", run_dir, exc)
+        data = None
+    pages: dict[str, str] = {}
+
+    if data is not None:
+        summary = data_summary(data)
+    else:
+        summary = pd.DataFrame([("materials", metrics.get("n_materials")), ("formulas", metrics.get("n_formulas")),
+                                ("measurements", metrics.get("n_samples")), ("target", target),
+                                ("data", f"{metrics.get('data')} (not readable from the report's working folder)")],
+                               columns=["quantity", "value"]).astype({"value": str})
+    counts = preds["split"].value_counts()
+    split_text = ", ".join(f"{s} {int(counts[s]):,}" for s in ("train", "calib", "eval", "test") if s in counts)
+    pages["data"] = "\n".join([
+        f"# {RUN_PAGES['data']}", "", f"The data the run `{name}` was trained on (`{metrics.get('data')}`).", "",
+        _csv_table(summary, {"quantity": "quantity", "value": "value"}), "",
+        f"Measurements by split: {split_text}. *train* formulas fit the model, *calib* formulas (held out of "
+        "training) set the width of the intervals, *eval* formulas were held out from both and score the model.",
+        ""])
+    (out / name).mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        save_figure(target_figure(data), out / name / "data_target.png")
+        save_figure(usage_figure(data), out / name / "data_usage.png")
+        pages["data"] += "\n" + "\n".join(
+            _figure_block(f"{name}/data_target.png", f"{name}-data-target", f"Distribution of the measured {target}.")
+            + _figure_block(f"{name}/data_usage.png", f"{name}-data-usage",
+                            "How many formulas use each material, most used first: most materials appear in few "
+                            "formulas."))
+
+    ev = metrics.get("eval", {})
+    u = f" {unit}" if unit else ""
+    lead = (f"On the eval formulas (held out of training) the mean absolute error is **{_num(ev.get('mae'))}{u}** "
+            f"(R² {_num(ev.get('r2'))}); on the training formulas {_num(metrics.get('train', {}).get('mae'))}{u}.")
+    lines = [f"# {RUN_PAGES['error']}", "", lead, "",
+             f"Errors of the predicted {target} per split, in {unit or 'its unit'}"
+             + (" and as MAE of log10 (0.3 = typically within a factor of 2; the model learns on log10)"
+                if log_target else "") + ". *full* = every measurement.", "",
+             _run_error_table(metrics, preds, unit, log_target), ""]
+    fig = parity(preds["y_true"].to_numpy(), preds["y_pred"].to_numpy(), preds["split"].to_numpy(),
+                 label=f"{target} ({unit})" if unit else target)
+    (out / name).mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out / name / "parity.png")
+    lines += _figure_block(f"{name}/parity.png", f"{name}-parity",
+                           "Predicted against measured, one dot per formula; on the dashed line the prediction is "
+                           "exact.")
+    if len(run.history):
+        save_figure(history_figure(run.history), out / name / "history.png")
+        lines += ["## Training", ""] + _figure_block(f"{name}/history.png", f"{name}-history",
+                                                     "Error and loss against the training step.")
+    pages["error"] = "\n".join(lines)
+
+    cover = metrics.get("intervals", {})
+    rows = []
+    for part in [s for s in ("train", "calib", "eval", "test") if s in cover]:
+        sel = preds[preds["split"] == part]
+        rows.append({"split": part, "formulas": len(sel),
+                     "inside 80 % interval": cover[part].get("coverage_80"),
+                     "inside 95 % interval": cover[part].get("coverage_95"),
+                     f"median 80 % width{u and f' ({unit})'}": float((sel["upper_80"] - sel["lower_80"]).median())
+                     if len(sel) else None})
+    members = metrics.get("ensemble") or 1
+    how = (f"an ensemble of {members} models: the interval is the members' mean ± a multiple of their spread, the "
+           "multiple chosen on the calib formulas (split conformal)" if members > 1 else
+           "a single model: constant-width intervals (in model units) from the calib formulas' errors")
+    lines = [f"# {RUN_PAGES['intervals']}", "",
+             f"Every prediction comes with an 80 % and a 95 % interval, made by {how}. Where a formula resembles "
+             "the training formulas, about 80 % (95 %) of measurements should fall inside; the share observed:", ""]
+    lines += [_table(pd.DataFrame(rows).apply(lambda col: col.map(
+        lambda v: _num(v) if isinstance(v, (float, np.floating)) else v))) if rows else "*(no interval coverage in "
+        "metrics.json)*", ""]
+    ev_cov = cover.get("eval", {})
+    if ev_cov:
+        lines += [f"On the eval formulas {_num(100 * ev_cov.get('coverage_80', np.nan))} % of measurements fall in "
+                  f"their 80 % interval and {_num(100 * ev_cov.get('coverage_95', np.nan))} % in their 95 % "
+                  "interval. `mrl predict` also flags formulas outside the training domain, whose intervals are "
+                  "not to be trusted.", ""]
+    pages["intervals"] = "\n".join(lines)
+
+    plotly_needed = False
+    with tempfile.TemporaryDirectory() as tmp:
+        influence = run_influence(run, data, max_formulas=50) if data is not None else None
+        write_maps(run, methods=map_methods, influence=influence, interactive=1, folder=tmp)
+
+        def figure(src: Path, caption: str) -> list[str]:
+            _copy_figure(src, out / name / src.name)
+            return _figure_block(f"{name}/{src.name}", f"{name}-{src.name}", caption)
+
+        map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure)
+    pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + map_lines[1:])
+
+    emb = run.embeddings
+    rows = []
+    stability = (pd.read_parquet(run_dir / "neighbour_stability.parquet").set_index("material_id")
+                 ["neighbour_agreement"] if (run_dir / "neighbour_stability.parquet").exists() else None)
+    all_neighbours = []
+    for mid in emb["material_id"].astype(str):
+        try:
+            nn = nearest_neighbors(emb, mid, k=NEIGHBOURS_CSV_K)
+        except ValueError:  # a zero vector (the pinned base, unused materials) has no direction
+            continue
+        all_neighbours.append(nn.assign(of=mid))
+        row = emb.loc[emb["material_id"].astype(str) == mid].iloc[0]
+        label = f"{row['name']} ({mid})" if "name" in row else mid
+        rows.append({"material": label, "family": row.get("family", ""), "formulas": row.get("n_formulas"),
+                     "nearest (cosine distance)": "; ".join(f"{r['name'] if 'name' in nn else r['material_id']} "
+                                                            f"({r['distance']:.2f})"
+                                                            for _, r in nn.head(NEIGHBOURS_K).iterrows()),
+                     **({"members agree": stability.get(mid)} if stability is not None else {})})
+    table = pd.DataFrame(rows)
+    if all_neighbours:
+        write_table(pd.concat(all_neighbours, ignore_index=True).rename(columns={"of": "material"}),
+                    out / name / "neighbours.csv")
+    lines = [f"# {RUN_PAGES['neighbours']}", "",
+             f"For every material, the {NEIGHBOURS_K} materials whose vectors point most nearly the same way "
+             "(cosine distance: 0 = same direction): candidates to behave alike in a formula. Materials with a zero "
+             "vector (the pinned base, unused materials) have no direction and are left out."
+             + (" *Members agree*: share of the 10 nearest neighbours the other ensemble members also list."
+                if stability is not None else ""), "",
+             f"The {NEIGHBOURS_CSV_K} nearest of every material as CSV: "
+             f"{{download}}`neighbours.csv <{name}/neighbours.csv>`.", "",
+             _csv_table(table, {c: c for c in table.columns}) if len(table) else "*(no material has a direction)*",
+             ""]
+    pages["neighbours"] = "\n".join(lines)
+
+    show = preds.copy()
+    show["abs_error"] = (show["y_pred"] - show["y_true"]).abs()
+    write_table(show, out / name / "predictions.csv")
+    shown = show[show["split"] == "eval"] if (show["split"] == "eval").any() else show
+    shown = shown.sort_values("abs_error", ascending=False).head(PREDICTION_ROWS)
+    cols = {"formula_id": "formula", **({} if shown["split"].nunique() == 1 else {"split": "split"}), "y_true": f"measured{u}", "y_pred": f"predicted{u}",
+            "lower_80": "80 % low", "upper_80": "80 % high", "abs_error": "absolute error"}
+    pages["predictions"] = "\n".join([
+        f"# {RUN_PAGES['predictions']}", "",
+        f"The {len(shown)} eval formulas with the largest errors, worst first (every formula's prediction, split "
+        f"and 80 % / 95 % interval: {{download}}`predictions.csv <{name}/predictions.csv>`).", "",
+        _csv_table(shown, cols), ""])
+
+    key = [f"{metrics.get('n_formulas'):,} formulas, {metrics.get('n_materials'):,} materials, "
+           f"embedding size {metrics.get('embedding_dim')}, {metrics.get('steps'):,} steps"
+           + (f", an ensemble of {members}" if members > 1 else "") + ".", lead]
+    if ev_cov:
+        key.append(f"Share of eval measurements inside their 80 % interval: {_num(ev_cov.get('coverage_80'))}; "
+                   f"inside their 95 % interval: {_num(ev_cov.get('coverage_95'))}.")
+    index = [f"# Run {name}", "", *[f"- {t}" for t in key], "", "Pages:", ""]
+    index += [f"- [{title}]({stem}.md)" for stem, title in RUN_PAGES.items()]
+    (out / "index.md").write_text("\n".join(index) + "\n")
+    for stem, text in pages.items():
+        (out / f"{stem}.md").write_text(text + "\n")
+    return {"kind": "run", "pages": list(RUN_PAGES)}, plotly_needed, key
+
+
+def generate_run_pages(run_dir: str | Path, book_dir: str | Path,
+                       map_methods: Sequence[str] = RUN_MAP_METHODS) -> Path:
+    """Write a single run's book pages into ``<book_dir>/generated/<run>/`` (``index.md`` and one page per
+    :data:`RUN_PAGES`), refresh the first page and table of contents; return the toc path."""
+    import tempfile
+
+    run_dir, book_dir = Path(run_dir), Path(book_dir)
+    generated = book_dir / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=generated, prefix=".tmp-") as tmp:
+        out, maps_out = Path(tmp) / "pages", Path(tmp) / "maps"
+        out.mkdir()
+        maps_out.mkdir()
+        order, needs_plotly, key = _run_pages(run_dir, out, maps_out, map_methods)
+        (out / "pages.json").write_text(json.dumps(order, indent=1) + "\n")
+        (out / "findings.json").write_text(json.dumps({"kind": "run", "key": key}, indent=1) + "\n")
+        _sync(out, generated / run_dir.name)
+        _sync(maps_out, generated / "_extra" / "maps" / run_dir.name)
+    return _finish_generated(book_dir, needs_plotly)
+
+
+def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
+    """After a sweep's or run's pages: the shared plotly.js (when a page needs it), the first page and the table
+    of contents, each rewritten only when it changed; returns the toc path."""
+    import filecmp
+
+    from mrl.plots import plotly_js_path
+
+    generated = book_dir / "generated"
     if needs_plotly:  # one plotly.js for every interactive map of the site
-        import filecmp
-
-        from mrl.plots import plotly_js_path
-
         js = generated / "_extra" / "maps" / "plotly.min.js"
+        js.parent.mkdir(parents=True, exist_ok=True)
         if not (js.exists() and filecmp.cmp(plotly_js_path(), js, shallow=False)):
             shutil.copy2(plotly_js_path(), js)
     intro = generated / "intro.md"
@@ -733,20 +1008,33 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
     return toc
 
 
-def build_report(sweep_dir: str | Path, book_dir: str | Path = "book", build: bool = True,
-                 strict: bool = False) -> Path:
-    """Generate a sweep's pages (:func:`generate_pages`) and build the book; return ``_build/html/index.html``.
+def build_report(path: str | Path, book_dir: str | Path = "book", build: bool = True, strict: bool = False,
+                 map_methods: Sequence[str] = RUN_MAP_METHODS) -> Path:
+    """Generate the pages of a sweep (:func:`generate_pages`) or of a single run (:func:`generate_run_pages`, maps
+    in ``map_methods``) into ``book_dir`` and build the book; return ``<book_dir>/_build/html/index.html``.
 
-    The build runs ``jupyter-book build <book_dir> --toc <book_dir>/generated/_toc.yml`` (notebooks are not
-    executed again: ``execute_notebooks: 'off'``). ``strict`` turns Sphinx warnings into errors
+    ``book_dir`` need hold nothing: its own ``_config.yml``, ``intro.md`` and ``_toc.yml`` (the repository's
+    ``book/`` has the latter two) are used when present, else the packaged copies in :data:`TEMPLATE`. The build
+    runs ``jupyter-book build <book_dir> --config <_config.yml> --toc <book_dir>/generated/_toc.yml`` (notebooks
+    are not executed again: ``execute_notebooks: 'off'``). ``strict`` turns Sphinx warnings into errors
     (``-W --keep-going``); ``build=False`` only writes the pages.
     """
-    book_dir = Path(book_dir)
-    toc = generate_pages(sweep_dir, book_dir)
+    path, book_dir = Path(path), Path(book_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder (give a run folder or a sweep folder)")
+    book_dir.mkdir(parents=True, exist_ok=True)
+    if is_sweep_folder(path):
+        log.info("%s is a sweep (summary.csv): one part per sweep, a chapter per point", path)
+        toc = generate_pages(path, book_dir)
+    else:
+        log.info("%s is a single run: pages %s", path, ", ".join(RUN_PAGES))
+        toc = generate_run_pages(path, book_dir, map_methods=map_methods)
     index = book_dir / "_build" / "html" / "index.html"
     if not build:
         return index
-    cmd = [_jupyter_book(), "build", str(book_dir.resolve()), "--toc", str(toc.resolve())]
+    config = _book_file(book_dir, "_config.yml")
+    cmd = [_jupyter_book(), "build", str(book_dir.resolve()), "--config", str(config.resolve()),
+           "--toc", str(toc.resolve())]
     if strict:
         cmd += ["-W", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))
@@ -756,6 +1044,10 @@ def build_report(sweep_dir: str | Path, book_dir: str | Path = "book", build: bo
     if proc.returncode != 0 or not index.exists():
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
+    if not (book_dir / "_toc.yml").exists():  # a report folder of its own (not a hand-written book): a front door
+        write_text('<!DOCTYPE html>\n<meta charset="utf-8">\n<title>mrl report</title>\n'
+                   '<meta http-equiv="refresh" content="0; url=_build/html/index.html">\n'
+                   '<a href="_build/html/index.html">Open the report</a>\n', book_dir / "index.html")
     log.info("report: %s", index)
     return index
 

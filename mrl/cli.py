@@ -362,9 +362,25 @@ def cmd_design(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mrl.book import build_report
+    from mrl.book import build_report, default_book_dir
 
-    print(build_report(args.sweep_dir, book_dir=args.book))
+    if args.out and args.book:
+        raise ValueError("give --out or --book, not both (they name the same folder)")
+    out = Path(args.out or args.book or default_book_dir(args.path))
+    logging.getLogger("mrl").info("report of %s into %s%s", args.path, out,
+                                  "" if args.out or args.book else " (no --out given)")
+    methods = [m for m in args.maps.split(",") if m]
+    print(build_report(args.path, book_dir=out, map_methods=methods).resolve())
+
+
+def cmd_notebook(args: argparse.Namespace) -> None:
+    from mrl.notebook import write_notebook
+
+    path = write_notebook(args.run, out=args.out, overwrite=args.overwrite)
+    print(path)
+    import shlex
+
+    print(f"open it with: jupyter lab {shlex.quote(str(path))}")
 
 
 def _positive_int(text: str) -> int:
@@ -509,10 +525,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (must not exist)")
     p.set_defaults(func=cmd_design)
 
-    p = sub.add_parser("report", help="build the Jupyter Book report for a sweep folder")
-    p.add_argument("sweep_dir", help="runs/<sweep>")
-    p.add_argument("--book", default="book", help="book source folder")
+    p = sub.add_parser("report", help="build the HTML report (a Jupyter Book) of a run or a sweep folder",
+                       description="Build the report of a run folder (pages: data, error, intervals, maps, "
+                                   "neighbours, predictions) or a sweep folder (results by embedding size, a chapter "
+                                   "per point) into --out DIR; open DIR/_build/html/index.html. Runs from any folder.")
+    p.add_argument("path", metavar="RUN_OR_SWEEP", help="a run folder (runs/<name>) or a sweep folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default: ./book when the working folder holds the project's book/, "
+                        "else RUN_OR_SWEEP/report); several runs and sweeps may share one")
+    p.add_argument("--book", default=None, help=argparse.SUPPRESS)  # the older name of --out
+    p.add_argument("--maps", default="pca,tsne", help="projections of a run's maps, comma separated (pca, umap, "
+                                                      "tsne); sweeps draw theirs in their notebooks")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("notebook", help="write a notebook that opens a run for exploration and print the command "
+                                        "that opens it",
+                       description="Write a thin Jupyter notebook beside the run (RUN.ipynb next to the RUN folder): "
+                                   "load the run, its map, a material's neighbours, a new formula's prediction and a "
+                                   "design. Prints the `jupyter lab` command that opens it.")
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("--out", default=None, help="notebook path (default: beside the run, <run>.ipynb)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing notebook")
+    p.set_defaults(func=cmd_notebook)
     return parser
 
 

@@ -267,8 +267,8 @@ def map_coordinates(run: Run, method: str, view: str = "dose", seed: int = 0) ->
 
 def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.DataFrame | None = None,
                seed: int = 0, interactive: int | None = None, view: str = "dose", compare_unit: bool = True,
-               annotate: int = 12) -> pd.DataFrame:
-    """Draw the material map for each projection (:func:`map_methods`) into the run folder.
+               annotate: int = 12, folder: str | Path | None = None) -> pd.DataFrame:
+    """Draw the material map for each projection (:func:`map_methods`) into ``folder`` (default: the run folder).
 
     Every map draws the ``view`` vectors (default ``"dose"``: median content x vector, a material's typical
     contribution, so "near the origin = little influence" can be read) and says so; PCA is uncentred, so its
@@ -282,6 +282,7 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
     from mrl.plots import material_map, material_map_html
 
     emb = run.embeddings
+    folder = Path(folder) if folder is not None else run.path
     methods = map_methods(len([c for c in emb.columns if c[:1] == "e" and c[1:].isdigit()]), methods)
     interactive = len(methods) if interactive is None else interactive
     rows = []
@@ -290,20 +291,20 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
         title = f"Materials, {METHOD_TITLES.get(method, method)} (embedding size {run.metrics.get('embedding_dim')})"
         axis = AXIS_LABELS.get(method, "axis")
         save(material_map(coords, emb, color_by="family", influence=influence, title=title, annotate=annotate,
-                          origin=origin, zoom=True, view=VIEWS[view], axis_label=axis), run.path, "map_png", method)
+                          origin=origin, zoom=True, view=VIEWS[view], axis_label=axis), folder, "map_png", method)
         html = None
         if i < interactive:
-            html = file_path(run.path, "map_html", method)
+            html = file_path(folder, "map_html", method)
             save(material_map_html(coords, emb, color_by="family", influence=influence, title=title,
-                                   plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view], axis_label=axis),
-                 run.path, "map_html", method)
+                                   plotlyjs=_plotly_js_next_to(folder), view=VIEWS[view], axis_label=axis),
+                 folder, "map_html", method)
         if i == 0 and compare_unit:
             other = "unit" if view == "dose" else "dose"
             o_coords, o_origin = map_coordinates(run, method, other, seed)
             save(material_map(o_coords, emb, color_by="family", influence=influence, title=title,
                               annotate=annotate, origin=o_origin, zoom=True, view=VIEWS[other], axis_label=axis),
-                 run.path, "map_unit_png", method)
-        rows.append({"method": method, "png": file_path(run.path, "map_png", method), "html": html})
+                 folder, "map_unit_png", method)
+        rows.append({"method": method, "png": file_path(folder, "map_png", method), "html": html})
     return pd.DataFrame(rows, columns=["method", "png", "html"])
 
 

@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -79,18 +78,17 @@ def _tiny_yaml(path: Path) -> None:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def _new_material_inputs(folder: Path) -> None:
-    """``new_f.csv`` / ``new_p.csv`` of the README's ``mrl add-materials``: five lab formulas holding ``NEW``."""
+def _new_formulas(folder: Path) -> None:
+    """``new_formulas.csv`` of the README's ``mrl predict``: five lab formulas in the long format, new ids, no
+    measurement."""
     from mrl.synth import make_lab
 
     data, _ = make_lab("small")
     fids = list(data.formula_ids[:5])
     forms = data.formulas[data.formulas["formula_id"].isin(fids)].copy()
-    forms["content"] *= 95.0
-    forms = pd.concat([forms, pd.DataFrame({"formula_id": fids, "material_id": "NEW", "content": 5.0})])
-    forms.to_csv(folder / "new_f.csv", index=False)
-    data.properties[data.properties["formula_id"].isin(fids)][["formula_id", *data.targets]].to_csv(
-        folder / "new_p.csv", index=False)
+    forms["formula_id"] = "NEW-" + forms["formula_id"].astype(str)
+    forms["content"] *= 100.0
+    forms.to_csv(folder / "new_formulas.csv", index=False)
 
 
 COMMANDS = readme_commands(README.read_text())
@@ -104,7 +102,7 @@ def workdir(tmp_path_factory) -> Path:
     for path in (work / "params").glob("*.yaml"):
         _tiny_yaml(path)
     shutil.copytree(ROOT / "book", work / "book", ignore=shutil.ignore_patterns("_build", "generated"))
-    _new_material_inputs(work)
+    _new_formulas(work)
     return work
 
 
@@ -131,3 +129,37 @@ def test_readme_command_runs(workdir, kind, code):
         argv = [sys.executable, str(script)]
     proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, f"{code}\nexit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+def test_readme_is_short_and_tells_results_not_history():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 170
+    for word in (r"\bsessions?\b", r"\bmissed\b", r"\bload ~?\d", r"\bearlier\b"):
+        assert not re.search(word, text, flags=re.I), word
+    for section in ("## The two commands", "## Quick start", "## Data formats", "## Commands", "## The report",
+                    "## Licence and citation"):
+        assert section in text, section
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] and citation["title"] and citation["authors"]
+
+
+def test_readme_links_and_yaml_examples_are_valid():
+    text = README.read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), target
+    for language, code in readme_blocks(text):
+        if language == "yaml":
+            assert isinstance(yaml.safe_load(code), dict)
+
+
+def test_readme_command_table_lists_every_subcommand():
+    from mrl.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    table = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in sub.choices if f"`mrl {name}" not in table and f"mrl {name} " not in table]
+    assert not missing, missing
+
