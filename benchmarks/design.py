@@ -209,7 +209,7 @@ def _example(res, one, data, truth, measured) -> dict:
 def run_melt(steps: int, seed: int) -> dict:
     """Raise log10 viscosity by 1 at fixed T on a few melts; report the mean change of each oxide (mol %)."""
     try:
-        from mrl.datasets import load_dataset
+        from mrl.public_data import load_dataset
 
         data = load_dataset("melt_viscosity")
     except Exception as exc:  # noqa: BLE001 - any failure to obtain the wheel means: skip

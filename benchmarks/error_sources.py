@@ -8,7 +8,7 @@ The synthetic lab is trained with the same settings under two splits, for each s
   is the one whose eval formula count comes closest to the random split's, so both eval sets are about as large.
 
 Reported: train (fit) error of each model, eval error per split, and eval error by L1 distance of the formula's
-contents to its nearest training formula (``mrl.error_analysis.distance_errors``; 0 = a training formula's contents, 2 =
+contents to its nearest training formula (``mrl.error_sources.distance_errors``; 0 = a training formula's contents, 2 =
 no ingredient in common) and by whether all its ingredients were seen in training.
 
     python benchmarks/error_sources.py                      # ~3-4 min on one busy core
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from mrl.data import FormulaData
-from mrl.error_analysis import distance_errors, error_by_distance, log10_metrics
+from mrl.error_sources import distance_errors, error_by_distance, log10_metrics
 from mrl.io import write_json
 from mrl.metrics import log10_mae
 from mrl.params import RunParams

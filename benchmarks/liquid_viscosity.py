@@ -31,9 +31,9 @@ import scipy.sparse as sp
 import torch
 
 from mrl.data import FormulaData
-from mrl.datasets import load_dataset
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
+from mrl.public_data import load_dataset
 
 #: Settings shared by every mrl variant (mole fractions, no trace dosing: no content scaling; log10 target).
 MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", target_transform="none",

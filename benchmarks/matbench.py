@@ -4,7 +4,7 @@
     python benchmarks/matbench.py --task mp_e_form         # scale check: first fold, fast baselines
 
 Protocol (Matbench v0.1): 5-fold CV with ``KFold(5, shuffle=True, random_state=18012019)`` over dataset order
-(:func:`mrl.datasets.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
+(:func:`mrl.public_data.matbench_folds`); the score is the mean (and SD) of the test-fold MAEs. Every model is fitted
 on the training folds only, with fixed hyperparameters (mrl trains a fixed number of steps, except the ``early
 stop`` rows, which stop on a validation part of the training folds);
 ``median_content`` used by mrl's content scaling is recomputed on the training folds. ``--tune`` adds a row whose
@@ -466,8 +466,8 @@ class Task(NamedTuple):
 
 
 def load_task(args: argparse.Namespace) -> Task:
-    from mrl.datasets import load_dataset, matbench_folds
     from mrl.elements import element_table
+    from mrl.public_data import load_dataset, matbench_folds
 
     cfg = TASKS[args.task]
     settings = dict(cfg["mrl"])

@@ -22,7 +22,7 @@ stopping on an inner validation part of *train* (:data:`EARLY`: patience 2,000 s
 the best state over all steps), as an ensemble of ``--members`` seeds (mean prediction; the JSON also holds each
 member's scores), with features as an ensemble, and with all three.
 
-The data come from the gpvisc wheel (GPL-3.0); see ``mrl.datasets``.
+The data come from the gpvisc wheel (GPL-3.0); see ``mrl.public_data``.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ import torch
 
 from mrl.baselines import condition_features, fit_predict, fraction_matrix, regression_scores
 from mrl.data import FormulaData
-from mrl.datasets import load_dataset, published_gp_metrics
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
+from mrl.public_data import load_dataset, published_gp_metrics
 
 #: Shared settings of every mrl variant (tuned on the valid split; see book/melt_viscosity.md).
 MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", pin_origin=None,

@@ -72,7 +72,7 @@ def lab_scenario(split: str, steps: int, seeds: int = 1) -> Scenario:
 
 
 def melt_scenario(steps: int) -> Scenario:
-    from mrl.datasets import load_dataset
+    from mrl.public_data import load_dataset
 
     data = load_dataset("melt_viscosity")
     labels = data.properties["split"].to_numpy(dtype=object).copy()
@@ -83,9 +83,9 @@ def melt_scenario(steps: int) -> Scenario:
 
 
 def expt_gap_scenario(steps: int, folds: int) -> Scenario:
-    from mrl.datasets import load_dataset, matbench_folds
     from mrl.elements import element_table
     from mrl.init_vectors import initial_table
+    from mrl.public_data import load_dataset, matbench_folds
 
     data = load_dataset("matbench_expt_gap")
     splits = []

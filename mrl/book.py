@@ -5,7 +5,7 @@
 :func:`generate_run_pages`) and builds the book with ``jupyter-book`` into ``<book>/_build/html/``. The book folder
 may be empty: the configuration and first page ship with the package (:data:`TEMPLATE`); the repository's
 ``book/`` adds its own first page and hand-written chapters. Sweep pages read only files: the run files
-(:mod:`mrl.runs`) and those the notebooks wrote under their :data:`mrl.report.FILES` names; a run's pages draw its
+(:mod:`mrl.runs`) and those the notebooks wrote under their :data:`mrl.run_outputs.OUTPUT_FILES` names; a run's pages draw its
 maps and tables from the run folder itself.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from mrl.io import read_json, write_text
-from mrl.report import AXIS_LABELS, METHOD_TITLES, file_path
 from mrl.run_files import METRICS
+from mrl.run_outputs import AXIS_LABELS, METHOD_TITLES, file_path
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _by_size(done: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _unit(sweep_dir: Path, done: pd.DataFrame) -> tuple[str, dict]:
-    from mrl.report import property_unit
+    from mrl.run_outputs import property_unit
 
     for point in done["point"]:
         if (sweep_dir / point / METRICS).exists():
@@ -181,9 +181,9 @@ def _unit(sweep_dir: Path, done: pd.DataFrame) -> tuple[str, dict]:
 
 
 def _baselines(sweep_dir: Path, done: pd.DataFrame) -> pd.DataFrame | None:
-    """The classical baselines on the first finished point's split (:func:`mrl.report.baseline_scores`), cached as
+    """The classical baselines on the first finished point's split (:func:`mrl.run_outputs.baseline_scores`), cached as
     that point's ``baselines.csv``; ``None`` when they cannot be computed."""
-    from mrl.report import baseline_scores
+    from mrl.run_outputs import baseline_scores
 
     if done.empty:
         return None
@@ -540,7 +540,7 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
     ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
-    from mrl.report import property_unit
+    from mrl.run_outputs import property_unit
 
     name = point_dir.name
     metrics = read_json(point_dir / METRICS)
@@ -797,7 +797,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
     from mrl.analysis import nearest_neighbors
     from mrl.io import write_table
     from mrl.plots import history_figure, parity, save_figure, target_figure, usage_figure
-    from mrl.report import data_summary, property_unit, run_influence, write_maps
+    from mrl.run_outputs import data_summary, property_unit, run_influence, write_maps
     from mrl.runs import load_run
 
     run = load_run(run_dir)

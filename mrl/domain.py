@@ -10,7 +10,7 @@ every formula asked about, each reason it lies outside what the model has seen:
 * ``condition``: a condition (e.g. temperature) outside the training range;
 * ``distance``: L1 distance of its content fractions to the nearest training formula above the 95th percentile
   of the calibration formulas' distances (0 = a training formula, 2 = no ingredient in common;
-  :func:`mrl.error_analysis.nearest_distances`);
+  :func:`mrl.error_sources.nearest_distances`);
 * ``mixture``: its mixture vector farther from the nearest training mixture vector than 95 % of the calibration
   formulas' (the model's own notion of "unlike anything seen").
 
@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
-from mrl.error_analysis import nearest_distances
+from mrl.error_sources import nearest_distances
 from mrl.io import atomic_path
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import pandas as pd
 from mrl.analysis import nearest_neighbors
 from mrl.design import design
 from mrl.plots import material_map
-from mrl.report import map_coordinates, metrics_table
+from mrl.run_outputs import map_coordinates, metrics_table
 from mrl.runs import load_run
 
 os.chdir(work_dir)  # the run's params name its data relative to the folder it was trained from

@@ -483,7 +483,7 @@ def history_figure(history: pd.DataFrame) -> Figure:
 
 # ------------------------------------------------------------------------------------------------ errors
 def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error") -> Figure:
-    """Bars of ``metric`` per usage bin (from :func:`mrl.error_analysis.error_by_usage`), one colour per split, with
+    """Bars of ``metric`` per usage bin (from :func:`mrl.error_sources.error_by_usage`), one colour per split, with
     the number of measurements on each bar."""
     splits = [s for s in ("train", "eval", "test") if s in set(binned["split"])]
     splits += [s for s in pd.unique(binned["split"]) if s not in splits]
@@ -494,7 +494,7 @@ def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error"
 
 def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hue: str = "ingredients") -> Figure:
     """Bars of ``metric`` per bin of distance to the nearest training formula (from
-    :func:`mrl.error_analysis.error_by_distance`), one colour per value of column ``hue`` (e.g. a column naming the
+    :func:`mrl.error_sources.error_by_distance`), one colour per value of column ``hue`` (e.g. a column naming the
     split of tables put together), with the number of measurements on each bar. ``mae_log10`` falls back to
     ``median_abs_error`` when it is undefined (a value not positive)."""
     if metric == "mae_log10" and binned["mae_log10"].isna().all():

@@ -22,13 +22,13 @@ import yaml
 
 import mrl
 from mrl.data import FormulaData, load_formulas, material_rows
-from mrl.datasets import DATASETS, load_dataset
 from mrl.ensemble import fit_members, neighbour_stability
 from mrl.estimator import MixtureRegressor
 from mrl.io import atomic_dir, read_json, write_json, write_table, write_text
 from mrl.metrics import split_metrics
 from mrl.params import RunParams, check_conditions
 from mrl.predict import Predictor, calibrated_predictor, member_predictions
+from mrl.public_data import DATASETS, load_dataset
 from mrl.run_files import (
     ADAPT,
     CHECKPOINT,
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     """Load the data a run names; return it with the hidden truth table (synthetic data only, else None).
 
-    ``params.data`` is ``"synth:<preset>"``, a name registered in :mod:`mrl.datasets`, or a path read by
+    ``params.data`` is ``"synth:<preset>"``, a name registered in :mod:`mrl.public_data`, or a path read by
     :func:`mrl.data.load_formulas` (the one reader of every entry): a folder holding ``formulas``, ``properties``
     and optionally ``materials`` tables (CSV, Parquet or ``.xlsx``), a workbook with those sheets, or with
     ``layout: wide`` one wide sheet or table; the reading keys (``layout``, ``sheets``, ``sheet``, ``id_column``,

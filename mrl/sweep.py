@@ -70,7 +70,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from mrl.error_analysis import log10_metrics
+from mrl.error_sources import log10_metrics
 from mrl.io import read_json, write_json, write_table, write_text
 from mrl.params import RunParams
 from mrl.run_files import METRICS, PREDICTIONS
@@ -90,7 +90,7 @@ EXTRA = "extra"
 SPEC_KEYS = ("name", "notebooks", "data_notebook", "base", "grid", "point_name", "notebook_params", "runs_dir",
              "notebooks_dir", "jobs", "scheduler")
 METRIC_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae", "rmse", "r2", "mape")]
-#: Errors of log10(property) (see :func:`mrl.error_analysis.log10_metrics`), empty for non-positive properties.
+#: Errors of log10(property) (see :func:`mrl.error_sources.log10_metrics`), empty for non-positive properties.
 LOG10_COLUMNS = [f"{split}_{m}" for split in ("train", "eval", "full") for m in ("mae_log10", "r2_log10")]
 #: Seconds papermill waits for a kernel to start (a busy machine is slow).
 KERNEL_START_TIMEOUT = 180

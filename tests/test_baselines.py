@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mrl import baselines as bl
-from mrl import datasets as ds
+from mrl import public_data as ds
 from mrl import wheels
 from mrl.data import load_formulas
 

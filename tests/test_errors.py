@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from mrl.error_analysis import distance_errors, error_by_distance, nearest_distances
+from mrl.error_sources import distance_errors, error_by_distance, nearest_distances
 from mrl.plots import error_by_distance_figure
 from mrl.splits import make_split
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mrl import datasets as ds
+from mrl import public_data as ds
 from mrl.tables import DataError
 
 pytest.importorskip("rdkit")

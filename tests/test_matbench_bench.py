@@ -109,7 +109,7 @@ def _cached(name: str) -> bool:
 
 @pytest.mark.skipif(not _cached("matbench_steels"), reason="matbench_steels not in the local cache")
 def test_real_steels_folds_and_tables():
-    from mrl.datasets import load_dataset, matbench_folds
+    from mrl.public_data import load_dataset, matbench_folds
 
     data = load_dataset("matbench_steels")
     folds = matbench_folds(data)

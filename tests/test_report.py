@@ -107,7 +107,7 @@ def test_errors_by_rarest_ingredient_and_unseen_materials():
     """Usage counts only training formulas; a formula with a material no training formula uses is 'unseen'."""
     import pandas as pd
 
-    from mrl.error_analysis import error_by_usage, log10_metrics, unseen_effect, usage_errors
+    from mrl.error_sources import error_by_usage, log10_metrics, unseen_effect, usage_errors
 
     formulas = pd.DataFrame({"formula_id": ["F1", "F1", "F2", "F2", "F3", "F3", "F4"],
                              "material_id": ["W", "A", "W", "A", "W", "B", "W"],

@@ -1,7 +1,7 @@
 """Notebook helpers: the files a run's notebooks write.
 
 Used by ``notebooks/0*.ipynb``: tables about the data and a run, and functions that write a run's figures (drawn by
-:mod:`mrl.plots`) and tables into its folder under fixed names (:data:`FILES`), so the book (:mod:`mrl.book`) is
+:mod:`mrl.plots`) and tables into its folder under fixed names (:data:`OUTPUT_FILES`), so the book (:mod:`mrl.book`) is
 built from files, never from memory.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Files the notebooks write into a run folder (``{method}``: a projection) and the book reads.
-FILES = {
+OUTPUT_FILES = {
     # 01_data (in the sweep's data folder)
     "data_summary": "data_summary.csv", "data_ingredients": "data_ingredients.png", "data_usage": "data_usage.png",
     "data_content": "data_content.png", "data_target": "data_target.png",
@@ -57,10 +57,10 @@ BASELINES = (("mean of train", "dummy"), ("ridge on contents", "ridge"), ("Light
 
 
 def file_path(folder: str | Path, key: str, method: str | None = None) -> Path:
-    """Path of one of :data:`FILES` inside ``folder`` (a run folder)."""
-    if key not in FILES:
-        raise KeyError(f"unknown file key {key!r}; known: {sorted(FILES)}")
-    name = FILES[key]
+    """Path of one of :data:`OUTPUT_FILES` inside ``folder`` (a run folder)."""
+    if key not in OUTPUT_FILES:
+        raise KeyError(f"unknown file key {key!r}; known: {sorted(OUTPUT_FILES)}")
+    name = OUTPUT_FILES[key]
     if "{method}" in name:
         if method is None:
             raise ValueError(f"file {key!r} needs a method (one of {list(METHOD_TITLES)})")
@@ -69,7 +69,7 @@ def file_path(folder: str | Path, key: str, method: str | None = None) -> Path:
 
 
 def save(obj: Any, folder: str | Path, key: str, method: str | None = None) -> Any:
-    """Write ``obj`` under its :data:`FILES` name in ``folder`` (atomically) and return something to display.
+    """Write ``obj`` under its :data:`OUTPUT_FILES` name in ``folder`` (atomically) and return something to display.
 
     Figures become PNG (returned as an ``IPython.display.Image`` of that file, so a notebook shows exactly the
     saved picture without drawing it twice), DataFrames CSV, dicts JSON, strings text/HTML (these are returned
@@ -149,7 +149,7 @@ def property_unit(metrics: dict) -> str:
     if data.startswith("lab_") or data.startswith("synth"):
         return "cP"
     try:
-        from mrl.datasets import dataset_info
+        from mrl.public_data import dataset_info
 
         unit = str(dataset_info(data).unit)
         return unit.removeprefix("log10 ") if metrics.get("target_transform") == "log10" else unit

@@ -1,4 +1,4 @@
-"""Tests of mrl.datasets: formula parsing, conversions, wheel handling (fake wheels, no network) and, when the real
+"""Tests of mrl.public_data: formula parsing, conversions, wheel handling (fake wheels, no network) and, when the real
 wheels are cached on this machine, the published sizes and splits."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import KFold
 
-from mrl import datasets as ds
 from mrl import elements, wheels
+from mrl import public_data as ds
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_WHEELS = wheels.cache_dir() / "wheels"
