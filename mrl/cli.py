@@ -146,8 +146,12 @@ def cmd_similar(args: argparse.Namespace) -> None:
     path = Path(args.run) / EMBEDDINGS
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a finished run (or an adapted one) folder")
-    table = nearest_neighbors(pd.read_parquet(path), args.material, k=args.k, metric=args.metric)
-    print(table.to_string(index=False))
+    from mrl.materials import MaterialIndex
+
+    emb = pd.read_parquet(path)
+    material = MaterialIndex(emb).resolve(args.material)
+    table = nearest_neighbors(emb, material, k=args.k, metric=args.metric)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
@@ -158,6 +162,22 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
             raise ValueError(f"{what} expects NEW=KNOWN, got {pair!r}")
         new, known = (s.strip() for s in pair.split("=", 1))
         out[new] = None if known.lower() == "none" else known
+    return out
+
+
+def _resolved_mapping(est, pairs: Sequence[str], what: str) -> dict[str, str | None]:
+    """``NEW=KNOWN`` strings with each KNOWN looked up by code or name in the model's vocabulary; a NEW that is
+    already a known material (case and whitespace aside) is refused."""
+    from mrl.materials import MaterialIndex
+
+    index = MaterialIndex.of_model(est)
+    out = {}
+    for new, known in _mapping(pairs, what).items():
+        clash = index.find(new)
+        if clash is not None:
+            raise ValueError(f"{what}: {new!r} is already in the model's vocabulary, as {index.label(clash)}; "
+                             f"give the new material another code")
+        out[new] = None if known is None else index.resolve(known, f"{what} partner of {new}")
     return out
 
 
@@ -178,15 +198,22 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
         raise ValueError("add-materials needs --formulas and --properties (or --features MATERIALS)")
     data = load_formulas(args.formulas, args.properties, args.materials, targets=est.target_,
                          conditions=est.conditions_, name=str(args.formulas))
-    like = {k: v for k, v in _mapping(args.like, "--like").items() if v is not None}
+    like = {k: v for k, v in _resolved_mapping(est, args.like, "--like").items() if v is not None}
     print(adapt_run(args.run, args.out, data=data, like=like, overwrite=args.overwrite, est=est, steps=args.steps,
                     shrinkage=args.shrinkage))
 
 
 def cmd_tie_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
+    from mrl.estimator import MixtureRegressor
+    from mrl.run_files import CHECKPOINT
 
-    print(adapt_run(args.run, args.out, tie=_mapping(args.pairs, "tie-materials"), overwrite=args.overwrite))
+    run = Path(args.run)
+    if not (run / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run}: no checkpoint.pt; give a finished run folder")
+    est = MixtureRegressor.load(run / CHECKPOINT, device="cpu")
+    print(adapt_run(run, args.out, tie=_resolved_mapping(est, args.pairs, "tie-materials"), overwrite=args.overwrite,
+                    est=est))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -202,19 +229,45 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         sys.exit(2)
 
 
+def _for_people(table, path: Path):
+    """``table`` as written to ``path``: rounded to 4 significant digits in a CSV (read by people), full precision
+    in Parquet."""
+    from mrl.predict import rounded
+
+    return rounded(table) if path.suffix.lower() == ".csv" else table
+
+
+def _print_glossary(predictor) -> None:
+    from mrl.predict import column_glossary
+
+    rows = column_glossary(predictor)
+    width = max(len(name) for name, _ in rows)
+    print(f"columns of mrl predict's table ({predictor.name}):")
+    for name, meaning in rows:
+        print(f"  {name:<{width}}  {meaning}")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from mrl.io import write_table
     from mrl.predict import Predictor
 
+    if args.explain:
+        _print_glossary(Predictor.from_folder(args.run))
+        if args.formulas is None:
+            return
+    if args.formulas is None or args.out is None:
+        raise ValueError("mrl predict needs --formulas and --out (or --explain alone for the column glossary)")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; choose another file or pass --overwrite")
     table = Predictor.from_folder(args.run).predict(args.formulas, args.conditions, unknown=args.unknown,
                                                     top_k=args.top_k, distances=not args.no_distance,
                                                     materials=args.materials)
-    write_table(table, out)
+    write_table(_for_people(table, out), out)
     flagged = int(table["out_of_domain"].sum())
-    print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column)")
+    print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column), "
+          f"{int(table['clipped'].sum())} clipped" + ("" if args.explain else "; mrl predict RUN --explain says "
+                                                       "what each column means"))
 
 
 def _bounds(pairs: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -347,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("similar", help="nearest neighbours of a material in a run's embedding")
-    p.add_argument("material", help="material id")
+    p.add_argument("material", help="material code or name (case and spaces forgiven)")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("-k", type=_positive_int, default=10, help="how many neighbours (>= 1)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
@@ -365,13 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "pip install 'mrl[cluster]'")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 % "
+    p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 %% "
                                        "intervals, out-of-domain flags and the materials behind each prediction",
                        description="Predict formulas in the long format (formula_id, material_id, content; no target "
                                    "needed). Writes one row per formula (per conditions row) to --out (.csv or "
                                    ".parquet).")
     p.add_argument("run", help="finished run folder or adapted folder")
-    p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet/xlsx)")
+    p.add_argument("--formulas", default=None, help="long-format formulas (CSV/Parquet/xlsx)")
     p.add_argument("--conditions", default=None, help="table with formula_id and the model's condition columns")
     p.add_argument("--unknown", default="error", help="materials the model does not know: error (default), zero "
                                                       "(no influence), like:KNOWN (act like material KNOWN) or "
@@ -380,7 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(for --unknown features)")
     p.add_argument("--top-k", type=int, default=3, help="materials listed per prediction (0: none)")
     p.add_argument("--no-distance", action="store_true", help="skip the distance-to-training flag (faster)")
-    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--out", default=None, help="output table: .csv (numbers rounded to 4 significant digits) or "
+                                                 ".parquet (full precision)")
+    p.add_argument("--explain", action="store_true", help="print what each column means, with its unit and "
+                                                          "threshold (alone: without predicting)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -394,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "smiles, median_content) for a model trained with features: each new material gets g(x)")
     p.add_argument("--materials", default=None, help="optional materials table")
     p.add_argument("--like", nargs="*", default=[], metavar="NEW=KNOWN", help="start a new material from a "
-                                                                               "known one's vector")
+                                                                               "known one's vector (code or name)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--shrinkage", type=float, default=10.0, help="pull to the start, weighing like N formulas")
     p.add_argument("--out", required=True, help="output folder")
@@ -404,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tie-materials", help="give new materials a known material's vector (NEW=KNOWN) or no "
                                              "influence (NEW=none); writes an adapted model folder")
     p.add_argument("run", help="finished run folder")
-    p.add_argument("pairs", nargs="+", metavar="NEW=KNOWN")
+    p.add_argument("pairs", nargs="+", metavar="NEW=KNOWN", help="NEW: the new material's code; KNOWN: a known "
+                                                                 "material's code or name, or none (no influence)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_tie_materials)
