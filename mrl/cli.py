@@ -305,11 +305,26 @@ def _design_formula(run: Path, spec: str):
     return pd.DataFrame(rows), (float(measured.iloc[0]) if len(measured) == 1 else None)
 
 
+#: Decimals of contents (%) in design's CSV files: the lab's resolution, without float noise (0.4198, not
+#: 0.41980000000000006), and the formula still sums to 100 % within 1e-6.
+CONTENT_DECIMALS = 6
+
+
+def _with_names(forms, names: dict[str, str]):
+    """A long-format table with a ``name`` column beside ``material_id`` (where the run knows names)."""
+    if not names:
+        return forms
+    out = forms.copy()
+    out.insert(out.columns.get_loc("material_id") + 1, "name", out["material_id"].map(names).fillna(""))
+    return out
+
+
 def cmd_design(args: argparse.Namespace) -> None:
     from mrl.design import design, design_map
     from mrl.io import atomic_dir, write_table
+    from mrl.materials import split_list
     from mrl.plots import save_figure
-    from mrl.predict import Predictor
+    from mrl.predict import Predictor, rounded
 
     out = Path(args.out)
     if out.exists():
@@ -331,14 +346,20 @@ def cmd_design(args: argparse.Namespace) -> None:
                 raise ValueError(f"{label}: needs a material_id column")
             add_from += table["material_id"].astype(str).tolist()
         else:
-            add_from += [m for m in item.split(",") if m]
+            add_from += split_list([item])
     conditions = {k: float(v) for k, v in _overrides(args.conditions).items()}
-    result = design(predictor, formula, args.target, conditions=conditions, fix=args.fix,
+    result = design(predictor, formula, args.target, conditions=conditions, fix=split_list(args.fix),
                     bounds=_bounds(args.bounds), max_changes=args.max_changes, add_from=add_from,
-                    n_proposals=args.n_proposals, measured=measured, seed=args.seed)
+                    n_proposals=args.n_proposals, measured=measured, seed=args.seed,
+                    fix_family=split_list(args.fix_family), add_from_family=split_list(args.add_from_family),
+                    family_column=args.family_column, domain_bounds=not args.no_domain_bounds, step=args.step,
+                    min_distance=args.min_distance)
+    contents = result.table().reset_index()
     with atomic_dir(out) as tmp:
-        write_table(result.proposals, tmp / "proposals.csv")
-        write_table(result.formulas, tmp / "formulas.csv")
+        write_table(rounded(result.proposals), tmp / "proposals.csv")
+        write_table(_with_names(result.formulas.assign(content=result.formulas["content"].round(CONTENT_DECIMALS)),
+                                result.names), tmp / "formulas.csv")
+        write_table(contents.round(CONTENT_DECIMALS), tmp / "contents.csv")
         save_figure(design_map(predictor, result), tmp / "design_map.png")
     n_ok = int(result.proposals["vouched"].sum())
     print(f"{out}: {len(result.proposals)} proposal(s), {n_ok} vouched (inside the domain, target inside the 80 % "
@@ -346,6 +367,8 @@ def cmd_design(args: argparse.Namespace) -> None:
     for _, row in result.proposals.iterrows():
         print(f"  {row['proposal']}: {row['prediction']:.4g} [{row['lower_80']:.4g}, {row['upper_80']:.4g}] "
               f"{'vouched' if row['vouched'] else 'NOT vouched: ' + row['reasons']}; {row['changes']}")
+    print(f"contents in % (original and proposals; {out / 'contents.csv'}):")
+    print(contents.round(4).to_string(index=False))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -467,9 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tie_materials)
 
     p = sub.add_parser("design", help="propose content changes that move a formula's predicted property to a target",
-                       description="Search contents (at most --max-changes materials, --fix kept, --bounds in %, "
-                                   "additions only from --add-from) by gradient through the run's model; writes "
-                                   "proposals.csv, formulas.csv and design_map.png into --out (refuses an existing "
+                       description="Search contents (at most --max-changes materials, --fix/--fix-family kept, "
+                                   "each material within its training range unless --bounds or --no-domain-bounds, "
+                                   "additions only from --add-from/--add-from-family) by gradient through the run's "
+                                   "model; writes proposals.csv, formulas.csv, contents.csv (original and proposals "
+                                   "side by side, with names) and design_map.png into --out (refuses an existing "
                                    "folder). A proposal is vouched only inside the training domain with the target in "
                                    "its 80 % interval.")
     p.add_argument("run", help="finished run folder")
@@ -477,11 +502,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "one formula")
     p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
     p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
-    p.add_argument("--fix", nargs="*", default=[], metavar="MAT", help="materials whose content must not change")
-    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi", help="content range in %%")
+    p.add_argument("--fix", nargs="*", default=[], metavar="MAT",
+                   help="materials whose content must not change: codes or names (comma or space separated)")
+    p.add_argument("--fix-family", nargs="*", default=[], metavar="FAMILY",
+                   help="fix every material of these families (e.g. active,preservative; see --family-column)")
+    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi",
+                   help="content range in %% (code or name); overrides the training range")
+    p.add_argument("--no-domain-bounds", action="store_true",
+                   help="let contents leave the range each material had in training formulas (by default a "
+                        "material of the formula stays between its smallest and largest training content)")
     p.add_argument("--max-changes", type=_positive_int, default=3, help="at most this many materials change")
     p.add_argument("--add-from", nargs="*", default=[], metavar="IDS_OR_FILE",
-                   help="materials that may be added: ids (comma or space separated) or a table with material_id")
+                   help="materials that may be added: codes or names (comma or space separated) or a table with "
+                        "material_id")
+    p.add_argument("--add-from-family", nargs="*", default=[], metavar="FAMILY",
+                   help="materials of these families may be added (e.g. thickener)")
+    p.add_argument("--family-column", default="family",
+                   help="the column of the run's materials table that holds the roles (default: family)")
+    p.add_argument("--step", type=float, default=None, metavar="PERCENT",
+                   help="dosing resolution in %%: every change is a whole multiple of it (e.g. 0.05)")
+    p.add_argument("--min-distance", type=float, default=None, metavar="PERCENT",
+                   help="proposals differ from each other by at least this (L1 of contents, %%; default: half the "
+                        "larger move)")
     p.add_argument("--n-proposals", type=_positive_int, default=3)
     p.add_argument("--measured", type=float, default=None,
                    help="the formula's measured value: aim at target/measured under the model (default for a "

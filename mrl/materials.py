@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 N_SUGGESTIONS = 5
 
 
+class UnknownMaterial(UnknownMaterialError, ValueError):
+    """A code or name that no material of the model has (a ``KeyError`` as :mod:`mrl.analysis` raises, and a
+    ``ValueError`` as other bad input); the message suggests the closest codes and names."""
+
+
 def _norm(text: object) -> str:
     """Case- and whitespace-insensitive key: lower case, inner runs of whitespace as one space, ends stripped."""
     return re.sub(r"\s+", " ", str(text)).strip().casefold()
@@ -67,8 +72,8 @@ class MaterialIndex:
         """The ``material_id`` that ``text`` (a code or a name) names.
 
         Raises:
-            UnknownMaterialError: no material matches (the message suggests the closest codes and names), or a
-                name that several materials share (the message lists their codes).
+            UnknownMaterial: no material matches (the message suggests the closest codes and names), or a name
+                that several materials share (the message lists their codes).
         """
         raw = str(text)
         if raw in self._by_id:
@@ -79,10 +84,10 @@ class MaterialIndex:
             if hits is not None and len(hits) == 1:
                 log.info("%s %r read as %s (case and whitespace ignored)", what, raw, self.label(hits[0]))
         if not hits:
-            raise UnknownMaterialError(f"unknown {what} {raw!r} ({len(self.ids)} materials in the model)"
-                                       + self._did_you_mean(raw))
+            raise UnknownMaterial(f"unknown {what} {raw!r}: not in the model's vocabulary ({len(self.ids)} "
+                                  f"materials)" + self._did_you_mean(raw))
         if len(hits) > 1:
-            raise UnknownMaterialError(f"{what} {raw!r} names {len(hits)} materials ({', '.join(hits[:10])}); "
+            raise UnknownMaterial(f"{what} {raw!r} names {len(hits)} materials ({', '.join(hits[:10])}); "
                                        f"give the code")
         return hits[0]
 
