@@ -450,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formulas", default=None, help="long-format formulas (CSV/Parquet/xlsx)")
     p.add_argument("--conditions", default=None, help="table with formula_id and the model's condition columns")
     p.add_argument("--unknown", default="error", help="materials the model does not know: error (default), zero "
-                                                      "(no influence), like:KNOWN (act like material KNOWN) or "
-                                                      "features (g(x) from --materials; models trained with features)")
+                                                      "(no influence), like:KNOWN (act like material KNOWN: code or "
+                                                      "name) or features (g(x) from --materials; models trained with features)")
     p.add_argument("--materials", default=None, help="materials table with the unknown materials' features "
                                                      "(for --unknown features)")
     p.add_argument("--top-k", type=int, default=3, help="materials listed per prediction (0: none)")

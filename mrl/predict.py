@@ -216,8 +216,9 @@ class Predictor:
             return [_with_unknown_zero(m) for m in self.members]
         if unknown.startswith("like:"):
             from mrl.adapt import tie_materials
+            from mrl.materials import MaterialIndex
 
-            known = unknown.split(":", 1)[1]
+            known = MaterialIndex.of_model(self.members[0]).resolve(unknown.split(":", 1)[1], "like:")
             log.warning("%s: unknown material(s) %s act like %s (flagged)", name, ids[:10], known)
             return [tie_materials(m, {mid: known for mid in ids}) for m in self.members]
         if unknown == "features":

@@ -249,3 +249,37 @@ def test_an_adapted_ensemble_keeps_members_calibration_and_domain(runs, tmp_path
     assert np.isfinite(row["lower_80"]) and row["out_of_domain"] and "not to be trusted" in row["interval_note"]
     record = json.loads((out / "adapt.json").read_text())
     assert record["members"] == 3 and record["calibration"].startswith("kept")
+
+
+def test_the_command_line_takes_names_and_says_did_you_mean(runs, tmp_path, capsys, caplog):
+    import json
+
+    from mrl import cli
+
+    run = runs["three"]
+    table = run.predictor.members[0].materials_
+    thick = table[table["family"] == "thickener"].iloc[0]
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="mrl.materials"):
+        cli.main(["similar", f"  {thick['name'].upper()} ", "--run", str(run.path), "-k", "2"])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert any("case and whitespace ignored" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["similar", thick["name"][:-1] + "x", "--run", str(run.path)])
+    message = caplog.records[-1].getMessage()
+    assert stop.value.code == 2 and "did you mean" in message and f"'{thick['name']}'" in message
+    cli.main(["tie-materials", str(run.path), f"NEWGEL={thick['name']}", "--out", str(tmp_path / "tied")])
+    assert json.loads((tmp_path / "tied" / "adapt.json").read_text())["tie"] == {"NEWGEL": thick["material_id"]}
+    with pytest.raises(SystemExit):
+        cli.main(["tie-materials", str(run.path), f"{thick['material_id'].lower()}=none", "--out",
+                  str(tmp_path / "clash")])
+    assert "already in the model's vocabulary" in caplog.records[-1].getMessage()
+
+
+def test_metrics_of_a_log_target_hold_the_formulators_view(runs):
+    metrics = runs["three"].metrics
+    assert metrics["target_transform"] == "log10"
+    for split in ("train", "eval", "full"):
+        m = metrics[split]
+        assert {"mae", "rmse", "r2", "mape", "mae_log10", "r2_log10", "within_2x", "within_20pct"} <= set(m)
+        assert 0 <= m["within_20pct"] <= m["within_2x"] <= 1 and m["mae_log10"] > 0
