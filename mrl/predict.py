@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from mrl.data import DataError, FormulaData, TableLike, prediction_input, read_table
 from mrl.domain import Domain
+from mrl.materials import MaterialIndex
 from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
 from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary, to_model_units
 
@@ -161,8 +162,10 @@ class Predictor:
         out["clipped"] = clipped
         if self.domain is not None:
             unknown_ids = [per_formula_unknown.get(f, []) for f in out["formula_id"]]
+            index = MaterialIndex.of_model(members[0])
             flags = self.domain.flags(matrix[:, :len(self.domain.material_ids)],
-                                      members[0].mixture_vectors(matrix, cond), cond, unknown_ids, distances)
+                                      members[0].mixture_vectors(matrix, cond), cond, unknown_ids, distances,
+                                      labels=[index.label(m) for m in index.ids])
             out = pd.concat([out, flags], axis=1)
         else:
             out["out_of_domain"] = out["formula_id"].isin(per_formula_unknown.index)
@@ -216,7 +219,6 @@ class Predictor:
             return [_with_unknown_zero(m) for m in self.members]
         if unknown.startswith("like:"):
             from mrl.adapt import tie_materials
-            from mrl.materials import MaterialIndex
 
             known = MaterialIndex.of_model(self.members[0]).resolve(unknown.split(":", 1)[1], "like:")
             log.warning("%s: unknown material(s) %s act like %s (flagged)", name, ids[:10], known)
@@ -341,8 +343,6 @@ def top_contributions(est: "MixtureRegressor", matrix: sp.csr_matrix, conditions
     ``"Carbomer 001 (M00042) +1.2e+03; Glycerin (M00007) -310"`` (prediction minus the prediction with that
     ingredient's content left out of the mixture, property units; the pinned base contributes 0 by construction;
     materials by name and code, the code alone where the run has no name)."""
-    from mrl.materials import MaterialIndex
-
     matrix = sp.csr_matrix(matrix)
     index = MaterialIndex.of_model(est)
     ids = np.array([index.label(m) for m in index.ids], dtype=object)

@@ -175,6 +175,9 @@ def test_intervals_are_clipped_to_the_prediction_range_and_recorded(runs):
     for col in ["prediction", "lower_80", "upper_80", "lower_95", "upper_95"]:
         assert table[col].between(low, high).all(), col
     assert table.loc["ODD", "out_of_domain"] and "not to be trusted" in table.loc["ODD", "interval_note"]
+    code = odd["material_id"].iloc[-1]
+    name = predictor.members[0].materials_.set_index("material_id").loc[code, "name"]
+    assert f"{name} ({code}) at 100 %" in table.loc["ODD", "reasons"]  # reasons name materials too
     inside = forms["formula_id"].iloc[0]
     assert table.loc[inside, "interval_note"] == ("clipped to the range the model may predict"
                                                   if table.loc[inside, "clipped"] else "")
