@@ -325,6 +325,7 @@ def cmd_design(args: argparse.Namespace) -> None:
     from mrl.materials import split_list
     from mrl.plots import save_figure
     from mrl.predict import Predictor, rounded
+    from mrl.wording import format_number
 
     out = Path(args.out)
     if out.exists():
@@ -365,7 +366,8 @@ def cmd_design(args: argparse.Namespace) -> None:
     print(f"{out}: {len(result.proposals)} proposal(s), {n_ok} vouched (inside the domain, target inside the 80 % "
           f"interval)" + ("" if measured is None else f"; anchored to the measured {measured:g}"))
     for _, row in result.proposals.iterrows():
-        print(f"  {row['proposal']}: {row['prediction']:.4g} [{row['lower_80']:.4g}, {row['upper_80']:.4g}] "
+        print(f"  {row['proposal']}: {format_number(row['prediction'], 4)} [{format_number(row['lower_80'], 4)}, "
+              f"{format_number(row['upper_80'], 4)}] "
               f"{'vouched' if row['vouched'] else 'NOT vouched: ' + row['reasons']}; {row['changes']}")
     print(f"contents in % (original and proposals; {out / 'contents.csv'}):")
     print(contents.round(4).to_string(index=False))

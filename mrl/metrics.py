@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrl.wording import format_number
+
 #: |y| below this is left out of MAPE (a relative error of a zero value is undefined).
 MAPE_FLOOR = 1e-9
 
@@ -62,10 +64,15 @@ def log_target_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 def describe_split(name: str, values: dict[str, float], target: str = "the property") -> str:
     """One line of a train summary for one split: for a log target (``mae_log10`` present) the log view first
-    (log10 MAE, shares within 2x and 20 %, R² on log10), then MAE in the property's units, each view named."""
+    (log10 MAE, shares within 2x and 20 %, R² on log10), then MAE in the property's units, each view named; numbers
+    as :func:`mrl.wording.format_number` writes them."""
+    def num(key: str, digits: int = 3) -> str:
+        return format_number(values[key], digits)
+
     if np.isfinite(values.get("mae_log10", float("nan"))):
-        return (f"{name}: on log10 (how the model is trained): MAE {values['mae_log10']:.3g} (a typical factor "
-                f"{10 ** values['mae_log10']:.3g}), R² {values['r2_log10']:.3g}; {100 * values['within_2x']:.0f} % "
-                f"within 2x, {100 * values['within_20pct']:.0f} % within 20 %; in {target}'s units: MAE "
-                f"{values['mae']:.4g} (dominated by the largest values), R² {values['r2']:.3g}")
-    return f"{name}: in {target}'s units: MAE {values['mae']:.4g}, RMSE {values['rmse']:.4g}, R² {values['r2']:.3g}"
+        return (f"{name}: on log10 (how the model is trained): MAE {num('mae_log10')} (a typical factor "
+                f"{format_number(10 ** values['mae_log10'])}), R² {num('r2_log10')}; "
+                f"{format_number(100 * values['within_2x'], decimals=0)} % within 2x, "
+                f"{format_number(100 * values['within_20pct'], decimals=0)} % within 20 %; in {target}'s units: "
+                f"MAE {num('mae', 4)} (dominated by the largest values), R² {num('r2')}")
+    return f"{name}: in {target}'s units: MAE {num('mae', 4)}, RMSE {num('rmse', 4)}, R² {num('r2')}"

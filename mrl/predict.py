@@ -35,9 +35,11 @@ import scipy.sparse as sp
 
 from mrl.data import DataError, FormulaData, TableLike, prediction_input, read_table
 from mrl.domain import Domain
+from mrl.ensemble import load_members
 from mrl.materials import MaterialIndex
-from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, MEMBERS
+from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN
 from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary, to_model_units
+from mrl.wording import format_number
 
 if TYPE_CHECKING:
     from mrl.estimator import MixtureRegressor
@@ -45,13 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Formulas per chunk when computing contributions (each formula becomes one row per ingredient).
 CONTRIBUTION_CHUNK = 4096
-
-
-def _member_paths(folder: Path) -> list[Path]:
-    paths = [folder / CHECKPOINT]
-    if (folder / MEMBERS).is_dir():
-        paths += sorted((folder / MEMBERS).glob(f"*/{CHECKPOINT}"))
-    return paths
 
 
 @dataclass
@@ -69,15 +64,11 @@ class Predictor:
         """Open a run folder (``checkpoint.pt`` [+ ``members/*/checkpoint.pt``]) or an adapted folder (the same +
         ``adapt.json``), with its ``calibration.json`` and ``domain.npz`` (an adapted folder written before it kept
         its own lends them from its source run). ``first``: member 0 (``checkpoint.pt``) when already loaded."""
-        from mrl.estimator import MixtureRegressor
-
         folder = Path(folder)
         if not (folder / CHECKPOINT).is_file():
             raise FileNotFoundError(f"{folder}: no checkpoint.pt; give a finished run folder or an adapted folder "
                                     f"(mrl add-materials / tie-materials)")
-        paths = _member_paths(folder)
-        members = [first or MixtureRegressor.load(paths[0], device=device),
-                   *(MixtureRegressor.load(p, device=device) for p in paths[1:])]
+        members = load_members(folder, device, first)
         source = folder
         if (folder / ADAPT).is_file() and not (folder / CALIBRATION).is_file() and not (folder / DOMAIN).is_file():
             source = Path(json.loads((folder / ADAPT).read_text())["source_run"])
@@ -340,7 +331,7 @@ def _with_unknown_zero(est: "MixtureRegressor") -> "MixtureRegressor":
 def top_contributions(est: "MixtureRegressor", matrix: sp.csr_matrix, conditions: np.ndarray, top_k: int = 3
                       ) -> list[str]:
     """Per row of ``matrix``, the ``top_k`` materials whose vector moves the prediction most, as text
-    ``"Carbomer 001 (M00042) +1.2e+03; Glycerin (M00007) -310"`` (prediction minus the prediction with that
+    ``"Carbomer 001 (M00042) +1,200; Glycerin (M00007) -310"`` (prediction minus the prediction with that
     ingredient's content left out of the mixture, property units; the pinned base contributes 0 by construction;
     materials by name and code, the code alone where the run has no name)."""
     matrix = sp.csr_matrix(matrix)
@@ -361,8 +352,8 @@ def top_contributions(est: "MixtureRegressor", matrix: sp.csr_matrix, conditions
         for r in range(block.shape[0]):
             s, e = block.indptr[r], block.indptr[r + 1]
             order = np.argsort(-np.abs(delta[s:e]))[:top_k]
-            out.append("; ".join(f"{ids[cols[s + j]]} {delta[s + j]:+.3g}" for j in order
-                                 if delta[s + j] != 0))
+            out.append("; ".join(f"{ids[cols[s + j]]} {'+' if delta[s + j] > 0 else '-'}"
+                                 f"{format_number(abs(float(delta[s + j])))}" for j in order if delta[s + j] != 0))
     return out
 
 
