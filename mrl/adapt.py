@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,9 +33,14 @@ from sklearn.utils.validation import check_is_fitted
 from torch.func import functional_call
 
 from mrl.data import FormulaData, material_rows
+from mrl.domain import Domain
+from mrl.ensemble import load_members
 from mrl.estimator import MixtureRegressor
+from mrl.io import atomic_dir, write_json, write_table
 from mrl.model import Batch, MixtureModel, make_batch
+from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, EMBEDDINGS, member_dir
 from mrl.train import cosine_factor
+from mrl.uncertainty import from_model_units, member_summary
 
 log = logging.getLogger(__name__)
 
@@ -232,18 +238,21 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
               like: Mapping[str, str] | None = None, tie: Mapping[str, str | None] | None = None,
               overwrite: bool = False, est: MixtureRegressor | None = None,
               features: pd.DataFrame | None = None, **fit_kw) -> Path:
-    """Add new materials to a finished run's model and write the result as a folder.
+    """Add new materials to every member of a finished run's model and write the result as a folder.
 
-    Exactly one of ``tie`` (:func:`tie_materials`) or ``data`` (:func:`add_materials`, with ``like`` and
-    ``fit_kw``) is given. The folder holds ``checkpoint.pt`` (:meth:`MixtureRegressor.load` reads it),
-    ``embeddings.parquet`` (``mrl similar`` reads it) and ``adapt.json`` (the source run and what was done; with
-    ``data``, the MAE (and MAE of log10 for positive targets) on its formulas with the new materials at the origin
-    and after the fit, in-sample). It is written into a temporary folder that is renamed at the end, so an
-    interruption leaves nothing half-written. ``est`` is the run's model when the caller has already loaded it.
+    Exactly one of ``tie`` (:func:`tie_materials`), ``data`` (:func:`add_materials`, with ``like`` and ``fit_kw``;
+    each member fits its own vectors of the new materials, in its own material space) or ``features``
+    (:func:`add_by_features`) is given. The folder holds ``checkpoint.pt`` (member 0; :meth:`MixtureRegressor.load`
+    reads it) and ``members/<kk>/checkpoint.pt`` for an ensemble's other members, ``embeddings.parquet``
+    (member 0's; ``mrl similar`` reads it), the source run's ``calibration.json`` (its interval factors are kept:
+    formulas without a new material predict exactly as before, and a formula with one is flagged out of domain,
+    so its interval is not to be trusted; nothing is recalibrated), ``domain.npz`` (the source's training domain
+    over the longer vocabulary: new materials were in no training formula) and ``adapt.json`` (the source run,
+    what was done, what happened to calibration and domain; with ``data``, the MAE (and MAE of log10 for positive
+    targets) of the ensemble's prediction on its formulas with the new materials at the origin and after the fit,
+    in-sample). It is written into a temporary folder that is renamed at the end, so an interruption leaves nothing
+    half-written. ``est`` is the run's model (member 0) when the caller has already loaded it.
     """
-    from mrl.io import atomic_dir, write_json, write_table
-    from mrl.run_files import ADAPT, CHECKPOINT, EMBEDDINGS
-
     if sum(x is not None for x in (tie, data, features)) != 1:
         raise ValueError("adapt_run: give exactly one of tie (a mapping), data (formulas with the new materials) "
                          "or features (a materials table: new materials known by their features)")
@@ -252,26 +261,57 @@ def adapt_run(run_dir: str | Path, out_dir: str | Path, data: FormulaData | None
         raise ValueError(f"{out_dir}: the adapted model must go to another folder than its source run {run_dir}")
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; choose another folder or overwrite")
-    est = est or MixtureRegressor.load(run_dir / CHECKPOINT)
-    record: dict = {"source_run": str(run_dir)}
+    if not (run_dir / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint.pt; give a finished run folder")
+    members = load_members(run_dir, first=est)
+    calibrated = (run_dir / CALIBRATION).is_file()
+    domain = Domain.load(run_dir / DOMAIN) if (run_dir / DOMAIN).is_file() else None
+    record: dict = {"source_run": str(run_dir), "members": len(members)}
     if tie is not None:
-        out = tie_materials(est, tie)
+        adapted = [tie_materials(m, tie) for m in members]
         record["tie"] = dict(tie)
+        calibration_note = "kept: a tie changes no formula the interval factors were learned on"
     elif features is not None:
-        out = add_by_features(est, features)
+        adapted = [add_by_features(m, features) for m in members]
         record["by_features"] = features["material_id"].astype(str).tolist()
+        calibration_note = ("kept from the source run (nothing recalibrated); a formula with a new material is "
+                            "flagged out of domain, so its interval is not to be trusted")
     else:
-        out = add_materials(est, data, like=like, **fit_kw)
-        new = [m for m in out.materials_["material_id"] if m not in set(est.materials_["material_id"])]
-        y = data.target_values(est.target_)
-        zero = tie_materials(est, {m: None for m in new}).predict(data)
+        adapted = [add_materials(m, data, like=like, **fit_kw) for m in members]
+        old = set(members[0].materials_["material_id"])
+        new = [m for m in adapted[0].materials_["material_id"] if m not in old]
+        y = data.target_values(members[0].target_)
+        zero = _ensemble_prediction([tie_materials(m, {mid: None for mid in new}) for m in members], data)
         record.update(added=new, like=dict(like or {}), fit=fit_kw, n_samples=int(len(y)),
-                      at_origin=_errors(y, zero), fitted=_errors(y, out.predict(data)))
+                      at_origin=_errors(y, zero), fitted=_errors(y, _ensemble_prediction(adapted, data)))
+        calibration_note = ("kept from the source run (nothing recalibrated: the new materials' few formulas were "
+                            "used to fit their vectors); a formula with a new material is flagged out of domain, "
+                            "so its interval is not to be trusted")
+    record["calibration"] = calibration_note if calibrated else "none in the source run"
+    record["domain"] = ("the source run's training domain; new materials were in no training formula (a formula "
+                        "with one is flagged)") if domain is not None else "none in the source run"
     with atomic_dir(out_dir) as tmp:
-        out.save(tmp / CHECKPOINT)
-        write_table(out.embeddings(), tmp / EMBEDDINGS)
+        adapted[0].save(tmp / CHECKPOINT)
+        for k, member in enumerate(adapted[1:], start=1):
+            member_dir(tmp, k).mkdir(parents=True)
+            member.save(member_dir(tmp, k) / CHECKPOINT)
+        write_table(adapted[0].embeddings(), tmp / EMBEDDINGS)
+        if calibrated:  # the same interval factors: the source's file as it is
+            shutil.copyfile(run_dir / CALIBRATION, tmp / CALIBRATION)
+        if domain is not None:
+            domain.extended(adapted[0].materials_["material_id"].astype(str).tolist()).save(tmp / DOMAIN)
         write_json(record, tmp / ADAPT)
+    log.info("%s: %d member(s) adapted; calibration %s; domain: %s", out_dir, len(adapted),
+             record["calibration"], record["domain"])
     return out_dir
+
+
+def _ensemble_prediction(members: list[MixtureRegressor], data: FormulaData) -> np.ndarray:
+    """The members' prediction of ``data`` as a run makes it (property units): member 0's for one model, else the
+    mean in model units (the geometric mean for a log target)."""
+    preds = np.stack([m.predict(data) for m in members])
+    transform = members[0].target_transform_
+    return preds[0] if len(members) == 1 else from_model_units(member_summary(preds, transform)[0], transform)
 
 
 def _errors(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:

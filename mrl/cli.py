@@ -211,8 +211,12 @@ def cmd_similar(args: argparse.Namespace) -> None:
     path = Path(args.run) / EMBEDDINGS
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a finished run (or an adapted one) folder")
-    table = nearest_neighbors(pd.read_parquet(path), args.material, k=args.k, metric=args.metric)
-    print(table.to_string(index=False))
+    from mrl.materials import MaterialIndex
+
+    emb = pd.read_parquet(path)
+    material = MaterialIndex(emb).resolve(args.material)
+    table = nearest_neighbors(emb, material, k=args.k, metric=args.metric)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
@@ -223,6 +227,22 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
             raise ValueError(f"{what} expects NEW=KNOWN, got {pair!r}")
         new, known = (s.strip() for s in pair.split("=", 1))
         out[new] = None if known.lower() == "none" else known
+    return out
+
+
+def _resolved_mapping(est, pairs: Sequence[str], what: str) -> dict[str, str | None]:
+    """``NEW=KNOWN`` strings with each KNOWN looked up by code or name in the model's vocabulary; a NEW that is
+    already a known material (case and whitespace aside) is refused."""
+    from mrl.materials import MaterialIndex
+
+    index = MaterialIndex.of_model(est)
+    out = {}
+    for new, known in _mapping(pairs, what).items():
+        clash = index.find(new)
+        if clash is not None:
+            raise ValueError(f"{what}: {new!r} is already in the model's vocabulary, as {index.label(clash)}; "
+                             f"give the new material another code")
+        out[new] = None if known is None else index.resolve(known, f"{what} partner of {new}")
     return out
 
 
@@ -244,15 +264,22 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
         raise ValueError("add-materials needs --formulas and --properties (or --features MATERIALS)")
     data = load_formulas(args.formulas, args.properties, args.materials, targets=est.target_,
                          conditions=est.conditions_, name=str(args.formulas))
-    like = {k: v for k, v in _mapping(args.like, "--like").items() if v is not None}
+    like = {k: v for k, v in _resolved_mapping(est, args.like, "--like").items() if v is not None}
     print(adapt_run(args.run, args.out, data=data, like=like, overwrite=args.overwrite, est=est, steps=args.steps,
                     shrinkage=args.shrinkage))
 
 
 def cmd_tie_materials(args: argparse.Namespace) -> None:
     from mrl.adapt import adapt_run
+    from mrl.estimator import MixtureRegressor
+    from mrl.run_files import CHECKPOINT
 
-    print(adapt_run(args.run, args.out, tie=_mapping(args.pairs, "tie-materials"), overwrite=args.overwrite))
+    run = Path(args.run)
+    if not (run / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run}: no checkpoint.pt; give a finished run folder")
+    est = MixtureRegressor.load(run / CHECKPOINT, device="cpu")
+    print(adapt_run(run, args.out, tie=_resolved_mapping(est, args.pairs, "tie-materials"), overwrite=args.overwrite,
+                    est=est))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -268,19 +295,45 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         sys.exit(2)
 
 
+def _for_people(table, path: Path):
+    """``table`` as written to ``path``: rounded to 4 significant digits in a CSV (read by people), full precision
+    in Parquet."""
+    from mrl.predict import rounded
+
+    return rounded(table) if path.suffix.lower() == ".csv" else table
+
+
+def _print_glossary(predictor) -> None:
+    from mrl.predict import column_glossary
+
+    rows = column_glossary(predictor)
+    width = max(len(name) for name, _ in rows)
+    print(f"columns of mrl predict's table ({predictor.name}):")
+    for name, meaning in rows:
+        print(f"  {name:<{width}}  {meaning}")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from mrl.io import write_table
     from mrl.predict import Predictor
 
+    if args.explain:
+        _print_glossary(Predictor.from_folder(args.run))
+        if args.formulas is None:
+            return
+    if args.formulas is None or args.out is None:
+        raise ValueError("mrl predict needs --formulas and --out (or --explain alone for the column glossary)")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; choose another file or pass --overwrite")
     table = Predictor.from_folder(args.run).predict(args.formulas, args.conditions, unknown=args.unknown,
                                                     top_k=args.top_k, distances=not args.no_distance,
                                                     materials=args.materials)
-    write_table(table, out)
+    write_table(_for_people(table, out), out)
     flagged = int(table["out_of_domain"].sum())
-    print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column)")
+    print(f"{out}: {len(table)} prediction(s), {flagged} flagged out of domain (see the reasons column), "
+          f"{int(table['clipped'].sum())} clipped" + ("" if args.explain else "; mrl predict RUN --explain says "
+                                                       "what each column means"))
 
 
 def _bounds(pairs: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -318,11 +371,27 @@ def _design_formula(run: Path, spec: str):
     return pd.DataFrame(rows), (float(measured.iloc[0]) if len(measured) == 1 else None)
 
 
+#: Decimals of contents (%) in design's CSV files: the lab's resolution, without float noise (0.4198, not
+#: 0.41980000000000006), and the formula still sums to 100 % within 1e-6.
+CONTENT_DECIMALS = 6
+
+
+def _with_names(forms, names: dict[str, str]):
+    """A long-format table with a ``name`` column beside ``material_id`` (where the run knows names)."""
+    if not names:
+        return forms
+    out = forms.copy()
+    out.insert(out.columns.get_loc("material_id") + 1, "name", out["material_id"].map(names).fillna(""))
+    return out
+
+
 def cmd_design(args: argparse.Namespace) -> None:
     from mrl.design import design, design_map
     from mrl.io import atomic_dir, write_table
+    from mrl.materials import split_list
     from mrl.plots import save_figure
-    from mrl.predict import Predictor
+    from mrl.predict import Predictor, rounded
+    from mrl.wording import format_number
 
     out = Path(args.out)
     if out.exists():
@@ -344,21 +413,30 @@ def cmd_design(args: argparse.Namespace) -> None:
                 raise ValueError(f"{label}: needs a material_id column")
             add_from += table["material_id"].astype(str).tolist()
         else:
-            add_from += [m for m in item.split(",") if m]
+            add_from += split_list([item])
     conditions = {k: float(v) for k, v in _overrides(args.conditions).items()}
-    result = design(predictor, formula, args.target, conditions=conditions, fix=args.fix,
+    result = design(predictor, formula, args.target, conditions=conditions, fix=split_list(args.fix),
                     bounds=_bounds(args.bounds), max_changes=args.max_changes, add_from=add_from,
-                    n_proposals=args.n_proposals, measured=measured, seed=args.seed)
+                    n_proposals=args.n_proposals, measured=measured, seed=args.seed,
+                    fix_family=split_list(args.fix_family), add_from_family=split_list(args.add_from_family),
+                    family_column=args.family_column, domain_bounds=not args.no_domain_bounds, step=args.step,
+                    min_distance=args.min_distance)
+    contents = result.table().reset_index()
     with atomic_dir(out) as tmp:
-        write_table(result.proposals, tmp / "proposals.csv")
-        write_table(result.formulas, tmp / "formulas.csv")
+        write_table(rounded(result.proposals), tmp / "proposals.csv")
+        write_table(_with_names(result.formulas.assign(content=result.formulas["content"].round(CONTENT_DECIMALS)),
+                                result.names), tmp / "formulas.csv")
+        write_table(contents.round(CONTENT_DECIMALS), tmp / "contents.csv")
         save_figure(design_map(predictor, result), tmp / "design_map.png")
     n_ok = int(result.proposals["vouched"].sum())
     print(f"{out}: {len(result.proposals)} proposal(s), {n_ok} vouched (inside the domain, target inside the 80 % "
           f"interval)" + ("" if measured is None else f"; anchored to the measured {measured:g}"))
     for _, row in result.proposals.iterrows():
-        print(f"  {row['proposal']}: {row['prediction']:.4g} [{row['lower_80']:.4g}, {row['upper_80']:.4g}] "
+        print(f"  {row['proposal']}: {format_number(row['prediction'], 4)} [{format_number(row['lower_80'], 4)}, "
+              f"{format_number(row['upper_80'], 4)}] "
               f"{'vouched' if row['vouched'] else 'NOT vouched: ' + row['reasons']}; {row['changes']}")
+    print(f"contents in % (original and proposals; {out / 'contents.csv'}):")
+    print(contents.round(4).to_string(index=False))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -438,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     _list_presets(p)
 
     p = sub.add_parser("similar", help="nearest neighbours of a material in a run's embedding")
-    p.add_argument("material", help="material id")
+    p.add_argument("material", help="material code or name (case and spaces forgiven)")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("-k", type=_positive_int, default=10, help="how many neighbours (>= 1)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
@@ -456,22 +534,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "pip install 'mrl[cluster]'")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 % "
+    p = sub.add_parser("predict", help="predict new formulas with a run (or adapted) folder: values, 80/95 %% "
                                        "intervals, out-of-domain flags and the materials behind each prediction",
                        description="Predict formulas in the long format (formula_id, material_id, content; no target "
                                    "needed). Writes one row per formula (per conditions row) to --out (.csv or "
                                    ".parquet).")
     p.add_argument("run", help="finished run folder or adapted folder")
-    p.add_argument("--formulas", required=True, help="long-format formulas (CSV/Parquet/xlsx)")
+    p.add_argument("--formulas", default=None, help="long-format formulas (CSV/Parquet/xlsx)")
     p.add_argument("--conditions", default=None, help="table with formula_id and the model's condition columns")
     p.add_argument("--unknown", default="error", help="materials the model does not know: error (default), zero "
-                                                      "(no influence), like:KNOWN (act like material KNOWN) or "
-                                                      "features (g(x) from --materials; models trained with features)")
+                                                      "(no influence), like:KNOWN (act like material KNOWN: code or "
+                                                      "name) or features (g(x) from --materials; models trained with features)")
     p.add_argument("--materials", default=None, help="materials table with the unknown materials' features "
                                                      "(for --unknown features)")
     p.add_argument("--top-k", type=int, default=3, help="materials listed per prediction (0: none)")
     p.add_argument("--no-distance", action="store_true", help="skip the distance-to-training flag (faster)")
-    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--out", default=None, help="output table: .csv (numbers rounded to 4 significant digits) or "
+                                                 ".parquet (full precision)")
+    p.add_argument("--explain", action="store_true", help="print what each column means, with its unit and "
+                                                          "threshold (alone: without predicting)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -485,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "smiles, median_content) for a model trained with features: each new material gets g(x)")
     p.add_argument("--materials", default=None, help="optional materials table")
     p.add_argument("--like", nargs="*", default=[], metavar="NEW=KNOWN", help="start a new material from a "
-                                                                               "known one's vector")
+                                                                               "known one's vector (code or name)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--shrinkage", type=float, default=10.0, help="pull to the start, weighing like N formulas")
     p.add_argument("--out", required=True, help="output folder")
@@ -495,15 +576,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tie-materials", help="give new materials a known material's vector (NEW=KNOWN) or no "
                                              "influence (NEW=none); writes an adapted model folder")
     p.add_argument("run", help="finished run folder")
-    p.add_argument("pairs", nargs="+", metavar="NEW=KNOWN")
+    p.add_argument("pairs", nargs="+", metavar="NEW=KNOWN", help="NEW: the new material's code; KNOWN: a known "
+                                                                 "material's code or name, or none (no influence)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_tie_materials)
 
     p = sub.add_parser("design", help="propose content changes that move a formula's predicted property to a target",
-                       description="Search contents (at most --max-changes materials, --fix kept, --bounds in %, "
-                                   "additions only from --add-from) by gradient through the run's model; writes "
-                                   "proposals.csv, formulas.csv and design_map.png into --out (refuses an existing "
+                       description="Search contents (at most --max-changes materials, --fix/--fix-family kept, "
+                                   "each material within its training range unless --bounds or --no-domain-bounds, "
+                                   "additions only from --add-from/--add-from-family) by gradient through the run's "
+                                   "model; writes proposals.csv, formulas.csv, contents.csv (original and proposals "
+                                   "side by side, with names) and design_map.png into --out (refuses an existing "
                                    "folder). A proposal is vouched only inside the training domain with the target in "
                                    "its 80 % interval.")
     p.add_argument("run", help="finished run folder")
@@ -511,11 +595,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "one formula")
     p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
     p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
-    p.add_argument("--fix", nargs="*", default=[], metavar="MAT", help="materials whose content must not change")
-    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi", help="content range in %%")
+    p.add_argument("--fix", nargs="*", default=[], metavar="MAT",
+                   help="materials whose content must not change: codes or names (comma or space separated)")
+    p.add_argument("--fix-family", nargs="*", default=[], metavar="FAMILY",
+                   help="fix every material of these families (e.g. active,preservative; see --family-column)")
+    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi",
+                   help="content range in %% (code or name); overrides the training range")
+    p.add_argument("--no-domain-bounds", action="store_true",
+                   help="let contents leave the range each material had in training formulas (by default a "
+                        "material of the formula stays between its smallest and largest training content)")
     p.add_argument("--max-changes", type=_positive_int, default=3, help="at most this many materials change")
     p.add_argument("--add-from", nargs="*", default=[], metavar="IDS_OR_FILE",
-                   help="materials that may be added: ids (comma or space separated) or a table with material_id")
+                   help="materials that may be added: codes or names (comma or space separated) or a table with "
+                        "material_id")
+    p.add_argument("--add-from-family", nargs="*", default=[], metavar="FAMILY",
+                   help="materials of these families may be added (e.g. thickener)")
+    p.add_argument("--family-column", default="family",
+                   help="the column of the run's materials table that holds the roles (default: family)")
+    p.add_argument("--step", type=float, default=None, metavar="PERCENT",
+                   help="dosing resolution in %%: every change is a whole multiple of it (e.g. 0.05)")
+    p.add_argument("--min-distance", type=float, default=None, metavar="PERCENT",
+                   help="proposals differ from each other by at least this (L1 of contents, %%; default: half the "
+                        "larger move)")
     p.add_argument("--n-proposals", type=_positive_int, default=3)
     p.add_argument("--measured", type=float, default=None,
                    help="the formula's measured value: aim at target/measured under the model (default for a "

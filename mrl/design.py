@@ -11,7 +11,18 @@ contents by gradient, under the formulator's constraints:
   materials) with every other content frozen, so the support's total mass is conserved. Supports are drawn from the
   materials whose content moves the objective most (the gradient along "more of material i, proportionally less of
   everything else" at the original);
-* materials may be added only from ``add_from`` (candidates, at content 0 in the original).
+* materials may be added only from ``add_from`` (candidates, at content 0 in the original);
+* materials may be named by code or name (:class:`mrl.materials.MaterialIndex`), and by role: ``fix_family`` fixes
+  every material of the formula whose ``family`` (or any other column of the run's materials table,
+  ``family_column``) is one of those named (e.g. ``active, preservative``), ``add_from_family`` offers every
+  material of those families as a candidate;
+* by default (``domain_bounds``) each material stays within the contents it had in training formulas: a material of
+  the formula never below its smallest training content (a preservative is not cut to a trace) and none above its
+  largest (explicit ``bounds`` win; a formula's own content outside that range widens it to include it);
+* ``step`` (in %) is the dosing resolution: every change is a whole multiple of it (+0.15 % xanthan with step 0.05;
+  the balance material, the largest changed one, takes the rest so that the formula sums to 100 %);
+* proposals differ from each other: the contents of any two differ by at least ``min_distance`` % (L1; by default
+  :data:`MIN_DISTANCE_SHARE` of the larger of the two moves).
 
 For every support and several starts (the original and random feasible points), projected gradient descent (Adam
 steps in per-material relative units, then the exact projection onto ``{sum = support mass, lo <= x <= hi}``)
@@ -74,6 +85,10 @@ MAX_SUPPORTS = 24
 PENALTY_MARGIN = 0.9
 #: Smallest reference content (fraction) of a material that has none in the original (scale of its steps).
 MIN_STEP_CONTENT = 1e-3
+#: By default two proposals differ by at least this share of the larger of their moves (L1 of the content changes).
+MIN_DISTANCE_SHARE = 0.5
+#: Two proposals closer than this (L1 of contents, %) are the same proposal whatever ``min_distance`` says.
+SAME_PROPOSAL = 0.05
 
 
 @dataclass
@@ -102,14 +117,19 @@ class DesignResult:
     measured: float | None = None
     conditions: dict[str, float] = field(default_factory=dict)
     n_model_calls: int = 0
+    names: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
-        """Before/after: one row per material of the original or any proposal, contents in % (original first)."""
+        """Before/after: one row per material of the original or any proposal, contents in % (original first), with
+        the material's ``name`` in the first column where the run knows it."""
         wide = self.formulas.pivot_table(index="material_id", columns="formula_id", values="content",
                                          aggfunc="sum", fill_value=0.0)
         order = [self.original_id, *self.proposals["proposal"]]
         wide = wide[[c for c in order if c in wide.columns]]
-        return wide.sort_values(self.original_id, ascending=False)
+        wide = wide.sort_values(self.original_id, ascending=False)
+        if self.names:
+            wide.insert(0, "name", [self.names.get(m, "") for m in wide.index])
+        return wide
 
 
 # ------------------------------------------------------------------------------------------------ problem set-up
@@ -128,6 +148,14 @@ class _Problem:
     target_t: float  # target in model units (anchored when measured is given)
     origin_mixture: torch.Tensor | None = None  # member 0's mixture vector of the original, shape (1, dim)
     origin_t: torch.Tensor | None = None  # members' predictions at the original (model units), set when anchored
+    names: list[str] = field(default_factory=list)  # name of each local material ("" where the run has none)
+    step: float | None = None  # dosing resolution, %
+
+    @property
+    def labels(self) -> list[str]:
+        """``"Carbomer 001 (M00238)"`` per local material (the code alone without a name)."""
+        names = self.names or [""] * len(self.ids)
+        return [f"{n} ({m})" if n else m for m, n in zip(self.ids, names)]
 
 
 def _as_percent(forms: pd.DataFrame) -> pd.DataFrame:
@@ -147,9 +175,21 @@ def _as_percent(forms: pd.DataFrame) -> pd.DataFrame:
 
 def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, conditions: Mapping[str, float] | None,
              fix: Sequence[str], bounds: Mapping[str, tuple[float, float]], add_from: Sequence[str],
-             measured: float | None) -> tuple[_Problem, pd.DataFrame]:
+             measured: float | None, fix_family: Sequence[str] = (), add_from_family: Sequence[str] = (),
+             family_column: str = "family", domain_bounds: bool = True, step: float | None = None
+             ) -> tuple[_Problem, pd.DataFrame]:
+    from mrl.materials import MaterialIndex
+
     first = predictor.members[0]
     vocab = pd.Index(first.materials_["material_id"].astype(str))
+    index = MaterialIndex.of_model(first)
+    fix = index.resolve_all(fix, "fix")
+    add_from = index.resolve_all(add_from, "add_from")
+    bounds = {index.resolve(m, "bounds"): v for m, v in bounds.items()}
+    if fix_family:
+        fix = [*fix, *index.family_members(fix_family, family_column)]
+    if add_from_family:
+        add_from = [*add_from, *index.family_members(add_from_family, family_column)]
     base = _as_percent(formula.assign(material_id=formula["material_id"].astype(str)))
     unknown = sorted(set(base["material_id"]) - set(vocab))
     if unknown:
@@ -166,6 +206,8 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
     if unknown_bounds:
         raise ValueError(f"bounds name material(s) {unknown_bounds} that are neither in the formula nor in add_from")
     lo, hi = np.zeros(len(ids)), np.ones(len(ids))
+    if domain_bounds and predictor.domain is not None:
+        lo, hi = _domain_bounds(predictor, vocab.get_indexer(ids), c0)
     for mid, (a, b) in bounds.items():
         if not 0.0 <= float(a) <= float(b) <= 100.0:
             raise ValueError(f"bounds for {mid}: need 0 <= lo <= hi <= 100 (in %), got {a}:{b}")
@@ -177,6 +219,12 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
     keep = free | (c0 > 0)
     ids = [m for m, k in zip(ids, keep) if k]
     c0, lo, hi, free = c0[keep], lo[keep], hi[keep], free[keep]
+    if fix_family or add_from_family:
+        log.info("design: by %s, fixed: %s; candidates to add: %s", family_column,
+                 ", ".join(index.label(m) for m, f in zip(ids, free) if not f) or "none",
+                 ", ".join(index.label(m) for m, c in zip(ids, c0) if c == 0) or "none")
+    if step is not None and not 0 < step <= 100:
+        raise ValueError(f"step (dosing resolution, %) must be in (0, 100], got {step}")
     clash = [m for m, f, c, a, b in zip(ids, free, c0, lo, hi) if not f and not a - 1e-12 <= c <= b + 1e-12]
     if clash:
         raise ValueError(f"material(s) {clash} are fixed but their content lies outside their bounds")
@@ -188,7 +236,8 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
         raise ValueError(f"the model needs condition(s) {missing}; pass conditions={{{missing[0]!r}: ...}}")
     cond = np.array([float(conditions[c]) for c in names])
     target_t = float(to_model_units(np.array([target]), predictor.transform)[0])
-    problem = _Problem(vocab.get_indexer(ids), ids, c0, lo, hi, free, forced, cond, target_t)
+    problem = _Problem(vocab.get_indexer(ids), ids, c0, lo, hi, free, forced, cond, target_t,
+                       names=[index.name(m) for m in ids], step=step)
     with torch.no_grad():
         origin_values, problem.origin_mixture = _model_values(predictor, problem,
                                                               torch.as_tensor(c0[None], dtype=torch.float32))
@@ -197,6 +246,18 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
         offset = float(problem.origin_t.mean()) - float(to_model_units(np.array([measured]), predictor.transform)[0])
         problem.target_t = target_t + offset
     return problem, base
+
+
+def _domain_bounds(predictor: "Predictor", columns: np.ndarray, c0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per local material, the content range (fractions) it had in training formulas: a material of the formula
+    (``c0 > 0``) between its smallest and largest training content, a candidate between 0 and its largest; each
+    range widened to hold the original's content; (0, 1) for a material in no training formula."""
+    domain = predictor.domain
+    cmin, cmax = domain.content_min[columns], domain.content_max[columns]
+    seen = np.isfinite(cmin) & np.isfinite(cmax)
+    lo = np.where(seen & (c0 > 0), np.minimum(np.nan_to_num(cmin), c0), 0.0)
+    hi = np.where(seen, np.maximum(np.nan_to_num(cmax, nan=1.0), c0), 1.0)
+    return lo, hi
 
 
 # ------------------------------------------------------------------------------------------------ model in torch
@@ -431,31 +492,46 @@ def _search(predictor: "Predictor", problem: _Problem, supports: list[tuple[int,
 
 
 def _clean(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
-    """Snap tiny moves back to the original, round to :data:`DECIMALS` in % and put the rounding remainder on
-    the largest changed material so the contents sum to 100 % (None when nothing changed)."""
+    """Snap tiny moves back to the original, round changed contents to :data:`DECIMALS` in % (changes to whole
+    multiples of ``problem.step`` when given, within the bounds) and put the rounding remainder on the largest
+    changed material (the balance) so the contents sum to 100 % (None when fewer than two materials still
+    change)."""
     c0 = problem.c0 * 100.0
     p = x * 100.0
     changed = np.abs(p - c0) > CHANGE_TOLERANCE
     if changed.sum() < 2:
         return None
-    p = np.where(changed, np.round(p, DECIMALS), c0)
-    p = np.clip(p, problem.lo * 100.0, problem.hi * 100.0)
-    p = np.where(changed, p, c0)
-    rest = 100.0 - p.sum()
+    lo, hi = problem.lo * 100.0, problem.hi * 100.0
+    if problem.step:  # changes in whole steps, within the bounds
+        s = problem.step
+        k = np.clip(np.round((p - c0) / s), np.ceil((lo - c0) / s - 1e-9), np.floor((hi - c0) / s + 1e-9))
+        p = np.where(changed, np.round(c0 + k * s, DECIMALS + 2), c0)
+    else:
+        p = np.where(changed, np.clip(np.round(p, DECIMALS), lo, hi), c0)
     j = int(np.flatnonzero(changed)[np.argmax(p[changed])])
-    p[j] = max(p[j] + rest, 0.0)
+    p[j] = max(p[j] + 100.0 - p.sum(), 0.0)
+    if (np.abs(p - c0) > CHANGE_TOLERANCE).sum() < 2:
+        return None
     return p
 
 
-def _select(problem: _Problem, rows: np.ndarray, objectives: np.ndarray, n_proposals: int
-            ) -> list[tuple[np.ndarray, float]]:
-    """The best distinct cleaned rows (L1 difference above 0.05 %), best objective first."""
+def _select(problem: _Problem, rows: np.ndarray, objectives: np.ndarray, n_proposals: int,
+            min_distance: float | None = None) -> list[tuple[np.ndarray, float]]:
+    """The best cleaned rows that differ from every better one by at least ``min_distance`` % (L1 of contents;
+    None: :data:`MIN_DISTANCE_SHARE` of the larger of the two moves; never less than :data:`SAME_PROPOSAL`), best
+    objective first."""
     chosen: list[tuple[np.ndarray, float]] = []
+    c0 = problem.c0 * 100.0
     for i in np.argsort(objectives):
         if not np.isfinite(objectives[i]):
             continue
         p = _clean(problem, rows[i])
-        if p is None or any(np.abs(p - q).sum() < 0.05 for q, _ in chosen):
+        if p is None:
+            continue
+        move = np.abs(p - c0).sum()
+        if any(np.abs(p - q).sum() < max(SAME_PROPOSAL, min_distance if min_distance is not None
+                                         else MIN_DISTANCE_SHARE * max(move, np.abs(q - c0).sum()))
+               for q, _ in chosen):
             continue
         chosen.append((p, float(objectives[i])))
         if len(chosen) == n_proposals:
@@ -467,7 +543,8 @@ def _changes(problem: _Problem, p: np.ndarray) -> tuple[int, str]:
     delta = p - problem.c0 * 100.0
     moved = np.flatnonzero(np.abs(delta) > CHANGE_TOLERANCE)
     moved = moved[np.argsort(-np.abs(delta[moved]))]
-    return len(moved), "; ".join(f"{problem.ids[j]} {delta[j]:+.4g} %" for j in moved)
+    labels = problem.labels
+    return len(moved), "; ".join(f"{labels[j]} {delta[j]:+.4g} %" for j in moved)
 
 
 def _result(predictor: "Predictor", problem: _Problem, base: pd.DataFrame, original_id: str,
@@ -490,9 +567,12 @@ def _result(predictor: "Predictor", problem: _Problem, base: pd.DataFrame, origi
     if measured is not None:  # anchored: shift by the original's residual in model units
         t_orig = float(to_model_units(table["prediction"].to_numpy()[:1], transform)[0])
         factor_t = float(to_model_units(np.array([measured]), transform)[0]) - t_orig
+    low, high = predictor.clip_range()
     for col in ["prediction", "lower_80", "upper_80", "lower_95", "upper_95"]:
-        table[col] = from_model_units(to_model_units(table[col].to_numpy(), transform) + factor_t, transform) \
-            if transform == "log10" else table[col] + factor_t
+        shifted = from_model_units(to_model_units(table[col].to_numpy(), transform) + factor_t, transform) \
+            if transform == "log10" else table[col].to_numpy() + factor_t
+        table["clipped"] = table["clipped"] | (shifted < low) | (shifted > high)
+        table[col] = np.clip(shifted, low, high)  # anchored values stay in the range the model may predict
     inside = (table["lower_80"] <= target) & (target <= table["upper_80"])
     reasons = []
     for _, row in table.iterrows():
@@ -513,11 +593,12 @@ def _result(predictor: "Predictor", problem: _Problem, base: pd.DataFrame, origi
     front = ["proposal", "prediction", "lower_80", "upper_80", "lower_95", "upper_95", "vouched", "reasons",
              "n_changed", "changes", "objective", "out_of_domain", "spread", "raw_prediction"]
     table = table[[*front, *[c for c in table.columns if c not in front]]]
+    names = {m: n for m, n in zip(problem.ids, problem.names) if n}
     return DesignResult(table.iloc[1:].reset_index(drop=True), forms, table.iloc[0], original_id, float(target),
-                        measured, dict(conditions or {}), calls)
+                        measured, dict(conditions or {}), calls, names)
 
 
-def _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured, max_changes):
+def _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured, max_changes, **roles):
     forms, _ = read_table(formula, "formula")
     missing = [c for c in ("formula_id", "material_id", "content") if c not in forms.columns]
     if missing:
@@ -528,7 +609,7 @@ def _prepare(predictor, formula, target, conditions, fix, bounds, add_from, meas
         raise ValueError(f"max_changes must be >= 2 (contents sum to 100 %: one material cannot change alone), "
                          f"got {max_changes}")
     original_id = str(forms["formula_id"].iloc[0])
-    problem, base = _problem(predictor, forms, target, conditions, fix, bounds or {}, add_from, measured)
+    problem, base = _problem(predictor, forms, target, conditions, fix, bounds or {}, add_from, measured, **roles)
     return problem, base, original_id
 
 
@@ -536,7 +617,9 @@ def design(predictor: "Predictor", formula: TableLike, target: float, conditions
            fix: Sequence[str] = (), bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
            add_from: Sequence[str] = (), n_proposals: int = 3, n_starts: int = 4, spread_weight: float = 1.0,
            domain_weight: float = 1.0, measured: float | None = None, steps: int = 150, lr: float = 0.05,
-           seed: int = 0) -> DesignResult:
+           seed: int = 0, fix_family: Sequence[str] = (), add_from_family: Sequence[str] = (),
+           family_column: str = "family", domain_bounds: bool = True, step: float | None = None,
+           min_distance: float | None = None) -> DesignResult:
     """Proposals that move ``formula`` towards ``target`` under the constraints (see the module docstring).
 
     Args:
@@ -545,10 +628,10 @@ def design(predictor: "Predictor", formula: TableLike, target: float, conditions
             (% or fractions; normalised to 100 %).
         target: wanted property value (property units, e.g. cP).
         conditions: the model's conditions, e.g. ``{"T": 1500.0}`` (required when the model has conditions).
-        fix: materials whose content must not change (absent ones are never added).
-        bounds: ``{material_id: (lo, hi)}`` in %.
+        fix: materials (codes or names) whose content must not change (absent ones are never added).
+        bounds: ``{material: (lo, hi)}`` in % (codes or names); they override ``domain_bounds``.
         max_changes: at most this many materials change (>= 2).
-        add_from: material ids that may be added (content 0 in the original).
+        add_from: materials (codes or names) that may be added (content 0 in the original).
         n_proposals: how many distinct proposals to return (fewer when the search finds fewer).
         n_starts: starts per support (the original and random feasible points).
         spread_weight: weight of the members' variance (model units squared; of the predicted change when
@@ -560,17 +643,28 @@ def design(predictor: "Predictor", formula: TableLike, target: float, conditions
         steps: projected Adam steps per start (cosine decay of the learning rate).
         lr: Adam learning rate (relative content units: per-material steps scaled by its original content).
         seed: random starts and support sampling.
+        fix_family: families (values of ``family_column`` in the run's materials table, e.g. ``active``) whose
+            materials keep their content.
+        add_from_family: families whose materials may be added.
+        family_column: the materials table's column that holds the roles (``family``, ``role``...).
+        domain_bounds: keep each material within the contents it had in training formulas (see the module
+            docstring); ``bounds`` override it per material.
+        step: dosing resolution in %: every change is a whole multiple of it (None: contents to :data:`DECIMALS`
+            decimals).
+        min_distance: smallest L1 difference of contents (%) between two proposals (None: :data:`MIN_DISTANCE_SHARE`
+            of the larger move).
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     problem, base, original_id = _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured,
-                                          max_changes)
+                                          max_changes, fix_family=fix_family, add_from_family=add_from_family,
+                                          family_column=family_column, domain_bounds=domain_bounds, step=step)
     supports = _supports(predictor, problem, max_changes, rng)
     if not supports:
         raise ValueError("no feasible set of materials to change: loosen fix, bounds or max_changes, or give add_from")
     rows, objectives, calls = _search(predictor, problem, supports, n_starts, steps, lr, spread_weight,
                                       domain_weight, rng)
-    chosen = _select(problem, rows, objectives, n_proposals)
+    chosen = _select(problem, rows, objectives, n_proposals, min_distance)
     log.info("design %s: %d supports x %d starts, %d model calls, %d proposal(s)", original_id, len(supports),
              n_starts, calls, len(chosen))
     return _result(predictor, problem, base, original_id, chosen, target, measured, conditions, calls)
@@ -581,14 +675,15 @@ def random_search(predictor: "Predictor", formula: TableLike, target: float,
                   bounds: Mapping[str, tuple[float, float]] | None = None, max_changes: int = 3,
                   add_from: Sequence[str] = (), n_proposals: int = 3, n_calls: int = 20000,
                   spread_weight: float = 1.0, domain_weight: float = 1.0, measured: float | None = None,
-                  seed: int = 0, chunk: int = 2048) -> DesignResult:
+                  seed: int = 0, chunk: int = 2048, min_distance: float | None = None, **roles) -> DesignResult:
     """The reference search under the same constraints and objective: ``n_calls`` model evaluations (formulas x
     members) of random proposals (a random support of ``max_changes`` free materials among the formula's and
     ``add_from``, contents drawn log-uniformly between 1/10 and 10x their original (or typical) level and projected
-    onto the bounds and the support's mass), keeping the best."""
+    onto the bounds and the support's mass), keeping the best. ``roles``: :func:`design`'s ``fix_family``,
+    ``add_from_family``, ``family_column``, ``domain_bounds`` and ``step``."""
     rng = np.random.default_rng(seed)
     problem, base, original_id = _prepare(predictor, formula, target, conditions, fix, bounds, add_from, measured,
-                                          max_changes)
+                                          max_changes, **roles)
     free = [int(i) for i in np.flatnonzero(problem.free)]
     forced = [int(i) for i in np.flatnonzero(problem.forced)]
     size = max_changes - len(forced)
@@ -620,7 +715,7 @@ def random_search(predictor: "Predictor", formula: TableLike, target: float,
         all_f.append(f.numpy().astype(np.float64))
         done += n
     rows, objectives = np.concatenate(all_rows), np.concatenate(all_f)
-    chosen = _select(problem, rows, objectives, n_proposals)
+    chosen = _select(problem, rows, objectives, n_proposals, min_distance)
     return _result(predictor, problem, base, original_id, chosen, target, measured, conditions,
                    n_rows * len(predictor.members))
 

@@ -103,7 +103,8 @@ class Domain:
 
     # ------------------------------------------------------------------ flags
     def flags(self, matrix: sp.csr_matrix, mixtures: np.ndarray, conditions: np.ndarray,
-              unknown: Sequence[Sequence[str]] | None = None, distances: bool = True) -> pd.DataFrame:
+              unknown: Sequence[Sequence[str]] | None = None, distances: bool = True,
+              labels: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per formula: ``out_of_domain`` (bool), ``reasons`` (text, ``""`` when inside), a bool column
         per reason of :data:`REASONS`, ``nearest_distance`` and ``mixture_distance``.
 
@@ -113,6 +114,8 @@ class Domain:
             conditions: their conditions, shape ``(n, n_conditions)``.
             unknown: per formula, the material ids outside the vocabulary (already left out of ``matrix``).
             distances: compute the two distance flags (the L1 search costs most of the time).
+            labels: how the reasons name each material of the vocabulary (e.g. ``"Carbomer 001 (M00238)"``;
+                default: its id).
         """
         matrix = sp.csr_matrix(matrix, dtype=np.float64)
         n = matrix.shape[0]
@@ -131,7 +134,7 @@ class Domain:
         for r, c, v, a, b in zip(coo.row[outside], coo.col[outside], coo.data[outside], lo[outside], hi[outside]):
             hit["content"][r] = True
             seen = "never in training formulas" if np.isnan(a) else f"training range {100 * a:.3g}-{100 * b:.3g} %"
-            text[r].append(f"{self.material_ids[c]} at {100 * v:.3g} % ({seen})")
+            text[r].append(f"{self.material_ids[c] if labels is None else labels[c]} at {100 * v:.3g} % ({seen})")
         conditions = np.asarray(conditions, np.float64).reshape(n, -1)
         for j, name in enumerate(self.condition_names):
             span = self.condition_max[j] - self.condition_min[j]

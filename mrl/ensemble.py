@@ -26,7 +26,7 @@ from mrl.checkpoint import load_checkpoint
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.params import RunParams
-from mrl.run_files import CHECKPOINT, member_dir
+from mrl.run_files import CHECKPOINT, MEMBERS, member_dir
 from mrl.train import TrainingInterrupted
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,20 @@ def fit_members(params: "RunParams", train: FormulaData, eval_data: FormulaData 
         k, step, signal_name = stopped[0]
         raise TrainingInterrupted(step, params.steps, paths.get(k), signal_name)
     return [MixtureRegressor.load(paths[k], device=params.device) for k in ks]
+
+
+def member_paths(folder: str | Path) -> list[Path]:
+    """``checkpoint.pt`` of every member of a run (or adapted) folder: member 0's, then ``members/*/``'s in order."""
+    folder = Path(folder)
+    return [folder / CHECKPOINT, *sorted(folder.glob(f"{MEMBERS}/*/{CHECKPOINT}"))]
+
+
+def load_members(folder: str | Path, device: str = "cpu", first: MixtureRegressor | None = None
+                 ) -> list[MixtureRegressor]:
+    """Every member of a run (or adapted) folder; ``first``: member 0 when the caller has loaded it already."""
+    paths = member_paths(folder)
+    return [first or MixtureRegressor.load(paths[0], device=device),
+            *(MixtureRegressor.load(p, device=device) for p in paths[1:])]
 
 
 def _finished(path: Path, steps: int) -> bool:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrl.wording import format_number
+
 #: |y| below this is left out of MAPE (a relative error of a zero value is undefined).
 MAPE_FLOOR = 1e-9
 
@@ -43,3 +45,34 @@ def split_metrics(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray) -> 
            for name in dict.fromkeys(split.tolist())}
     out["full"] = regression_metrics(y_true, y_pred)
     return out
+
+
+def log_target_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """What a formulator reads for a positive property learned on log10 (viscosity): ``mae_log10`` (decades; 0.3 is a
+    factor of 2), ``r2_log10`` (R² of log10), ``within_2x`` (share of predictions within a factor 2 of the
+    measurement) and ``within_20pct`` (share within 20 % of it); NaN unless every value is positive."""
+    y_true = np.asarray(y_true, np.float64).ravel()
+    y_pred = np.asarray(y_pred, np.float64).ravel()
+    if not len(y_true) or (y_true <= 0).any() or (y_pred <= 0).any():
+        return {key: float("nan") for key in ("mae_log10", "r2_log10", "within_2x", "within_20pct")}
+    logs = regression_metrics(np.log10(y_true), np.log10(y_pred))
+    ratio = y_pred / y_true
+    return {"mae_log10": logs["mae"], "r2_log10": logs["r2"],
+            "within_2x": float(np.mean((ratio <= 2.0) & (ratio >= 0.5))),
+            "within_20pct": float(np.mean(np.abs(ratio - 1.0) <= 0.2))}
+
+
+def describe_split(name: str, values: dict[str, float], target: str = "the property") -> str:
+    """One line of a train summary for one split: for a log target (``mae_log10`` present) the log view first
+    (log10 MAE, shares within 2x and 20 %, R² on log10), then MAE in the property's units, each view named; numbers
+    as :func:`mrl.wording.format_number` writes them."""
+    def num(key: str, digits: int = 3) -> str:
+        return format_number(values[key], digits)
+
+    if np.isfinite(values.get("mae_log10", float("nan"))):
+        return (f"{name}: on log10 (how the model is trained): MAE {num('mae_log10')} (a typical factor "
+                f"{format_number(10 ** values['mae_log10'])}), R² {num('r2_log10')}; "
+                f"{format_number(100 * values['within_2x'], decimals=0)} % within 2x, "
+                f"{format_number(100 * values['within_20pct'], decimals=0)} % within 20 %; in {target}'s units: "
+                f"MAE {num('mae', 4)} (dominated by the largest values), R² {num('r2')}")
+    return f"{name}: in {target}'s units: MAE {num('mae', 4)}, RMSE {num('rmse', 4)}, R² {num('r2')}"

@@ -25,7 +25,7 @@ from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import fit_members, neighbour_stability
 from mrl.estimator import MixtureRegressor
 from mrl.io import atomic_dir, read_json, write_json, write_table, write_text
-from mrl.metrics import split_metrics
+from mrl.metrics import describe_split, log_target_metrics, split_metrics
 from mrl.params import RunParams, check_conditions
 from mrl.predict import Predictor, calibrated_predictor, member_predictions
 from mrl.public_data import DATASETS, load_dataset
@@ -47,7 +47,7 @@ from mrl.splits import hold_out_calibration, make_split
 from mrl.synth import make_lab
 from mrl.train import resolve_device
 from mrl.transforms import resolve_target_transform
-from mrl.uncertainty import LEVELS, coverage, from_model_units, interval, member_summary
+from mrl.uncertainty import LEVELS, coverage, from_model_units, member_summary
 from mrl.workbook import truth_table
 
 log = logging.getLogger(__name__)
@@ -382,8 +382,9 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
                         (out / name).unlink(missing_ok=True)
             raise
     metrics = read_json(out / METRICS)
-    log.info("%s: train MAE %.4g, eval MAE %.4g", out, metrics["train"]["mae"],
-             metrics.get("eval", {}).get("mae", float("nan")))
+    for name in ("train", "eval", "test"):
+        if metrics.get(name, {}).get("n"):
+            log.info("%s: %s", out, describe_split(name, metrics[name], metrics.get("target", "the property")))
     return out
 
 
@@ -407,6 +408,10 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     mean, spread = member_summary(member_preds, predictor.transform)
     pred = member_preds[0] if len(members) == 1 else from_model_units(mean, predictor.transform)
     metrics = split_metrics(y, pred, split)
+    if est.target_transform_ == "log10":  # the view a formulator reads for a log target, beside the unit's
+        for name in [*dict.fromkeys(split.tolist()), "full"]:
+            rows = np.ones(len(y), bool) if name == "full" else split == name
+            metrics[name].update(log_target_metrics(y[rows], pred[rows]))
     metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_ + sum(m.wall_s_ for m in members[1:]), 2),
                    embedding_dim=params.embedding_dim, target=data.targets[0],
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
@@ -421,7 +426,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
         metrics["intervals"] = {}
         for level in LEVELS:
             pct = int(round(100 * level))
-            lower, upper = interval(mean, spread, predictor.calibration, level)
+            lower, upper, _ = predictor.interval(mean, spread, level)  # clipped like the predictions
             predictions[f"lower_{pct}"], predictions[f"upper_{pct}"] = lower, upper
             for name in dict.fromkeys(split.tolist()):
                 rows = split == name

@@ -124,3 +124,25 @@ def test_validate_errors_exit_2(tmp_path, data_folder):
 def test_resume_and_overwrite_exclude_each_other(tmp_path):
     line = _one_error_line(mrl("train", "--set", "steps=20", "--resume", "--overwrite", cwd=tmp_path))
     assert "exclude each other" in line
+
+
+def _subcommands(parser) -> dict:
+    import argparse
+
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(actions[0].choices) if actions else {}
+
+
+def test_every_command_prints_its_help(capsys):
+    from mrl.cli import build_parser
+
+    names = list(_subcommands(build_parser()))
+    assert {"train", "predict", "design", "similar", "tie-materials", "add-materials"} <= set(names)
+    for argv in (["--help"], ["-h"], *([name, "--help"] for name in names)):
+        with pytest.raises(SystemExit) as stop:
+            build_parser().parse_args(argv)
+        assert stop.value.code == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: mrl"), (argv, out[:200])
+    proc = mrl("--help", cwd=ROOT)  # the console entry point too, in a fresh interpreter
+    assert proc.returncode == 0 and "predict" in proc.stdout and "Traceback" not in proc.stderr

@@ -21,6 +21,7 @@ from mrl.runs import load_run, run_experiment
 TINY = dict(steps=300, eval_every=100, snapshot_every=100, checkpoint_every=300, embedding_dim=4, hidden=[16],
             device="cpu", content_scale="none", ensemble=2)
 FAST = dict(steps=30, n_starts=2)
+FAMILIES = ["active", "preservative", "thickener", "solvent", "emollient"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,10 @@ def tiny_run(tmp_path_factory) -> Path:
     folder.mkdir()
     forms.to_csv(folder / "formulas.csv", index=False)
     props.to_csv(folder / "properties.csv", index=False)
+    ids = sorted(forms["material_id"].unique())
+    pd.DataFrame({"material_id": ids, "name": [f"Material {m[1:]}" for m in ids],
+                  "family": [FAMILIES[i % len(FAMILIES)] for i in range(len(ids))]}).to_csv(
+        folder / "materials.csv", index=False)
     return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **TINY),
                           progress=False)
 
@@ -237,13 +242,22 @@ def test_cli_design_writes_the_folder_and_refuses_an_existing_one(tiny_run, form
     proposals = pd.read_csv(out / "proposals.csv")
     assert {"proposal", "prediction", "lower_80", "upper_80", "vouched", "reasons", "n_changed",
             "changes", "top_materials"} <= set(proposals.columns)
+    assert all(float(f"{v:.4g}") == v for v in proposals[["prediction", "lower_80", "upper_95"]].to_numpy().ravel())
+    assert "(M0" in proposals["changes"].iloc[0]  # names beside codes
+    contents = pd.read_csv(out / "contents.csv")
+    assert list(contents.columns[:3]) == ["material_id", "name", str(formula["formula_id"].iloc[0])]
+    assert contents.iloc[:, 2:].sum().round(4).eq(100).all()
+    long = pd.read_csv(out / "formulas.csv")
+    assert list(long.columns) == ["formula_id", "material_id", "name", "content"]
+    assert all(len(repr(v)) <= 12 for v in long["content"])  # no float noise (0.41980000000000006)
     again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
     fid = str(formula["formula_id"].iloc[0])  # an id of the run's own data works too (anchored to its measurement)
-    by_id = subprocess.run([*argv[:6], fid, *argv[7:-1], str(tmp_path / "by_id")], capture_output=True, text=True,
+    by_id = subprocess.run([*argv[:6], fid, *argv[7:-1], str(tmp_path / "by_id"), "--fix-family", "active,solvent",
+                            "--add-from-family", "thickener", "--step", "0.05"], capture_output=True, text=True,
                            env=env, timeout=300)
     assert by_id.returncode == 0, by_id.stderr
-    assert "anchored" in by_id.stdout
+    assert "anchored" in by_id.stdout and "by family, fixed: " in by_id.stderr
 
 
 def test_the_design_page_holds_the_rendering_of_the_committed_benchmark_result(tmp_path):
@@ -262,3 +276,63 @@ def test_the_design_page_holds_the_rendering_of_the_committed_benchmark_result(t
     bench.write_book(results, page)
     assert page.read_text() == (root / "book" / "design.md").read_text()
     assert results["lab"]["summary"][0]["method"] == "design"
+
+
+def _deltas(result, fid, original: pd.Series) -> pd.Series:
+    c = _contents(result, fid)
+    c = c.reindex(original.index.union(c.index), fill_value=0.0)
+    return c - (original / original.sum() * 100).reindex(c.index, fill_value=0.0)
+
+
+def test_design_by_role_with_a_dosing_step_names_and_distinct_proposals(predictor, formula):
+    original = formula.set_index("material_id")["content"]
+    table = predictor.members[0].materials_.set_index("material_id")
+    families = table["family"]
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) * 2
+    result = design(predictor, formula, target, fix_family=["Active", "preservative"], add_from_family=["thickener"],
+                    step=0.05, max_changes=3, n_proposals=3, **FAST)
+    assert len(result.proposals) >= 2
+    _check_simplex(result)
+    for fid in result.proposals["proposal"]:
+        delta = _deltas(result, fid, original)
+        moved = delta[delta.abs() > CHANGE_TOLERANCE]
+        assert not set(families[moved.index]) & {"active", "preservative"}  # fixed by role
+        added = [m for m in moved.index if m not in original.index]
+        assert set(families[added]) <= {"thickener"}  # additions only from the family asked
+        assert np.allclose(moved / 0.05, np.round(moved / 0.05), atol=1e-6)  # whole dosing steps
+        for m in moved.index:  # named as "name (code)"
+            assert f"{table.loc[m, 'name']} ({m})" in result.proposals.set_index("proposal").loc[fid, "changes"]
+    p = [_deltas(result, fid, original) for fid in result.proposals["proposal"]]
+    for i in range(len(p)):
+        for j in range(i):
+            a, b = p[i].reindex(p[j].index.union(p[i].index), fill_value=0), p[j].reindex(p[i].index.union(
+                p[j].index), fill_value=0)
+            assert (a - b).abs().sum() >= 0.5 * max(a.abs().sum(), b.abs().sum()) - 1e-6  # distinct proposals
+    assert list(result.table().columns[:1]) == ["name"]
+    by_name = design(predictor, formula, target, fix=[table.loc[original.index[0], "name"].lower()],
+                     max_changes=2, n_proposals=1, **FAST)
+    assert _contents(by_name, by_name.proposals["proposal"][0])[original.index[0]] == pytest.approx(
+        original.iloc[0] / original.sum() * 100)
+    with pytest.raises(ValueError, match="did you mean 'Material 001'"):
+        design(predictor, formula, target, fix=["Materail 001"], **FAST)
+    with pytest.raises(ValueError, match="did you mean 'preservative'"):
+        design(predictor, formula, target, fix_family=["preservatve"], **FAST)
+
+
+def test_contents_stay_in_their_training_range_by_default(predictor, formula):
+    domain = predictor.domain
+    index = pd.Index(domain.material_ids.astype(str))
+    original = formula.set_index("material_id")["content"]
+    c0 = original / original.sum()
+    target = float(predictor.predict(formula)["prediction"].iloc[0]) / 20  # far: tempts the search to cut
+    for domain_bounds in (True, False):
+        result = design(predictor, formula, target, max_changes=3, n_proposals=3, domain_bounds=domain_bounds,
+                        **FAST)
+        low = []
+        for fid in result.proposals["proposal"]:
+            c = _contents(result, fid).reindex(original.index, fill_value=0.0) / 100
+            cmin = np.minimum(domain.content_min[index.get_indexer(c.index)], c0[c.index].to_numpy())
+            low.append(bool((c.to_numpy() < cmin - 1e-6).any()))
+        if domain_bounds:
+            assert not any(low)  # nothing cut below its smallest training content
+    assert any(low), "the test formula does not tempt the search below a training minimum"

@@ -136,7 +136,8 @@ def test_readme_is_short_and_tells_results_not_history():
     assert len(text.splitlines()) <= 170
     for word in (r"\bsessions?\b", r"\bmissed\b", r"\bload ~?\d", r"\bearlier\b"):
         assert not re.search(word, text, flags=re.I), word
-    for section in ("## The two commands", "## Quick start", "## Data formats", "## Commands", "## The report",
+    assert text.splitlines()[2] == "```bash" and "mrl sweep" in text.splitlines()[3] and "pytest" in text.splitlines()[4]
+    for section in ("## What it does", "## Quick start", "## Data formats", "## Commands", "## The report",
                     "## Licence and citation"):
         assert section in text, section
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
