@@ -37,6 +37,7 @@ from mrl.domain import Domain
 from mrl.ensemble import load_members
 from mrl.estimator import MixtureRegressor
 from mrl.io import atomic_dir, write_json, write_table
+from mrl.metrics import log10_mae, regression_metrics
 from mrl.model import Batch, MixtureModel, make_batch
 from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN, EMBEDDINGS, member_dir
 from mrl.train import cosine_factor
@@ -316,8 +317,6 @@ def _ensemble_prediction(members: list[MixtureRegressor], data: FormulaData) -> 
 
 def _errors(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """MAE, and MAE of log10 where target and prediction are all positive."""
-    from mrl.metrics import log10_mae, regression_metrics
-
     out = {"mae": regression_metrics(y, pred)["mae"]}
     log_mae = log10_mae(y, pred)
     if np.isfinite(log_mae):

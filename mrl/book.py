@@ -10,21 +10,43 @@ maps and tables from the run folder itself.
 """
 from __future__ import annotations
 
+import base64
+import filecmp
+import html
+import io
 import json
 import logging
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
+from docutils import nodes
+from latex2mathml.converter import convert
+from PIL import Image
 
-from mrl.io import read_json, write_text
+from mrl.analysis import nearest_neighbors
+from mrl.io import read_json, write_table, write_text
+from mrl.plots import error_by_dim, history_figure, parity, plotly_js_path, save_figure, target_figure, usage_figure
 from mrl.run_files import METRICS
-from mrl.run_outputs import AXIS_LABELS, METHOD_TITLES, file_path
+from mrl.run_outputs import (
+    AXIS_LABELS,
+    METHOD_TITLES,
+    baseline_scores,
+    data_summary,
+    file_path,
+    property_unit,
+    run_influence,
+    write_maps,
+)
+from mrl.runs import load_run
+from mrl.sweep import DATA_POINT, DONE, load_summary
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +95,6 @@ def _table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
 def _slim_png(data: bytes) -> bytes:
     """A PNG re-encoded with a 256-colour palette (plots have few colours; about a third of the bytes), or the
     original when that is not smaller."""
-    import io
-
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG":
@@ -103,7 +121,7 @@ def _figure_block(src: str, label: str, caption: str) -> list[str]:
 
 def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
     """Copy an executed notebook, appending ``suffix`` to its title so the pages of different points differ."""
-    import nbformat
+    import nbformat  # heavy (~2 s on import): only a sweep's pages need it
 
     nb = nbformat.read(src, as_version=4)
     for cell in nb.cells:
@@ -121,8 +139,6 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
             for output in cell.outputs:  # figures: the same palette PNGs as on the pages
                 png = output.get("data", {}).get("image/png")
                 if isinstance(png, str):
-                    import base64
-
                     output["data"]["image/png"] = base64.b64encode(
                         _slim_png(base64.b64decode(png))).decode("ascii")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -171,8 +187,6 @@ def _by_size(done: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _unit(sweep_dir: Path, done: pd.DataFrame) -> tuple[str, dict]:
-    from mrl.run_outputs import property_unit
-
     for point in done["point"]:
         if (sweep_dir / point / METRICS).exists():
             metrics = read_json(sweep_dir / point / METRICS)
@@ -183,17 +197,12 @@ def _unit(sweep_dir: Path, done: pd.DataFrame) -> tuple[str, dict]:
 def _baselines(sweep_dir: Path, done: pd.DataFrame) -> pd.DataFrame | None:
     """The classical baselines on the first finished point's split (:func:`mrl.run_outputs.baseline_scores`), cached as
     that point's ``baselines.csv``; ``None`` when they cannot be computed."""
-    from mrl.run_outputs import baseline_scores
-
     if done.empty:
         return None
     point_dir = sweep_dir / done["point"].iloc[0]
     path = file_path(point_dir, "baselines")
     if not path.exists():
         try:
-            from mrl.io import write_table
-            from mrl.runs import load_run
-
             write_table(baseline_scores(load_run(point_dir)), path)
         except Exception as exc:  # noqa: BLE001 - the page is still useful without them
             log.warning("baselines for %s not computed: %s", point_dir, exc)
@@ -314,8 +323,6 @@ def _compact_table(stats: pd.DataFrame, unit: str, baselines: pd.DataFrame | Non
 def sweep_findings(sweep_dir: str | Path) -> dict[str, Any]:
     """The sweep's key results, read from its files: ``unit``, ``stats`` (per size), ``baselines``, ``lv`` (learned
     vs SVD per size), ``shape`` and ``knowledge`` (sentences), ``single_run`` (one run per size)."""
-    from mrl.sweep import load_summary
-
     sweep_dir = Path(sweep_dir)
     summary = load_summary(sweep_dir)
     done = summary[summary["status"] == "done"]
@@ -336,9 +343,6 @@ def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path,
                   found: dict | None = None) -> str:
     """The sweep's results page: findings, error by embedding size against baselines, the compact table, what the
     vectors know, map gallery, downloads, unfinished points."""
-    from mrl.io import write_table
-    from mrl.plots import error_by_dim, save_figure
-
     found = found or sweep_findings(sweep_dir)
     name = sweep_dir.name
     done, stats, unit, baselines = found["done"], found["stats"], found["unit"], found["baselines"]
@@ -436,8 +440,6 @@ def _results_page(sweep_dir: Path, spec: dict, summary: pd.DataFrame, out: Path,
 def _key_results(book_dir: Path, sweeps: dict[str, dict]) -> list[str]:
     """The first page's "Key results": per sweep its findings with links, then the quoted result paragraph of each
     hand-written page (between :data:`KEY_RESULT_START` and :data:`KEY_RESULT_END`) with a link to it."""
-    import yaml
-
     lines = ["## Key results", ""]
     for sweep, found in sweeps.items():
         if found.get("kind") == "run":
@@ -540,8 +542,6 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
     ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
-    from mrl.run_outputs import property_unit
-
     name = point_dir.name
     metrics = read_json(point_dir / METRICS)
     unit = property_unit(metrics)
@@ -627,8 +627,6 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
 
 def _sync(src: Path, dst: Path) -> None:
     """Make ``dst`` hold exactly ``src``'s files, leaving identical files untouched (Sphinx then skips them)."""
-    import filecmp
-
     new = {p.relative_to(src) for p in src.rglob("*") if p.is_file()}
     old = {p.relative_to(dst) for p in dst.rglob("*") if p.is_file()} if dst.exists() else set()
     for rel in sorted(new):
@@ -644,8 +642,6 @@ def _toc(book_dir: Path) -> str:
     """Table of contents: the intro, one part per generated sweep (results, data, a chapter per point with its
     notebooks as sections), then the hand-written parts of the stand-alone ``<book_dir>/_toc.yml`` (real data,
     studies), keeping the chapters whose page exists."""
-    import yaml
-
     parts = []
     for pages in sorted((book_dir / "generated").glob("*/pages.json")):
         rel = pages.parent.relative_to(book_dir).as_posix()
@@ -698,12 +694,6 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
     site root by ``html_extra_path`` in ``_config.yml``). The table of contents is ``generated/_toc.yml`` and
     lists every sweep under ``generated/``. Unchanged files keep their time stamps, so rebuilds are incremental.
     """
-    import tempfile
-
-    import yaml
-
-    from mrl.sweep import DATA_POINT, DONE, load_summary
-
     sweep_dir, book_dir = Path(sweep_dir), Path(book_dir)
     summary = load_summary(sweep_dir)
     spec_path = sweep_dir / "sweep.yaml"
@@ -792,14 +782,6 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
     """Write a single run's pages (:data:`RUN_PAGES` and ``index.md``) into ``out``; interactive maps into
     ``maps_out``. Returns the page order for the table of contents, whether plotly.js is needed, and the run's key
     results as sentences."""
-    import tempfile
-
-    from mrl.analysis import nearest_neighbors
-    from mrl.io import write_table
-    from mrl.plots import history_figure, parity, save_figure, target_figure, usage_figure
-    from mrl.run_outputs import data_summary, property_unit, run_influence, write_maps
-    from mrl.runs import load_run
-
     run = load_run(run_dir)
     name = run_dir.name
     metrics = run.metrics
@@ -967,8 +949,6 @@ def generate_run_pages(run_dir: str | Path, book_dir: str | Path,
                        map_methods: Sequence[str] = RUN_MAP_METHODS) -> Path:
     """Write a single run's book pages into ``<book_dir>/generated/<run>/`` (``index.md`` and one page per
     :data:`RUN_PAGES`), refresh the first page and table of contents; return the toc path."""
-    import tempfile
-
     run_dir, book_dir = Path(run_dir), Path(book_dir)
     generated = book_dir / "generated"
     generated.mkdir(parents=True, exist_ok=True)
@@ -987,10 +967,6 @@ def generate_run_pages(run_dir: str | Path, book_dir: str | Path,
 def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
     """After a sweep's or run's pages: the shared plotly.js (when a page needs it), the first page and the table
     of contents, each rewritten only when it changed; returns the toc path."""
-    import filecmp
-
-    from mrl.plots import plotly_js_path
-
     generated = book_dir / "generated"
     if needs_plotly:  # one plotly.js for every interactive map of the site
         js = generated / "_extra" / "maps" / "plotly.min.js"
@@ -1056,11 +1032,7 @@ def build_report(path: str | Path, book_dir: str | Path = "book", build: bool = 
 def _mathml(latex: str, display: str) -> str:
     """LaTeX as MathML (rendered by the browser itself, nothing fetched); the LaTeX as code when it cannot be
     converted (``latex2mathml`` missing or an unsupported command)."""
-    import html
-
     try:
-        from latex2mathml.converter import convert
-
         return convert(latex.strip(), display=display)
     except Exception as exc:  # noqa: BLE001 - show the source rather than break the page
         log.warning("math not converted to MathML (%s): %s", exc, latex)
@@ -1068,15 +1040,11 @@ def _mathml(latex: str, display: str) -> str:
 
 
 def _visit_inline_math(self, node) -> None:
-    from docutils import nodes
-
     self.body.append(f'<span class="math mathml">{_mathml(node.astext(), "inline")}</span>')
     raise nodes.SkipNode
 
 
 def _visit_block_math(self, node) -> None:
-    from docutils import nodes
-
     number = f'<span class="eqno">({node["number"]})</span>' if node.get("number") else ""
     self.body.append(f'<div class="math mathml" style="text-align:center;margin:1em 0">'
                      f'{_mathml(node.astext(), "block")}{number}</div>')

@@ -6,13 +6,48 @@ interrupted training run ends with one line saying how to resume it and exit sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import shlex
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 import yaml
+
+import mrl.train
+from mrl.adapt import adapt_run
+from mrl.analysis import nearest_neighbors
+from mrl.book import build_report, default_book_dir
+from mrl.data import load_formulas, read_formula_table
+from mrl.design import design, design_map
+from mrl.estimator import MixtureRegressor
+from mrl.io import atomic_dir, write_table
+from mrl.materials import MaterialIndex, split_list
+from mrl.notebook import write_notebook
+from mrl.params import RunParams, load_params
+from mrl.plots import save_figure
+from mrl.predict import Predictor, column_glossary, rounded
+from mrl.run_files import CHECKPOINT, EMBEDDINGS
+from mrl.runs import (
+    LOCATION_KEYS,
+    PARAMS,
+    load_run,
+    params_differences,
+    plan_run,
+    read_params,
+    run_dir,
+    run_experiment,
+    run_state,
+)
+from mrl.sweep import SweepFailed, run_sweep
+from mrl.synth import PRESETS, write_lab
+from mrl.tables import SHEETS, read_table
+from mrl.wording import format_number
+from mrl.workbook import write_workbook
 
 #: Exit status of an interrupted command (the shell's 128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -44,8 +79,6 @@ def _overrides(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 def _params(path: str | None, pairs: Sequence[str] | None):
     """RunParams from a params file and/or ``--set`` pairs (None when neither is given)."""
-    from mrl.params import RunParams, load_params
-
     if path:
         return load_params(path, **_overrides(pairs))
     if pairs:
@@ -56,11 +89,6 @@ def _params(path: str | None, pairs: Sequence[str] | None):
 def _resume_params(run: Path, path: str | None, pairs: Sequence[str] | None):
     """The params of ``--resume RUN_DIR``: the run's own ``params.yaml``, placed at ``run``; any ``--params`` or
     ``--set`` given too must not change a thing (each differing key is named)."""
-    import dataclasses
-
-    from mrl.params import RunParams, load_params
-    from mrl.runs import LOCATION_KEYS, PARAMS, params_differences, read_params
-
     if not (run / PARAMS).exists():
         raise FileNotFoundError(f"nothing to resume in {run}: " + ("no params.yaml, not a run folder" if run.is_dir()
                                                                     else "no such folder"))
@@ -77,9 +105,6 @@ def _resume_params(run: Path, path: str | None, pairs: Sequence[str] | None):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import mrl.train
-    from mrl.runs import run_dir, run_experiment, run_state
-
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     if isinstance(args.resume, str):
@@ -130,9 +155,6 @@ class _Collect(logging.Handler):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from mrl.params import RunParams, load_params
-    from mrl.runs import plan_run
-
     target = args.target
     if target is None:
         params = _params(None, args.set)
@@ -171,12 +193,6 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    import tempfile
-
-    from mrl.synth import write_lab
-    from mrl.tables import SHEETS, read_table
-    from mrl.workbook import write_workbook
-
     out = Path(args.out)
     if out.suffix.lower() != ".xlsx":
         for path in write_lab(out, preset=args.preset, seed=args.seed).values():
@@ -193,8 +209,6 @@ def _list_presets(parser: argparse.ArgumentParser) -> None:
     plain = parser.format_help
 
     def format_help() -> str:
-        from mrl.synth import PRESETS
-
         rows = [f"  {name}: {lab.n_formulas} formulas, {lab.n_materials} materials, {lab.min_ingredients}-"
                 f"{lab.max_ingredients} ingredients each" for name, lab in PRESETS.items()]
         return plain() + "\npresets:\n" + "\n".join(rows) + "\n"
@@ -203,16 +217,9 @@ def _list_presets(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from mrl.analysis import nearest_neighbors
-    from mrl.run_files import EMBEDDINGS
-
     path = Path(args.run) / EMBEDDINGS
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a finished run (or an adapted one) folder")
-    from mrl.materials import MaterialIndex
-
     emb = pd.read_parquet(path)
     material = MaterialIndex(emb).resolve(args.material)
     table = nearest_neighbors(emb, material, k=args.k, metric=args.metric)
@@ -233,8 +240,6 @@ def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:
 def _resolved_mapping(est, pairs: Sequence[str], what: str) -> dict[str, str | None]:
     """``NEW=KNOWN`` strings with each KNOWN looked up by code or name in the model's vocabulary; a NEW that is
     already a known material (case and whitespace aside) is refused."""
-    from mrl.materials import MaterialIndex
-
     index = MaterialIndex.of_model(est)
     out = {}
     for new, known in _mapping(pairs, what).items():
@@ -247,12 +252,6 @@ def _resolved_mapping(est, pairs: Sequence[str], what: str) -> dict[str, str | N
 
 
 def cmd_add_materials(args: argparse.Namespace) -> None:
-    from mrl.adapt import adapt_run
-    from mrl.data import load_formulas
-    from mrl.estimator import MixtureRegressor
-    from mrl.run_files import CHECKPOINT
-    from mrl.tables import read_table
-
     est = MixtureRegressor.load(Path(args.run) / CHECKPOINT, device="cpu")
     if args.features:
         if args.formulas or args.properties:
@@ -270,10 +269,6 @@ def cmd_add_materials(args: argparse.Namespace) -> None:
 
 
 def cmd_tie_materials(args: argparse.Namespace) -> None:
-    from mrl.adapt import adapt_run
-    from mrl.estimator import MixtureRegressor
-    from mrl.run_files import CHECKPOINT
-
     run = Path(args.run)
     if not (run / CHECKPOINT).is_file():
         raise FileNotFoundError(f"{run}: no checkpoint.pt; give a finished run folder")
@@ -283,8 +278,6 @@ def cmd_tie_materials(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from mrl.sweep import SweepFailed, run_sweep
-
     try:
         run_sweep(args.sweep, jobs=args.jobs, retry_failed=args.retry_failed, check=True, scheduler=args.scheduler)
     except SweepFailed as exc:
@@ -298,14 +291,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def _for_people(table, path: Path):
     """``table`` as written to ``path``: rounded to 4 significant digits in a CSV (read by people), full precision
     in Parquet."""
-    from mrl.predict import rounded
-
     return rounded(table) if path.suffix.lower() == ".csv" else table
 
 
 def _print_glossary(predictor) -> None:
-    from mrl.predict import column_glossary
-
     rows = column_glossary(predictor)
     width = max(len(name) for name, _ in rows)
     print(f"columns of mrl predict's table ({predictor.name}):")
@@ -314,9 +303,6 @@ def _print_glossary(predictor) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from mrl.io import write_table
-    from mrl.predict import Predictor
-
     if args.explain:
         _print_glossary(Predictor.from_folder(args.run))
         if args.formulas is None:
@@ -354,15 +340,9 @@ def _bounds(pairs: Sequence[str]) -> dict[str, tuple[float, float]]:
 def _design_formula(run: Path, spec: str):
     """``--formula``: a long-format file holding one formula, or a formula id of the run's own data (then also its
     measured value, or None)."""
-    import pandas as pd
-
-    from mrl.data import read_formula_table
-
     if Path(spec).is_file():
         table, label = read_formula_table(spec)  # the loader's reader: sheets, headers, cells as everywhere
         return table.reset_index(drop=True), None
-    from mrl.runs import load_run
-
     data, _ = load_run(run).data()
     rows = data.formulas[data.formulas["formula_id"].astype(str) == spec]
     if rows.empty:
@@ -386,13 +366,6 @@ def _with_names(forms, names: dict[str, str]):
 
 
 def cmd_design(args: argparse.Namespace) -> None:
-    from mrl.design import design, design_map
-    from mrl.io import atomic_dir, write_table
-    from mrl.materials import split_list
-    from mrl.plots import save_figure
-    from mrl.predict import Predictor, rounded
-    from mrl.wording import format_number
-
     out = Path(args.out)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose another folder")
@@ -406,8 +379,6 @@ def cmd_design(args: argparse.Namespace) -> None:
     add_from: list[str] = []
     for item in args.add_from:
         if Path(item).is_file():
-            from mrl.tables import read_table
-
             table, label = read_table(item, "candidates")
             if "material_id" not in table.columns:
                 raise ValueError(f"{label}: needs a material_id column")
@@ -440,8 +411,6 @@ def cmd_design(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from mrl.book import build_report, default_book_dir
-
     if args.out and args.book:
         raise ValueError("give --out or --book, not both (they name the same folder)")
     out = Path(args.out or args.book or default_book_dir(args.path))
@@ -452,12 +421,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_notebook(args: argparse.Namespace) -> None:
-    from mrl.notebook import write_notebook
-
     path = write_notebook(args.run, out=args.out, overwrite=args.overwrite)
     print(path)
-    import shlex
-
     print(f"open it with: jupyter lab {shlex.quote(str(path))}")
 
 

@@ -62,8 +62,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrl import analysis
+from mrl.analysis import vectors as material_vectors
+from mrl.data import content_matrix
 from mrl.domain import RANGE_SLACK
+from mrl.materials import MaterialIndex
 from mrl.model import Batch
+from mrl.plots import material_map
 from mrl.tables import DataError, TableLike, read_table
 from mrl.uncertainty import from_model_units, to_model_units
 
@@ -178,8 +183,6 @@ def _problem(predictor: "Predictor", formula: pd.DataFrame, target: float, condi
              measured: float | None, fix_family: Sequence[str] = (), add_from_family: Sequence[str] = (),
              family_column: str = "family", domain_bounds: bool = True, step: float | None = None
              ) -> tuple[_Problem, pd.DataFrame]:
-    from mrl.materials import MaterialIndex
-
     first = predictor.members[0]
     vocab = pd.Index(first.materials_["material_id"].astype(str))
     index = MaterialIndex.of_model(first)
@@ -356,7 +359,7 @@ def _objective(predictor: "Predictor", problem: _Problem, penalty: _Penalty, x: 
     return out
 
 
-def project(y: torch.Tensor, mass: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iterations: int = 60
+def project_to_simplex(y: torch.Tensor, mass: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, iterations: int = 60
             ) -> torch.Tensor:
     """Euclidean projection of each row of ``y`` (shape ``(n, k)``) onto ``{x: sum x = mass, lo <= x <= hi}``
     (``mass`` shape ``(n,)``; ``lo``/``hi`` shape ``(n, k)``): ``x = clip(y - tau, lo, hi)`` with ``tau`` found by
@@ -450,7 +453,7 @@ def _project_rows(y: torch.Tensor, mask: torch.Tensor, mass: torch.Tensor, lo: t
     """Project the support part of each row; frozen entries keep lo = hi."""
     big = 1e3
     ys = torch.where(mask.bool(), y, torch.full_like(y, -big))  # outside the support: clipped to lo = hi = c0
-    x = project(ys, mass + (lo * (1 - mask)).sum(1), lo, hi)
+    x = project_to_simplex(ys, mass + (lo * (1 - mask)).sum(1), lo, hi)
     return x
 
 
@@ -725,14 +728,10 @@ def design_map(predictor: "Predictor", result: DesignResult, embeddings: pd.Data
     """The move on the material map: materials' vectors on the run's PCA map (:func:`mrl.analysis.project`,
     uncentred so the pinned base stays at the origin), the original's and each proposal's mixture vector placed on
     the same axes (the map is linear), with arrows from the original to the proposals."""
-    from mrl.analysis import project
-    from mrl.analysis import vectors as material_vectors
-    from mrl.plots import material_map
-
     first = predictor.members[0]
     emb = first.embeddings() if embeddings is None else embeddings
     vectors = material_vectors(emb)
-    coords = project(vectors, "pca", center=False)
+    coords = analysis.project(vectors, "pca", center=False)
     # the uncentred PCA map is linear: recover its 2 axes and apply them to the mixture vectors
     axes_, *_ = np.linalg.lstsq(vectors, coords, rcond=None)
     ids = [result.original_id, *result.proposals["proposal"]]
@@ -755,8 +754,6 @@ def design_map(predictor: "Predictor", result: DesignResult, embeddings: pd.Data
 
 
 def _matrix(predictor: "Predictor", forms: pd.DataFrame, ids: Sequence[str], conditions: Mapping[str, float]):
-    from mrl.data import content_matrix
-
     first = predictor.members[0]
     vocab = first.materials_["material_id"].astype(str).tolist()
     fractions = forms.assign(content=forms["content"] / 100.0, material_id=forms["material_id"].astype(str))

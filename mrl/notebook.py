@@ -11,6 +11,9 @@ import logging
 import os
 from pathlib import Path
 
+from mrl.io import atomic_path
+from mrl.runs import load_run
+
 log = logging.getLogger(__name__)
 
 #: The notebook's cells after the parameters: ``(kind, source)``, kind ``"markdown"`` or ``"code"``.
@@ -75,7 +78,7 @@ def explore_notebook(run_dir: str, work_dir: str, material: str | None = None, f
     """The exploration notebook of the run at ``run_dir`` (relative to ``work_dir``, the folder whose relative paths
     the run's params use, e.g. its data) as an ``nbformat`` notebook; ``material``, ``formula`` and ``target`` preset
     its parameters (``None``: the most used material, the first eval formula, twice its measurement)."""
-    import nbformat
+    import nbformat  # heavy (~2 s of jsonschema format checks on import): only this command needs it
 
     name = Path(run_dir).name
     params = "\n".join([
@@ -106,11 +109,6 @@ def write_notebook(run: str | Path, out: str | Path | None = None, overwrite: bo
         FileNotFoundError: ``run`` is not a finished run folder.
         FileExistsError: ``out`` exists and ``overwrite`` is false.
     """
-    import nbformat
-
-    from mrl.io import atomic_path
-    from mrl.runs import load_run
-
     run_path = load_run(run).path.resolve()
     out = Path(out) if out is not None else run_path.parent / f"{run_path.name}.ipynb"
     if out.suffix != ".ipynb":
@@ -121,6 +119,9 @@ def write_notebook(run: str | Path, out: str | Path | None = None, overwrite: bo
     work = Path(work_dir if work_dir is not None else Path.cwd()).resolve()
     rel = Path(os.path.relpath(run_path, work)).as_posix()
     log.info("notebook works in %s (the run's relative data paths are read from there), run %s", work, rel)
+
+    import nbformat
+
     with atomic_path(out) as tmp:
         nbformat.write(explore_notebook(rel, str(work)), tmp)
     log.info("notebook for %s: %s", run_path, out)

@@ -23,6 +23,7 @@ precision).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -33,13 +34,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from mrl.adapt import add_by_features, tie_materials
 from mrl.data import FormulaData, prediction_input
-from mrl.domain import Domain
+from mrl.domain import RANGE_SLACK, THRESHOLD_QUANTILE, Domain
 from mrl.ensemble import load_members
+from mrl.io import write_json
 from mrl.materials import MaterialIndex
 from mrl.run_files import ADAPT, CALIBRATION, CHECKPOINT, DOMAIN
 from mrl.tables import DataError, TableLike, read_table
-from mrl.uncertainty import LEVELS, Calibration, from_model_units, interval, member_summary, to_model_units
+from mrl.uncertainty import LEVELS, Calibration, calibrate, from_model_units, interval, member_summary, to_model_units
 from mrl.wording import format_number
 
 if TYPE_CHECKING:
@@ -91,8 +94,6 @@ class Predictor:
 
     def save_extras(self, folder: str | Path) -> list[Path]:
         """Write ``calibration.json`` and ``domain.npz`` (where present) into a run folder; return the paths."""
-        from mrl.io import write_json
-
         folder = Path(folder)
         paths = []
         if self.calibration is not None:
@@ -210,14 +211,10 @@ class Predictor:
             log.warning("%s: unknown material(s) %s get no influence (flagged)", name, ids[:10])
             return [_with_unknown_zero(m) for m in self.members]
         if unknown.startswith("like:"):
-            from mrl.adapt import tie_materials
-
             known = MaterialIndex.of_model(self.members[0]).resolve(unknown.split(":", 1)[1], "like:")
             log.warning("%s: unknown material(s) %s act like %s (flagged)", name, ids[:10], known)
             return [tie_materials(m, {mid: known for mid in ids}) for m in self.members]
         if unknown == "features":
-            from mrl.adapt import add_by_features
-
             if materials is None:
                 raise ValueError("unknown='features' needs a materials table with the unknown materials' features")
             table, label = read_table(materials, "materials")
@@ -258,8 +255,6 @@ def rounded(table: pd.DataFrame, digits: int = SIGNIFICANT_DIGITS) -> pd.DataFra
 def column_glossary(predictor: Predictor | None = None) -> list[tuple[str, str]]:
     """``(column, meaning with unit and threshold)`` for every column of :meth:`Predictor.predict`'s table; with a
     ``predictor``, its own target, units, clip range and domain thresholds."""
-    from mrl.domain import RANGE_SLACK, THRESHOLD_QUANTILE
-
     target, unit, log_target, conditions = "the property", "property units", True, []
     clip = mixture = distance = ""
     if predictor is not None:
@@ -322,8 +317,6 @@ def _interval_notes(table: pd.DataFrame, calibrated: bool) -> list[str]:
 
 
 def _with_unknown_zero(est: "MixtureRegressor") -> "MixtureRegressor":
-    import copy
-
     out = copy.copy(est)
     out.unknown = "zero"
     return out
@@ -380,8 +373,6 @@ def calibrated_predictor(members: Sequence["MixtureRegressor"], data: FormulaDat
     domain is the ``train`` formulas (thresholds from the ``calib`` formulas). Without ``calib`` rows there are
     no intervals and no distance flags. ``predictions``: the members' predictions of all of ``data``
     (:func:`member_predictions`) when the caller has them already."""
-    from mrl.uncertainty import calibrate
-
     split = np.asarray(split)
     first = members[0]
     train = data.subset(split == "train")

@@ -6,16 +6,35 @@ built from files, never from memory.
 """
 from __future__ import annotations
 
+import filecmp
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from IPython.display import HTML, Image, display
 from matplotlib.figure import Figure
+from sklearn.neighbors import NearestNeighbors
 
+from mrl.analysis import (
+    VIEWS,
+    baseline_representation,
+    evolution_frames,
+    influence,
+    median_contents,
+    project,
+    truth_scores,
+    vector_columns,
+    view_vectors,
+)
+from mrl.baselines import condition_features, fit_predict, fraction_matrix
 from mrl.io import write_json, write_table, write_text
+from mrl.plots import evolution_animation, evolution_grid, material_map, material_map_html, plotly_js_path, save_figure
+from mrl.public_data import dataset_info
 from mrl.run_files import METRICS, SPLIT
+from mrl.runs import load_run, run_dir
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -75,15 +94,11 @@ def save(obj: Any, folder: str | Path, key: str, method: str | None = None) -> A
     saved picture without drawing it twice), DataFrames CSV, dicts JSON, strings text/HTML (these are returned
     unchanged); ``None`` (nothing to show) writes nothing.
     """
-    from mrl.plots import save_figure
-
     if obj is None:
         return None
     path = file_path(folder, key, method)
     if isinstance(obj, Figure):
         save_figure(obj, path)
-        from IPython.display import Image
-
         return Image(filename=str(path))
     if isinstance(obj, pd.DataFrame):
         write_table(obj, path)
@@ -98,8 +113,6 @@ def save(obj: Any, folder: str | Path, key: str, method: str | None = None) -> A
 
 def open_run(params: RunParams) -> Run:
     """The finished run named by ``params`` (``runs_dir/name``), with a hint when it is missing."""
-    from mrl.runs import load_run, run_dir
-
     path = run_dir(params)
     if not (path / METRICS).exists():
         raise FileNotFoundError(f"{path} holds no finished run: execute 02_train with the same name/runs_dir first")
@@ -108,8 +121,6 @@ def open_run(params: RunParams) -> Run:
 
 def show_files(paths: Iterable[str | Path]) -> None:
     """Display image files (PNG, GIF) and HTML files in a notebook, in order."""
-    from IPython.display import HTML, Image, display
-
     for path in paths:
         path = Path(path)
         display(HTML(filename=str(path)) if path.suffix == ".html" else Image(filename=str(path)))
@@ -149,8 +160,6 @@ def property_unit(metrics: dict) -> str:
     if data.startswith("lab_") or data.startswith("synth"):
         return "cP"
     try:
-        from mrl.public_data import dataset_info
-
         unit = str(dataset_info(data).unit)
         return unit.removeprefix("log10 ") if metrics.get("target_transform") == "log10" else unit
     except Exception:  # noqa: BLE001 - an unknown data set simply has no unit
@@ -162,8 +171,6 @@ def baseline_scores(run: Run, data: FormulaData | None = None,
     """Classical baselines on the run's own split and data: each :data:`BASELINES` model fitted on the training
     measurements' content fractions (and conditions), on log10 of the property when the run's target was
     log-transformed, predictions clipped to the training range +-10 % as mrl's are. One row per (model, split): ``model, split, n, mae, mae_log10, r2, r2_log10``."""
-    from mrl.baselines import condition_features, fit_predict, fraction_matrix
-
     data = data if data is not None else run.data()[0]
     X = fraction_matrix(data)
     if data.conditions:
@@ -233,8 +240,6 @@ def umap_neighbours(X: np.ndarray, n_neighbors: int = 15) -> dict[str, Any]:
     """Keywords for :func:`mrl.analysis.project` with ``method="umap"``: the exact euclidean k-nearest-neighbour
     graph from scikit-learn (what UMAP computes itself for small data), which spares UMAP's numba compilation of
     its own neighbour search (tens of seconds in every new process)."""
-    from sklearn.neighbors import NearestNeighbors
-
     k = int(max(2, min(n_neighbors, len(X) - 1)))
     dist, idx = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)
     return {"n_neighbors": k, "precomputed_knn": (idx, dist)}
@@ -242,11 +247,6 @@ def umap_neighbours(X: np.ndarray, n_neighbors: int = 15) -> dict[str, Any]:
 
 def _plotly_js_next_to(folder: Path) -> str:
     """Copy plotly.js (from the plotly package) into ``folder`` once; return its name for ``include_plotlyjs``."""
-    import filecmp
-    import shutil
-
-    from mrl.plots import plotly_js_path
-
     src, dst = plotly_js_path(), file_path(folder, "plotly_js")
     if not (dst.exists() and filecmp.cmp(src, dst, shallow=True)):
         shutil.copy2(src, dst)
@@ -257,8 +257,6 @@ def map_coordinates(run: Run, method: str, view: str = "dose", seed: int = 0) ->
     """2-D coordinates of a run's materials in projection ``method`` of the ``view`` vectors
     (:func:`mrl.analysis.view_vectors`), and where the zero vector lands (``(0, 0)`` for raw and uncentred PCA,
     else ``None``)."""
-    from mrl.analysis import project, view_vectors
-
     X = view_vectors(run.embeddings, view)
     kw = {"center": False} if method == "pca" else umap_neighbours(X) if method == "umap" else {}
     coords = project(X, method=method, seed=seed, **kw)
@@ -278,9 +276,6 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
     ``plotly.min.js`` copied next to them, no CDN) and, with ``compare_unit``, ``unit_map_<method>.png`` of the
     first method in the other view. Returns ``method, png, html`` (html may be None).
     """
-    from mrl.analysis import VIEWS
-    from mrl.plots import material_map, material_map_html
-
     emb = run.embeddings
     folder = Path(folder) if folder is not None else run.path
     methods = map_methods(len([c for c in emb.columns if c[:1] == "e" and c[1:].isdigit()]), methods)
@@ -314,9 +309,6 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
     run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
     to every step; PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in
     :func:`write_maps` (the median contents are the final run's)."""
-    from mrl.analysis import VIEWS, evolution_frames, median_contents, vector_columns
-    from mrl.plots import evolution_animation, evolution_grid
-
     emb = run.embeddings
     snaps = run.snapshots
     if view == "dose":
@@ -337,8 +329,6 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
 def run_influence(run: Run, data: FormulaData, max_formulas: int = 200,
                   delta: float = 0.01) -> pd.DataFrame:
     """:func:`mrl.analysis.influence` of a run's materials, measured with its trained model on its own data."""
-    from mrl.analysis import influence
-
     return influence(run.embeddings, predict=run.estimator.predict_matrix,
                      content_matrix=data.content_matrix()[data.sample_rows()], conditions=data.condition_values(),
                      delta=delta, max_formulas=max_formulas)
@@ -350,8 +340,6 @@ def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
     both scored on the hidden truth with :func:`mrl.analysis.truth_scores`. One row per representation (neighbour
     agreement with the hidden family and its lift over chance, cluster purity and ARI against families, median
     cross-validated R² of linear probes for the hidden properties); ``None`` when the data has no truth table."""
-    from mrl.analysis import baseline_representation, truth_scores, vector_columns
-
     if truth is None:
         return None
     emb = run.embeddings

@@ -38,6 +38,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 import pandas as pd
+from python_calamine import CalamineWorkbook
 
 from mrl.cells import (
     _DECIMAL_COMMA,
@@ -485,8 +486,6 @@ def choose_sheet(names: Sequence[str], sheet: str | int | None, name: str, path:
 
 def _open(path: Path):
     """The workbook, opened with calamine (a fast reader); an unreadable file is a :class:`DataError`."""
-    from python_calamine import CalamineWorkbook
-
     try:
         return CalamineWorkbook.from_path(str(path))
     except Exception as err:  # calamine raises its own error types for every kind of bad file

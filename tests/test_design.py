@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import tiny_tables
 
-from mrl.design import CHANGE_TOLERANCE, design, project, random_search
+from mrl.design import CHANGE_TOLERANCE, design, project_to_simplex, random_search
 from mrl.params import RunParams
 from mrl.predict import Predictor
 from mrl.runs import load_run, run_experiment
@@ -69,7 +69,7 @@ def test_projection_onto_the_bounded_simplex():
     y = torch.tensor([[0.5, 0.2, 0.9, -0.3], [2.0, 0.0, 0.0, 0.0]])
     lo = torch.tensor([[0.0, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     hi = torch.tensor([[1.0, 1.0, 0.4, 1.0], [0.5, 1.0, 1.0, 1.0]])
-    x = project(y, torch.tensor([1.0, 1.0]), lo, hi)
+    x = project_to_simplex(y, torch.tensor([1.0, 1.0]), lo, hi)
     assert torch.allclose(x.sum(1), torch.ones(2), atol=1e-5)
     assert (x >= lo - 1e-6).all() and (x <= hi + 1e-6).all()
 

@@ -140,3 +140,32 @@ def test_a_sweep_point_passes_run_params_defaults_to_the_notebooks_and_records_t
     assert given["steps"] == 30 and given["embedding_dim"] == 2
     for key in ("eval_every", "snapshot_every", "checkpoint_every", "lr", "batch_size", "seed"):
         assert given[key] == defaults[key] == point.params[key], key
+
+
+#: Libraries a function may import where it needs them (docs/DESIGN.md): heavy, needed by one code path only.
+LAZY_ALLOWED = ("umap", "rdkit", "lightgbm", "plotly", "papermill", "h5py", "dask", "distributed", "nbformat")
+
+
+def function_level_imports(path: Path) -> list[tuple[str, int]]:
+    """``(module, line)`` of every import inside a function or class body of ``path``."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body} | _type_checking_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [(name, node.lineno) for name in names]
+    return found
+
+
+def test_imports_sit_at_the_top_except_heavy_optional_libraries():
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+                 for path in sorted(PACKAGE.rglob("*.py")) for name, line in function_level_imports(path)
+                 if name.split(".")[0] not in LAZY_ALLOWED]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_import_checks_can_fail(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import os\n\ndef f():\n    import json\n    from mrl import data\n    import umap\n")
+    assert [name for name, _ in function_level_imports(module)] == ["json", "mrl", "umap"]
