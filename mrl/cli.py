@@ -1,5 +1,5 @@
 """mrl: learn one vector per raw material from a lab's formulas, predict new formulas with intervals, design
-towards a target, and report. Start with ``mrl data --preset small --out lab.xlsx`` and ``mrl validate lab.xlsx``.
+towards a target, and report. Start with: mrl data --preset small --out lab.xlsx; mrl validate lab.xlsx.
 
 Errors the user can fix (bad data, params, paths) end with one line naming the cause and exit status 2; an
 interrupted training run ends with one line saying how to resume it and exit status 130 (143 for SIGTERM)."""
