@@ -25,6 +25,7 @@ import pandas as pd
 from mrl.io import read_json, write_text
 from mrl.run_files import METRICS
 from mrl.run_outputs import AXIS_LABELS, METHOD_TITLES, file_path
+from mrl.wording import BETTER, TIE, WORSE, Score, best_of, compare, format_number
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,15 @@ def _jupyter_book() -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A table cell: numbers with about 3 significant digits and thousands separators (never e-notation)."""
     if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
         return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}"
+        return format_number(float(value))
     return str(value)
 
 
@@ -146,15 +152,11 @@ def _gallery_map(point_dir: Path) -> Path | None:
 
 
 def _num(value: Any, digits: int = 3) -> str:
-    """A number for prose and tables: ``digits`` significant digits, thousands separators, "–" when missing."""
+    """A number for prose and tables: ``digits`` significant digits, thousands separators, never e-notation, "–"
+    when missing."""
     if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
         return "–"
-    value = float(value)
-    if abs(value) >= 1e9 or 0 < abs(value) < 1e-4:  # far-off interval bounds of a poor model stay readable
-        return f"{value:.{digits}g}"
-    if abs(value) >= 10 ** digits:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+    return format_number(float(value), digits)
 
 
 def _pm(mean: float, sd: float, n: int, digits: int = 3) -> str:
@@ -217,9 +219,29 @@ def _learned_vs_svd(truth: pd.DataFrame) -> pd.DataFrame:
     truth = truth.assign(rep=np.where(truth["representation"].str.startswith("learned"), "learned", "svd"))
     cols = [c for c in ("neighbour_agreement", "neighbour_chance", "cluster_purity", "median_probe_r2")
             if c in truth.columns]
-    wide = truth.groupby(["embedding_dim", "rep"])[cols].mean().unstack("rep")
+    grouped = truth.groupby(["embedding_dim", "rep"])[cols]
+    wide = grouped.mean().join(grouped.std().add_suffix("_sd")).join(grouped.size().rename("n_runs")).unstack("rep")
     wide.columns = [f"{c}_{r}" for c, r in wide.columns]
     return wide.reset_index()
+
+
+def _learned_vs_svd_counts(lv: pd.DataFrame, column: str) -> dict[str, int]:
+    """How many sizes the learned vectors score better than / worse than / within the spread of the SVD baseline
+    on ``column`` (higher is better), each decided by :func:`mrl.wording.compare`."""
+    counts = {BETTER: 0, WORSE: 0, TIE: 0}
+    for r in lv.itertuples():
+        d = r._asdict()
+        learned, svd = (_rep_score(d, column, rep) for rep in ("learned", "svd"))
+        counts[compare(learned, svd, "learned", "SVD", lower_is_better=False, digits=2).verdict] += 1
+    return counts
+
+
+def _rep_score(row: dict, column: str, rep: str) -> Score:
+    """One size's score of a representation (``learned`` or ``svd``) from a :func:`_learned_vs_svd` row."""
+    n = int(row.get(f"n_runs_{rep}", 1) or 1)
+    sd = row.get(f"{column}_sd_{rep}", np.nan)
+    value = float(row[f"{column}_{rep}"])
+    return Score(value, float(sd), n) if n > 1 and np.isfinite(sd) else Score(value)
 
 
 def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: str) -> list[str]:
@@ -240,14 +262,49 @@ def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: 
         out.append(f"Train error is far below eval error at the large sizes ({_num(st['train_mae_log10'].iloc[-1])} "
                    f"against {_num(st['eval_mae_log10'].iloc[-1])} at size {int(st['embedding_dim'].iloc[-1])}): "
                    f"the model memorises training formulas.")
-    if baselines is not None and "mae_log10" in baselines:
-        ev = baselines[baselines["split"] == "eval"].set_index("model")["mae_log10"].dropna()
-        if len(ev):
-            parts = ", ".join(f"{m} {_num(v)}" for m, v in ev.items())
-            beaten = [m for m, v in ev.items() if v < best["eval_mae_log10"]]
-            verdict = ("the learned vectors beat them all" if not beaten
-                       else f"{' and '.join(beaten)} {'is' if len(beaten) == 1 else 'are'} better than the best size")
-            out.append(f"Baselines on the same split, eval MAE log10: {parts}; {verdict}.")
+    if baselines is not None:
+        out += _baseline_sentences(st, baselines, unit)
+    return out
+
+
+def _size_score(row: Any, column: str) -> Score:
+    """One embedding size's ``column`` as a :class:`Score`: the mean and SD over its runs, or a single run."""
+    d = row._asdict() if hasattr(row, "_asdict") else dict(row)
+    n = int(d.get("n_runs", 1) or 1)
+    sd = d.get(f"{column}_sd", np.nan)
+    if n > 1 and np.isfinite(sd):
+        return Score(float(d[column]), float(sd), n)
+    return Score(float(d[column]))
+
+
+def _baseline_sentences(stats: pd.DataFrame, baselines: pd.DataFrame, unit: str) -> list[str]:
+    """The model against the baselines on the same eval formulas, worded by :func:`mrl.wording.compare`: per scale (log10
+    and the property's unit) the best size against the strongest baseline, how many sizes are below / above / within
+    the spread of it, and where the best size stands against the other baselines."""
+    out = []
+    ev = baselines[baselines["split"] == "eval"].set_index("model")
+    for metric, u in (("mae_log10", f"log10 {unit}" if unit else "log10"), ("mae", unit)):
+        col = f"eval_{metric}"
+        if metric not in ev or col not in stats:
+            continue
+        base = {m: Score(float(v)) for m, v in ev[metric].dropna().items()}
+        sizes = stats.dropna(subset=[col]).sort_values("embedding_dim")
+        if not base or not len(sizes):
+            continue
+        strongest = best_of(base)
+        best = sizes.loc[sizes[col].idxmin()]
+        best_name = f"mrl at size {int(best['embedding_dim'])} (its best size)"
+        head = compare(_size_score(best, col), base[strongest], best_name, strongest, what="eval MAE", unit=u)
+        verdicts = [compare(_size_score(r, col), base[strongest], "mrl", strongest).relation
+                    for r in sizes.itertuples()]
+        counts = ", ".join(f"{relation} it at {verdicts.count(relation)} of {len(verdicts)} sizes"
+                           for relation in ("below", "within the spread of", "above") if verdicts.count(relation))
+        others = [f"{relation} {m} ({format_number(s.value)})" for m, s in base.items() if m != strongest
+                  for relation in [compare(_size_score(best, col), s, "mrl", m).relation]]
+        text = f"{head.sentence} Against {strongest}, mrl is {counts}."
+        if others:
+            text += f" Its best size is {' and '.join(others)}."
+        out.append(text)
     return out
 
 
@@ -260,32 +317,30 @@ def _knowledge_sentences(lv: pd.DataFrame) -> list[str]:
     out = []
     n = len(lv)
 
-    def who(k: int, subject: str, other: str) -> str:
-        return (f"{subject} at every size" if k == n else f"{subject} at {k} of {n} sizes" if k > n / 2
-                else f"{other} at {n - k} of {n} sizes" if k < n / 2 else f"a tie ({k} of {n} sizes each)")
+    def who(counts: dict[str, int]) -> str:
+        won, lost, tied = counts[BETTER], counts[WORSE], counts[TIE]
+        parts = [f"{text} at {k} of {n} sizes" for k, text in (
+            (won, "the learned vectors score higher"), (lost, "the no-learning baseline scores higher"),
+            (tied, "the two are within the spread of each other")) if k]
+        return "; ".join(parts).replace(f" at {n} of {n} sizes", " at every size")
 
     if {"neighbour_agreement_learned", "neighbour_agreement_svd"} <= set(lv.columns):
-        svd_wins = int((lv["neighbour_agreement_svd"] > lv["neighbour_agreement_learned"]).sum())
         chance = lv["neighbour_chance_learned"].mean() if "neighbour_chance_learned" in lv else np.nan
-        out.append(f"**Hidden families: {who(svd_wins, 'the no-learning baseline wins', 'the learned vectors win')}.** "
+        out.append(f"**Hidden families: {who(_learned_vs_svd_counts(lv, 'neighbour_agreement'))}.** "
                    f"Share of each material's 10 nearest neighbours in its hidden family: learned "
                    f"{_f2(lv['neighbour_agreement_learned'].min())}-{_f2(lv['neighbour_agreement_learned'].max())}, "
                    f"co-usage SVD {_f2(lv['neighbour_agreement_svd'].min())}-{_f2(lv['neighbour_agreement_svd'].max())}"
                    + (f", chance {_f2(chance)}" if np.isfinite(chance) else "") + ". Families fill the same slots of "
                    "formula templates, so usage alone reveals them.")
     if {"median_probe_r2_learned", "median_probe_r2_svd"} <= set(lv.columns):
-        learned_wins = int((lv["median_probe_r2_learned"] > lv["median_probe_r2_svd"]).sum())
         weak = lv["median_probe_r2_learned"].max() < 0.1
-        verdict = (f"the learned vectors do better than the SVD at {learned_wins} of {n} sizes, but neither reads "
-                   f"them well here" if weak else who(learned_wins, "the learned vectors win", "the no-learning "
-                                                      "baseline wins"))
+        verdict = who(_learned_vs_svd_counts(lv, "median_probe_r2")) + (
+            ", but neither reads them well here (median R² below 0.1)" if weak else "")
         out.append(f"**Hidden effects: {verdict}.** A cross-validated linear probe reads the hidden material "
                    f"properties that set the viscosity (median R² over them) from the learned vectors at "
                    f"{_f2(lv['median_probe_r2_learned'].min())} to {_f2(lv['median_probe_r2_learned'].max())}, from "
                    f"the SVD at {_f2(lv['median_probe_r2_svd'].min())} to {_f2(lv['median_probe_r2_svd'].max())}."
-                   + (" With more data (the seed-scale lab, page *Seed scale and real data*) the learned "
-                      "vectors do predict the hidden effects, which co-usage does not: they organise by effect, "
-                      "not by family." if weak else " The vectors organise by effect, not by family."))
+                   + (" The seed-scale lab (page *Seed scale*) has more data per material." if weak else ""))
     return out
 
 
