@@ -107,30 +107,49 @@ def _figure_block(src: str, label: str, caption: str) -> list[str]:
     return [f"```{{figure}} {src}", f":name: {re.sub(r'[^A-Za-z0-9-]+', '-', label)}", "", caption, "```", ""]
 
 
+#: Jupyter Book tags that drop a notebook cell from its page: the defaults cell and papermill's injected values.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
 def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
-    """Copy an executed notebook, appending ``suffix`` to its title so the pages of different points differ."""
+    """Copy an executed notebook for a reader: its title followed by ``suffix`` (``: embedding size 2``) so the
+    pages of different points differ, every code input hidden (``remove-input``: the outputs stay), the parameter
+    cells removed (``remove-cell``), oversized HTML outputs dropped and PNGs slimmed. A figure that is also a file
+    of ``dst``'s folder (the chapter page's copy) is shown from that file, so the site holds it once."""
+    import base64
+    import hashlib
+
     import nbformat
+
+    shared = {hashlib.sha1(p.read_bytes()).hexdigest(): p.name for p in dst.parent.glob("*.png")} \
+        if dst.parent.exists() else {}
 
     nb = nbformat.read(src, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
             first, _, rest = cell.source.partition("\n")
-            cell.source = f"{first} ({suffix})" + (f"\n{rest}" if rest else "")
+            cell.source = f"{first}{suffix}" + (f"\n{rest}" if rest else "")
             break
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:  # the defaults; papermill's injected cell follows
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-        if cell.cell_type == "code":  # an interactive map inlined by an older notebook (plotly.js, ~5 MB)
-            cell.outputs = [o for o in cell.get("outputs", [])
-                            if len(str(o.get("data", {}).get("text/html", ""))) < MAX_INLINE_HTML]
-            for output in cell.outputs:  # figures: the same palette PNGs as on the pages
-                png = output.get("data", {}).get("image/png")
-                if isinstance(png, str):
-                    import base64
-
-                    output["data"]["image/png"] = base64.b64encode(
-                        _slim_png(base64.b64decode(png))).decode("ascii")
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        hide = "remove-cell" if any(t in tags for t in PARAMETER_TAGS) else "remove-input"
+        if hide not in tags:
+            cell.metadata["tags"] = [*tags, hide]
+        # an interactive map inlined by an older notebook (plotly.js, ~5 MB)
+        cell.outputs = [o for o in cell.get("outputs", [])
+                        if len(str(o.get("data", {}).get("text/html", ""))) < MAX_INLINE_HTML]
+        for k, output in enumerate(cell.outputs):  # figures: the same palette PNGs as on the pages
+            png = output.get("data", {}).get("image/png")
+            if isinstance(png, str):
+                slim = _slim_png(base64.b64decode(png))
+                same = shared.get(hashlib.sha1(slim).hexdigest())
+                if same:
+                    cell.outputs[k] = nbformat.v4.new_output("display_data", data={"text/markdown": f"![]({same})"})
+                else:
+                    output["data"]["image/png"] = base64.b64encode(slim).decode("ascii")
+    nb.metadata["orphan"] = True  # linked from its chapter's page, not listed in the sidebar
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
 
@@ -548,10 +567,26 @@ def _csv_table(path: Path | pd.DataFrame, columns: dict[str, str], n: int | None
     return _table(frame)
 
 
-def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tuple[list[str], bool]:
+def _map_page(text: str, title: str, back: str, back_title: str) -> str:
+    """An interactive map's HTML page for the site: a ``<title>`` and a link back to the chapter that shows it."""
+    import html
+
+    title_tag = f"<title>{html.escape(title)}</title>"
+    if re.search(r"<title>[^<]+</title>", text) is None:
+        text = re.sub(r"<title>\s*</title>", "", text)
+        text = text.replace("<head>", f"<head><meta charset=\"utf-8\" />{title_tag}", 1)
+    link = (f'<p style="font-family:sans-serif;margin:0.6em 1em"><a href="{back}">&larr; Back to '
+            f'{html.escape(back_title)}</a></p>')
+    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + link, text, count=1)
+
+
+def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any, back: str = "",
+                 back_title: str = "its chapter") -> tuple[list[str], bool]:
     """The "Material maps" section of a page from the maps in ``point_dir`` (``map_<method>.png`` and ``.html``):
     ``figure(src, caption)`` copies a PNG and returns its figure block; interactive maps are copied to ``maps_out``
-    (served at ``maps/<where>/`` of the site). Returns the lines and whether plotly.js is needed."""
+    (served at ``maps/<where>/`` of the site), each with a title and a link back to the page ``back`` (its path in
+    the book without suffix, e.g. ``generated/quick/dim_0008``). Returns the lines and whether plotly.js is
+    needed."""
     maps = _maps(point_dir)
     lines: list[str] = []
     if maps:
@@ -571,6 +606,9 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
         if html.exists() and html.stat().st_size < MAX_INLINE_HTML:
             maps_out.mkdir(parents=True, exist_ok=True)
             text = html.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            if back:
+                up = "../" * (len(where.split("/")) + 1)  # maps/<where>/ -> the site's root
+                text = _map_page(text, f"Interactive {title} map, {back_title}", f"{up}{back}.html", back_title)
             (maps_out / html.name).write_text(text)
             plotly_needed = True
             src = f"../../maps/{where}/{html.name}"
@@ -592,6 +630,23 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
     return lines, plotly_needed
 
 
+def _notebook_title(path: Path) -> str:
+    """The title (first ``# `` heading) of a notebook, else its file name."""
+    import nbformat
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.partition("\n")[0][2:].strip()
+    return path.stem
+
+
+def _point_title(name: str, metrics: dict) -> str:
+    """A point's chapter title in words: "Embedding size 8" (", seed 1" when the point name carries a seed)."""
+    title = f"Embedding size {metrics.get('embedding_dim', '?')}"
+    seed = re.search(r"seed[_-]?(\d+)", name)
+    return f"{title}, seed {int(seed.group(1))}" if seed else title
+
+
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
     ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
@@ -608,7 +663,8 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     if logs is not None and "mae_log10" in logs and (logs["split"] == "eval").any():
         by = logs.set_index("split")["mae_log10"]
         lead = (f"eval MAE of log10 {target} **{_num(by.get('eval'))}** (train {_num(by.get('train'))}), " + lead)
-    lines = [f"# {name}: embedding size {metrics.get('embedding_dim', '?')}", "",
+    title = _point_title(name, metrics)
+    lines = [f"# {title}", "",
              f"A single training run: {lead}; {metrics.get('steps')} steps in {_num(metrics.get('wall_s'))} s on "
              f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
     if file_path(point_dir, "metrics_table").exists():
@@ -636,7 +692,8 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
                   "rarely used material are predicted worse.", ""]
         lines += figure(file_path(point_dir, "error_by_usage_png"),
                         "Error by usage of the formula's rarest ingredient, per split.")
-    map_lines, plotly_needed = _map_section(point_dir, f"{sweep}/{name}", maps_out, figure)
+    map_lines, plotly_needed = _map_section(point_dir, f"{sweep}/{name}", maps_out, figure,
+                                            back=f"generated/{sweep}/{name}", back_title=f"{title} (sweep {sweep})")
     lines += map_lines
     if file_path(point_dir, "evolution").exists():
         lines += ["## Training evolution", "",
@@ -672,9 +729,12 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
                                      "cluster_ari": "cluster ARI", "median_probe_r2": "probe R² (median)"}), ""]
     notebooks = sorted(point_dir.glob("0*.ipynb"))
     lines += ["## Notebooks", "", "The executed notebooks of this point, with all their outputs:", ""]
-    lines += [f"- [{nb.stem}]({name}/{nb.name})" for nb in notebooks]
+    lines += [f"- [{_notebook_title(nb)}]({name}/{nb.name})" for nb in notebooks]
+    lines += ["", "## Reproduce", "", "```bash", f"mrl sweep params/{sweep}.yaml && mrl report runs/{sweep}", "```",
+              "", f"The run folder `runs/{sweep}/{name}/` holds the parameters, the learned vectors, the predictions "
+              "and the notebooks above.", ""]
     for nb in notebooks:
-        _copy_notebook(nb, out / name / nb.name, name)
+        _copy_notebook(nb, out / name / nb.name, f": {title[0].lower()}{title[1:]}")
     if plotly_needed:
         (maps_out / ".needs_plotly").write_text("")
     return "\n".join(lines) + "\n"
@@ -712,8 +772,7 @@ def _toc(book_dir: Path) -> str:
             continue
         if order.get("data"):
             chapters.append({"file": f"{rel}/data/{order['data']}"})
-        chapters += [{"file": f"{rel}/{point}", "sections": [{"file": f"{rel}/{point}/{nb}"} for nb in notebooks]}
-                     for point, notebooks in order["points"].items()]
+        chapters += [{"file": f"{rel}/{point}"} for point in order["points"]]  # notebooks: linked from the page
         parts.append({"caption": f"Sweep {pages.parent.name}", "chapters": chapters})
     path = book_dir / "_toc.yml"
     standalone = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
@@ -775,7 +834,7 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
         executed = sorted(data_dir.glob("0*.ipynb")) if (data_dir / DONE).exists() else []
         if executed:
             data_notebook = executed[0].stem
-            _copy_notebook(executed[0], out / "data" / executed[0].name, sweep)
+            _copy_notebook(executed[0], out / "data" / executed[0].name, f": sweep {sweep}")
         points = {}
         for row in summary[summary["status"] == "done"].itertuples():
             point_dir = sweep_dir / row.point
@@ -913,7 +972,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
                            "Predicted against measured, one dot per formula; on the dashed line the prediction is "
                            "exact.")
     if len(run.history):
-        save_figure(history_figure(run.history), out / name / "history.png")
+        save_figure(history_figure(run.history, unit=unit), out / name / "history.png")
         lines += ["## Training", ""] + _figure_block(f"{name}/history.png", f"{name}-history",
                                                      "Error and loss against the training step.")
     pages["error"] = "\n".join(lines)
@@ -954,7 +1013,8 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
             _copy_figure(src, out / name / src.name)
             return _figure_block(f"{name}/{src.name}", f"{name}-{src.name}", caption)
 
-        map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure)
+        map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure, back=f"generated/{name}/maps",
+                                                back_title=f"Material maps of run {name}")
     pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + map_lines[1:])
 
     emb = run.embeddings

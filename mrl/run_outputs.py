@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from mrl.io import write_json, write_table, write_text
 from mrl.run_files import METRICS, SPLIT
+from mrl.wording import format_number
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -115,22 +116,59 @@ def show_files(paths: Iterable[str | Path]) -> None:
         display(HTML(filename=str(path)) if path.suffix == ".html" else Image(filename=str(path)))
 
 
-def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None = None) -> Any:
-    """A table for a notebook page: no 0..n index, numbers with ``digits`` significant digits and thousands
-    separators (a pandas Styler; ``None`` stays ``None``)."""
+#: Column headers in words for the notebooks' tables (``{unit}``: the property's unit, `` ({unit})`` dropped when
+#: unknown). Other columns keep their name with ``_`` read as a space.
+COLUMN_WORDS = {
+    "split": "split", "n": "formulas", "mae": "MAE ({unit})", "rmse": "RMSE ({unit})", "r2": "R²",
+    "mape": "MAPE (%)", "median_abs_error": "median absolute error ({unit})", "mae_log10": "MAE of log10",
+    "rmse_log10": "RMSE of log10", "r2_log10": "R² of log10", "usage_bin": "training formulas using the rarest "
+    "ingredient", "group": "group", "share": "share of formulas", "distance_bin": "distance to nearest training "
+    "formula (L1)", "ingredients": "ingredients", "rank": "rank", "name_a": "material", "family_a": "family",
+    "name_b": "partner", "family_b": "its family", "distance": "cosine distance", "cluster": "cluster",
+    "size": "materials", "families": "main families", "examples": "most used members",
+    "mean_influence": "mean influence ({unit} per % content)", "representation": "vectors",
+    "n_scored": "materials scored", "neighbour_agreement": "family neighbours (share)",
+    "neighbour_chance": "by chance", "neighbour_lift": "lift over chance", "cluster_purity": "cluster purity",
+    "cluster_ari": "cluster ARI", "median_probe_r2": "probe R² (median)", "method": "projection",
+    "png": "picture file", "html": "interactive page", "quantity": "quantity", "value": "value",
+}
+
+
+def column_words(column: str, unit: str = "") -> str:
+    """A table header in words (:data:`COLUMN_WORDS`) with the property's ``unit`` where it has one."""
+    words = COLUMN_WORDS.get(column, str(column).replace("_", " "))
+    return words.replace("{unit}", unit) if unit else words.replace(" ({unit})", "").replace("{unit}", "")
+
+
+def format_cell(value: Any, digits: int = 3) -> str:
+    """A table cell: integers with thousands separators, other numbers with about ``digits`` significant digits
+    (:func:`mrl.wording.format_number`, never e-notation), text as it is, missing values empty."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return "" if value is None else str(value)
+    if not np.isfinite(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return format_number(float(value), digits)
+
+
+#: Cell padding and alignment of the notebooks' tables (numbers right, text left).
+TABLE_STYLES = [{"selector": "th, td", "props": "padding: 0.25em 0.9em; text-align: right;"},
+                {"selector": "th", "props": "font-weight: 600; vertical-align: bottom;"}]
+
+
+def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None = None, unit: str = "") -> Any:
+    """A table for a notebook page: headers in words with the property's ``unit`` (:func:`column_words`), no 0..n
+    index, numbers with ``digits`` significant digits and thousands separators (:func:`format_cell`), padded cells
+    (a pandas Styler; ``None`` stays ``None``)."""
     if frame is None:
         return None
-
-    def fmt(value: Any) -> str:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            return "" if value is None else str(value)
-        if not np.isfinite(value):
-            return ""
-        if float(value).is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.{digits}g}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
-
-    styler = frame.style.hide(axis="index").format(fmt)
+    shown = frame.rename(columns={c: column_words(c, unit) for c in frame.columns})
+    shown = shown.loc[:, ~shown.columns.duplicated()]
+    styler = shown.style.hide(axis="index").format(lambda v: format_cell(v, digits)).set_table_styles(TABLE_STYLES)
+    text = [c for c in shown.columns if not pd.api.types.is_numeric_dtype(shown[c])]
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
     return styler.set_caption(caption) if caption else styler
 
 
@@ -208,10 +246,12 @@ def data_summary(data: FormulaData) -> pd.DataFrame:
         ("ingredients per formula (median, min-max)",
          f"{per_formula.median():g} ({per_formula.min()}-{per_formula.max()})"),
         ("target", data.targets[0]),
-        (f"{data.targets[0]} (median, min-max)", f"{np.median(y):.4g} ({y.min():.4g}-{y.max():.4g})"),
+        (f"{data.targets[0]} (median, min-max)",
+         f"{format_number(np.median(y))} ({format_number(y.min())} to {format_number(y.max())})"),
         ("conditions", ", ".join(data.conditions) or "none"),
     ]
-    return pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": str})
+    rows = [(k, f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)) for k, v in rows]
+    return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
 # ------------------------------------------------------------------------------------------------ 02/03: a run
