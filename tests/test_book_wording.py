@@ -76,3 +76,20 @@ def test_design_key_result_is_worded_from_the_json():
     other = design.render_key_result(changed)
     assert "above that of the nearest training formula, 40 %" in other
     assert "the design is better than the nearest training formula" in other
+
+
+def test_seed_scale_page_is_rendered_from_its_result_file():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import lab_table  # benchmarks/lab_table.py
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "lab_seed_scale.json").read_text())
+    table = lab_table.render_table(results)
+    assert "| 100 | 1,751 / 5,425 / 176 |" in table and "| 2 | 2,295 / 6,731 / 394 |" in table
+    assert "below that of the seed report at that size, 5,425 cP" in table
+    page = (ROOT / "book" / "seed_scale.md").read_text()
+    for render in lab_table.SECTIONS.values():
+        assert render(results) in page, ("book/seed_scale.md is stale: python benchmarks/lab_table.py --render "
+                                         "benchmarks/results/lab_seed_scale.json --book book/seed_scale.md")
+    changed = copy.deepcopy(results)
+    next(r for r in changed["runs"] if r["embedding_dim"] == 100)["eval_mae"] = 6000.0
+    assert "above that of the seed report, 5,425 cP" in lab_table.render_key_result(changed)
