@@ -263,7 +263,7 @@ def render(results: dict) -> str:
              f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
              f"(random search gets the same). Wall time {lab['wall_s']:.0f} s "
              + (f"(training {s['train_s']:.0f} s)." if s["train_s"] >= 1 else
-                "(the model folder of an earlier run with the same settings reused: no training)."), "",
+                "(a trained model folder with the same settings reused: no training)."), "",
              "| method | tasks | hit (true within 15 %) | median abs. error | median error of misses | top vouched |",
              "| --- | --: | --: | --: | --: | --: |"]
     for r in lab["summary"]:

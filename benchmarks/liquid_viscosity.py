@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -194,6 +195,14 @@ def _num(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def readable_config(config: str) -> str:
+    """A variant's short label in words: ``d16 pin-auto 3k`` -> ``size 16, base pinned, 3,000 steps``."""
+    def words(m: re.Match) -> str:
+        return f"size {m.group(1)}, base pinned, {round(float(m.group(2)) * 1000):,} steps"
+
+    return re.sub(r"\bd(\d+) pin-auto ([\d.]+)k\b", words, config)
+
+
 def render_markdown(results: dict) -> str:
     """The two benchmark tables (paper's test split; unseen compounds) as markdown, from ``--json`` output."""
     lines = ["| model | features | MAE | RMSE | MAE pure | MAE mixtures | wall time (s) |",
@@ -207,7 +216,7 @@ def render_markdown(results: dict) -> str:
         if row.get("pending"):
             lines.append(f"| {name} | {feats} | pending: {row['pending']} | | | | |")
             continue
-        extra = f" ({row['config']})" if row.get("config") else ""
+        extra = f" ({readable_config(row['config'])})" if row.get("config") else ""
         lines.append(f"| {name}{extra} | {feats} | {_num(row['mae'])} | {_num(row['rmse'])} | "
                      f"{_num(row['pure_mae'])} | {_num(row['mix_mae'])} | "
                      f"{_num(row.get('wall_s'), 0)} |")

@@ -271,12 +271,17 @@ def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: 
     st = stats.dropna(subset=["eval_mae_log10"]).sort_values("embedding_dim")
     best = st.loc[st["eval_mae_log10"].idxmin()]
     smallest = st.iloc[0]
-    plateau = st[st["eval_mae_log10"] <= best["eval_mae_log10"] + PLATEAU_LOG10]
-    first = plateau.iloc[0]
-    out.append(f"Eval error (MAE of log10 {unit or 'of the property'}) falls from {_num(smallest['eval_mae_log10'])} "
-               f"at size {int(smallest['embedding_dim'])} to {_num(best['eval_mae_log10'])} at size "
-               f"{int(best['embedding_dim'])}; from size {int(first['embedding_dim'])} on it stays within "
-               f"{PLATEAU_LOG10} of the best (the plateau).")
+    within = st["eval_mae_log10"] <= best["eval_mae_log10"] + PLATEAU_LOG10
+    sizes = [int(d) for d in st.loc[within, "embedding_dim"]]
+    if len(sizes) == 1:
+        plateau = f"no other size comes within {PLATEAU_LOG10} of it"
+    elif within.iloc[within.to_numpy().argmax():].all():  # every size from the first one within on
+        plateau = f"sizes {sizes[0]} to {sizes[-1]} are all within {PLATEAU_LOG10} of it (the plateau)"
+    else:
+        plateau = f"sizes {', '.join(map(str, sizes))} are within {PLATEAU_LOG10} of it"
+    out.append(f"Eval error (MAE of log10 {unit or 'of the property'}) is {_num(smallest['eval_mae_log10'])} at size "
+               f"{int(smallest['embedding_dim'])} and lowest at size {int(best['embedding_dim'])} "
+               f"({_num(best['eval_mae_log10'])}); {plateau}.")
     if "train_mae_log10" in st and st["train_mae_log10"].iloc[-1] < 0.7 * st["eval_mae_log10"].iloc[-1]:
         out.append(f"Train error is far below eval error at the large sizes ({_num(st['train_mae_log10'].iloc[-1])} "
                    f"against {_num(st['eval_mae_log10'].iloc[-1])} at size {int(st['embedding_dim'].iloc[-1])}): "
@@ -711,9 +716,9 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     clusters = file_path(point_dir, "clusters")
     if clusters.exists():
         lines += ["## Clusters", "",
-                  "k-means groups of the vectors' directions (the `04_visualize` notebook; older runs clustered "
-                  "positions, which sorts materials by vector length more than by family), largest first, with "
-                  "their main families and most used members.", "",
+                  "k-means groups of the vectors' directions (cosine; clustering positions would sort materials by "
+                  "vector length more than by family), largest first, with their main families and most used "
+                  "members.", "",
                   _csv_table(clusters, {"cluster": "cluster", "size": "materials", "families": "main families",
                                         "examples": "most used members", "mean_influence": "mean influence"}), ""]
     origin = file_path(point_dir, "origin_check")
