@@ -18,7 +18,8 @@ MAX_SITE_BYTES = 30_000_000
 #: Words that tell the history of the work rather than its results (rounds, fixes, machine load).
 HISTORY = (r"\bsessions?\b", r"\b(first|second|third|this|next|last) round\b", r"\bafter the fix\b",
            r"\bbefore the fix\b", r"\bthe issue\b", r"\bissue's\b", r"\bload average\b", r"\bquieter machine\b",
-           r"\bless loaded\b", r"\bre-rendered\b", r"\bbusy (core|machine)\b")
+           r"\bless loaded\b", r"\bre-rendered\b", r"\bbusy (core|machine)\b", r"\bearlier (full )?runs?\b",
+           r"\bolder runs?\b", r"\bwere skipped\b", r"\bwhat the reader sees\b", r"\bpin-auto\b")
 
 
 def _chromium() -> str | None:
