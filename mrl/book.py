@@ -865,7 +865,9 @@ RUN_PAGES = {"data": "Data", "error": "Error", "intervals": "Intervals and their
 #: Rows of the predictions table shown on the page (all rows are in its CSV download).
 PREDICTION_ROWS = 200
 #: Neighbours listed per material on the neighbours page (its CSV download lists :data:`NEIGHBOURS_CSV_K`).
-NEIGHBOURS_K, NEIGHBOURS_CSV_K = 3, 10
+NEIGHBOURS_K, NEIGHBOURS_CSV_K = 5, 10
+#: Most used materials whose neighbours the neighbours page lists first.
+NEIGHBOURS_TOP = 20
 #: Projections drawn for a single run's report by default (UMAP costs tens of seconds of compilation per process).
 RUN_MAP_METHODS = ("pca", "tsne")
 
@@ -907,13 +909,87 @@ def _run_error_table(metrics: dict, predictions: pd.DataFrame, unit: str, log_ta
     return _table(frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v)))
 
 
+def _searchable_table(frame: pd.DataFrame, table_id: str) -> str:
+    """A table as raw HTML with a filter box above it (a few lines of inline JavaScript: works offline)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    script = (f"var q=this.value.toLowerCase();document.querySelectorAll('#{table_id} tbody tr').forEach("
+              "function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':'';});")
+    return (f'<p><input type="search" placeholder="Filter by name, id or family" aria-label="filter the table" '
+            f'style="width:100%;padding:0.3em" oninput="{script}"></p>\n'
+            f'<table id="{table_id}" class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n')
+
+
+def _neighbours_page(run_dir: Path, emb: pd.DataFrame, out: Path, name: str) -> str:
+    """The run's neighbours page: a caveat with the members' agreement, the neighbours of the most used materials
+    (each with how many other members list it), a searchable table of every material and the CSV."""
+    from mrl.io import write_table
+    from mrl.run_outputs import member_embeddings, neighbour_agreement_table
+
+    members = member_embeddings(run_dir)
+    table = neighbour_agreement_table(emb, members, k=NEIGHBOURS_CSV_K)
+    ids = emb["material_id"].astype(str)
+    names = dict(zip(ids, emb["name"].astype(str))) if "name" in emb else {}
+    meta = emb.assign(material_id=ids).set_index("material_id")
+    table.insert(1, "name", table["material_id"].map(names))
+    table.insert(4, "neighbour_name", table["neighbour_id"].map(names))
+    write_table(table, out / name / "neighbours.csv")
+    lines = [f"# {RUN_PAGES['neighbours']}", "",
+             "For every material, the materials whose vectors point most nearly the same way (cosine distance: "
+             "0 = same direction): candidates to behave alike in a formula, to be checked at the bench. Materials "
+             "with a zero vector (the pinned base, unused materials) have no direction and are left out.", ""]
+    if table.empty:
+        return "\n".join(lines + ["*(no material has a direction)*", ""])
+    top = table[table["rank"] <= NEIGHBOURS_K]
+    if members:
+        share = top["agree"] / top["members"]
+        lines += [f"**How far to trust these lists.** The run is an ensemble of {len(members) + 1} models trained "
+                  f"from different seeds. Of the {NEIGHBOURS_K} nearest neighbours listed here, another member also "
+                  f"lists a neighbour among its {NEIGHBOURS_CSV_K} nearest in {_num(100 * share.mean(), 2)} % of "
+                  f"cases (median material {_num(100 * share.groupby(top['material_id']).mean().median(), 2)} %); "
+                  "a neighbour that few members list is a weak lead.", ""]
+    else:
+        lines += ["**How far to trust these lists.** This run is a single model: whether another training run "
+                  "would list the same neighbours is not measured. Train an ensemble (`--set ensemble=5`) to see "
+                  "how many members agree on each neighbour.", ""]
+
+    def described(row: Any) -> str:
+        agree = f"; {int(row.agree)} of {int(row.members)} other members" if members else ""
+        return f"{row.neighbour_name or row.neighbour_id} ({row.distance:.2f}{agree})"
+
+    used = meta["n_formulas"].sort_values(ascending=False) if "n_formulas" in meta else pd.Series(dtype=float)
+    most_used = [m for m in used.index if m in set(top["material_id"])][:NEIGHBOURS_TOP]
+    if most_used:
+        lines += [f"## The {len(most_used)} most used materials", "",
+                  f"Each with its {NEIGHBOURS_K} nearest (cosine distance" + ("; how many other members list the "
+                  "same neighbour" if members else "") + "):", ""]
+        for mid in most_used:
+            rows = top[top["material_id"] == mid]
+            family = f"{meta.at[mid, 'family']}, " if "family" in meta else ""
+            lines.append(f"- **{names.get(mid, mid)}** ({mid}; {family}{int(meta.at[mid, 'n_formulas']):,} "
+                         f"formulas): " + "; ".join(described(r) for r in rows.itertuples()))
+        lines.append("")
+    every = top.groupby("material_id", sort=False)
+    rows = [{"material": names.get(mid, mid), "id": mid, "family": meta.at[mid, "family"] if "family" in meta
+             else "", "formulas": int(meta.at[mid, "n_formulas"]) if "n_formulas" in meta else None,
+             "nearest (cosine distance" + ("; members agreeing)" if members else ")"):
+             "; ".join(described(r) for r in grp.itertuples())} for mid, grp in every]
+    lines += ["## Every material", "", f"The {NEIGHBOURS_K} nearest of each; type in the box to filter. The "
+              f"{NEIGHBOURS_CSV_K} nearest of every material as CSV: "
+              f"{{download}}`neighbours.csv <{name}/neighbours.csv>`.", "",
+              _searchable_table(pd.DataFrame(rows), f"neighbours-{re.sub(r'[^A-Za-z0-9-]+', '-', name)}"), ""]
+    return "\n".join(lines)
+
+
 def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[str]) -> tuple[dict, bool, list[str]]:
     """Write a single run's pages (:data:`RUN_PAGES` and ``index.md``) into ``out``; interactive maps into
     ``maps_out``. Returns the page order for the table of contents, whether plotly.js is needed, and the run's key
     results as sentences."""
     import tempfile
 
-    from mrl.analysis import nearest_neighbors
     from mrl.io import write_table
     from mrl.plots import history_figure, parity, save_figure, target_figure, usage_figure
     from mrl.run_outputs import data_summary, property_unit, run_influence, write_maps
@@ -1022,39 +1098,8 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
                                                 back_title=f"Material maps of run {name}")
     pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + map_lines[1:])
 
-    emb = run.embeddings
-    rows = []
-    stability = (pd.read_parquet(run_dir / "neighbour_stability.parquet").set_index("material_id")
-                 ["neighbour_agreement"] if (run_dir / "neighbour_stability.parquet").exists() else None)
-    all_neighbours = []
-    for mid in emb["material_id"].astype(str):
-        try:
-            nn = nearest_neighbors(emb, mid, k=NEIGHBOURS_CSV_K)
-        except ValueError:  # a zero vector (the pinned base, unused materials) has no direction
-            continue
-        all_neighbours.append(nn.assign(of=mid))
-        row = emb.loc[emb["material_id"].astype(str) == mid].iloc[0]
-        label = f"{row['name']} ({mid})" if "name" in row else mid
-        rows.append({"material": label, "family": row.get("family", ""), "formulas": row.get("n_formulas"),
-                     "nearest (cosine distance)": "; ".join(f"{r['name'] if 'name' in nn else r['material_id']} "
-                                                            f"({r['distance']:.2f})"
-                                                            for _, r in nn.head(NEIGHBOURS_K).iterrows()),
-                     **({"members agree": stability.get(mid)} if stability is not None else {})})
-    table = pd.DataFrame(rows)
-    if all_neighbours:
-        write_table(pd.concat(all_neighbours, ignore_index=True).rename(columns={"of": "material"}),
-                    out / name / "neighbours.csv")
-    lines = [f"# {RUN_PAGES['neighbours']}", "",
-             f"For every material, the {NEIGHBOURS_K} materials whose vectors point most nearly the same way "
-             "(cosine distance: 0 = same direction): candidates to behave alike in a formula. Materials with a zero "
-             "vector (the pinned base, unused materials) have no direction and are left out."
-             + (" *Members agree*: share of the 10 nearest neighbours the other ensemble members also list."
-                if stability is not None else ""), "",
-             f"The {NEIGHBOURS_CSV_K} nearest of every material as CSV: "
-             f"{{download}}`neighbours.csv <{name}/neighbours.csv>`.", "",
-             _csv_table(table, {c: c for c in table.columns}) if len(table) else "*(no material has a direction)*",
-             ""]
-    pages["neighbours"] = "\n".join(lines)
+    pages["neighbours"] = _neighbours_page(run_dir, run.embeddings, out, name)
+
 
     show = preds.copy()
     show["abs_error"] = (show["y_pred"] - show["y_true"]).abs()

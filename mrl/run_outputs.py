@@ -409,3 +409,47 @@ def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
                      "median_probe_r2": float(np.median(probe)) if probe else float("nan")})
     return pd.DataFrame(rows)
 
+
+
+# ------------------------------------------------------------------------------------------------ neighbours
+def member_embeddings(run_dir: str | Path) -> list[pd.DataFrame]:
+    """The embeddings of an ensemble's members 1, 2, ... (``members/<kk>/embeddings.parquet``); empty for a single
+    model."""
+    from mrl.run_files import EMBEDDINGS, member_dir
+
+    out, k = [], 1
+    while (member_dir(run_dir, k) / EMBEDDINGS).exists():
+        out.append(pd.read_parquet(member_dir(run_dir, k) / EMBEDDINGS))
+        k += 1
+    return out
+
+
+def _cosine_neighbours(emb: pd.DataFrame, k: int) -> dict[str, list[tuple[str, float]]]:
+    """Per material with a direction, its ``k`` nearest by cosine distance: ``[(material_id, distance), ...]``."""
+    from mrl.analysis import vector_columns
+
+    ids = emb["material_id"].astype(str).to_numpy()
+    X = emb[vector_columns(emb)].to_numpy(np.float64)
+    norm = np.linalg.norm(X, axis=1)
+    keep = norm > 0
+    ids, X = ids[keep], X[keep] / norm[keep, None]
+    dist = 1.0 - X @ X.T
+    np.fill_diagonal(dist, np.inf)
+    k = min(k, len(ids) - 1)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return {ids[i]: [(ids[j], float(dist[i, j])) for j in order[i]] for i in range(len(ids))}
+
+
+def neighbour_agreement_table(emb: pd.DataFrame, members: Sequence[pd.DataFrame] = (), k: int = 10) -> pd.DataFrame:
+    """Each material's ``k`` nearest neighbours (cosine, the run's own vectors) with, per neighbour, how many of
+    the other ensemble ``members`` also list it among their ``k`` nearest (``agree``, out of ``members``; empty
+    without members). Columns ``material_id, rank, neighbour_id, distance, agree, members``."""
+    own = _cosine_neighbours(emb, k)
+    others = [_cosine_neighbours(m, k) for m in members]
+    rows = []
+    for mid, neighbours in own.items():
+        for rank, (nid, distance) in enumerate(neighbours, start=1):
+            agree = sum(nid in {n for n, _ in other.get(mid, [])} for other in others) if others else None
+            rows.append({"material_id": mid, "rank": rank, "neighbour_id": nid, "distance": distance,
+                         "agree": agree, "members": len(others) or None})
+    return pd.DataFrame(rows, columns=["material_id", "rank", "neighbour_id", "distance", "agree", "members"])
