@@ -710,7 +710,10 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     pairs = file_path(point_dir, "top_pairs")
     if pairs.exists():
         lines += ["## Most similar pairs", "",
-                  "Materials whose vectors point the same way (cosine distance: 0 = same direction).", "",
+                  "Materials whose vectors point the same way (cosine distance: 0 = same direction). A single "
+                  "training run: another seed may pair materials differently, so treat a pair as a lead to check at "
+                  "the bench (how far ensemble members agree is measured on the page *How far a prediction can be "
+                  "trusted*).", "",
                   _csv_table(pairs, {"rank": "rank", "name_a": "material", "family_a": "family", "name_b": "partner",
                                      "family_b": "its family", "distance": "cosine distance"}, 15), ""]
     clusters = file_path(point_dir, "clusters")
