@@ -93,3 +93,18 @@ def test_seed_scale_page_is_rendered_from_its_result_file():
     changed = copy.deepcopy(results)
     next(r for r in changed["runs"] if r["embedding_dim"] == 100)["eval_mae"] = 6000.0
     assert "above that of the seed report, 5,425 cP" in lab_table.render_key_result(changed)
+
+
+def test_liquid_page_names_compounds_with_smiles_on_hover():
+    import pytest
+
+    pytest.importorskip("rdkit")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import liquid_viscosity  # benchmarks/liquid_viscosity.py
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "liquid_viscosity.json").read_text())
+    table = liquid_viscosity.render_similar(results)
+    assert '<abbr title="NCCCN">C3H10N2</abbr> (amine)' in table and "1-propanol (alcohol)" in table
+    assert table in (ROOT / "book" / "liquid_viscosity.md").read_text(), (
+        "book/liquid_viscosity.md is stale: python benchmarks/liquid_viscosity.py --render "
+        "benchmarks/results/liquid_viscosity.json --book book/liquid_viscosity.md")
