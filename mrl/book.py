@@ -670,8 +670,8 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
         lead = (f"eval MAE of log10 {target} **{_num(by.get('eval'))}** (train {_num(by.get('train'))}), " + lead)
     title = _point_title(name, metrics)
     lines = [f"# {title}", "",
-             f"A single training run: {lead}; {metrics.get('steps')} steps in {_num(metrics.get('wall_s'))} s on "
-             f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
+             f"A single training run: {lead}; {_fmt(metrics.get('steps'))} steps in {_num(metrics.get('wall_s'))} s on "
+             f"{_fmt(metrics.get('n_materials'))} materials and {_fmt(metrics.get('n_formulas'))} formulas.", ""]
     if file_path(point_dir, "metrics_table").exists():
         frame = pd.read_csv(file_path(point_dir, "metrics_table"))
         if logs is not None:
