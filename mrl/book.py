@@ -156,6 +156,8 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
 
 #: Notebook HTML outputs larger than this (bytes) are dropped from the book's copy (an inlined plotly.js).
 MAX_INLINE_HTML = 1_000_000
+#: An interactive evolution page (plotly frames) larger than this (bytes) stays out of the site.
+MAX_EVOLUTION_HTML = 5_000_000
 
 
 def _maps(point_dir: Path) -> list[Path]:
@@ -707,6 +709,23 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
         lines += figure(file_path(point_dir, "evolution"), "Dose-weighted material vectors during training.")
         if file_path(point_dir, "evolution_gif").exists():
             lines += figure(file_path(point_dir, "evolution_gif"), "The same as an animation.")
+        evolution = file_path(point_dir, "evolution_html")
+        if evolution.exists() and evolution.stat().st_size < MAX_EVOLUTION_HTML:
+            maps_out.mkdir(parents=True, exist_ok=True)
+            where = f"{sweep}/{name}"
+            text = evolution.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            up = "../" * (len(where.split("/")) + 1)
+            (maps_out / evolution.name).write_text(_map_page(text, f"Materials through training, {title}",
+                                                             f"{up}generated/{sweep}/{name}.html",
+                                                             f"{title} (sweep {sweep})"))
+            plotly_needed = True
+            src = f"../../maps/{where}/{evolution.name}"
+            lines += ["Interactive: drag the step slider or press play; hover a dot for its name.", "",
+                      f'<iframe src="{src}" width="100%" height="760" style="border:0" loading="lazy" '
+                      f'title="training evolution {where}"></iframe>', "",
+                      f'<p><a href="{src}">Open the evolution on its own page</a></p>', ""]
+        elif evolution.exists():
+            log.warning("%s is over %d bytes: linked from the run folder only", evolution, MAX_EVOLUTION_HTML)
     pairs = file_path(point_dir, "top_pairs")
     if pairs.exists():
         lines += ["## Most similar pairs", "",
@@ -960,7 +979,8 @@ def _neighbours_page(run_dir: Path, emb: pd.DataFrame, out: Path, name: str) -> 
                   "how many members agree on each neighbour.", ""]
 
     def described(row: Any) -> str:
-        agree = f"; {int(row.agree)} of {int(row.members)} other members" if members else ""
+        agree = (f"; {int(row.agree)} of {int(row.members)} other member{'s' if row.members > 1 else ''}"
+                 if members else "")
         return f"{row.neighbour_name or row.neighbour_id} ({row.distance:.2f}{agree})"
 
     used = meta["n_formulas"].sort_values(ascending=False) if "n_formulas" in meta else pd.Series(dtype=float)

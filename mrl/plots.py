@@ -349,6 +349,42 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
     return fig
 
 
+def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs: str | bool = True,
+                   view: str | None = None, axis_label: str = "uncentred PCA axis") -> str:
+    """The material map through training as one interactive page: a step slider and a play button (plotly frames),
+    one colour per family, the material's name and family on hover; coordinates from
+    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` as in :func:`material_map_html`."""
+    import plotly.graph_objects as go
+
+    cube, steps, meta = _frame_arrays(frames, emb)
+    cube = np.round(np.nan_to_num(cube), 5)
+    names = np.asarray([f"{n}" for n in material_names(meta)], dtype=object)
+    fam = families(meta)
+    fam = np.asarray(fam if fam is not None else np.full(len(meta), "material"), dtype=object)
+    groups = list(_family_palette(fam).items())
+
+    def traces(i: int) -> list:
+        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1], mode="markers", name=str(f),
+                             text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
+                             marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
+
+    xlim, ylim = _limits(cube)
+    labels = [f"{int(step):,}" for step in steps]
+    fig = go.Figure(data=traces(len(steps) - 1),
+                    frames=[go.Frame(data=traces(i), name=labels[i]) for i in range(len(steps))])
+    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step "), pad=dict(t=40), x=0.1, len=0.9,
+                  steps=[dict(label=lab, method="animate", args=[[lab], dict(mode="immediate",
+                                                                             frame=dict(duration=0, redraw=True))])
+                         for lab in labels])
+    play = dict(type="buttons", showactive=False, x=0, y=-0.1, xanchor="left", yanchor="top", buttons=[dict(
+        label="play", method="animate", args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])
+    fig.update_layout(title=title + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
+                      xaxis=dict(title=f"{axis_label} 1", range=xlim), yaxis=dict(title=f"{axis_label} 2", range=ylim),
+                      legend_title_text="family", height=700, sliders=[slider], updatemenus=[play])
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False)
+    return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(title)}</title>", 1)
+
+
 def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Path, color_by: str = "family",
                         fps: int = 3, influence=None, dpi: int = 100, origin: Sequence[float] | None = None,
                         view: str | None = None) -> Path:

@@ -39,7 +39,7 @@ OUTPUT_FILES = {
     "error_by_distance_png": "error_by_distance.png",
     # 04_visualize
     "map_png": "map_{method}.png", "map_html": "map_{method}.html", "map_unit_png": "unit_map_{method}.png",
-    "plotly_js": "plotly.min.js", "evolution": "evolution.png",
+    "plotly_js": "plotly.min.js", "evolution": "evolution.png", "evolution_html": "evolution.html",
     "evolution_gif": "evolution.gif", "top_pairs": "top_pairs.csv", "clusters": "clusters.csv",
     "influence": "influence.csv", "origin_check": "origin_check.json", "truth_scores": "truth_scores.csv",
     # the book (one per sweep, in the first finished point's folder)
@@ -350,12 +350,12 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
 
 def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
                     seed: int = 0, view: str = "dose") -> Any:
-    """Write ``evolution.png`` (``n_frames`` small multiples) and ``evolution.gif`` (``gif_frames`` steps) into the
-    run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
+    """Write ``evolution.png`` (``n_frames`` small multiples), ``evolution.gif`` and the interactive
+    ``evolution.html`` with a step slider (``gif_frames`` steps) into the run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
     to every step; PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in
     :func:`write_maps` (the median contents are the final run's)."""
     from mrl.analysis import VIEWS, evolution_frames, median_contents, vector_columns
-    from mrl.plots import evolution_animation, evolution_grid
+    from mrl.plots import evolution_animation, evolution_grid, evolution_html
 
     emb = run.embeddings
     snaps = run.snapshots
@@ -371,6 +371,9 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
     if gif_frames != n_frames:
         frames = evolution_frames(snaps, n_frames=gif_frames, method=method, seed=seed, **kw)
     evolution_animation(frames, emb, file_path(run.path, "evolution_gif"), origin=origin, view=VIEWS[view])
+    title = f"Materials through training (embedding size {run.metrics.get('embedding_dim')})"
+    save(evolution_html(frames, emb, title, plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view],
+                        axis_label=AXIS_LABELS.get(method, "axis")), run.path, "evolution_html")
     return shown
 
 

@@ -197,6 +197,7 @@ def test_no_parameter_cell_is_shown(site):
 def test_every_map_page_has_a_title_and_a_link_back(site):
     html, _ = site
     assert list((html / "maps").rglob("map_*.html")), "no interactive map page"
+    assert list((html / "maps").rglob("evolution.html")), "no interactive evolution page (step slider)"
     problems = map_page_problems(html)
     assert not problems, problems
 
