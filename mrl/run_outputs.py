@@ -436,11 +436,16 @@ def _cosine_neighbours(emb: pd.DataFrame, k: int) -> dict[str, list[tuple[str, f
     norm = np.linalg.norm(X, axis=1)
     keep = norm > 0
     ids, X = ids[keep], X[keep] / norm[keep, None]
-    dist = 1.0 - X @ X.T
-    np.fill_diagonal(dist, np.inf)
     k = min(k, len(ids) - 1)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return {ids[i]: [(ids[j], float(dist[i, j])) for j in order[i]] for i in range(len(ids))}
+    out: dict[str, list[tuple[str, float]]] = {}
+    for start in range(0, len(ids), 1024):  # blocks of rows: memory stays small for thousands of materials
+        dist = 1.0 - X[start:start + 1024] @ X.T
+        dist[np.arange(len(dist)), np.arange(start, start + len(dist))] = np.inf
+        part = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < dist.shape[1] else np.argsort(dist, axis=1)
+        order = np.take_along_axis(part, np.argsort(np.take_along_axis(dist, part, axis=1), axis=1, kind="stable"), 1)
+        for r, row in enumerate(order):
+            out[ids[start + r]] = [(ids[j], float(dist[r, j])) for j in row]
+    return out
 
 
 def neighbour_agreement_table(emb: pd.DataFrame, members: Sequence[pd.DataFrame] = (), k: int = 10) -> pd.DataFrame:
