@@ -128,6 +128,7 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
             first, _, rest = cell.source.partition("\n")
+            rest = re.sub(r"\s*Execute `\w+` with the same `name` and `runs_dir` first\.", "", rest)  # for users
             cell.source = f"{first}{suffix}" + (f"\n{rest}" if rest else "")
             break
     for cell in nb.cells:
