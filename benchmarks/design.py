@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -35,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mrl.book import fill_marked_sections
+from mrl.wording import compare, format_number
 
 HIT = 0.15
 TARGETS = (0.5, 2.0)
@@ -260,7 +264,7 @@ def render(results: dict) -> str:
              f"{len(s['shelf'])} shelf materials; {s['calls']:,.0f} model calls per task on average "
              f"(random search gets the same). Wall time {lab['wall_s']:.0f} s "
              + (f"(training {s['train_s']:.0f} s)." if s["train_s"] >= 1 else
-                "(the model folder of an earlier run with the same settings reused: no training)."), "",
+                "(a trained model folder with the same settings reused: no training)."), "",
              "| method | tasks | hit (true within 15 %) | median abs. error | median error of misses | top vouched |",
              "| --- | --: | --: | --: | --: | --: |"]
     for r in lab["summary"]:
@@ -292,37 +296,51 @@ def render_example(results: dict) -> str:
     ex = results["lab"].get("example")
     if not ex:
         return "(no vouched 2x proposal in this run)"
-    lines = [f"Formula {ex['formula_id']} (measured {ex['measured']:,.4g} cP), target {ex['target']:,.4g} cP "
+    f = format_number
+    lines = [f"Formula {ex['formula_id']} (measured {f(ex['measured'])} cP), target {f(ex['target'])} cP "
              f"(2x), actives fixed, at most 3 changes.", "",
              "| material | name | family | before (%) | after (%) |", "| --- | --- | --- | --: | --: |"]
     for r in ex["rows"]:
         mark = "**" if abs(r["after"] - r["before"]) > 0.005 else ""
         lines.append(f"| {mark}{r['material_id']}{mark} | {r['name']} | {r['family']} | {r['before']:.4f} | "
                      f"{r['after']:.4f} |")
-    lines += ["", f"Prediction (anchored to the measurement) {ex['prediction']:,.4g} cP, 80 % interval "
-                  f"{ex['lower_80']:,.4g}-{ex['upper_80']:,.4g} cP, 95 % interval {ex['lower_95']:,.4g}-"
-                  f"{ex['upper_95']:,.4g} cP; vouched: {ex['vouched']}{'; ' + ex['reasons'] if ex['reasons'] else ''}; "
-                  f"materials that move the prediction most: {ex['top_materials']}. True (hidden rule) viscosity of "
-                  f"the proposal: {ex['true']:,.4g} cP ({100 * (ex['true'] / ex['target'] - 1):+.0f} % from the "
-                  f"target)."]
+    lines += ["", f"Prediction (anchored to the measurement) {f(ex['prediction'])} cP, 80 % interval "
+                  f"{f(ex['lower_80'])}-{f(ex['upper_80'])} cP, 95 % interval {f(ex['lower_95'])}-"
+                  f"{f(ex['upper_95'])} cP; vouched: {'yes' if ex['vouched'] else 'no'}"
+                  f"{'; ' + ex['reasons'] if ex['reasons'] else ''}; materials that move the prediction most (cP): "
+                  f"{_plain_numbers(ex['top_materials'])}. True (hidden rule) viscosity of the proposal: "
+                  f"{f(ex['true'])} cP ({100 * (ex['true'] / ex['target'] - 1):+.0f} % from the target)."]
     return "\n".join(lines)
 
 
 def render_key_result(results: dict) -> str:
-    """The page's key result (quoted on the report's first page)."""
+    """The page's key result (quoted on the report's first page); every comparison worded by
+    :func:`mrl.wording.compare` from the hit rates (single runs over the same tasks)."""
     lab = results["lab"]
     hit = {r["method"]: 100 * r["hit"] for r in lab["summary"]}
     n = next(r["n"] for r in lab["summary"] if r["method"] == "design")
     q = lab.get("paired")
-    paired = (f" (paired: {q['only_a']} tasks where only the design hits, {q['only_b']} where only random search "
-              f"does; p = {q['p_value']:.2g})" if q else "")
+    paired = (f" Paired over the same tasks: {q['only_a']} tasks where only the design hits, {q['only_b']} where "
+              f"only random search does (p = {format_number(q['p_value'], 2)})." if q else "")
+    words = dict(what="hit rate", unit="%", lower_is_better=False, digits=2, difference_unit="percentage points")
+    random = compare(hit["design"], hit["random search"], "the design", "random search", **words)
+    nearest = compare(hit["design"], hit["nearest training formula"], "the design", "the nearest training formula",
+                      **words)
     return (f"`mrl design` moves a formula's contents by gradient through the model under a lab's constraints and "
             f"says for each proposal whether the model can vouch for it. On the synthetic lab ({n} tasks: 0.5x and 2x "
-            f"the measured viscosity of eval formulas, actives fixed, at most 3 changes) its best proposal lands "
-            f"within 15 % of the true viscosity in {hit['design']:.0f} % of tasks, against "
-            f"{hit['random search']:.0f} % for random search with the same number of model calls{paired}; the "
-            f"measured training formula nearest the target, free of the constraints, hits in "
-            f"{hit['nearest training formula']:.0f} %.")
+            f"the measured viscosity of eval formulas, actives fixed, at most 3 changes), a task is a hit when the "
+            f"best proposal's true viscosity is within 15 % of the target. Two references: random search with the "
+            f"same number of model calls, and the measured training formula nearest the target (free of the "
+            f"constraints). {_capital(random.sentence)}{paired} {_capital(nearest.sentence)}")
+
+
+def _capital(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _plain_numbers(text: str) -> str:
+    """Numbers written in e-notation (``+3.62e+03``) rewritten with thousands separators (``+3,620``)."""
+    return re.sub(r"([+-]?)(\d+(?:\.\d+)?e[+-]\d+)", lambda m: m.group(1) + format_number(float(m.group(2))), text)
 
 
 #: Regions of the book page filled from the JSON: marker name -> render function.
@@ -332,24 +350,13 @@ SECTIONS = {"key-result": render_key_result, "design-table": render, "design-exa
 def write_book(results: dict, path: str | Path) -> Path:
     """Replace the text between ``<!-- NAME -->`` and ``<!-- /NAME -->`` markers of the page with the rendered
     tables (see :data:`SECTIONS`); everything else on the page is kept."""
-    from mrl.io import write_text
-
-    text = Path(path).read_text()
-    for name, fn in SECTIONS.items():
-        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-        if start not in text or end not in text:
-            raise ValueError(f"{path}: markers {start} ... {end} not found")
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{fn(results)}\n{end}{tail}"
+    sections = {name: fn(results) for name, fn in SECTIONS.items()}
     melt = results.get("melt")
-    if melt is not None and "<!-- design-melt -->" in text:
-        head, rest = text.split("<!-- design-melt -->", 1)
-        _, tail = rest.split("<!-- /design-melt -->", 1)
-        body = melt["skipped"] if "skipped" in melt else "Mean change per oxide (mol %) over {} melts: {}".format(
-            melt["n"], ", ".join(f"{k} {v + 0.0:+.2f}" for k, v in melt["mean_change_mol_percent"].items()))
-        text = f"{head}<!-- design-melt -->\n{body}\n<!-- /design-melt -->{tail}"
-    return write_text(text, path)
+    if melt is not None:
+        sections["design-melt"] = melt["skipped"] if "skipped" in melt else (
+            "Mean change per oxide (mol %) over {} melts: {}".format(
+                melt["n"], ", ".join(f"{k} {v + 0.0:+.2f}" for k, v in melt["mean_change_mol_percent"].items())))
+    return fill_marked_sections(path, sections, optional=("design-melt",))
 
 
 def main(argv=None) -> None:

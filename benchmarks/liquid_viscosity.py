@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
@@ -194,6 +196,50 @@ def _num(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def readable_config(config: str) -> str:
+    """A variant's short label in words: ``d16 pin-auto 3k`` -> ``size 16, base pinned, 3,000 steps``."""
+    def words(m: re.Match) -> str:
+        return f"size {m.group(1)}, base pinned, {round(float(m.group(2)) * 1000):,} steps"
+
+    return re.sub(r"\bd(\d+) pin-auto ([\d.]+)k\b", words, config)
+
+
+def compound_label(text: str) -> str:
+    """A compound for a chemist: its name where the data has one, else its short molecular formula with the SMILES
+    on hover (``<abbr title="SMILES">``); SMILES that RDKit cannot read are shown as they are."""
+    import html
+
+    try:
+        from rdkit import Chem, RDLogger
+        from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+    except ImportError:
+        return text
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(text) if " " not in text else None
+    if mol is None:
+        return text
+    return f'<abbr title="{html.escape(text)}">{CalcMolFormula(mol)}</abbr>'
+
+
+def render_similar(results: dict) -> str:
+    """The "nearest compounds" table of the analysis: names where the data has them, else formulas (SMILES on
+    hover), each with its chemical class."""
+    similar = results.get("analysis", {}).get("similar", {})
+    lines = ["| compound | 5 nearest (class) |", "|---|---|"]
+    for name, neighbours in similar.items():
+        cells = []
+        for entry in neighbours:
+            compound, _, klass = entry.rpartition(" (")
+            cells.append(f"{compound_label(compound)} ({klass}" if compound else compound_label(entry))
+        lines.append(f"| {compound_label(name)} | {'; '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Fill ``<!-- liquid-similar -->`` ... ``<!-- /liquid-similar -->`` of the page with :func:`render_similar`."""
+    return fill_marked_sections(path, {"liquid-similar": render_similar(results)})
+
+
 def render_markdown(results: dict) -> str:
     """The two benchmark tables (paper's test split; unseen compounds) as markdown, from ``--json`` output."""
     lines = ["| model | features | MAE | RMSE | MAE pure | MAE mixtures | wall time (s) |",
@@ -207,7 +253,7 @@ def render_markdown(results: dict) -> str:
         if row.get("pending"):
             lines.append(f"| {name} | {feats} | pending: {row['pending']} | | | | |")
             continue
-        extra = f" ({row['config']})" if row.get("config") else ""
+        extra = f" ({readable_config(row['config'])})" if row.get("config") else ""
         lines.append(f"| {name}{extra} | {feats} | {_num(row['mae'])} | {_num(row['rmse'])} | "
                      f"{_num(row['pure_mae'])} | {_num(row['mix_mae'])} | "
                      f"{_num(row.get('wall_s'), 0)} |")
@@ -322,6 +368,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write all results here (render with --render)")
     parser.add_argument("--render", metavar="JSON", help="only print the markdown tables of a --json file")
+    parser.add_argument("--book", default=None, help="with --render: fill the page's marked regions (the nearest "
+                                                     "compounds of book/liquid_viscosity.md)")
     parser.add_argument("--quick", action="store_true", help="~2-min smoke run (few steps, 2 seeds)")
     parser.add_argument("--steps", type=int, default=None,
                         help="override the steps of every mrl variant (default: each variant's own)")
@@ -344,7 +392,11 @@ def print_table(title: str, table: dict) -> None:
 def main() -> None:
     args = parse_args()
     if args.render:
-        print(render_markdown(json.loads(Path(args.render).read_text())))
+        results = json.loads(Path(args.render).read_text())
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print(render_markdown(results))
         return
     torch.set_num_threads(1)
     quick = args.quick

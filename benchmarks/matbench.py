@@ -334,7 +334,7 @@ def _save(fig, path: Path) -> Path:
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -373,16 +373,23 @@ def mae_figure(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = sorted(result["rows"], key=lambda r: -r["mae_mean"])
-    labels = [f"{r['model']} ({r['features']})" for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(rows) + 1.4))
+    import textwrap
+
+    labels = [textwrap.fill(f"{r['model']} ({r['features']})", 44) for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
     colours = ["tab:red" if r["model"].startswith("mrl") else "tab:grey" for r in rows]
     ax.barh(labels, [r["mae_mean"] for r in rows], xerr=[r["mae_std"] for r in rows], color=colours, alpha=0.8)
     for i, (name, mae) in enumerate(result["published_quoted"]):
         ax.axvline(mae, ls="--", lw=0.9, color=f"C{i}", label=f"{name} {mae:g} (quoted)")
-    ax.set_xlabel(f"5-fold mean MAE ({TASKS[result['task']]['unit']})")
-    ax.set_title(f"matbench_{result['task']}: ours (bars) vs leaderboard (lines)", fontsize=10)
-    if result["published_quoted"]:
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    folds = sorted({int(r.get("n_folds", 1)) for r in rows})
+    unit = TASKS[result["task"]]["unit"]
+    over = ("MAE on one fold" if folds == [1] else f"mean MAE over {folds[0]} folds (bars: ± SD over folds)"
+            if len(folds) == 1 else f"mean MAE over {folds[0]}-{folds[-1]} folds")
+    ax.set_xlabel(f"{over} ({unit})")
+    ax.set_title(f"matbench_{result['task']}: ours (bars)" + (" vs leaderboard (lines)"
+                                                              if result["published_quoted"] else ""), fontsize=10)
+    if result["published_quoted"]:  # below the axes, off the bars
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path)
 

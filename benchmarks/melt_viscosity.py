@@ -386,7 +386,7 @@ def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: Formul
     out.append(save_figure(fig, folder / "melt_vft_curves.png", dpi=80))
 
     test = data.subset(props["split"].to_numpy() == "test")
-    fig = parity(test.target_values(), best.predict(test), log=False)
+    fig = parity(test.target_values(), best.predict(test), log=False, label="log10 viscosity (Pa s)")
     out.append(save_figure(fig, folder / "melt_parity.png", dpi=80))
     return out
 

@@ -253,7 +253,7 @@ def coverage_figure(rows: list[dict], path: str) -> None:
     """Observed vs nominal coverage, and MAE of the most/least confident tenth and of flagged/unflagged formulas."""
     from mrl.plots import new_figure, save_figure
 
-    fig, axes = new_figure(1, 2, figsize=(11, 4.2))
+    fig, axes = new_figure(1, 2, figsize=(12, 5.2))
     left, right = np.ravel(axes)
     labels = [f"{r['scenario']}\n{r['model']}" for r in rows]
     x = np.arange(len(rows))
@@ -261,21 +261,21 @@ def coverage_figure(rows: list[dict], path: str) -> None:
     left.bar(x + 0.2, [r["cov95"] for r in rows], 0.4, label="95 % interval")
     for level in (0.8, 0.95):
         left.axhline(level, color="k", lw=0.8, ls="--")
-    left.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
+    left.set_xticks(x, labels, fontsize=9, rotation=30, ha="right")
     left.set_ylim(0.5, 1.0)
     left.set_ylabel("observed coverage on eval (share of measurements)")
     left.set_title("Calibrated intervals: observed vs nominal (dashed)")
-    left.legend(fontsize=8)
+    left.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.42), ncols=2, frameon=False)
     ens = [r for r in rows if "mae_confident" in r and np.isfinite(r.get("mae_confident", np.nan))]
     xe = np.arange(len(ens))
     right.bar(xe - 0.3, [r["mae_confident"] for r in ens], 0.2, label="10 % most confident")
     right.bar(xe - 0.1, [r["mae_unsure"] for r in ens], 0.2, label="10 % least confident")
     right.bar(xe + 0.1, [r["mae_unflagged"] for r in ens], 0.2, label="not flagged")
     right.bar(xe + 0.3, [r["mae_flagged"] for r in ens], 0.2, label="flagged out of domain")
-    right.set_xticks(xe, [r["scenario"] for r in ens], fontsize=7, rotation=30, ha="right")
-    right.set_ylabel("eval MAE (model units: log10 for viscosity)")
+    right.set_xticks(xe, [r["scenario"] for r in ens], fontsize=9, rotation=30, ha="right")
+    right.set_ylabel("eval MAE (log10 of viscosity; eV for expt_gap)")
     right.set_title("Ensembles: error by confidence and by flag")
-    right.legend(fontsize=7)
+    right.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.42), ncols=2, frameon=False)
     save_figure(fig, path)
 
 

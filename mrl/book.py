@@ -11,7 +11,7 @@ maps and tables from the run folder itself.
 from __future__ import annotations
 
 import base64
-import filecmp
+import hashlib
 import html
 import io
 import json
@@ -31,8 +31,7 @@ from docutils import nodes
 from latex2mathml.converter import convert
 from PIL import Image
 
-from mrl.analysis import nearest_neighbors
-from mrl.io import read_json, write_table, write_text
+from mrl.io import copy_if_changed, read_json, write_table, write_text
 from mrl.plots import error_by_dim, history_figure, parity, plotly_js_path, save_figure, target_figure, usage_figure
 from mrl.run_files import METRICS
 from mrl.run_outputs import (
@@ -41,12 +40,15 @@ from mrl.run_outputs import (
     baseline_scores,
     data_summary,
     file_path,
+    member_embeddings,
+    neighbour_agreement_table,
     property_unit,
     run_influence,
     write_maps,
 )
 from mrl.runs import load_run
 from mrl.sweep import DATA_POINT, DONE, load_summary
+from mrl.wording import BETTER, TIE, WORSE, Score, best_of, compare, format_number
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,32 @@ def _jupyter_book() -> str:
         raise FileNotFoundError("jupyter-book is not installed: pip install 'jupyter-book<2'")
     return found
 
+def fill_marked_sections(path: str | Path, sections: dict[str, str], optional: Sequence[str] = ()) -> Path:
+    """Replace the text between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of a hand-written page with
+    ``sections[NAME]`` (rendered from a result file); everything else on the page is kept. A missing pair of markers
+    is an error unless its name is in ``optional``."""
+    text = Path(path).read_text()
+    for name, body in sections.items():
+        start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+        if start not in text or end not in text:
+            if name in optional:
+                continue
+            raise ValueError(f"{path}: markers {start} ... {end} not found")
+        head, rest = text.split(start, 1)
+        text = f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+    return write_text(text, path)
+
 
 def _fmt(value: Any) -> str:
+    """A table cell: numbers with about 3 significant digits and thousands separators (never e-notation)."""
     if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
         return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}"
+        return format_number(float(value))
     return str(value)
 
 
@@ -119,34 +141,55 @@ def _figure_block(src: str, label: str, caption: str) -> list[str]:
     return [f"```{{figure}} {src}", f":name: {re.sub(r'[^A-Za-z0-9-]+', '-', label)}", "", caption, "```", ""]
 
 
+#: Jupyter Book tags that drop a notebook cell from its page: the defaults cell and papermill's injected values.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
 def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
-    """Copy an executed notebook, appending ``suffix`` to its title so the pages of different points differ."""
-    import nbformat  # heavy (~2 s on import): only a sweep's pages need it
+    """Copy an executed notebook for a reader: its title followed by ``suffix`` (``: embedding size 2``) so the
+    pages of different points differ, every code input hidden (``remove-input``: the outputs stay), the parameter
+    cells removed (``remove-cell``), oversized HTML outputs dropped and PNGs slimmed. A figure that is also a file
+    of ``dst``'s folder (the chapter page's copy) is shown from that file, so the site holds it once."""
+    import nbformat
+
+    shared = {hashlib.sha1(p.read_bytes()).hexdigest(): p.name for p in dst.parent.glob("*.png")} \
+        if dst.parent.exists() else {}
 
     nb = nbformat.read(src, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
             first, _, rest = cell.source.partition("\n")
-            cell.source = f"{first} ({suffix})" + (f"\n{rest}" if rest else "")
+            rest = re.sub(r"\s*Execute `\w+` with the same `name` and `runs_dir` first\.", "", rest)  # for users
+            cell.source = f"{first}{suffix}" + (f"\n{rest}" if rest else "")
             break
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:  # the defaults; papermill's injected cell follows
-            cell.metadata["tags"] = [*tags, "remove-cell"]
-        if cell.cell_type == "code":  # an interactive map inlined by an older notebook (plotly.js, ~5 MB)
-            cell.outputs = [o for o in cell.get("outputs", [])
-                            if len(str(o.get("data", {}).get("text/html", ""))) < MAX_INLINE_HTML]
-            for output in cell.outputs:  # figures: the same palette PNGs as on the pages
-                png = output.get("data", {}).get("image/png")
-                if isinstance(png, str):
-                    output["data"]["image/png"] = base64.b64encode(
-                        _slim_png(base64.b64decode(png))).decode("ascii")
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        hide = "remove-cell" if any(t in tags for t in PARAMETER_TAGS) else "remove-input"
+        if hide not in tags:
+            cell.metadata["tags"] = [*tags, hide]
+        # an interactive map inlined by an older notebook (plotly.js, ~5 MB)
+        cell.outputs = [o for o in cell.get("outputs", [])
+                        if len(str(o.get("data", {}).get("text/html", ""))) < MAX_INLINE_HTML]
+        for k, output in enumerate(cell.outputs):  # figures: the same palette PNGs as on the pages
+            png = output.get("data", {}).get("image/png")
+            if isinstance(png, str):
+                slim = _slim_png(base64.b64decode(png))
+                same = shared.get(hashlib.sha1(slim).hexdigest())
+                if same:
+                    cell.outputs[k] = nbformat.v4.new_output("display_data", data={"text/markdown": f"![]({same})"})
+                else:
+                    output["data"]["image/png"] = base64.b64encode(slim).decode("ascii")
+    nb.metadata["orphan"] = True  # linked from its chapter's page, not listed in the sidebar
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
 
 
 #: Notebook HTML outputs larger than this (bytes) are dropped from the book's copy (an inlined plotly.js).
 MAX_INLINE_HTML = 1_000_000
+#: An interactive evolution page (plotly frames) larger than this (bytes) stays out of the site.
+MAX_EVOLUTION_HTML = 5_000_000
 
 
 def _maps(point_dir: Path) -> list[Path]:
@@ -162,15 +205,11 @@ def _gallery_map(point_dir: Path) -> Path | None:
 
 
 def _num(value: Any, digits: int = 3) -> str:
-    """A number for prose and tables: ``digits`` significant digits, thousands separators, "–" when missing."""
+    """A number for prose and tables: ``digits`` significant digits, thousands separators, never e-notation, "–"
+    when missing."""
     if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
         return "–"
-    value = float(value)
-    if abs(value) >= 1e9 or 0 < abs(value) < 1e-4:  # far-off interval bounds of a poor model stay readable
-        return f"{value:.{digits}g}"
-    if abs(value) >= 10 ** digits:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+    return format_number(float(value), digits)
 
 
 def _pm(mean: float, sd: float, n: int, digits: int = 3) -> str:
@@ -226,9 +265,29 @@ def _learned_vs_svd(truth: pd.DataFrame) -> pd.DataFrame:
     truth = truth.assign(rep=np.where(truth["representation"].str.startswith("learned"), "learned", "svd"))
     cols = [c for c in ("neighbour_agreement", "neighbour_chance", "cluster_purity", "median_probe_r2")
             if c in truth.columns]
-    wide = truth.groupby(["embedding_dim", "rep"])[cols].mean().unstack("rep")
+    grouped = truth.groupby(["embedding_dim", "rep"])[cols]
+    wide = grouped.mean().join(grouped.std().add_suffix("_sd")).join(grouped.size().rename("n_runs")).unstack("rep")
     wide.columns = [f"{c}_{r}" for c, r in wide.columns]
     return wide.reset_index()
+
+
+def _learned_vs_svd_counts(lv: pd.DataFrame, column: str) -> dict[str, int]:
+    """How many sizes the learned vectors score better than / worse than / within the spread of the SVD baseline
+    on ``column`` (higher is better), each decided by :func:`mrl.wording.compare`."""
+    counts = {BETTER: 0, WORSE: 0, TIE: 0}
+    for r in lv.itertuples():
+        d = r._asdict()
+        learned, svd = (_rep_score(d, column, rep) for rep in ("learned", "svd"))
+        counts[compare(learned, svd, "learned", "SVD", lower_is_better=False, digits=2).verdict] += 1
+    return counts
+
+
+def _rep_score(row: dict, column: str, rep: str) -> Score:
+    """One size's score of a representation (``learned`` or ``svd``) from a :func:`_learned_vs_svd` row."""
+    n = int(row.get(f"n_runs_{rep}", 1) or 1)
+    sd = row.get(f"{column}_sd_{rep}", np.nan)
+    value = float(row[f"{column}_{rep}"])
+    return Score(value, float(sd), n) if n > 1 and np.isfinite(sd) else Score(value)
 
 
 def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: str) -> list[str]:
@@ -239,24 +298,64 @@ def _shape_sentences(stats: pd.DataFrame, baselines: pd.DataFrame | None, unit: 
     st = stats.dropna(subset=["eval_mae_log10"]).sort_values("embedding_dim")
     best = st.loc[st["eval_mae_log10"].idxmin()]
     smallest = st.iloc[0]
-    plateau = st[st["eval_mae_log10"] <= best["eval_mae_log10"] + PLATEAU_LOG10]
-    first = plateau.iloc[0]
-    out.append(f"Eval error (MAE of log10 {unit or 'of the property'}) falls from {_num(smallest['eval_mae_log10'])} "
-               f"at size {int(smallest['embedding_dim'])} to {_num(best['eval_mae_log10'])} at size "
-               f"{int(best['embedding_dim'])}; from size {int(first['embedding_dim'])} on it stays within "
-               f"{PLATEAU_LOG10} of the best (the plateau).")
+    within = st["eval_mae_log10"] <= best["eval_mae_log10"] + PLATEAU_LOG10
+    sizes = [int(d) for d in st.loc[within, "embedding_dim"]]
+    if len(sizes) == 1:
+        plateau = f"no other size comes within {PLATEAU_LOG10} of it"
+    elif within.iloc[within.to_numpy().argmax():].all():  # every size from the first one within on
+        plateau = f"sizes {sizes[0]} to {sizes[-1]} are all within {PLATEAU_LOG10} of it (the plateau)"
+    else:
+        plateau = f"sizes {', '.join(map(str, sizes))} are within {PLATEAU_LOG10} of it"
+    out.append(f"Eval error (MAE of log10 {unit or 'of the property'}) is {_num(smallest['eval_mae_log10'])} at size "
+               f"{int(smallest['embedding_dim'])} and lowest at size {int(best['embedding_dim'])} "
+               f"({_num(best['eval_mae_log10'])}); {plateau}.")
     if "train_mae_log10" in st and st["train_mae_log10"].iloc[-1] < 0.7 * st["eval_mae_log10"].iloc[-1]:
         out.append(f"Train error is far below eval error at the large sizes ({_num(st['train_mae_log10'].iloc[-1])} "
                    f"against {_num(st['eval_mae_log10'].iloc[-1])} at size {int(st['embedding_dim'].iloc[-1])}): "
                    f"the model memorises training formulas.")
-    if baselines is not None and "mae_log10" in baselines:
-        ev = baselines[baselines["split"] == "eval"].set_index("model")["mae_log10"].dropna()
-        if len(ev):
-            parts = ", ".join(f"{m} {_num(v)}" for m, v in ev.items())
-            beaten = [m for m, v in ev.items() if v < best["eval_mae_log10"]]
-            verdict = ("the learned vectors beat them all" if not beaten
-                       else f"{' and '.join(beaten)} {'is' if len(beaten) == 1 else 'are'} better than the best size")
-            out.append(f"Baselines on the same split, eval MAE log10: {parts}; {verdict}.")
+    if baselines is not None:
+        out += _baseline_sentences(st, baselines, unit)
+    return out
+
+
+def _size_score(row: Any, column: str) -> Score:
+    """One embedding size's ``column`` as a :class:`Score`: the mean and SD over its runs, or a single run."""
+    d = row._asdict() if hasattr(row, "_asdict") else dict(row)
+    n = int(d.get("n_runs", 1) or 1)
+    sd = d.get(f"{column}_sd", np.nan)
+    if n > 1 and np.isfinite(sd):
+        return Score(float(d[column]), float(sd), n)
+    return Score(float(d[column]))
+
+
+def _baseline_sentences(stats: pd.DataFrame, baselines: pd.DataFrame, unit: str) -> list[str]:
+    """The model against the baselines on the same eval formulas, worded by :func:`mrl.wording.compare`: per scale (log10
+    and the property's unit) the best size against the strongest baseline, how many sizes are below / above / within
+    the spread of it, and where the best size stands against the other baselines."""
+    out = []
+    ev = baselines[baselines["split"] == "eval"].set_index("model")
+    for metric, u in (("mae_log10", f"log10 {unit}" if unit else "log10"), ("mae", unit)):
+        col = f"eval_{metric}"
+        if metric not in ev or col not in stats:
+            continue
+        base = {m: Score(float(v)) for m, v in ev[metric].dropna().items()}
+        sizes = stats.dropna(subset=[col]).sort_values("embedding_dim")
+        if not base or not len(sizes):
+            continue
+        strongest = best_of(base)
+        best = sizes.loc[sizes[col].idxmin()]
+        best_name = f"mrl at size {int(best['embedding_dim'])} (its best size)"
+        head = compare(_size_score(best, col), base[strongest], best_name, strongest, what="eval MAE", unit=u)
+        verdicts = [compare(_size_score(r, col), base[strongest], "mrl", strongest).relation
+                    for r in sizes.itertuples()]
+        counts = ", ".join(f"{relation} it at {verdicts.count(relation)} of {len(verdicts)} sizes"
+                           for relation in ("below", "within the spread of", "above") if verdicts.count(relation))
+        others = [f"{relation} {m} ({format_number(s.value)})" for m, s in base.items() if m != strongest
+                  for relation in [compare(_size_score(best, col), s, "mrl", m).relation]]
+        text = f"{head.sentence} Against {strongest}, mrl is {counts}."
+        if others:
+            text += f" Its best size is {' and '.join(others)}."
+        out.append(text)
     return out
 
 
@@ -269,32 +368,30 @@ def _knowledge_sentences(lv: pd.DataFrame) -> list[str]:
     out = []
     n = len(lv)
 
-    def who(k: int, subject: str, other: str) -> str:
-        return (f"{subject} at every size" if k == n else f"{subject} at {k} of {n} sizes" if k > n / 2
-                else f"{other} at {n - k} of {n} sizes" if k < n / 2 else f"a tie ({k} of {n} sizes each)")
+    def who(counts: dict[str, int]) -> str:
+        won, lost, tied = counts[BETTER], counts[WORSE], counts[TIE]
+        parts = [f"{text} at {k} of {n} sizes" for k, text in (
+            (won, "the learned vectors score higher"), (lost, "the no-learning baseline scores higher"),
+            (tied, "the two are within the spread of each other")) if k]
+        return "; ".join(parts).replace(f" at {n} of {n} sizes", " at every size")
 
     if {"neighbour_agreement_learned", "neighbour_agreement_svd"} <= set(lv.columns):
-        svd_wins = int((lv["neighbour_agreement_svd"] > lv["neighbour_agreement_learned"]).sum())
         chance = lv["neighbour_chance_learned"].mean() if "neighbour_chance_learned" in lv else np.nan
-        out.append(f"**Hidden families: {who(svd_wins, 'the no-learning baseline wins', 'the learned vectors win')}.** "
+        out.append(f"**Hidden families: {who(_learned_vs_svd_counts(lv, 'neighbour_agreement'))}.** "
                    f"Share of each material's 10 nearest neighbours in its hidden family: learned "
                    f"{_f2(lv['neighbour_agreement_learned'].min())}-{_f2(lv['neighbour_agreement_learned'].max())}, "
                    f"co-usage SVD {_f2(lv['neighbour_agreement_svd'].min())}-{_f2(lv['neighbour_agreement_svd'].max())}"
                    + (f", chance {_f2(chance)}" if np.isfinite(chance) else "") + ". Families fill the same slots of "
                    "formula templates, so usage alone reveals them.")
     if {"median_probe_r2_learned", "median_probe_r2_svd"} <= set(lv.columns):
-        learned_wins = int((lv["median_probe_r2_learned"] > lv["median_probe_r2_svd"]).sum())
         weak = lv["median_probe_r2_learned"].max() < 0.1
-        verdict = (f"the learned vectors do better than the SVD at {learned_wins} of {n} sizes, but neither reads "
-                   f"them well here" if weak else who(learned_wins, "the learned vectors win", "the no-learning "
-                                                      "baseline wins"))
+        verdict = who(_learned_vs_svd_counts(lv, "median_probe_r2")) + (
+            ", but neither reads them well here (median R² below 0.1)" if weak else "")
         out.append(f"**Hidden effects: {verdict}.** A cross-validated linear probe reads the hidden material "
                    f"properties that set the viscosity (median R² over them) from the learned vectors at "
                    f"{_f2(lv['median_probe_r2_learned'].min())} to {_f2(lv['median_probe_r2_learned'].max())}, from "
                    f"the SVD at {_f2(lv['median_probe_r2_svd'].min())} to {_f2(lv['median_probe_r2_svd'].max())}."
-                   + (" With more data (the seed-scale lab, page *Seed scale and real data*) the learned "
-                      "vectors do predict the hidden effects, which co-usage does not: they organise by effect, "
-                      "not by family." if weak else " The vectors organise by effect, not by family."))
+                   + (" The seed-scale lab (page *Seed scale*) has more data per material." if weak else ""))
     return out
 
 
@@ -495,10 +592,24 @@ def _csv_table(path: Path | pd.DataFrame, columns: dict[str, str], n: int | None
     return _table(frame)
 
 
-def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tuple[list[str], bool]:
+def _map_page(text: str, title: str, back: str, back_title: str) -> str:
+    """An interactive map's HTML page for the site: a ``<title>`` and a link back to the chapter that shows it."""
+    title_tag = f"<title>{html.escape(title)}</title>"
+    if re.search(r"<title>[^<]+</title>", text) is None:
+        text = re.sub(r"<title>\s*</title>", "", text)
+        text = text.replace("<head>", f"<head><meta charset=\"utf-8\" />{title_tag}", 1)
+    link = (f'<p style="font-family:sans-serif;margin:0.6em 1em"><a href="{back}">&larr; Back to '
+            f'{html.escape(back_title)}</a></p>')
+    return re.sub(r"<body[^>]*>", lambda m: m.group(0) + link, text, count=1)
+
+
+def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any, back: str = "",
+                 back_title: str = "its chapter") -> tuple[list[str], bool]:
     """The "Material maps" section of a page from the maps in ``point_dir`` (``map_<method>.png`` and ``.html``):
     ``figure(src, caption)`` copies a PNG and returns its figure block; interactive maps are copied to ``maps_out``
-    (served at ``maps/<where>/`` of the site). Returns the lines and whether plotly.js is needed."""
+    (served at ``maps/<where>/`` of the site), each with a title and a link back to the page ``back`` (its path in
+    the book without suffix, e.g. ``generated/quick/dim_0008``). Returns the lines and whether plotly.js is
+    needed."""
     maps = _maps(point_dir)
     lines: list[str] = []
     if maps:
@@ -518,6 +629,9 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
         if html.exists() and html.stat().st_size < MAX_INLINE_HTML:
             maps_out.mkdir(parents=True, exist_ok=True)
             text = html.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            if back:
+                up = "../" * (len(where.split("/")) + 1)  # maps/<where>/ -> the site's root
+                text = _map_page(text, f"Interactive {title} map, {back_title}", f"{up}{back}.html", back_title)
             (maps_out / html.name).write_text(text)
             plotly_needed = True
             src = f"../../maps/{where}/{html.name}"
@@ -539,6 +653,23 @@ def _map_section(point_dir: Path, where: str, maps_out: Path, figure: Any) -> tu
     return lines, plotly_needed
 
 
+def _notebook_title(path: Path) -> str:
+    """The title (first ``# `` heading) of a notebook, else its file name."""
+    import nbformat
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.partition("\n")[0][2:].strip()
+    return path.stem
+
+
+def _point_title(name: str, metrics: dict) -> str:
+    """A point's chapter title in words: "Embedding size 8" (", seed 1" when the point name carries a seed)."""
+    title = f"Embedding size {metrics.get('embedding_dim', '?')}"
+    seed = re.search(r"seed[_-]?(\d+)", name)
+    return f"{title}, seed {int(seed.group(1))}" if seed else title
+
+
 def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     """Markdown page of one finished point; copies its figures to ``out/<point>/`` and its interactive maps to
     ``maps_out`` (served at ``maps/<sweep>/<point>/`` of the site, next to one shared ``maps/plotly.min.js``)."""
@@ -553,9 +684,10 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
     if logs is not None and "mae_log10" in logs and (logs["split"] == "eval").any():
         by = logs.set_index("split")["mae_log10"]
         lead = (f"eval MAE of log10 {target} **{_num(by.get('eval'))}** (train {_num(by.get('train'))}), " + lead)
-    lines = [f"# {name}: embedding size {metrics.get('embedding_dim', '?')}", "",
-             f"A single training run: {lead}; {metrics.get('steps')} steps in {_num(metrics.get('wall_s'))} s on "
-             f"{metrics.get('n_materials')} materials and {metrics.get('n_formulas')} formulas.", ""]
+    title = _point_title(name, metrics)
+    lines = [f"# {title}", "",
+             f"A single training run: {lead}; {_fmt(metrics.get('steps'))} steps in {_num(metrics.get('wall_s'))} s on "
+             f"{_fmt(metrics.get('n_materials'))} materials and {_fmt(metrics.get('n_formulas'))} formulas.", ""]
     if file_path(point_dir, "metrics_table").exists():
         frame = pd.read_csv(file_path(point_dir, "metrics_table"))
         if logs is not None:
@@ -581,7 +713,8 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
                   "rarely used material are predicted worse.", ""]
         lines += figure(file_path(point_dir, "error_by_usage_png"),
                         "Error by usage of the formula's rarest ingredient, per split.")
-    map_lines, plotly_needed = _map_section(point_dir, f"{sweep}/{name}", maps_out, figure)
+    map_lines, plotly_needed = _map_section(point_dir, f"{sweep}/{name}", maps_out, figure,
+                                            back=f"generated/{sweep}/{name}", back_title=f"{title} (sweep {sweep})")
     lines += map_lines
     if file_path(point_dir, "evolution").exists():
         lines += ["## Training evolution", "",
@@ -590,18 +723,38 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
         lines += figure(file_path(point_dir, "evolution"), "Dose-weighted material vectors during training.")
         if file_path(point_dir, "evolution_gif").exists():
             lines += figure(file_path(point_dir, "evolution_gif"), "The same as an animation.")
+        evolution = file_path(point_dir, "evolution_html")
+        if evolution.exists() and evolution.stat().st_size < MAX_EVOLUTION_HTML:
+            maps_out.mkdir(parents=True, exist_ok=True)
+            where = f"{sweep}/{name}"
+            text = evolution.read_text().replace('src="plotly.min.js"', 'src="../../plotly.min.js"')
+            up = "../" * (len(where.split("/")) + 1)
+            (maps_out / evolution.name).write_text(_map_page(text, f"Materials through training, {title}",
+                                                             f"{up}generated/{sweep}/{name}.html",
+                                                             f"{title} (sweep {sweep})"))
+            plotly_needed = True
+            src = f"../../maps/{where}/{evolution.name}"
+            lines += ["Interactive: drag the step slider or press play; hover a dot for its name.", "",
+                      f'<iframe src="{src}" width="100%" height="760" style="border:0" loading="lazy" '
+                      f'title="training evolution {where}"></iframe>', "",
+                      f'<p><a href="{src}">Open the evolution on its own page</a></p>', ""]
+        elif evolution.exists():
+            log.warning("%s is over %d bytes: linked from the run folder only", evolution, MAX_EVOLUTION_HTML)
     pairs = file_path(point_dir, "top_pairs")
     if pairs.exists():
         lines += ["## Most similar pairs", "",
-                  "Materials whose vectors point the same way (cosine distance: 0 = same direction).", "",
+                  "Materials whose vectors point the same way (cosine distance: 0 = same direction). A single "
+                  "training run: another seed may pair materials differently, so treat a pair as a lead to check at "
+                  "the bench (how far ensemble members agree is measured on the page *How far a prediction can be "
+                  "trusted*).", "",
                   _csv_table(pairs, {"rank": "rank", "name_a": "material", "family_a": "family", "name_b": "partner",
                                      "family_b": "its family", "distance": "cosine distance"}, 15), ""]
     clusters = file_path(point_dir, "clusters")
     if clusters.exists():
         lines += ["## Clusters", "",
-                  "k-means groups of the vectors' directions (the `04_visualize` notebook; older runs clustered "
-                  "positions, which sorts materials by vector length more than by family), largest first, with "
-                  "their main families and most used members.", "",
+                  "k-means groups of the vectors' directions (cosine; clustering positions would sort materials by "
+                  "vector length more than by family), largest first, with their main families and most used "
+                  "members.", "",
                   _csv_table(clusters, {"cluster": "cluster", "size": "materials", "families": "main families",
                                         "examples": "most used members", "mean_influence": "mean influence"}), ""]
     origin = file_path(point_dir, "origin_check")
@@ -617,9 +770,12 @@ def _point_page(point_dir: Path, out: Path, maps_out: Path, sweep: str) -> str:
                                      "cluster_ari": "cluster ARI", "median_probe_r2": "probe R² (median)"}), ""]
     notebooks = sorted(point_dir.glob("0*.ipynb"))
     lines += ["## Notebooks", "", "The executed notebooks of this point, with all their outputs:", ""]
-    lines += [f"- [{nb.stem}]({name}/{nb.name})" for nb in notebooks]
+    lines += [f"- [{_notebook_title(nb)}]({name}/{nb.name})" for nb in notebooks]
+    lines += ["", "## Reproduce", "", "```bash", f"mrl sweep params/{sweep}.yaml && mrl report runs/{sweep}", "```",
+              "", f"The run folder `runs/{sweep}/{name}/` holds the parameters, the learned vectors, the predictions "
+              "and the notebooks above.", ""]
     for nb in notebooks:
-        _copy_notebook(nb, out / name / nb.name, name)
+        _copy_notebook(nb, out / name / nb.name, f": {title[0].lower()}{title[1:]}")
     if plotly_needed:
         (maps_out / ".needs_plotly").write_text("")
     return "\n".join(lines) + "\n"
@@ -630,10 +786,7 @@ def _sync(src: Path, dst: Path) -> None:
     new = {p.relative_to(src) for p in src.rglob("*") if p.is_file()}
     old = {p.relative_to(dst) for p in dst.rglob("*") if p.is_file()} if dst.exists() else set()
     for rel in sorted(new):
-        target = dst / rel
-        if not (target.exists() and filecmp.cmp(src / rel, target, shallow=False)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / rel, target)
+        copy_if_changed(src / rel, dst / rel)
     for rel in old - new:
         (dst / rel).unlink()
 
@@ -653,8 +806,7 @@ def _toc(book_dir: Path) -> str:
             continue
         if order.get("data"):
             chapters.append({"file": f"{rel}/data/{order['data']}"})
-        chapters += [{"file": f"{rel}/{point}", "sections": [{"file": f"{rel}/{point}/{nb}"} for nb in notebooks]}
-                     for point, notebooks in order["points"].items()]
+        chapters += [{"file": f"{rel}/{point}"} for point in order["points"]]  # notebooks: linked from the page
         parts.append({"caption": f"Sweep {pages.parent.name}", "chapters": chapters})
     path = book_dir / "_toc.yml"
     standalone = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
@@ -710,7 +862,7 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
         executed = sorted(data_dir.glob("0*.ipynb")) if (data_dir / DONE).exists() else []
         if executed:
             data_notebook = executed[0].stem
-            _copy_notebook(executed[0], out / "data" / executed[0].name, sweep)
+            _copy_notebook(executed[0], out / "data" / executed[0].name, f": sweep {sweep}")
         points = {}
         for row in summary[summary["status"] == "done"].itertuples():
             point_dir = sweep_dir / row.point
@@ -736,7 +888,9 @@ RUN_PAGES = {"data": "Data", "error": "Error", "intervals": "Intervals and their
 #: Rows of the predictions table shown on the page (all rows are in its CSV download).
 PREDICTION_ROWS = 200
 #: Neighbours listed per material on the neighbours page (its CSV download lists :data:`NEIGHBOURS_CSV_K`).
-NEIGHBOURS_K, NEIGHBOURS_CSV_K = 3, 10
+NEIGHBOURS_K, NEIGHBOURS_CSV_K = 5, 10
+#: Most used materials whose neighbours the neighbours page lists first.
+NEIGHBOURS_TOP = 20
 #: Projections drawn for a single run's report by default (UMAP costs tens of seconds of compilation per process).
 RUN_MAP_METHODS = ("pca", "tsne")
 
@@ -776,6 +930,77 @@ def _run_error_table(metrics: dict, predictions: pd.DataFrame, unit: str, log_ta
         rows.append(row)
     frame = pd.DataFrame(rows)
     return _table(frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v)))
+
+
+def _searchable_table(frame: pd.DataFrame, table_id: str) -> str:
+    """A table as raw HTML with a filter box above it (a few lines of inline JavaScript: works offline)."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    script = (f"var q=this.value.toLowerCase();document.querySelectorAll('#{table_id} tbody tr').forEach("
+              "function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':'';});")
+    return (f'<p><input type="search" placeholder="Filter by name, id or family" aria-label="filter the table" '
+            f'style="width:100%;padding:0.3em" oninput="{script}"></p>\n'
+            f'<table id="{table_id}" class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n')
+
+
+def _neighbours_page(run_dir: Path, emb: pd.DataFrame, out: Path, name: str) -> str:
+    """The run's neighbours page: a caveat with the members' agreement, the neighbours of the most used materials
+    (each with how many other members list it), a searchable table of every material and the CSV."""
+    members = member_embeddings(run_dir)
+    table = neighbour_agreement_table(emb, members, k=NEIGHBOURS_CSV_K)
+    ids = emb["material_id"].astype(str)
+    names = dict(zip(ids, emb["name"].astype(str))) if "name" in emb else {}
+    meta = emb.assign(material_id=ids).set_index("material_id")
+    table.insert(1, "name", table["material_id"].map(names))
+    table.insert(4, "neighbour_name", table["neighbour_id"].map(names))
+    write_table(table, out / name / "neighbours.csv")
+    lines = [f"# {RUN_PAGES['neighbours']}", "",
+             "For every material, the materials whose vectors point most nearly the same way (cosine distance: "
+             "0 = same direction): candidates to behave alike in a formula, to be checked at the bench. Materials "
+             "with a zero vector (the pinned base, unused materials) have no direction and are left out.", ""]
+    if table.empty:
+        return "\n".join(lines + ["*(no material has a direction)*", ""])
+    top = table[table["rank"] <= NEIGHBOURS_K]
+    if members:
+        share = top["agree"] / top["members"]
+        lines += [f"**How far to trust these lists.** The run is an ensemble of {len(members) + 1} models trained "
+                  f"from different seeds. Of the {NEIGHBOURS_K} nearest neighbours listed here, another member also "
+                  f"lists a neighbour among its {NEIGHBOURS_CSV_K} nearest in {_num(100 * share.mean(), 2)} % of "
+                  f"cases (median material {_num(100 * share.groupby(top['material_id']).mean().median(), 2)} %); "
+                  "a neighbour that few members list is a weak lead.", ""]
+    else:
+        lines += ["**How far to trust these lists.** This run is a single model: whether another training run "
+                  "would list the same neighbours is not measured. Train an ensemble (`--set ensemble=5`) to see "
+                  "how many members agree on each neighbour.", ""]
+
+    def described(row: Any) -> str:
+        agree = (f"; {int(row.agree)} of {int(row.members)} other member{'s' if row.members > 1 else ''}"
+                 if members else "")
+        return f"{row.neighbour_name or row.neighbour_id} ({row.distance:.2f}{agree})"
+
+    used = meta["n_formulas"].sort_values(ascending=False) if "n_formulas" in meta else pd.Series(dtype=float)
+    most_used = [m for m in used.index if m in set(top["material_id"])][:NEIGHBOURS_TOP]
+    if most_used:
+        lines += [f"## The {len(most_used)} most used materials", "",
+                  f"Each with its {NEIGHBOURS_K} nearest (cosine distance" + ("; how many other members list the "
+                  "same neighbour" if members else "") + "):", ""]
+        for mid in most_used:
+            rows = top[top["material_id"] == mid]
+            family = f"{meta.at[mid, 'family']}, " if "family" in meta else ""
+            lines.append(f"- **{names.get(mid, mid)}** ({mid}; {family}{int(meta.at[mid, 'n_formulas']):,} "
+                         f"formulas): " + "; ".join(described(r) for r in rows.itertuples()))
+        lines.append("")
+    every = top.groupby("material_id", sort=False)
+    rows = [{"material": names.get(mid, mid), "id": mid, "family": meta.at[mid, "family"] if "family" in meta
+             else "", "formulas": int(meta.at[mid, "n_formulas"]) if "n_formulas" in meta else None,
+             "nearest (cosine distance" + ("; members agreeing)" if members else ")"):
+             "; ".join(described(r) for r in grp.itertuples())} for mid, grp in every]
+    lines += ["## Every material", "", f"The {NEIGHBOURS_K} nearest of each; type in the box to filter. The "
+              f"{NEIGHBOURS_CSV_K} nearest of every material as CSV: "
+              f"{{download}}`neighbours.csv <{name}/neighbours.csv>`.", "",
+              _searchable_table(pd.DataFrame(rows), f"neighbours-{re.sub(r'[^A-Za-z0-9-]+', '-', name)}"), ""]
+    return "\n".join(lines)
 
 
 def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[str]) -> tuple[dict, bool, list[str]]:
@@ -840,7 +1065,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
                            "Predicted against measured, one dot per formula; on the dashed line the prediction is "
                            "exact.")
     if len(run.history):
-        save_figure(history_figure(run.history), out / name / "history.png")
+        save_figure(history_figure(run.history, unit=unit), out / name / "history.png")
         lines += ["## Training", ""] + _figure_block(f"{name}/history.png", f"{name}-history",
                                                      "Error and loss against the training step.")
     pages["error"] = "\n".join(lines)
@@ -881,42 +1106,12 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
             _copy_figure(src, out / name / src.name)
             return _figure_block(f"{name}/{src.name}", f"{name}-{src.name}", caption)
 
-        map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure)
+        map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure, back=f"generated/{name}/maps",
+                                                back_title=f"Material maps of run {name}")
     pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + map_lines[1:])
 
-    emb = run.embeddings
-    rows = []
-    stability = (pd.read_parquet(run_dir / "neighbour_stability.parquet").set_index("material_id")
-                 ["neighbour_agreement"] if (run_dir / "neighbour_stability.parquet").exists() else None)
-    all_neighbours = []
-    for mid in emb["material_id"].astype(str):
-        try:
-            nn = nearest_neighbors(emb, mid, k=NEIGHBOURS_CSV_K)
-        except ValueError:  # a zero vector (the pinned base, unused materials) has no direction
-            continue
-        all_neighbours.append(nn.assign(of=mid))
-        row = emb.loc[emb["material_id"].astype(str) == mid].iloc[0]
-        label = f"{row['name']} ({mid})" if "name" in row else mid
-        rows.append({"material": label, "family": row.get("family", ""), "formulas": row.get("n_formulas"),
-                     "nearest (cosine distance)": "; ".join(f"{r['name'] if 'name' in nn else r['material_id']} "
-                                                            f"({r['distance']:.2f})"
-                                                            for _, r in nn.head(NEIGHBOURS_K).iterrows()),
-                     **({"members agree": stability.get(mid)} if stability is not None else {})})
-    table = pd.DataFrame(rows)
-    if all_neighbours:
-        write_table(pd.concat(all_neighbours, ignore_index=True).rename(columns={"of": "material"}),
-                    out / name / "neighbours.csv")
-    lines = [f"# {RUN_PAGES['neighbours']}", "",
-             f"For every material, the {NEIGHBOURS_K} materials whose vectors point most nearly the same way "
-             "(cosine distance: 0 = same direction): candidates to behave alike in a formula. Materials with a zero "
-             "vector (the pinned base, unused materials) have no direction and are left out."
-             + (" *Members agree*: share of the 10 nearest neighbours the other ensemble members also list."
-                if stability is not None else ""), "",
-             f"The {NEIGHBOURS_CSV_K} nearest of every material as CSV: "
-             f"{{download}}`neighbours.csv <{name}/neighbours.csv>`.", "",
-             _csv_table(table, {c: c for c in table.columns}) if len(table) else "*(no material has a direction)*",
-             ""]
-    pages["neighbours"] = "\n".join(lines)
+    pages["neighbours"] = _neighbours_page(run_dir, run.embeddings, out, name)
+
 
     show = preds.copy()
     show["abs_error"] = (show["y_pred"] - show["y_true"]).abs()
@@ -969,10 +1164,7 @@ def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
     of contents, each rewritten only when it changed; returns the toc path."""
     generated = book_dir / "generated"
     if needs_plotly:  # one plotly.js for every interactive map of the site
-        js = generated / "_extra" / "maps" / "plotly.min.js"
-        js.parent.mkdir(parents=True, exist_ok=True)
-        if not (js.exists() and filecmp.cmp(plotly_js_path(), js, shallow=False)):
-            shutil.copy2(plotly_js_path(), js)
+        copy_if_changed(plotly_js_path(), generated / "_extra" / "maps" / "plotly.min.js")
     intro = generated / "intro.md"
     text = _intro_page(book_dir, _all_findings(book_dir))
     if not (intro.exists() and intro.read_text() == text):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import filecmp
 import json
 import os
 import shutil
@@ -140,3 +141,14 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             frame.to_parquet(tmp, index=False)
     return path
+
+
+def copy_if_changed(src: str | Path, dst: str | Path) -> bool:
+    """Copy ``src`` to ``dst`` (creating its folder) unless ``dst`` already holds the same bytes, so a file that did
+    not change keeps its time stamp (Sphinx then skips its page); returns True when it copied."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and filecmp.cmp(src, dst, shallow=False):
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+    return True

@@ -7,6 +7,7 @@ pyplot's global state, so it neither shows nor leaks figures; display it in a no
 """
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -23,6 +24,7 @@ from matplotlib.lines import Line2D
 from mrl.analysis import align, families, material_ids, material_names, usage
 from mrl.io import atomic_path, write_text
 from mrl.transforms import spans_decades
+from mrl.wording import format_number
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -248,9 +250,9 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
     med = emb["median_content"].to_numpy(np.float64) if "median_content" in emb.columns else np.full(len(emb), np.nan)
     norm = emb["norm"].to_numpy(np.float64) if "norm" in emb.columns else np.full(len(emb), np.nan)
     infl = align(influence, emb) if influence is not None else np.full(len(emb), np.nan)
-    custom = np.column_stack([ids, names, fam, use.astype(int), med, norm, infl]).astype(object)
+    custom = np.column_stack([ids, names, fam, use.astype(int), 100 * med, norm, infl]).astype(object)
     hover = ("<b>%{customdata[0]}</b> %{customdata[1]}<br>family: %{customdata[2]}<br>"
-             "used in %{customdata[3]} formulas, median content %{customdata[4]:.3f}<br>"
+             "used in %{customdata[3]} formulas, median content %{customdata[4]:.3~g} %<br>"
              "norm %{customdata[5]:.3g}" + ("<br>influence %{customdata[6]:.3g}" if influence is not None else "")
              + "<extra></extra>")
     size = np.sqrt(_sizes(emb)) * 1.3
@@ -274,7 +276,8 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
     fig.update_layout(title=head + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
                       xaxis_title=f"{axis_label} 1", yaxis_title=f"{axis_label} 2", legend_title_text=color_by,
                       height=650, margin=dict(t=80))
-    return fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False)
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False)
+    return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(head)}</title>", 1)
 
 
 def plotly_js_path() -> Path:
@@ -344,6 +347,42 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
     fig.suptitle("Material vectors during training (one projection for all panels; + marks the origin)"
                  + (f"\n{view}" if view else ""))
     return fig
+
+
+def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs: str | bool = True,
+                   view: str | None = None, axis_label: str = "uncentred PCA axis") -> str:
+    """The material map through training as one interactive page: a step slider and a play button (plotly frames),
+    one colour per family, the material's name and family on hover; coordinates from
+    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` as in :func:`material_map_html`."""
+    import plotly.graph_objects as go
+
+    cube, steps, meta = _frame_arrays(frames, emb)
+    cube = np.round(np.nan_to_num(cube), 5)
+    names = np.asarray([f"{n}" for n in material_names(meta)], dtype=object)
+    fam = families(meta)
+    fam = np.asarray(fam if fam is not None else np.full(len(meta), "material"), dtype=object)
+    groups = list(_family_palette(fam).items())
+
+    def traces(i: int) -> list:
+        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1], mode="markers", name=str(f),
+                             text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
+                             marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
+
+    xlim, ylim = _limits(cube)
+    labels = [f"{int(step):,}" for step in steps]
+    fig = go.Figure(data=traces(len(steps) - 1),
+                    frames=[go.Frame(data=traces(i), name=labels[i]) for i in range(len(steps))])
+    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step "), pad=dict(t=40), x=0.1, len=0.9,
+                  steps=[dict(label=lab, method="animate", args=[[lab], dict(mode="immediate",
+                                                                             frame=dict(duration=0, redraw=True))])
+                         for lab in labels])
+    play = dict(type="buttons", showactive=False, x=0, y=-0.1, xanchor="left", yanchor="top", buttons=[dict(
+        label="play", method="animate", args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])
+    fig.update_layout(title=title + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
+                      xaxis=dict(title=f"{axis_label} 1", range=xlim), yaxis=dict(title=f"{axis_label} 2", range=ylim),
+                      legend_title_text="family", height=700, sliders=[slider], updatemenus=[play])
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False)
+    return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(title)}</title>", 1)
 
 
 def evolution_animation(frames: pd.DataFrame, emb: pd.DataFrame, path: str | Path, color_by: str = "family",
@@ -460,8 +499,8 @@ def target_figure(data: FormulaData) -> Figure:
     return fig
 
 
-def history_figure(history: pd.DataFrame) -> Figure:
-    """Training curves: train/eval MAE (property units) and the training loss against the step."""
+def history_figure(history: pd.DataFrame, unit: str = "") -> Figure:
+    """Training curves: train/eval MAE (in the property's ``unit``) and the training loss against the step."""
     fig, axes = new_figure(1, 2, figsize=(10, 4))
     ax = axes[0, 0]
     for column, label in (("train_mae", "train (subsample)"), ("eval_mae", "eval")):
@@ -469,30 +508,33 @@ def history_figure(history: pd.DataFrame) -> Figure:
             ax.plot(history["step"], history[column], marker="o", ms=3, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("MAE")
+    ax.set_ylabel(f"MAE ({unit})" if unit else "MAE")
+    ax.set_xlabel("training step")
     ax.set_title("MAE during training")
-    ax.legend()
+    ax.legend(loc="upper right")
     ax = axes[0, 1]
     ax.plot(history["step"], history["train_loss"], color="tab:gray")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (scaled target)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (mean squared error of the scaled target)")
     ax.set_title("Training loss")
     return fig
 
 
 # ------------------------------------------------------------------------------------------------ errors
-def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error") -> Figure:
+def error_by_usage_figure(binned: pd.DataFrame, metric: str = "median_abs_error", unit: str = "") -> Figure:
     """Bars of ``metric`` per usage bin (from :func:`mrl.error_sources.error_by_usage`), one colour per split, with
     the number of measurements on each bar."""
     splits = [s for s in ("train", "eval", "test") if s in set(binned["split"])]
     splits += [s for s in pd.unique(binned["split"]) if s not in splits]
     return _grouped_bars(binned, "usage_bin", "split", splits, metric,
                          xlabel="training formulas using the formula's rarest ingredient",
-                         title="Error against familiarity of the rarest ingredient")
+                         title="Error against familiarity of the rarest ingredient", unit=unit)
 
 
-def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hue: str = "ingredients") -> Figure:
+def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hue: str = "ingredients",
+                             unit: str = "") -> Figure:
     """Bars of ``metric`` per bin of distance to the nearest training formula (from
     :func:`mrl.error_sources.error_by_distance`), one colour per value of column ``hue`` (e.g. a column naming the
     split of tables put together), with the number of measurements on each bar. ``mae_log10`` falls back to
@@ -505,13 +547,14 @@ def error_by_distance_figure(binned: pd.DataFrame, metric: str = "mae_log10", hu
         groups = [g for g in groups if g != "any"]
     return _grouped_bars(binned, "distance_bin", hue, groups, metric,
                          xlabel="L1 distance of contents to the nearest training formula (2 = nothing in common)",
-                         title="Error against distance to the nearest training formula")
+                         title="Error against distance to the nearest training formula", unit=unit)
 
 
 def _grouped_bars(table: pd.DataFrame, x: str, hue: str, hues: Sequence[str], metric: str, xlabel: str,
-                  title: str) -> Figure:
+                  title: str, unit: str = "") -> Figure:
     """Bars of ``metric`` per value of column ``x`` (in table order), one colour per value ``hues`` of column
-    ``hue``, with the number of measurements (column ``n``) on each bar."""
+    ``hue``, with the number of measurements (column ``n``) on each bar; the y axis in the property's ``unit``
+    and the legend beside the axes, off the bars."""
     fig, axes = new_figure()
     ax = axes[0, 0]
     labels = list(dict.fromkeys(table[x]))
@@ -525,11 +568,12 @@ def _grouped_bars(table: pd.DataFrame, x: str, hue: str, hues: Sequence[str], me
         ax.bar_label(bars, labels=[f"n={int(n)}" if np.isfinite(n) else "" for n in part["n"]], fontsize=7)
     ax.set_xticks(positions, labels)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel({"mae_log10": "MAE of log10 of the property (0.3 = factor 2)",
-                   "median_abs_error": "median absolute error (property's unit)",
-                   "mae": "MAE (property's unit)"}.get(metric, metric.replace("_", " ")))
+    u = unit or "unit of the property"
+    ax.set_ylabel({"mae_log10": f"MAE of log10 {unit or 'of the property'} (0.3 = factor 2)",
+                   "median_abs_error": f"median absolute error ({u})",
+                   "mae": f"MAE ({u})"}.get(metric, metric.replace("_", " ")))
     ax.set_title(title)
-    ax.legend(title=hue if len(hues) > 1 else None)
+    ax.legend(title=hue if len(hues) > 1 else None, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return fig
 
 
@@ -577,7 +621,8 @@ def error_by_dim(summary: pd.DataFrame, metric: str = "mae", baselines: pd.DataF
     name = "MAE" if metric.startswith("mae") else metric.split("_")[0].upper()
     ax.set_ylabel(f"{name} ({unit})" if unit else name)
     ax.set_title(title or f"{name} by embedding size ({runs_note}; lower is better)", fontsize="medium")
-    ax.legend(fontsize="small", loc="best", title="split / baseline")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0,
+              title="split / baseline")
     return fig
 
 
@@ -607,7 +652,7 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = No
         ss = ((yt[m] - yt[m].mean()) ** 2).sum()
         r2 = 1 - (err**2).sum() / ss if ss > 0 else np.nan
         ax.scatter(yt[m], yp[m], s=10, alpha=0.5, color=pal[s],
-                   label=f"{s} (n={m.sum()}, MAE {np.abs(err).mean():.3g}, R² {r2:.3f})")
+                   label=f"{s} ({m.sum():,} formulas, MAE {format_number(np.abs(err).mean())}, R² {r2:.2f})")
     if ok.any():
         lo, hi = min(yt[ok].min(), yp[ok].min()), max(yt[ok].max(), yp[ok].max())
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", zorder=0)
@@ -617,8 +662,8 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = No
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(f"measured {label}")
     ax.set_ylabel(f"predicted {label}")
-    ax.legend(fontsize="small", loc="upper left")
-    ax.set_title("Parity")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1, frameon=False)
+    ax.set_title("Predicted against measured")
     return fig
 
 

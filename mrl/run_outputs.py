@@ -6,9 +6,7 @@ built from files, never from memory.
 """
 from __future__ import annotations
 
-import filecmp
 import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -30,11 +28,20 @@ from mrl.analysis import (
     view_vectors,
 )
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
-from mrl.io import write_json, write_table, write_text
-from mrl.plots import evolution_animation, evolution_grid, material_map, material_map_html, plotly_js_path, save_figure
+from mrl.io import copy_if_changed, write_json, write_table, write_text
+from mrl.plots import (
+    evolution_animation,
+    evolution_grid,
+    evolution_html,
+    material_map,
+    material_map_html,
+    plotly_js_path,
+    save_figure,
+)
 from mrl.public_data import dataset_info
-from mrl.run_files import METRICS, SPLIT
+from mrl.run_files import EMBEDDINGS, METRICS, SPLIT, member_dir
 from mrl.runs import load_run, run_dir
+from mrl.wording import format_number
 
 if TYPE_CHECKING:
     from mrl.data import FormulaData
@@ -57,7 +64,7 @@ OUTPUT_FILES = {
     "error_by_distance_png": "error_by_distance.png",
     # 04_visualize
     "map_png": "map_{method}.png", "map_html": "map_{method}.html", "map_unit_png": "unit_map_{method}.png",
-    "plotly_js": "plotly.min.js", "evolution": "evolution.png",
+    "plotly_js": "plotly.min.js", "evolution": "evolution.png", "evolution_html": "evolution.html",
     "evolution_gif": "evolution.gif", "top_pairs": "top_pairs.csv", "clusters": "clusters.csv",
     "influence": "influence.csv", "origin_check": "origin_check.json", "truth_scores": "truth_scores.csv",
     # the book (one per sweep, in the first finished point's folder)
@@ -99,6 +106,7 @@ def save(obj: Any, folder: str | Path, key: str, method: str | None = None) -> A
     path = file_path(folder, key, method)
     if isinstance(obj, Figure):
         save_figure(obj, path)
+
         return Image(filename=str(path))
     if isinstance(obj, pd.DataFrame):
         write_table(obj, path)
@@ -126,22 +134,59 @@ def show_files(paths: Iterable[str | Path]) -> None:
         display(HTML(filename=str(path)) if path.suffix == ".html" else Image(filename=str(path)))
 
 
-def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None = None) -> Any:
-    """A table for a notebook page: no 0..n index, numbers with ``digits`` significant digits and thousands
-    separators (a pandas Styler; ``None`` stays ``None``)."""
+#: Column headers in words for the notebooks' tables (``{unit}``: the property's unit, `` ({unit})`` dropped when
+#: unknown). Other columns keep their name with ``_`` read as a space.
+COLUMN_WORDS = {
+    "split": "split", "n": "formulas", "mae": "MAE ({unit})", "rmse": "RMSE ({unit})", "r2": "R²",
+    "mape": "MAPE (%)", "median_abs_error": "median absolute error ({unit})", "mae_log10": "MAE of log10",
+    "rmse_log10": "RMSE of log10", "r2_log10": "R² of log10", "usage_bin": "training formulas using the rarest "
+    "ingredient", "group": "group", "share": "share of formulas", "distance_bin": "distance to nearest training "
+    "formula (L1)", "ingredients": "ingredients", "rank": "rank", "name_a": "material", "family_a": "family",
+    "name_b": "partner", "family_b": "its family", "distance": "cosine distance", "cluster": "cluster",
+    "size": "materials", "families": "main families", "examples": "most used members",
+    "mean_influence": "mean influence ({unit} per % content)", "representation": "vectors",
+    "n_scored": "materials scored", "neighbour_agreement": "family neighbours (share)",
+    "neighbour_chance": "by chance", "neighbour_lift": "lift over chance", "cluster_purity": "cluster purity",
+    "cluster_ari": "cluster ARI", "median_probe_r2": "probe R² (median)", "method": "projection",
+    "png": "picture file", "html": "interactive page", "quantity": "quantity", "value": "value",
+}
+
+
+def column_words(column: str, unit: str = "") -> str:
+    """A table header in words (:data:`COLUMN_WORDS`) with the property's ``unit`` where it has one."""
+    words = COLUMN_WORDS.get(column, str(column).replace("_", " "))
+    return words.replace("{unit}", unit) if unit else words.replace(" ({unit})", "").replace("{unit}", "")
+
+
+def format_cell(value: Any, digits: int = 3) -> str:
+    """A table cell: integers with thousands separators, other numbers with about ``digits`` significant digits
+    (:func:`mrl.wording.format_number`, never e-notation), text as it is, missing values empty."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return "" if value is None else str(value)
+    if not np.isfinite(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return format_number(float(value), digits)
+
+
+#: Cell padding and alignment of the notebooks' tables (numbers right, text left).
+TABLE_STYLES = [{"selector": "th, td", "props": "padding: 0.25em 0.9em; text-align: right;"},
+                {"selector": "th", "props": "font-weight: 600; vertical-align: bottom;"}]
+
+
+def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None = None, unit: str = "") -> Any:
+    """A table for a notebook page: headers in words with the property's ``unit`` (:func:`column_words`), no 0..n
+    index, numbers with ``digits`` significant digits and thousands separators (:func:`format_cell`), padded cells
+    (a pandas Styler; ``None`` stays ``None``)."""
     if frame is None:
         return None
-
-    def fmt(value: Any) -> str:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            return "" if value is None else str(value)
-        if not np.isfinite(value):
-            return ""
-        if float(value).is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.{digits}g}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
-
-    styler = frame.style.hide(axis="index").format(fmt)
+    shown = frame.rename(columns={c: column_words(c, unit) for c in frame.columns})
+    shown = shown.loc[:, ~shown.columns.duplicated()]
+    styler = shown.style.hide(axis="index").format(lambda v: format_cell(v, digits)).set_table_styles(TABLE_STYLES)
+    text = [c for c in shown.columns if not pd.api.types.is_numeric_dtype(shown[c])]
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
     return styler.set_caption(caption) if caption else styler
 
 
@@ -215,10 +260,12 @@ def data_summary(data: FormulaData) -> pd.DataFrame:
         ("ingredients per formula (median, min-max)",
          f"{per_formula.median():g} ({per_formula.min()}-{per_formula.max()})"),
         ("target", data.targets[0]),
-        (f"{data.targets[0]} (median, min-max)", f"{np.median(y):.4g} ({y.min():.4g}-{y.max():.4g})"),
+        (f"{data.targets[0]} (median, min-max)",
+         f"{format_number(np.median(y))} ({format_number(y.min())} to {format_number(y.max())})"),
         ("conditions", ", ".join(data.conditions) or "none"),
     ]
-    return pd.DataFrame(rows, columns=["quantity", "value"]).astype({"value": str})
+    rows = [(k, f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)) for k, v in rows]
+    return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
 # ------------------------------------------------------------------------------------------------ 02/03: a run
@@ -247,9 +294,8 @@ def umap_neighbours(X: np.ndarray, n_neighbors: int = 15) -> dict[str, Any]:
 
 def _plotly_js_next_to(folder: Path) -> str:
     """Copy plotly.js (from the plotly package) into ``folder`` once; return its name for ``include_plotlyjs``."""
-    src, dst = plotly_js_path(), file_path(folder, "plotly_js")
-    if not (dst.exists() and filecmp.cmp(src, dst, shallow=True)):
-        shutil.copy2(src, dst)
+    dst = file_path(folder, "plotly_js")
+    copy_if_changed(plotly_js_path(), dst)
     return dst.name
 
 
@@ -305,8 +351,8 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
 
 def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
                     seed: int = 0, view: str = "dose") -> Any:
-    """Write ``evolution.png`` (``n_frames`` small multiples) and ``evolution.gif`` (``gif_frames`` steps) into the
-    run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
+    """Write ``evolution.png`` (``n_frames`` small multiples), ``evolution.gif`` and the interactive
+    ``evolution.html`` with a step slider (``gif_frames`` steps) into the run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
     to every step; PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in
     :func:`write_maps` (the median contents are the final run's)."""
     emb = run.embeddings
@@ -323,6 +369,9 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
     if gif_frames != n_frames:
         frames = evolution_frames(snaps, n_frames=gif_frames, method=method, seed=seed, **kw)
     evolution_animation(frames, emb, file_path(run.path, "evolution_gif"), origin=origin, view=VIEWS[view])
+    title = f"Materials through training (embedding size {run.metrics.get('embedding_dim')})"
+    save(evolution_html(frames, emb, title, plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view],
+                        axis_label=AXIS_LABELS.get(method, "axis")), run.path, "evolution_html")
     return shown
 
 
@@ -357,3 +406,48 @@ def truth_comparison(run: Run, data: FormulaData, truth: pd.DataFrame | None,
                      "median_probe_r2": float(np.median(probe)) if probe else float("nan")})
     return pd.DataFrame(rows)
 
+
+
+# ------------------------------------------------------------------------------------------------ neighbours
+def member_embeddings(run_dir: str | Path) -> list[pd.DataFrame]:
+    """The embeddings of an ensemble's members 1, 2, ... (``members/<kk>/embeddings.parquet``); empty for a single
+    model."""
+    out, k = [], 1
+    while (member_dir(run_dir, k) / EMBEDDINGS).exists():
+        out.append(pd.read_parquet(member_dir(run_dir, k) / EMBEDDINGS))
+        k += 1
+    return out
+
+
+def _cosine_neighbours(emb: pd.DataFrame, k: int) -> dict[str, list[tuple[str, float]]]:
+    """Per material with a direction, its ``k`` nearest by cosine distance: ``[(material_id, distance), ...]``."""
+    ids = emb["material_id"].astype(str).to_numpy()
+    X = emb[vector_columns(emb)].to_numpy(np.float64)
+    norm = np.linalg.norm(X, axis=1)
+    keep = norm > 0
+    ids, X = ids[keep], X[keep] / norm[keep, None]
+    k = min(k, len(ids) - 1)
+    out: dict[str, list[tuple[str, float]]] = {}
+    for start in range(0, len(ids), 1024):  # blocks of rows: memory stays small for thousands of materials
+        dist = 1.0 - X[start:start + 1024] @ X.T
+        dist[np.arange(len(dist)), np.arange(start, start + len(dist))] = np.inf
+        part = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < dist.shape[1] else np.argsort(dist, axis=1)
+        order = np.take_along_axis(part, np.argsort(np.take_along_axis(dist, part, axis=1), axis=1, kind="stable"), 1)
+        for r, row in enumerate(order):
+            out[ids[start + r]] = [(ids[j], float(dist[r, j])) for j in row]
+    return out
+
+
+def neighbour_agreement_table(emb: pd.DataFrame, members: Sequence[pd.DataFrame] = (), k: int = 10) -> pd.DataFrame:
+    """Each material's ``k`` nearest neighbours (cosine, the run's own vectors) with, per neighbour, how many of
+    the other ensemble ``members`` also list it among their ``k`` nearest (``agree``, out of ``members``; empty
+    without members). Columns ``material_id, rank, neighbour_id, distance, agree, members``."""
+    own = _cosine_neighbours(emb, k)
+    others = [_cosine_neighbours(m, k) for m in members]
+    rows = []
+    for mid, neighbours in own.items():
+        for rank, (nid, distance) in enumerate(neighbours, start=1):
+            agree = sum(nid in {n for n, _ in other.get(mid, [])} for other in others) if others else None
+            rows.append({"material_id": mid, "rank": rank, "neighbour_id": nid, "distance": distance,
+                         "agree": agree, "members": len(others) or None})
+    return pd.DataFrame(rows, columns=["material_id", "rank", "neighbour_id", "distance", "agree", "members"])

@@ -86,20 +86,23 @@ class Comparison:
 
 
 def compare(first: Score | float, second: Score | float, first_name: str, second_name: str, what: str = "error",
-            unit: str = "", lower_is_better: bool = True, digits: int = 3, tolerance: float = 0.0) -> Comparison:
+            unit: str = "", lower_is_better: bool = True, digits: int = 3, tolerance: float = 0.0,
+            difference_unit: str | None = None) -> Comparison:
     """Compare two scores and word the result.
 
     The two are "within the spread" of each other when their difference is at most the combined SD
     (``sqrt(sd1^2 + sd2^2)``; 0 for single runs) plus ``tolerance`` times the second's magnitude, or when both show
-    the same at ``digits`` significant digits; otherwise the first is "below" or "above" the second. Example: ``mrl's eval MAE is 0.387 log10 (single run), above
-    LightGBM's 0.342 log10 (single run): LightGBM is better by 0.045 log10 (13 %).``
+    the same at ``digits`` significant digits; otherwise the first is "below" or "above" the second.
+    ``difference_unit`` names the unit of the difference where it differs from ``unit`` (``"percentage points"``
+    for rates in %). Example: ``The eval MAE of mrl is 0.387 log10 (single run), above that of LightGBM, 0.342
+    log10 (single run): LightGBM is better than mrl by 0.045 log10 (13 %).``
     """
     a, b = _as_score(first), _as_score(second)
     diff = a.value - b.value
     relative = diff / abs(b.value) if b.value else float("inf") if diff else 0.0
     margin = math.hypot(a.spread, b.spread) + tolerance * abs(b.value)
-    head = f"{first_name}'s {what} is {a.text(unit, digits)}"
-    other = f"{second_name}'s {b.text(unit, digits)}"
+    head = f"The {what} of {first_name} is {a.text(unit, digits)}"
+    other = f"that of {second_name}, {b.text(unit, digits)}"
     suffix = f" {unit}" if unit else ""
     if not (math.isfinite(a.value) and math.isfinite(b.value)):
         return Comparison(TIE, "not comparable with", diff, relative, f"{head}; {other}: not comparable.")
@@ -111,7 +114,8 @@ def compare(first: Score | float, second: Score | float, first_name: str, second
     first_wins = (diff < 0) == lower_is_better
     winner, loser = (first_name, second_name) if first_wins else (second_name, first_name)
     shown = max(decimals_for(a.value, digits), decimals_for(b.value, digits))  # the difference at the values' digits
-    by = f"{format_number(abs(diff), decimals=shown)}{suffix} ({abs(relative) * 100:.0f} %)"
+    by_unit = suffix if difference_unit is None else f" {difference_unit}"
+    by = f"{format_number(abs(diff), decimals=shown)}{by_unit} ({abs(relative) * 100:.0f} %)"
     sentence = f"{head}, {relation} {other}: {winner} is better than {loser} by {by}."
     return Comparison(BETTER if first_wins else WORSE, relation, diff, relative, sentence)
 

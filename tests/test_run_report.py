@@ -60,7 +60,8 @@ def test_run_report_has_every_page_from_outside_the_checkout(run_report):
     intervals = (pages / "intervals.html").read_text()
     assert "inside 80 % interval" in intervals and "inside 95 % interval" in intervals
     assert "map_pca" in (pages / "maps.html").read_text()
-    assert "nearest (cosine distance)" in (pages / "neighbours.html").read_text()
+    neighbours = (pages / "neighbours.html").read_text()
+    assert "nearest (cosine distance" in neighbours and "of 1 other member)" in neighbours  # agreement per neighbour
     predictions = (pages / "predictions.html").read_text()
     assert "predicted cP" in predictions and "predictions.csv" in predictions
     assert "_build/html/index.html" in (run_report.parents[1] / "index.html").read_text()  # DIR/index.html

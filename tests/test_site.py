@@ -18,7 +18,8 @@ MAX_SITE_BYTES = 30_000_000
 #: Words that tell the history of the work rather than its results (rounds, fixes, machine load).
 HISTORY = (r"\bsessions?\b", r"\b(first|second|third|this|next|last) round\b", r"\bafter the fix\b",
            r"\bbefore the fix\b", r"\bthe issue\b", r"\bissue's\b", r"\bload average\b", r"\bquieter machine\b",
-           r"\bless loaded\b", r"\bre-rendered\b", r"\bbusy (core|machine)\b")
+           r"\bless loaded\b", r"\bre-rendered\b", r"\bbusy (core|machine)\b", r"\bearlier (full )?runs?\b",
+           r"\bolder runs?\b", r"\bwere skipped\b", r"\bwhat the reader sees\b", r"\bpin-auto\b")
 
 
 def _chromium() -> str | None:
@@ -120,3 +121,112 @@ def test_pages_render_offline_in_a_browser(site, tmp_path):
     dom = _dom(results.as_uri(), tmp_path / "profile")
     assert re.search(r"<img[^>]+error_by_dim_mae_log10", dom)
     assert "Hidden families" in dom
+
+
+# ------------------------------------------------------------------ issue 25: what a reader must never meet
+#: A number in e-notation (``5.6e+03``, ``1e-05``) as it would appear in a table cell.
+E_NOTATION = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?e[-+]?\d+(?![\w.])", re.I)
+
+
+def _cells(text: str) -> list[str]:
+    """The text of every table cell of an HTML page."""
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", text, re.S)]
+
+
+def e_notation_cells(html: Path) -> list[str]:
+    """``page: cell`` for every table cell of the site written in e-notation."""
+    return [f"{p.relative_to(html)}: {c}" for p in _pages(html) for c in _cells(p.read_text()) if E_NOTATION.search(c)]
+
+
+def visible_parameter_cells(html: Path) -> list[str]:
+    """Pages showing a papermill parameter cell (its tag or its ``# Parameters`` header)."""
+    return [str(p.relative_to(html)) for p in _pages(html)
+            if re.search(r"tag_(injected-)?parameters|#\s*Parameters\b", p.read_text())]
+
+
+def map_page_problems(html: Path) -> list[str]:
+    """Interactive map pages (``maps/**.html``) without a ``<title>`` or without a link back into the book."""
+    problems = []
+    for page in sorted((html / "maps").rglob("*.html")) if (html / "maps").exists() else []:
+        text = page.read_text()
+        if not re.search(r"<title>[^<\s][^<]*</title>", text):
+            problems.append(f"{page.relative_to(html)}: no title")
+        backs = [h for h in re.findall(r'<a[^>]+href="([^"#]+)', text) if h.endswith(".html")]
+        if not any((page.parent / h).resolve().exists() and "generated" in h for h in backs):
+            problems.append(f"{page.relative_to(html)}: no link back")
+    return problems
+
+
+def duplicate_images(html: Path) -> list[list[str]]:
+    """Groups of byte-identical image files of the site (theme files left out)."""
+    import hashlib
+
+    seen: dict[str, list[str]] = {}
+    for path in sorted(html.rglob("*")):
+        if path.suffix.lower() in (".png", ".gif", ".jpg", ".jpeg", ".svg") and "_static" not in path.parts:
+            seen.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), []).append(str(path.relative_to(html)))
+    return [paths for paths in seen.values() if len(paths) > 1]
+
+
+def broken_links(html: Path) -> list[str]:
+    """``page: target`` for every link, image or frame of a page (maps included) that names no file of the site."""
+    broken = []
+    pages = _pages(html)
+    for page in pages:
+        text = re.sub(r"<(script|style)\b.*?</\1>", "", page.read_text(), flags=re.S)
+        for target in re.findall(r'<(?:a|img|iframe|link)\b[^>]*?(?:href|src)="([^"]*)"', text):
+            if not target or target.startswith(("http:", "https:", "mailto:", "data:", "#", "javascript:")):
+                continue
+            path = target.split("#")[0].split("?")[0]
+            if path and not (page.parent / path).resolve().exists():
+                broken.append(f"{page.relative_to(html)}: {target}")
+    return broken
+
+
+def test_no_table_cell_in_e_notation(site):
+    html, _ = site
+    found = e_notation_cells(html)
+    assert not found, found[:10]
+
+
+def test_no_parameter_cell_is_shown(site):
+    html, _ = site
+    assert not visible_parameter_cells(html)
+
+
+def test_every_map_page_has_a_title_and_a_link_back(site):
+    html, _ = site
+    assert list((html / "maps").rglob("map_*.html")), "no interactive map page"
+    assert list((html / "maps").rglob("evolution.html")), "no interactive evolution page (step slider)"
+    problems = map_page_problems(html)
+    assert not problems, problems
+
+
+def test_every_image_file_is_unique(site):
+    html, _ = site
+    duplicates = duplicate_images(html)
+    assert not duplicates, duplicates[:5]
+
+
+def test_every_link_resolves_to_a_file_of_the_site(site):
+    html, _ = site
+    broken = broken_links(html)
+    assert not broken, broken[:10]
+
+
+def test_notebook_pages_hide_their_code_and_leave_the_sidebar(site):
+    html, _ = site
+    page = html / "generated" / "quick" / "dim_0008" / "03_evaluate.html"
+    text = page.read_text()
+    assert "cell_input" not in text and "run_outputs." not in text  # inputs hidden, outputs kept
+    assert "<table" in text and "MAE (cP)" in text  # tables with word headers and units
+    chapter = (html / "generated" / "quick" / "dim_0008.html").read_text()
+    assert "<h1>Embedding size 8" in chapter
+    sidebar = chapter.split('class="bd-sidebar', 1)[1].split("</nav>", 1)[0] if 'class="bd-sidebar' in chapter else ""
+    assert "03_evaluate.html" not in sidebar
+    assert 'download-source-button' not in chapter and "_sources/" not in chapter
+
+
+def test_e_notation_pattern():
+    assert E_NOTATION.search("5.6e+03") and E_NOTATION.search("1e-05")
+    assert not E_NOTATION.search("4,700") and not E_NOTATION.search("M00077") and not E_NOTATION.search("0.342")
