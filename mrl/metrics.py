@@ -43,3 +43,18 @@ def split_metrics(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray) -> 
            for name in dict.fromkeys(split.tolist())}
     out["full"] = regression_metrics(y_true, y_pred)
     return out
+
+
+def log_target_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """What a formulator reads for a positive property learned on log10 (viscosity): ``mae_log10`` (decades; 0.3 is a
+    factor of 2), ``r2_log10`` (R² of log10), ``within_2x`` (share of predictions within a factor 2 of the
+    measurement) and ``within_20pct`` (share within 20 % of it); NaN unless every value is positive."""
+    y_true = np.asarray(y_true, np.float64).ravel()
+    y_pred = np.asarray(y_pred, np.float64).ravel()
+    if not len(y_true) or (y_true <= 0).any() or (y_pred <= 0).any():
+        return {key: float("nan") for key in ("mae_log10", "r2_log10", "within_2x", "within_20pct")}
+    logs = regression_metrics(np.log10(y_true), np.log10(y_pred))
+    ratio = y_pred / y_true
+    return {"mae_log10": logs["mae"], "r2_log10": logs["r2"],
+            "within_2x": float(np.mean((ratio <= 2.0) & (ratio >= 0.5))),
+            "within_20pct": float(np.mean(np.abs(ratio - 1.0) <= 0.2))}

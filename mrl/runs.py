@@ -25,12 +25,13 @@ from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import fit_members, neighbour_stability
 from mrl.estimator import MixtureRegressor
 from mrl.io import atomic_dir, read_json, write_json, write_table, write_text
-from mrl.metrics import split_metrics
 from mrl.params import RunParams, check_conditions
 from mrl.predict import Predictor, calibrated_predictor, member_predictions
 from mrl.public_data import DATASETS, load_dataset
+from mrl.run_baselines import describe_baselines, fit_baselines, score_predictions, summary_line
 from mrl.run_files import (
     ADAPT,
+    BASELINES,
     CHECKPOINT,
     EMBEDDINGS,
     HISTORY,
@@ -204,6 +205,7 @@ class RunPlan:
             + (f"intervals and domain thresholds calibrated on {counts['calib'][1]} held-out training formulas "
                f"(calibration_fraction {p.calibration_fraction:g})" if counts["calib"][0]
                else "no calibration formulas (calibration_fraction 0): no intervals"),
+            describe_baselines(p.features, p.baselines),
         ]
 
 
@@ -384,6 +386,10 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     metrics = read_json(out / METRICS)
     log.info("%s: train MAE %.4g, eval MAE %.4g", out, metrics["train"]["mae"],
              metrics.get("eval", {}).get("mae", float("nan")))
+    if (out / BASELINES).exists():
+        line = summary_line(metrics, read_json(out / BASELINES))
+        if line:
+            log.info("%s: %s", out, line)
     return out
 
 
@@ -406,7 +412,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     y = data.target_values()
     mean, spread = member_summary(member_preds, predictor.transform)
     pred = member_preds[0] if len(members) == 1 else from_model_units(mean, predictor.transform)
-    metrics = split_metrics(y, pred, split)
+    metrics = score_predictions(y, pred, split, est.target_transform_ == "log10")
     metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_ + sum(m.wall_s_ for m in members[1:]), 2),
                    embedding_dim=params.embedding_dim, target=data.targets[0],
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
@@ -439,6 +445,9 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
         write_table(neighbour_stability(tables), folder / NEIGHBOUR_STABILITY)
     write_table(est.snapshots(), folder / SNAPSHOTS)
     write_table(est.history_, folder / HISTORY)
+    if params.baselines:
+        write_json(fit_baselines(data, split, est.target_transform_, params.features, seed=params.seed),
+                   folder / BASELINES)
     write_json(metrics, folder / METRICS)
 
 
