@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import tiny_tables
 
 from mrl.data import load_formulas
@@ -12,7 +13,8 @@ from mrl.io import read_json
 from mrl.params import RunParams
 from mrl.run_baselines import fit_baselines, summary_line
 from mrl.run_files import BASELINES, METRICS
-from mrl.runs import plan_run, run_experiment
+from mrl.run_outputs import baseline_scores
+from mrl.runs import load_run, plan_run, run_experiment
 
 TINY = {"steps": 40, "eval_every": 20, "snapshot_every": 20, "checkpoint_every": 20, "batch_size": 64,
         "embedding_dim": 4, "hidden": [16], "device": "cpu"}
@@ -31,7 +33,7 @@ def _tiny_lab(folder, columns: bool = False):
     return folder
 
 
-def test_every_run_writes_its_baselines_and_says_who_wins(tmp_path, caplog):
+def test_every_run_writes_its_baselines_and_says_who_wins(tmp_path, caplog, monkeypatch):
     data = _tiny_lab(tmp_path / "data")
     params = RunParams(name="r", runs_dir=str(tmp_path / "runs"), data=str(data), target_transform="log10", **TINY)
     with caplog.at_level(logging.INFO):
@@ -52,6 +54,12 @@ def test_every_run_writes_its_baselines_and_says_who_wins(tmp_path, caplog):
     assert "baselines: mean of train, ridge on contents, LightGBM on contents" in caplog.text  # the plan
     assert "against the best baseline (chosen on calib): mrl's eval MAE of log10 viscosity is" in caplog.text
     assert "Within 2x of the measurement: mrl" in caplog.text
+    # the sweep report reads them from the run (one path), without refitting
+    monkeypatch.setattr("mrl.baselines.fit_predict", lambda *a, **k: pytest.fail("refitted"))
+    frame = baseline_scores(load_run(run))
+    assert list(frame["model"].unique()) == list(base["models"])
+    row = frame[(frame["model"] == "ridge on contents") & (frame["split"] == "eval")].iloc[0]
+    assert row["mae_log10"] == pytest.approx(base["models"]["ridge on contents"]["eval"]["mae_log10"], abs=1e-6)
 
 
 def test_baselines_false_skips_them_and_the_plan_says_so(tmp_path):
