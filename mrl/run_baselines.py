@@ -117,7 +117,8 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
 
     Returns what ``baselines.json`` holds: ``target_transform``, ``chosen_on`` (the split the best is chosen on),
     ``best`` (its label), ``metric`` (the headline error), ``wall_s`` and ``models``: per label its ``estimator``,
-    ``inputs``, ``params``, ``fit_s`` and the metrics per split.
+    ``inputs``, ``params``, ``fit_s`` and the metrics per split (or ``error``: a baseline that cannot be fitted,
+    e.g. on a handful of training formulas, is logged as a warning and left out; the run goes on).
     """
     split = np.asarray(split).astype(str)
     y = data.target_values().astype(np.float64)
@@ -130,10 +131,17 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
     models: dict[str, dict] = {}
     for model in baseline_models(features):
         began = time.perf_counter()
-        if model.inputs not in inputs:
-            inputs[model.inputs] = _inputs(data, model.inputs, features)
-        X = inputs[model.inputs]
-        pred = fit_predict(model.estimator, X[train], fit_y[train], X, seed=seed, **model.params)
+        try:
+            if model.inputs not in inputs:
+                inputs[model.inputs] = _inputs(data, model.inputs, features)
+            X = inputs[model.inputs]
+            pred = fit_predict(model.estimator, X[train], fit_y[train], X, seed=seed, **model.params)
+        except Exception as exc:  # noqa: BLE001 - a baseline that cannot be fitted must not fail the run
+            log.warning("baseline %s not fitted (%s: %s); the run goes on without it", model.label,
+                        type(exc).__name__, exc)
+            models[model.label] = {"estimator": model.estimator, "inputs": model.inputs, "params": model.params,
+                                   "error": f"{type(exc).__name__}: {exc}"}
+            continue
         pred = np.clip(pred, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))  # as mrl's predictions are
         pred = 10 ** pred if log_target else pred
         models[model.label] = {"estimator": model.estimator, "inputs": model.inputs, "params": model.params,
@@ -143,7 +151,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
     chosen_on = choice_split(split)
     best = None
     if chosen_on is not None:
-        values = {label: m[chosen_on][metric] for label, m in models.items()}
+        values = {label: m[chosen_on][metric] for label, m in models.items() if "error" not in m}
         finite = {k: v for k, v in values.items() if np.isfinite(v)}
         best = min(finite, key=finite.get) if finite else None
     wall = round(time.perf_counter() - start, 2)

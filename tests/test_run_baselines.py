@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_tables
 
+from mrl.baselines import fit_predict
 from mrl.data import load_formulas
 from mrl.io import read_json
 from mrl.params import RunParams
@@ -106,3 +107,16 @@ def test_conditions_enter_the_baselines(tiny_data_t):
     without = fit_baselines(load_formulas(data.formulas, data.properties.drop(columns="T"), name="no_t"), split,
                             "log10")["models"]["ridge on contents"]["eval"]["mae_log10"]
     assert with_t < without
+
+
+def test_a_baseline_that_cannot_be_fitted_is_logged_not_fatal(tiny_data, monkeypatch, caplog):
+    def broken(name, *args, **kwargs):
+        if name == "lightgbm":
+            raise ValueError("too few rows")
+        return fit_predict(name, *args, **kwargs)
+    monkeypatch.setattr("mrl.run_baselines.fit_predict", broken)
+    split = np.where(np.arange(tiny_data.n_samples) % 5 == 0, "eval", "train")
+    with caplog.at_level(logging.WARNING):
+        base = fit_baselines(tiny_data, split, "none")
+    assert base["models"]["LightGBM on contents"]["error"] == "ValueError: too few rows"
+    assert base["best"] == "ridge on contents" and "LightGBM on contents not fitted" in caplog.text
