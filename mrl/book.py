@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mrl.io import read_json, write_text
+from mrl.run_baselines import report_lines as baseline_report_lines
 from mrl.run_files import METRICS
 from mrl.run_outputs import AXIS_LABELS, METHOD_TITLES, file_path
 
@@ -849,7 +850,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
              f"Errors of the predicted {target} per split, in {unit or 'its unit'}"
              + (" and as MAE of log10 (0.3 = typically within a factor of 2; the model learns on log10)"
                 if log_target else "") + ". *full* = every measurement.", "",
-             _run_error_table(metrics, preds, unit, log_target), ""]
+             _run_error_table(metrics, preds, unit, log_target), "", *baseline_report_lines(run.path, metrics, unit)]
     fig = parity(preds["y_true"].to_numpy(), preds["y_pred"].to_numpy(), preds["split"].to_numpy(),
                  label=f"{target} ({unit})" if unit else target)
     (out / name).mkdir(parents=True, exist_ok=True)

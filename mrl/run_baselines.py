@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ import numpy as np
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
 from mrl.data import FormulaData
 from mrl.features import FeatureScaler, material_features
+from mrl.io import read_json
 from mrl.metrics import log_target_metrics, split_metrics
+from mrl.run_files import BASELINES
 from mrl.wording import Score, compare, format_number
 
 log = logging.getLogger(__name__)
@@ -182,3 +185,31 @@ def summary_line(metrics: dict, baselines: dict, split: str = "eval", unit: str 
         line += (f" Within 2x of the measurement: mrl {format_number(100 * metrics[split]['within_2x'], decimals=0)}"
                  f" %, {best} {format_number(100 * base['within_2x'], decimals=0)} %.")
     return line
+
+
+def report_lines(folder: str | Path, metrics: dict, unit: str = "") -> list[str]:
+    """The run report's section on the baselines (Markdown lines): the summary's sentence and a table of every
+    baseline's calib and eval error and fit seconds beside mrl's; ``[]`` for a run without ``baselines.json``."""
+    path = Path(folder) / BASELINES
+    if not path.exists():
+        return []
+    base = read_json(path)
+    metric = base["metric"]
+    what = "MAE of log10" if metric == "mae_log10" else f"MAE{f' ({unit})' if unit else ''}"
+    parts = [s for s in ("calib", "eval", "test") if metrics.get(s, {}).get("n")]
+    lines = ["## Against classical baselines", "",
+             f"Fitted on the same training formulas (`baselines.json`; `baselines: false` skips them), {what} per "
+             f"split; the best baseline is chosen on {base['chosen_on']}.", ""]
+    sentence = summary_line(metrics, base, unit=unit)
+    if sentence:
+        lines += [sentence[0].upper() + sentence[1:], ""]
+    lines += ["| model | " + " | ".join(parts) + " | fit s |", "|---|" + "---:|" * (len(parts) + 1),
+              "| **mrl** | " + " | ".join(format_number(metrics[s].get(metric, float("nan"))) for s in parts)
+              + f" | {format_number(metrics.get('wall_s', float('nan')), decimals=1)} |"]
+    for label, scores in base["models"].items():
+        if "error" in scores:
+            lines.append(f"| {label} | not fitted: {scores['error']} |" + " |" * len(parts))
+            continue
+        lines.append(f"| {label} | " + " | ".join(format_number(scores[s][metric]) if s in scores else "" for s in parts)
+                     + f" | {format_number(scores['fit_s'], decimals=1)} |")
+    return lines + [""]

@@ -12,7 +12,7 @@ from mrl.baselines import fit_predict
 from mrl.data import load_formulas
 from mrl.io import read_json
 from mrl.params import RunParams
-from mrl.run_baselines import fit_baselines, summary_line
+from mrl.run_baselines import fit_baselines, report_lines, summary_line
 from mrl.run_files import BASELINES, METRICS
 from mrl.run_outputs import baseline_scores
 from mrl.runs import load_run, plan_run, run_experiment
@@ -55,6 +55,10 @@ def test_every_run_writes_its_baselines_and_says_who_wins(tmp_path, caplog, monk
     assert "baselines: mean of train, ridge on contents, LightGBM on contents" in caplog.text  # the plan
     assert "against the best baseline (chosen on calib): mrl's eval MAE of log10 viscosity is" in caplog.text
     assert "Within 2x of the measurement: mrl" in caplog.text
+    # the run's report has a section on them
+    section = "\n".join(report_lines(run, metrics))
+    assert "## Against classical baselines" in section and "| **mrl** |" in section
+    assert all(f"| {label} |" in section for label in base["models"])
     # the sweep report reads them from the run (one path), without refitting
     monkeypatch.setattr("mrl.baselines.fit_predict", lambda *a, **k: pytest.fail("refitted"))
     frame = baseline_scores(load_run(run))
@@ -69,6 +73,7 @@ def test_baselines_false_skips_them_and_the_plan_says_so(tmp_path):
     assert "baselines: none (baselines: false)" in plan_run(params).describe()
     run = run_experiment(params, progress=False)
     assert not (run / BASELINES).exists() and (run / METRICS).exists()
+    assert report_lines(run, read_json(run / METRICS)) == []
 
 
 def test_material_features_add_trees_on_content_weighted_features(tmp_path):
