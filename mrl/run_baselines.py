@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
 from mrl.data import FormulaData
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 LIGHTGBM = {"n_estimators": 300, "learning_rate": 0.05, "n_jobs": 1}
 #: Random forest of the run baselines: 100 trees (half the columns per split) on one thread.
 RANDOM_FOREST = {"n_estimators": 100, "n_jobs": 1, "min_samples_leaf": 2, "max_features": 0.5}
+#: Above this many cells (measurements x materials) the contents stay a sparse matrix: LightGBM reads it sparse, ridge
+#: (which standardises a dense copy) is left out, logged (a seed-scale lab: 25,000 x 5,400 would be 1 GB dense).
+MAX_DENSE_CELLS = 20_000_000
 #: Splits a baseline is scored on (those present), then ``full``.
 SCORED_SPLITS = ("train", "calib", "eval", "test")
 
@@ -89,7 +93,12 @@ def weighted_features(data: FormulaData, kind: str) -> np.ndarray:
     return np.asarray(data.content_matrix() @ rows)[data.sample_rows()]
 
 
-def _inputs(data: FormulaData, kind: str, features: str | None) -> np.ndarray:
+def _inputs(data: FormulaData, kind: str, features: str | None) -> np.ndarray | sp.csr_matrix:
+    """The inputs of a baseline: contents (sparse above :data:`MAX_DENSE_CELLS`) or content-weighted features, then
+    the conditions."""
+    if kind == "contents" and data.n_samples * data.n_materials > MAX_DENSE_CELLS:
+        X = sp.csr_matrix(data.content_matrix()[data.sample_rows()], dtype=np.float64)
+        return sp.hstack([X, sp.csr_matrix(condition_features(data))], format="csr") if data.conditions else X
     X = fraction_matrix(data) if kind == "contents" else weighted_features(data, str(features))
     return np.hstack([X, condition_features(data)]) if data.conditions else X
 
@@ -120,7 +129,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
 
     Returns what ``baselines.json`` holds: ``target_transform``, ``chosen_on`` (the split the best is chosen on),
     ``best`` (its label), ``metric`` (the headline error), ``wall_s`` and ``models``: per label its ``estimator``,
-    ``inputs``, ``params``, ``fit_s`` and the metrics per split (or ``error``: a baseline that cannot be fitted,
+    ``inputs``, ``params``, ``fit_s`` and the metrics per split (or ``not_fitted``: a baseline that cannot be fitted,
     e.g. on a handful of training formulas, is logged as a warning and left out; the run goes on).
     """
     split = np.asarray(split).astype(str)
@@ -138,12 +147,15 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
             if model.inputs not in inputs:
                 inputs[model.inputs] = _inputs(data, model.inputs, features)
             X = inputs[model.inputs]
+            if model.estimator == "ridge" and sp.issparse(X):
+                raise MemoryError(f"left out: {X.shape[0]:,} x {X.shape[1]:,} contents are too large to standardise "
+                                  f"densely (> {MAX_DENSE_CELLS:,} cells)")
             pred = fit_predict(model.estimator, X[train], fit_y[train], X, seed=seed, **model.params)
         except Exception as exc:  # noqa: BLE001 - a baseline that cannot be fitted must not fail the run
             log.warning("baseline %s not fitted (%s: %s); the run goes on without it", model.label,
                         type(exc).__name__, exc)
             models[model.label] = {"estimator": model.estimator, "inputs": model.inputs, "params": model.params,
-                                   "error": f"{type(exc).__name__}: {exc}"}
+                                   "not_fitted": f"{type(exc).__name__}: {exc}"}
             continue
         pred = np.clip(pred, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))  # as mrl's predictions are
         pred = 10 ** pred if log_target else pred
@@ -154,7 +166,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
     chosen_on = choice_split(split)
     best = None
     if chosen_on is not None:
-        values = {label: m[chosen_on][metric] for label, m in models.items() if "error" not in m}
+        values = {label: m[chosen_on][metric] for label, m in models.items() if "not_fitted" not in m}
         finite = {k: v for k, v in values.items() if np.isfinite(v)}
         best = min(finite, key=finite.get) if finite else None
     wall = round(time.perf_counter() - start, 2)
@@ -207,8 +219,8 @@ def report_lines(folder: str | Path, metrics: dict, unit: str = "") -> list[str]
               "| **mrl** | " + " | ".join(format_number(metrics[s].get(metric, float("nan"))) for s in parts)
               + f" | {format_number(metrics.get('wall_s', float('nan')), decimals=1)} |"]
     for label, scores in base["models"].items():
-        if "error" in scores:
-            lines.append(f"| {label} | not fitted: {scores['error']} |" + " |" * len(parts))
+        if "not_fitted" in scores:
+            lines.append(f"| {label} | not fitted: {scores['not_fitted']} |" + " |" * len(parts))
             continue
         lines.append(f"| {label} | " + " | ".join(format_number(scores[s][metric]) if s in scores else "" for s in parts)
                      + f" | {format_number(scores['fit_s'], decimals=1)} |")

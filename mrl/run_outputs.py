@@ -203,7 +203,7 @@ def baselines_frame(baselines: dict, labels: Sequence[str] | None = None) -> pd.
     """A run's ``baselines.json`` as the rows of :func:`baseline_scores` (``labels``: those models only)."""
     rows = []
     for label, scores in baselines["models"].items():
-        if "error" in scores or labels is not None and label not in labels:  # not fitted, or not asked for
+        if "not_fitted" in scores or labels is not None and label not in labels:  # not fitted, or not asked for
             continue
         for part in [s for s in ("train", "eval", "test") if s in scores] + ["full"]:
             rows.append({"model": label, "split": part, **{k: scores[part].get(k) for k in BASELINE_COLUMNS[2:]}})

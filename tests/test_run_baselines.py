@@ -123,5 +123,15 @@ def test_a_baseline_that_cannot_be_fitted_is_logged_not_fatal(tiny_data, monkeyp
     split = np.where(np.arange(tiny_data.n_samples) % 5 == 0, "eval", "train")
     with caplog.at_level(logging.WARNING):
         base = fit_baselines(tiny_data, split, "none")
-    assert base["models"]["LightGBM on contents"]["error"] == "ValueError: too few rows"
+    assert base["models"]["LightGBM on contents"]["not_fitted"] == "ValueError: too few rows"
     assert base["best"] == "ridge on contents" and "LightGBM on contents not fitted" in caplog.text
+
+
+def test_large_contents_stay_sparse_and_ridge_is_left_out(tiny_data, monkeypatch, caplog):
+    monkeypatch.setattr("mrl.run_baselines.MAX_DENSE_CELLS", 100)
+    split = np.where(np.arange(tiny_data.n_samples) % 5 == 0, "eval", "train")
+    with caplog.at_level(logging.WARNING):
+        base = fit_baselines(tiny_data, split, "none")
+    assert "too large to standardise densely" in base["models"]["ridge on contents"]["not_fitted"]
+    assert np.isfinite(base["models"]["LightGBM on contents"]["eval"]["mae"])
+    assert base["best"] == "LightGBM on contents" and "ridge on contents not fitted" in caplog.text
