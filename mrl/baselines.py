@@ -209,19 +209,20 @@ def make_estimator(name: str, seed: int = 0, **params: Any) -> Any:
 
 def fit_predict(name: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, seed: int = 0,
                 **params: Any) -> np.ndarray:
-    """Fit estimator ``name`` on ``(X_train, y_train)`` only and predict ``X_test``; returns ``(n_test,)``."""
-    X_train = np.asarray(X_train, np.float64)
-    X_test = np.asarray(X_test, np.float64)
+    """Fit estimator ``name`` on ``(X_train, y_train)`` only and predict ``X_test``; returns ``(n_test,)``. Sparse
+    inputs stay sparse (CSR; for estimators that take them, e.g. LightGBM)."""
+    X_train = sp.csr_matrix(X_train, dtype=np.float64) if sp.issparse(X_train) else np.asarray(X_train, np.float64)
+    X_test = sp.csr_matrix(X_test, dtype=np.float64) if sp.issparse(X_test) else np.asarray(X_test, np.float64)
     y_train = np.asarray(y_train, np.float64).ravel()
     if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
         raise ValueError(f"X_train {X_train.shape} and X_test {X_test.shape} must be 2-D with equal columns")
-    if len(X_train) != len(y_train):
-        raise ValueError(f"{len(X_train)} training rows but {len(y_train)} targets")
+    if X_train.shape[0] != len(y_train):
+        raise ValueError(f"{X_train.shape[0]} training rows but {len(y_train)} targets")
     start = time.perf_counter()
     model = make_estimator(name, seed, **params)
     model.fit(X_train, y_train)
     pred = np.asarray(model.predict(X_test), np.float64).ravel()
-    log.info("%s: fit on %d x %d, predicted %d in %.2f s", name, *X_train.shape, len(X_test),
+    log.info("%s: fit on %d x %d, predicted %d in %.2f s", name, *X_train.shape, X_test.shape[0],
              time.perf_counter() - start)
     return pred
 

@@ -33,6 +33,7 @@ from PIL import Image
 
 from mrl.io import copy_if_changed, read_json, write_table, write_text
 from mrl.plots import error_by_dim, history_figure, parity, plotly_js_path, save_figure, target_figure, usage_figure
+from mrl.run_baselines import report_lines as baseline_report_lines
 from mrl.run_files import METRICS
 from mrl.run_outputs import (
     AXIS_LABELS,
@@ -1056,7 +1057,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
              f"Errors of the predicted {target} per split, in {unit or 'its unit'}"
              + (" and as MAE of log10 (0.3 = typically within a factor of 2; the model learns on log10)"
                 if log_target else "") + ". *full* = every measurement.", "",
-             _run_error_table(metrics, preds, unit, log_target), ""]
+             _run_error_table(metrics, preds, unit, log_target), "", *baseline_report_lines(run.path, metrics, unit)]
     fig = parity(preds["y_true"].to_numpy(), preds["y_pred"].to_numpy(), preds["split"].to_numpy(),
                  label=f"{target} ({unit})" if unit else target)
     (out / name).mkdir(parents=True, exist_ok=True)

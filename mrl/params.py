@@ -48,6 +48,9 @@ class RunParams:
     # inner share of the training formulas held out to calibrate intervals and domain flags (never eval/test)
     calibration_fraction: float = 0.1
     ensemble: int = 1  # members trained from different seeds; prediction = their mean, intervals from their spread
+    # also fit classical baselines (mean, ridge and LightGBM on contents; with features, trees on content-weighted
+    # features) on the same split: baselines.json and a line of the train summary (mrl.run_baselines)
+    baselines: bool = True
     # model
     embedding_dim: int = 8
     activation: str = "tanh"  # tanh | none, applied to the raw material table
@@ -172,8 +175,9 @@ def check_constraints(values: dict[str, Any], source: str = "params") -> None:
         raise ValueError(f"{source}: dropout must be < 1, got {values['dropout']!r}")
     if values.get("validation_fraction") is not None and not 0 < values["validation_fraction"] < 1:
         raise ValueError(f"{source}: validation_fraction must be in (0, 1), got {values['validation_fraction']!r}")
-    if "early_stopping" in values and not isinstance(values["early_stopping"], bool):
-        raise ValueError(f"{source}: early_stopping must be true or false, got {values['early_stopping']!r}")
+    for key in ("early_stopping", "baselines"):
+        if key in values and not isinstance(values[key], bool):
+            raise ValueError(f"{source}: {key} must be true or false, got {values[key]!r}")
     if values.get("device") is not None:
         check_device_name(values["device"], source)
 

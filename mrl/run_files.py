@@ -14,6 +14,7 @@ A run folder (``runs/<name>/``) holds:
 ``snapshots.parquet``       the vectors over training
 ``history.csv``             loss and eval error over training
 ``predictions.parquet``     every measurement's prediction with its interval bounds
+``baselines.json``          classical baselines on the same split, scored like ``metrics.json`` (:mod:`mrl.run_baselines`)
 ``calibration.json``        interval factors learned on the calib formulas (:mod:`mrl.uncertainty`)
 ``domain.npz``              the training domain (:mod:`mrl.domain`)
 ``neighbour_stability``     ensembles: how far members agree on each material's neighbours
@@ -33,6 +34,7 @@ EMBEDDINGS = "embeddings.parquet"
 SNAPSHOTS = "snapshots.parquet"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.parquet"
+BASELINES = "baselines.json"
 CALIBRATION = "calibration.json"
 DOMAIN = "domain.npz"
 NEIGHBOUR_STABILITY = "neighbour_stability.parquet"
@@ -50,7 +52,7 @@ def snapshots_path(checkpoint: str | Path) -> Path:
 CHECKPOINT_SNAPSHOTS = snapshots_path(CHECKPOINT).name
 #: The files a finished run writes at its top level (what ``--overwrite`` replaces).
 RUN_FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS,
-             CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY)
+             CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY, BASELINES)
 
 
 def member_dir(run_dir: str | Path, k: int) -> Path:

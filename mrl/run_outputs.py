@@ -28,7 +28,7 @@ from mrl.analysis import (
     view_vectors,
 )
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
-from mrl.io import copy_if_changed, write_json, write_table, write_text
+from mrl.io import copy_if_changed, read_json, write_json, write_table, write_text
 from mrl.plots import (
     evolution_animation,
     evolution_grid,
@@ -39,6 +39,7 @@ from mrl.plots import (
     save_figure,
 )
 from mrl.public_data import dataset_info
+from mrl.run_files import BASELINES as BASELINES_FILE
 from mrl.run_files import EMBEDDINGS, METRICS, SPLIT, member_dir
 from mrl.runs import load_run, run_dir
 from mrl.wording import format_number
@@ -80,6 +81,8 @@ ORIGIN_METHODS = ("raw", "pca")
 AXIS_LABELS = {"raw": "vector component", "pca": "uncentred PCA axis", "umap": "UMAP", "tsne": "t-SNE"}
 #: Baselines of the results page: (label, estimator of :mod:`mrl.baselines`), fitted on the content fractions.
 BASELINES = (("mean of train", "dummy"), ("ridge on contents", "ridge"), ("LightGBM on contents", "lightgbm"))
+#: Columns of :func:`baseline_scores`.
+BASELINE_COLUMNS = ("model", "split", "n", "mae", "mae_log10", "r2", "r2_log10")
 
 
 def file_path(folder: str | Path, key: str, method: str | None = None) -> Path:
@@ -215,7 +218,11 @@ def baseline_scores(run: Run, data: FormulaData | None = None,
                     models: Sequence[tuple[str, str]] = BASELINES) -> pd.DataFrame:
     """Classical baselines on the run's own split and data: each :data:`BASELINES` model fitted on the training
     measurements' content fractions (and conditions), on log10 of the property when the run's target was
-    log-transformed, predictions clipped to the training range +-10 % as mrl's are. One row per (model, split): ``model, split, n, mae, mae_log10, r2, r2_log10``."""
+    log-transformed, predictions clipped to the training range +-10 % as mrl's are. One row per (model, split):
+    :data:`BASELINE_COLUMNS`. A run that fitted its baselines itself (``baselines.json``, :mod:`mrl.run_baselines`)
+    is read, not refitted."""
+    if (run.path / BASELINES_FILE).exists():  # what the run fitted itself (mrl.run_baselines)
+        return baselines_frame(read_json(run.path / BASELINES_FILE), [label for label, _ in models])
     data = data if data is not None else run.data()[0]
     X = fraction_matrix(data)
     if data.conditions:
@@ -241,7 +248,18 @@ def baseline_scores(run: Run, data: FormulaData | None = None,
                 row["mae_log10"] = float(np.abs(lp - lt).mean())
                 row["r2_log10"] = float(1 - ((lp - lt) ** 2).sum() / max(((lt - lt.mean()) ** 2).sum(), 1e-300))
             rows.append(row)
-    return pd.DataFrame(rows, columns=["model", "split", "n", "mae", "mae_log10", "r2", "r2_log10"]).round(6)
+    return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS)).round(6)
+
+
+def baselines_frame(baselines: dict, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """A run's ``baselines.json`` as the rows of :func:`baseline_scores` (``labels``: those models only)."""
+    rows = []
+    for label, scores in baselines["models"].items():
+        if "not_fitted" in scores or labels is not None and label not in labels:  # not fitted, or not asked for
+            continue
+        for part in [s for s in ("train", "eval", "test") if s in scores] + ["full"]:
+            rows.append({"model": label, "split": part, **{k: scores[part].get(k) for k in BASELINE_COLUMNS[2:]}})
+    return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS)).round(6)
 
 
 # ------------------------------------------------------------------------------------------------ 01: the data

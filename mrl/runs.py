@@ -25,12 +25,14 @@ from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import fit_members, neighbour_stability
 from mrl.estimator import MixtureRegressor
 from mrl.io import atomic_dir, read_json, write_json, write_table, write_text
-from mrl.metrics import describe_split, log_target_metrics, split_metrics
+from mrl.metrics import describe_split
 from mrl.params import RunParams, check_conditions
 from mrl.predict import Predictor, calibrated_predictor, member_predictions
 from mrl.public_data import DATASETS, load_dataset
+from mrl.run_baselines import describe_baselines, fit_baselines, score_predictions, summary_line
 from mrl.run_files import (
     ADAPT,
+    BASELINES,
     CHECKPOINT,
     EMBEDDINGS,
     HISTORY,
@@ -204,6 +206,7 @@ class RunPlan:
             + (f"intervals and domain thresholds calibrated on {counts['calib'][1]} held-out training formulas "
                f"(calibration_fraction {p.calibration_fraction:g})" if counts["calib"][0]
                else "no calibration formulas (calibration_fraction 0): no intervals"),
+            describe_baselines(p.features, p.baselines),
         ]
 
 
@@ -385,6 +388,10 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     for name in ("train", "eval", "test"):
         if metrics.get(name, {}).get("n"):
             log.info("%s: %s", out, describe_split(name, metrics[name], metrics.get("target", "the property")))
+    if (out / BASELINES).exists():
+        line = summary_line(metrics, read_json(out / BASELINES))
+        if line:
+            log.info("%s: %s", out, line)
     return out
 
 
@@ -407,11 +414,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     y = data.target_values()
     mean, spread = member_summary(member_preds, predictor.transform)
     pred = member_preds[0] if len(members) == 1 else from_model_units(mean, predictor.transform)
-    metrics = split_metrics(y, pred, split)
-    if est.target_transform_ == "log10":  # the view a formulator reads for a log target, beside the unit's
-        for name in [*dict.fromkeys(split.tolist()), "full"]:
-            rows = np.ones(len(y), bool) if name == "full" else split == name
-            metrics[name].update(log_target_metrics(y[rows], pred[rows]))
+    metrics = score_predictions(y, pred, split, est.target_transform_ == "log10")
     metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_ + sum(m.wall_s_ for m in members[1:]), 2),
                    embedding_dim=params.embedding_dim, target=data.targets[0],
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
@@ -444,6 +447,9 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
         write_table(neighbour_stability(tables), folder / NEIGHBOUR_STABILITY)
     write_table(est.snapshots(), folder / SNAPSHOTS)
     write_table(est.history_, folder / HISTORY)
+    if params.baselines:
+        write_json(fit_baselines(data, split, est.target_transform_, params.features, seed=params.seed),
+                   folder / BASELINES)
     write_json(metrics, folder / METRICS)
 
 
