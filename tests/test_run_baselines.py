@@ -53,7 +53,7 @@ def test_every_run_writes_its_baselines_and_says_who_wins(tmp_path, caplog, monk
     calib = {k: v["calib"]["mae_log10"] for k, v in base["models"].items()}
     assert max(calib, key=calib.get) == "mean of train"
     assert "baselines: mean of train, ridge on contents, LightGBM on contents" in caplog.text  # the plan
-    assert "against the best baseline (chosen on calib): mrl's eval MAE of log10 viscosity is" in caplog.text
+    assert "against the best baseline (chosen on calib): The eval MAE of log10 viscosity of mrl is" in caplog.text
     assert "Within 2x of the measurement: mrl" in caplog.text
     # the run's report has a section on them
     section = "\n".join(report_lines(run, metrics))
@@ -93,7 +93,7 @@ def test_a_plain_target_is_scored_in_its_units(tiny_data):
     assert "mae_log10" not in base["models"]["ridge on contents"]["eval"]
     ridge = base["models"]["ridge on contents"]["eval"]["mae"]
     line = summary_line({"eval": {"n": 120, "mae": ridge / 2}}, base | {"best": "ridge on contents"}, unit="cP")
-    assert "mrl's eval MAE of the property is" in line and "cP" in line and "mrl is better than ridge on contents" in line
+    assert "The eval MAE of the property of mrl is" in line and "cP" in line and "mrl is better than ridge on contents" in line
     line = summary_line({"eval": {"n": 120, "mae": ridge * 2}}, base | {"best": "ridge on contents"}, unit="cP")
     assert "ridge on contents is better than mrl" in line
 
