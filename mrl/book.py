@@ -1051,8 +1051,16 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
 
     ev = metrics.get("eval", {})
     u = f" {unit}" if unit else ""
-    lead = (f"On the eval formulas (held out of training) the mean absolute error is **{_num(ev.get('mae'))}{u}** "
-            f"(R² {_num(ev.get('r2'))}); on the training formulas {_num(metrics.get('train', {}).get('mae'))}{u}.")
+    if log_target and ev.get("mae_log10") is not None:  # the view the model learns on, and a formulator reads, first
+        lead = (f"On the eval formulas (held out of training) the mean absolute error of log10 {target} is "
+                f"**{_num(ev['mae_log10'])}** (a typical factor of {_num(10 ** ev['mae_log10'])}; "
+                f"{_num(100 * ev.get('within_2x', float('nan')), 2)} % of predictions within 2x of the measurement, "
+                f"R² on log10 {_num(ev.get('r2_log10'))}); in {unit or 'its unit'} the MAE is {_num(ev.get('mae'))}{u}, "
+                f"dominated by the largest values. On the training formulas: "
+                f"{_num(metrics.get('train', {}).get('mae_log10'))} in log10.")
+    else:
+        lead = (f"On the eval formulas (held out of training) the mean absolute error is **{_num(ev.get('mae'))}{u}** "
+                f"(R² {_num(ev.get('r2'))}); on the training formulas {_num(metrics.get('train', {}).get('mae'))}{u}.")
     lines = [f"# {RUN_PAGES['error']}", "", lead, "",
              f"Errors of the predicted {target} per split, in {unit or 'its unit'}"
              + (" and as MAE of log10 (0.3 = typically within a factor of 2; the model learns on log10)"
