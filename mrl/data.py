@@ -51,6 +51,7 @@ from mrl.tables import (
     SPLIT_VALUES,
     SUM_TOLERANCE,
     DataError,
+    LabelledTable,
     TableLike,
     first_row,
     match_columns,
@@ -520,7 +521,5 @@ def prediction_input(formulas: TableLike, conditions: TableLike | None = None,
         extra = [c for c in props.columns if c not in ("formula_id", *condition_names)]
         if extra:
             log.warning("%s: column(s) %s are not conditions of the model and are ignored", plabel, extra)
-        if not isinstance(conditions, pd.DataFrame):
-            props = conditions  # the loader reads the file again, so its errors name file, row and line
-    return load_formulas(forms if isinstance(formulas, pd.DataFrame) else formulas, props, targets=(),
-                         conditions=condition_names, name=name)
+        props = LabelledTable(props, plabel)  # read once: its label still names file, row and line in errors
+    return load_formulas(LabelledTable(forms, flabel), props, targets=(), conditions=condition_names, name=name)
