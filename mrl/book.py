@@ -21,8 +21,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -852,12 +853,7 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
     spec_path = sweep_dir / "sweep.yaml"
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
     sweep = sweep_dir.name
-    generated = book_dir / "generated"
-    generated.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=generated, prefix=".tmp-") as tmp:
-        out, maps_out = Path(tmp) / "pages", Path(tmp) / "maps"
-        out.mkdir()
-        maps_out.mkdir()
+    with _staged_pages(book_dir, sweep) as (out, maps_out):
         data_notebook = None
         data_dir = sweep_dir / DATA_POINT
         executed = sorted(data_dir.glob("0*.ipynb")) if (data_dir / DONE).exists() else []
@@ -876,8 +872,6 @@ def generate_pages(sweep_dir: str | Path, book_dir: str | Path = "book") -> Path
         needs_plotly = any(maps_out.rglob(".needs_plotly"))
         for flag in list(maps_out.rglob(".needs_plotly")):
             flag.unlink()
-        _sync(out, generated / sweep)
-        _sync(maps_out, generated / "_extra" / "maps" / sweep)
     return _finish_generated(book_dir, needs_plotly)
 
 
@@ -1154,18 +1148,26 @@ def generate_run_pages(run_dir: str | Path, book_dir: str | Path,
     """Write a single run's book pages into ``<book_dir>/generated/<run>/`` (``index.md`` and one page per
     :data:`RUN_PAGES`), refresh the first page and table of contents; return the toc path."""
     run_dir, book_dir = Path(run_dir), Path(book_dir)
+    with _staged_pages(book_dir, run_dir.name) as (out, maps_out):
+        order, needs_plotly, key = _run_pages(run_dir, out, maps_out, map_methods)
+        (out / "pages.json").write_text(json.dumps(order, indent=1) + "\n")
+        (out / "findings.json").write_text(json.dumps({"kind": "run", "key": key}, indent=1) + "\n")
+    return _finish_generated(book_dir, needs_plotly)
+
+@contextmanager
+def _staged_pages(book_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
+    """Folders ``(pages, maps)`` to write one sweep's or run's pages into; when the block ends without an error they
+    are synced into ``generated/<name>/`` and ``generated/_extra/maps/<name>/`` (unchanged files keep their time
+    stamps, so rebuilds are incremental)."""
     generated = book_dir / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=generated, prefix=".tmp-") as tmp:
         out, maps_out = Path(tmp) / "pages", Path(tmp) / "maps"
         out.mkdir()
         maps_out.mkdir()
-        order, needs_plotly, key = _run_pages(run_dir, out, maps_out, map_methods)
-        (out / "pages.json").write_text(json.dumps(order, indent=1) + "\n")
-        (out / "findings.json").write_text(json.dumps({"kind": "run", "key": key}, indent=1) + "\n")
-        _sync(out, generated / run_dir.name)
-        _sync(maps_out, generated / "_extra" / "maps" / run_dir.name)
-    return _finish_generated(book_dir, needs_plotly)
+        yield out, maps_out
+        _sync(out, generated / name)
+        _sync(maps_out, generated / "_extra" / "maps" / name)
 
 
 def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
