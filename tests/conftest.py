@@ -1,6 +1,10 @@
 """Shared fixtures: a tiny formulation data set with a known hidden rule."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,3 +44,12 @@ def tiny_data() -> FormulaData:
 def tiny_data_t() -> FormulaData:
     forms, props = tiny_tables(conditions=True)
     return load_formulas(forms, props, conditions=["T"], name="tiny_t")
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` (not a package) imported as a module, e.g. ``load_benchmark("design")``."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_tables
+from conftest import load_benchmark, tiny_tables
 
 from mrl.design import CHANGE_TOLERANCE, design, project_to_simplex, random_search
 from mrl.params import RunParams
@@ -263,13 +263,10 @@ def test_cli_design_writes_the_folder_and_refuses_an_existing_one(tiny_run, form
 def test_the_design_page_holds_the_rendering_of_the_committed_benchmark_result(tmp_path):
     """book/design.md's generated regions (key result, table, example, melt) are exactly what benchmarks/design.py
     renders from benchmarks/results/design_lab.json: the page's numbers come from the result file."""
-    import importlib.util
     import json
 
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("design_bench", root / "benchmarks" / "design.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("design")
     results = json.loads((root / "benchmarks" / "results" / "design_lab.json").read_text())
     page = tmp_path / "design.md"
     page.write_text((root / "book" / "design.md").read_text())

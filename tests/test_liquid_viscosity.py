@@ -1,7 +1,6 @@
 """Tests of the vendored liquid viscosity data set, mrl.descriptors and the benchmark's splits and tables."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,12 @@ from mrl import public_data as ds
 from mrl.tables import DataError
 
 pytest.importorskip("rdkit")
+from conftest import load_benchmark
+
 from mrl.descriptors import CHEMICAL_CLASSES, DESCRIPTOR_NAMES, canonical_smiles, chemical_class, rdkit_descriptors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "fixtures" / "liquid_viscosity_tiny.csv"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("liquid_bench", ROOT / "benchmarks" / "liquid_viscosity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +162,7 @@ def test_chemical_class(smiles, expected):
 
 # ----- benchmark pieces ---------------------------------------------------------------------------------------
 def test_unseen_compound_split_is_disjoint(tiny):
-    bench = _bench()
+    bench = load_benchmark("liquid_viscosity")
     _, data = tiny
     train = data.subset(data.properties["split"].to_numpy() == "train")
     for seed in range(5):
@@ -181,7 +175,7 @@ def test_unseen_compound_split_is_disjoint(tiny):
 
 
 def test_unseen_compound_split_real():
-    bench = _bench()
+    bench = load_benchmark("liquid_viscosity")
     data = ds.load_dataset("liquid_viscosity")
     train = data.subset(data.properties["split"].to_numpy() == "train")
     keep, held, ids = bench.unseen_compound_split(train, 0.1, 0)
@@ -190,14 +184,14 @@ def test_unseen_compound_split_real():
 
 
 def test_inner_split_holds_out_whole_systems(tiny):
-    bench = _bench()
+    bench = load_benchmark("liquid_viscosity")
     _, data = tiny
     fit, val = bench.inner_split(data, 0.3, 0)
     assert not set(fit.properties["group"]) & set(val.properties["group"])
 
 
 def test_render_markdown():
-    bench = _bench()
+    bench = load_benchmark("liquid_viscosity")
     row = {"mae": 0.05, "rmse": 0.08, "pure_mae": 0.06, "mix_mae": 0.049, "wall_s": 12.3}
     results = {"test": {"ridge": {**row, "config": "alpha 0.1"}, "mrl_rdkit": {"pending": "needs features=rdkit"},
                         "published": {**row, "wall_s": None}},

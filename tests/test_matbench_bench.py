@@ -1,13 +1,13 @@
 """Helpers of benchmarks/matbench.py and mrl.init_vectors on tiny fixtures; real-data checks skip without the cache."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import load_benchmark
 
 from mrl.data import load_formulas
 from mrl.init_vectors import initial_table, set_initial_table
@@ -15,14 +15,7 @@ from mrl.init_vectors import initial_table, set_initial_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("matbench_bench", ROOT / "benchmarks" / "matbench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
+bench = load_benchmark("matbench")
 
 
 def _tiny():

@@ -1,21 +1,15 @@
 """benchmarks/small_data.py: choices on calib only, the verdict from the numbers, the book page from its result file."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("small_data_bench", ROOT / "benchmarks" / "small_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
+bench = load_benchmark("small_data")
 
 
 def _run(seed: int, candidate: str, calib: float, evaluation: float, base_eval: float) -> dict:

@@ -1,25 +1,18 @@
 """benchmarks/workflow.py: the lab it writes, a step's progress and failure, and the book page from its JSON."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("workflow_bench", ROOT / "benchmarks" / "workflow.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
+bench = load_benchmark("workflow")
 
 
 def test_lab_workbook_has_three_sheets_and_new_formulas_apart(tmp_path):
