@@ -164,3 +164,12 @@ def test_readme_command_table_lists_every_subcommand():
     missing = [name for name in sub.choices if f"`mrl {name}" not in table and f"mrl {name} " not in table]
     assert not missing, missing
 
+
+
+def test_every_command_of_the_table_runs_in_the_readme_test():
+    table = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"^\| `(mrl [^`]+)` \|", table, flags=re.M)
+    assert len(examples) >= 10
+    runs = {code for language, code in readme_commands(README.read_text()) if language == "bash"}
+    not_run = [command for command in examples if command not in runs]
+    assert not not_run, f"table commands that no README block runs as written: {not_run}"
