@@ -34,8 +34,9 @@ from mrl.data import FormulaData
 from mrl.features import FeatureScaler, material_features
 from mrl.io import read_json
 from mrl.metrics import log_target_metrics, split_metrics
+from mrl.model import PREDICTION_MARGIN
 from mrl.run_files import BASELINES
-from mrl.wording import Score, compare, format_number
+from mrl.wording import Score, best_of, compare, format_number
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
     fit_y = np.log10(y) if log_target else y
     train = split == "train"
     lo, hi = fit_y[train].min(), fit_y[train].max()
+    margin = PREDICTION_MARGIN * (hi - lo)
     start = time.perf_counter()
     inputs: dict[str, np.ndarray] = {}
     models: dict[str, dict] = {}
@@ -157,7 +159,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
             models[model.label] = {"estimator": model.estimator, "inputs": model.inputs, "params": model.params,
                                    "not_fitted": f"{type(exc).__name__}: {exc}"}
             continue
-        pred = np.clip(pred, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))  # as mrl's predictions are
+        pred = np.clip(pred, lo - margin, hi + margin)  # as mrl's predictions are
         pred = 10 ** pred if log_target else pred
         models[model.label] = {"estimator": model.estimator, "inputs": model.inputs, "params": model.params,
                                "fit_s": round(time.perf_counter() - began, 2),
@@ -167,8 +169,7 @@ def fit_baselines(data: FormulaData, split: np.ndarray, target_transform: str, f
     best = None
     if chosen_on is not None:
         values = {label: m[chosen_on][metric] for label, m in models.items() if "not_fitted" not in m}
-        finite = {k: v for k, v in values.items() if np.isfinite(v)}
-        best = min(finite, key=finite.get) if finite else None
+        best = best_of(values) if any(np.isfinite(v) for v in values.values()) else None
     wall = round(time.perf_counter() - start, 2)
     log.info("baselines: %d models fitted on %d training samples in %s s; best on %s: %s", len(models),
              int(train.sum()), format_number(wall), chosen_on, best)

@@ -29,6 +29,7 @@ from mrl.analysis import (
 )
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
 from mrl.io import copy_if_changed, read_json, write_json, write_table, write_text
+from mrl.model import PREDICTION_MARGIN
 from mrl.plots import (
     evolution_animation,
     evolution_grid,
@@ -236,7 +237,7 @@ def baseline_scores(run: Run, data: FormulaData | None = None,
     for label, name in models:
         pred = fit_predict(name, X[train], fit_y[train], X, seed=0, **({"n_jobs": 1} if name == "lightgbm" else {}))
         lo, hi = fit_y[train].min(), fit_y[train].max()  # clipped like mrl's predictions: train range +-10 %
-        pred = np.clip(pred, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+        pred = np.clip(pred, lo - PREDICTION_MARGIN * (hi - lo), hi + PREDICTION_MARGIN * (hi - lo))
         pred = 10 ** pred if log_target else pred
         for part in [s for s in ("train", "eval", "test") if (split == s).any()] + ["full"]:
             m = np.ones(len(y), bool) if part == "full" else split == part
