@@ -40,6 +40,7 @@ def write_lab(folder: Path, fmt: str, n_formulas: int, n_new: int, n_materials: 
     """The lab as one workbook (``lab.xlsx``) or a CSV folder (``lab/``), and ``new_formulas.csv`` (long format,
     no measurement). Returns ``(data path, new formulas path)``."""
     from mrl.synth import LabPreset, make_lab
+    from mrl.workbook import write_workbook
 
     data, _ = make_lab(LabPreset("workflow", n_materials=n_materials, n_formulas=n_formulas + n_new), seed=seed)
     ids = list(data.formula_ids)
@@ -53,10 +54,7 @@ def write_lab(folder: Path, fmt: str, n_formulas: int, n_new: int, n_materials: 
     forms[~keep].to_csv(new_path, index=False)
     if fmt == "xlsx":
         path = folder / "lab.xlsx"
-        with pd.ExcelWriter(path, engine="openpyxl") as book:
-            forms[keep].to_excel(book, sheet_name="formulas", index=False)
-            props.to_excel(book, sheet_name="properties", index=False)
-            mats.to_excel(book, sheet_name="materials", index=False)
+        write_workbook({"formulas": forms[keep], "properties": props, "materials": mats}, path)
     else:
         path = folder / "lab"
         path.mkdir(exist_ok=True)

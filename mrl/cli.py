@@ -11,7 +11,6 @@ import logging
 import shlex
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,7 +43,7 @@ from mrl.runs import (
     run_state,
 )
 from mrl.sweep import SweepFailed, run_sweep
-from mrl.synth import PRESETS, write_lab
+from mrl.synth import PRESETS, lab_tables, write_lab
 from mrl.tables import SHEETS, read_table
 from mrl.wording import format_number
 from mrl.workbook import write_workbook
@@ -198,10 +197,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         for path in write_lab(out, preset=args.preset, seed=args.seed).values():
             print(path)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = write_lab(tmp, preset=args.preset, seed=args.seed)
-        tables = {key: read_table(paths[key], key)[0] for key in SHEETS}
-        print(write_workbook(tables, out))
+    tables = lab_tables(args.preset, seed=args.seed)
+    print(write_workbook({key: tables[key] for key in SHEETS}, out))
 
 
 def _list_presets(parser: argparse.ArgumentParser) -> None:

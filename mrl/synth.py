@@ -692,25 +692,28 @@ def make_lab(preset: str | LabPreset = "small", seed: int = 0,
         ``family``, ``kind`` and one column per hidden property (:data:`LATENTS` and ``idio_*``), in the same
         row order as ``data.materials``. The truth is never meant to be given to a model.
     """
-    lab = _resolve(preset)
-    tables = _generate(lab, seed)
+    tables = lab_tables(preset, seed, supplier_sheet)
+    data = load_formulas(tables["formulas"], tables["properties"], tables["materials"], targets=("viscosity",),
+                         content_unit="percent", name=f"lab_{_resolve(preset).name}")
+    return data, tables["truth"]
+
+
+def lab_tables(preset: str | LabPreset = "small", seed: int = 0, supplier_sheet: bool = False
+               ) -> dict[str, pd.DataFrame]:
+    """The lab's tables as a lab keeps them: ``formulas`` (content in %), ``properties``, ``materials`` (with the
+    ``sheet_*`` columns when ``supplier_sheet``) and ``truth``."""
+    tables = _generate(_resolve(preset), seed)
     if supplier_sheet:
         tables["materials"] = tables["materials"].merge(supplier_sheet_table(tables["truth"], seed),
                                                         on="material_id", how="left")
-    data = load_formulas(tables["formulas"], tables["properties"], tables["materials"], targets=("viscosity",),
-                         content_unit="percent", name=f"lab_{lab.name}")
-    return data, tables["truth"]
+    return tables
 
 
 def write_lab(directory: str | Path, preset: str | LabPreset = "small", seed: int = 0,
               supplier_sheet: bool = False) -> dict[str, Path]:
     """Write ``formulas.csv`` (content in %), ``properties.csv``, ``materials.csv`` and ``truth.csv`` atomically;
     with ``supplier_sheet=True`` ``materials.csv`` has the ``sheet_*`` columns too (see :func:`make_lab`)."""
-    lab = _resolve(preset)
-    tables = _generate(lab, seed)
-    if supplier_sheet:
-        tables["materials"] = tables["materials"].merge(supplier_sheet_table(tables["truth"], seed),
-                                                        on="material_id", how="left")
+    tables = lab_tables(preset, seed, supplier_sheet)
     directory = Path(directory)
     return {key: write_table(tables[key], directory / f"{key}.csv")
             for key in ("formulas", "properties", "materials", "truth")}
