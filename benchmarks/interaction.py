@@ -1,0 +1,212 @@
+"""Interactions between ingredients: speed of the interaction models against the plain sum, their accuracy on the
+synthetic formulation lab, and what the transformer learned for a thickener with and without its neutraliser.
+Prints tables and writes ``benchmarks/results/interaction_lab.json`` (not a test).
+
+    python benchmarks/interaction.py                       # speed + lab (2 seeds x 4 settings) + example
+    python benchmarks/interaction.py --only speed          # the speed table alone (~2 min)
+    python benchmarks/interaction.py --steps 2000 --seeds 0
+
+(a) **Speed**: seconds per training step (forward, MSE, backward, Adam: what :mod:`mrl.train` does) at batch 256 on
+    the small lab (~16.5 ingredients per formula) and the seed-scale lab (~21), one torch thread, best of two
+    rounds; the ratio to the plain step is per formula (same batch). Every row has the same head and table.
+(b) **Lab**: eval MAE in log10 and in cP on the small lab's random 80/20 split for the plain sum, one attention
+    layer (``interaction: attention``) and the transformer (``interaction: transformer``) with attention and with
+    pooled mixing; the same steps and seeds for all; mean +- SD over seeds. The settings are fixed in advance (not
+    tuned on eval).
+(c) **Thickener and neutraliser**: for eval formulas holding a carbomer-type thickener (it only swells once
+    neutralised) and a base, the same formula with the base's content moved to water: the hidden rule's viscosity,
+    the prediction of the plain sum and of the transformer, and the size of the thickener's interaction term
+    ``|c s u|`` against its own term ``|c e|`` (:meth:`mrl.model.MixtureModel.interaction_terms`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import BATCH, Bench, load, timed  # noqa: E402
+
+from mrl.estimator import MixtureRegressor  # noqa: E402
+from mrl.metrics import regression_metrics  # noqa: E402
+from mrl.model import MixtureModel, make_batch  # noqa: E402
+from mrl.splits import make_split  # noqa: E402
+from mrl.synth import make_lab, true_viscosity  # noqa: E402
+from mrl.train import make_optimizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "interaction_lab.json"
+#: The settings compared, fixed in advance: label -> model options.
+SETTINGS = {
+    "plain sum": {},
+    "attention, 1 layer": {"interaction": "attention"},
+    "transformer, attention": {"interaction": "transformer", "interaction_layers": 2, "interaction_width": 32,
+                               "interaction_heads": 2},
+    "transformer, pooling": {"interaction": "transformer", "interaction_layers": 3, "interaction_width": 32,
+                             "interaction_mixing": "pooling"},
+}
+SPEED_SETTINGS = {
+    **SETTINGS,
+    "transformer, attention, 3 x 64": {"interaction": "transformer"},
+    "transformer, pooling, 3 x 64": {"interaction": "transformer", "interaction_mixing": "pooling"},
+    "transformer, pooling, 2 x 16": {"interaction": "transformer", "interaction_layers": 2, "interaction_width": 16,
+                                     "interaction_mixing": "pooling"},
+}
+
+
+def training_step(bench: Bench, options: dict):
+    """One mrl training step of ``options`` on ``bench``'s matrix (same head, table and Adam for all)."""
+    torch.manual_seed(0)
+    model = MixtureModel(bench.X.shape[1], bench.dim, median_content=bench.median, **options)
+    opt, sched = make_optimizer(model, bench.cfg)
+
+    def step() -> None:
+        idx = bench.rows(BATCH)
+        loss = F.mse_loss(model(make_batch(bench.X, idx)), bench.y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    return step
+
+
+def speed_table(presets: list[str], dim: int = 10) -> list[dict]:
+    """Milliseconds per training step at batch 256 and the per-formula ratio to the plain step."""
+    rows = []
+    for preset in presets:
+        _, X, y = load(preset)
+        bench = Bench(X, y, dim)
+        steps = {label: training_step(bench, options) for label, options in SPEED_SETTINGS.items()}
+        best: dict[str, float] = {}
+        for _ in range(2):  # two rounds, best of each: the load moves
+            for label, step in steps.items():
+                best[label] = min(best.get(label, float("inf")), timed(step, 2.0, 40))
+        for label, seconds in best.items():
+            rows.append({"lab": preset, "ingredients per formula": X.nnz / X.shape[0], "model": label,
+                         "ms per step": seconds * 1e3, "x plain": seconds / best["plain sum"]})
+    return rows
+
+
+def lab_table(steps: int, seeds: list[int], dim: int) -> tuple[list[dict], dict]:
+    """Eval MAE (log10 and cP) of each setting on the small lab, per seed; the fitted seed-0 models."""
+    data, truth = make_lab("small")
+    split = make_split(data, "random", 0.2, 0)
+    train, ev = data.subset(split == "train"), data.subset(split == "eval")
+    y = ev.target_values()
+    rows, models = [], {}
+    for label, options in SETTINGS.items():
+        for seed in seeds:
+            est = MixtureRegressor(embedding_dim=dim, steps=steps, eval_every=steps, checkpoint_every=steps,
+                                   snapshot_every=steps, progress=False, device="cpu", seed=seed, **options)
+            start = time.perf_counter()
+            pred = est.fit(train).predict(ev)
+            rows.append({"model": label, "seed": seed, "eval MAE log10": regression_metrics(
+                np.log10(y), np.log10(pred))["mae"], "eval MAE cP": regression_metrics(y, pred)["mae"],
+                "fit s": time.perf_counter() - start})
+            print(f"  {label}, seed {seed}: {rows[-1]['eval MAE log10']:.4f} log10, {rows[-1]['eval MAE cP']:,.0f} cP, "
+                  f"{rows[-1]['fit s']:.0f} s", flush=True)
+            if seed == seeds[0]:
+                models[label] = est
+    return rows, {"data": data, "truth": truth, "eval": ev, "models": models}
+
+
+def thickener_example(lab: dict, n: int = 20) -> dict:
+    """Eval formulas with a carbomer and a base, with and without the base (its content moved to water)."""
+    data, truth, ev, models = lab["data"], lab["truth"], lab["eval"], lab["models"]
+    kind = truth.set_index("material_id")["kind"]
+    forms = ev.formulas.assign(kind=ev.formulas["material_id"].map(kind))
+    has = forms.groupby("formula_id")["kind"].agg(lambda k: {"carbomer", "base"} <= set(k))
+    chosen = has[has].index[:n]
+    plain, transformer = models["plain sum"], models["transformer, attention"]
+    ids = pd.Index(plain.materials_["material_id"])
+    water = data.base_material()
+    truth_order = truth.set_index("material_id").index
+    rows = []
+    for fid in chosen:
+        f = forms[forms["formula_id"] == fid]
+        without = f[f["kind"] != "base"].copy()
+        moved = f.loc[f["kind"] == "base", "content"].sum()
+        without.loc[without["material_id"] == water, "content"] += moved
+        entry = {"formula_id": str(fid), "carbomer": str(f.loc[f["kind"] == "carbomer", "material_id"].iloc[0]),
+                 "base %": 100 * float(moved)}
+        for tag, table in (("with base", f), ("without base", without)):
+            X = sp.csr_matrix((table["content"].to_numpy(), (np.zeros(len(table), int),
+                                                            ids.get_indexer(table["material_id"]))),
+                              shape=(1, len(ids)))
+            Xt = sp.csr_matrix((table["content"].to_numpy(), (np.zeros(len(table), int),
+                                                             truth_order.get_indexer(table["material_id"]))),
+                               shape=(1, len(truth_order)))
+            entry[f"truth {tag} (cP)"] = float(true_viscosity(Xt, truth)[0])
+            entry[f"plain {tag} (cP)"] = float(plain.predict_matrix(X)[0])
+            entry[f"transformer {tag} (cP)"] = float(transformer.predict_matrix(X)[0])
+            module = transformer.module_
+            batch = make_batch(X, np.array([0])).to(next(module.parameters()).device)
+            with torch.no_grad():
+                terms = module.interaction_terms(batch)
+                own = module.material_vectors()[batch.index] * batch.content[:, None]
+            at = int(np.flatnonzero(batch.index.cpu().numpy() == ids.get_loc(entry["carbomer"]))[0])
+            entry[f"thickener interaction / own {tag}"] = float(terms[at].norm() / own[at].norm().clamp_min(1e-12))
+        rows.append(entry)
+    table = pd.DataFrame(rows)
+
+    def ratio(prefix: str) -> pd.Series:
+        return np.log10(table[f"{prefix} with base (cP)"] / table[f"{prefix} without base (cP)"])
+
+    return {"formulas": rows, "median log10 drop without base": {p: float(ratio(p).median())
+                                                                 for p in ("truth", "plain", "transformer")},
+            "median thickener interaction / own": {
+                tag: float(table[f"thickener interaction / own {tag}"].median())
+                for tag in ("with base", "without base")}}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and SD over seeds of each setting's eval errors."""
+    frame = pd.DataFrame(rows)
+    out = []
+    for label, group in frame.groupby("model", sort=False):
+        out.append({"model": label, "seeds": len(group),
+                    **{f"{k} mean": float(group[k].mean()) for k in ("eval MAE log10", "eval MAE cP", "fit s")},
+                    **{f"{k} sd": float(group[k].std(ddof=0)) for k in ("eval MAE log10", "eval MAE cP")}})
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("speed", "lab"))
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--dim", type=int, default=10)
+    parser.add_argument("--speed-presets", nargs="+", default=["small", "seed-scale"])
+    parser.add_argument("--json", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = json.loads(args.json.read_text()) if args.json.exists() else {}
+    result["machine"] = {"torch": torch.__version__, "cores": os.cpu_count(), "threads": 1,
+                         "load_1min": os.getloadavg()[0]}
+    if args.only in (None, "speed"):
+        result["speed"] = speed_table(args.speed_presets, args.dim)
+        print(pd.DataFrame(result["speed"]).round(2).to_string(index=False))
+    if args.only in (None, "lab"):
+        rows, lab = lab_table(args.steps, args.seeds, args.dim)
+        result["lab"] = {"steps": args.steps, "dim": args.dim, "seeds": args.seeds, "runs": rows,
+                         "summary": summarise(rows), "settings": SETTINGS}
+        print(pd.DataFrame(result["lab"]["summary"]).round(4).to_string(index=False))
+        result["thickener"] = thickener_example(lab)
+        print(json.dumps({k: v for k, v in result["thickener"].items() if k != "formulas"}, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
