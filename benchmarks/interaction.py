@@ -258,6 +258,8 @@ def render_thickener(result: dict) -> str:
     """The thickener example: truth and predictions with and without the neutraliser."""
     t = result["thickener"]
     frame = pd.DataFrame(t["formulas"][:8])
+    names = make_lab("small")[0].materials.set_index("material_id")["name"]
+    frame["carbomer"] = [f"{names.get(m, m)} ({m})" for m in frame["carbomer"]]
     cols = {"formula_id": "formula", "carbomer": "thickener", "base %": "base (%)"}
     for who in ("truth", "plain", "transformer"):
         for tag in ("with base", "without base"):
@@ -268,7 +270,8 @@ def render_thickener(result: dict) -> str:
     return (f"Eval formulas holding a carbomer-type thickener and a base ({len(t['formulas'])} formulas; the first 8 "
             f"shown), measured as made and with the base's content moved to water. The hidden rule (truth) loses a "
             f"median {format_number(drop['truth'])} decades of viscosity without the base; the plain sum predicts a "
-            f"drop of {format_number(drop['plain'])} decades, the transformer {format_number(drop['transformer'])}. "
+            f"drop of {format_number(drop['plain'])} decades, the transformer ({t.get('transformer', 'transformer')}, "
+            f"the better of the two on the lab) {format_number(drop['transformer'])}. "
             f"The thickener's interaction term is a median {format_number(100 * ratio['with base'])} % of its own "
             f"term with the base and {format_number(100 * ratio['without base'])} % without.\n\n" + _table(frame))
 
