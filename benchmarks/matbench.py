@@ -16,7 +16,9 @@ vectors start from mat2vec (PCA to the embedding size, :mod:`mrl.init_vectors`),
 and ``mrl attention``: the same element vectors, but the ingredients of a composition attend to each other
 (content-weighted, Roost-like) before the sum (``interaction="attention"``, :class:`mrl.model.ContentAttention`).
 The ``+magpie`` rows add Magpie element features to the task's best mrl row (each element vector ``g(x) + r``), alone
-and with early stopping, each also as an ensemble of 5 seeds (mean prediction). ``--rows`` picks row groups,
+and with early stopping, each also as an ensemble of 5 seeds (mean prediction). ``mrl transformer`` (``--rows transformer``) uses
+``interaction="transformer"`` (:class:`mrl.model.ContentTransformer`), its two settings chosen per outer fold on an
+inner 80/20 split of the training fold (:data:`TRANSFORMER_GRID`). ``--rows`` picks row groups,
 ``--skip`` leaves baseline rows out.
 Published leaderboard MAEs are printed beside ours; they are quoted, not re-measured.
 
@@ -63,6 +65,12 @@ BASELINES: list[tuple[str, str, str, dict]] = [
 MAT2VEC = {"embedding_dim": 16, "mat2vec": True}
 MAT2VEC_L1 = {**MAT2VEC, "loss": "l1"}
 ATTENTION = {**MAT2VEC_L1, "interaction": "attention"}
+#: The transformer interaction (issue 28), on the same start as the attention row: two layers of content-weighted
+#: attention, or three of pooled mixing; ``--rows transformer`` picks between them per outer fold on an inner split.
+TRANSFORMER_GRID = ({**MAT2VEC_L1, "interaction": "transformer", "interaction_layers": 2, "interaction_width": 32,
+                     "interaction_heads": 2},
+                    {**MAT2VEC_L1, "interaction": "transformer", "interaction_layers": 3, "interaction_width": 32,
+                     "interaction_mixing": "pooling"})
 #: Fixed in advance for the feature rows (issue 18): early stopping holds out 10 % of the training formulas, checks
 #: their loss every 50 steps and stops after 10 checks (500 steps) without improvement, keeping the best state.
 EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 50}
@@ -210,8 +218,11 @@ def describe(cand: dict, settings: dict) -> str:
     """Short features label of an mrl row, e.g. ``dim 16, attn, l1``."""
     params = {**settings, **cand}
     parts = [f"dim {params['embedding_dim']}"]
-    if params.get("interaction", "none") != "none":
+    if params.get("interaction", "none") == "attention":
         parts.append("attn")
+    elif params.get("interaction", "none") == "transformer":
+        parts.append(f"transformer {params.get('interaction_mixing', 'attention')} "
+                     f"{params.get('interaction_layers', 3)}x{params.get('interaction_width', 64)}")
     if params.get("loss", "mse") != "mse":
         parts.append(params["loss"])
     if params.get("features"):
@@ -284,9 +295,10 @@ def run_mrl_tuned(data, folds, settings: dict, grid: Sequence[dict], init_for, l
     80 % of the training fold and scored on the other 20 % (:func:`inner_split`); the best is refitted on the
     whole training fold and scored on the test fold. Returns the row and the per-fold choices."""
     y = data.target_values()
-    maes, choices = [], []
+    maes, choices, walls = [], [], []
     start = time.perf_counter()
     for k, (train, test) in enumerate(folds):
+        fold_start = time.perf_counter()
         held = inner_split(len(train), 0.2, seed=k)
         inner_tr = np.isin(np.arange(data.n_samples), train[~held])
         inner_va = np.isin(np.arange(data.n_samples), train[held])
@@ -297,7 +309,9 @@ def run_mrl_tuned(data, folds, settings: dict, grid: Sequence[dict], init_for, l
         est = fit_candidate(data, mask, settings, grid[best], init_for)
         maes.append(float(np.abs(est.predict(data.subset(~mask)) - y[test]).mean()))
         choices.append({"fold": k, "inner_mae": scores, "chosen": grid[best]})
+        walls.append(time.perf_counter() - fold_start)
     row = fold_summary(label, "inner-selected", maes, time.perf_counter() - start)
+    row["fold_wall_s"] = walls
     log(f"  {label:<22} MAE {row['mae_mean']:.4g}  ({row['wall_s']:.1f} s); choices "
         f"{[c['chosen'] for c in choices]}")
     return row, choices
@@ -449,8 +463,9 @@ def log(msg: str) -> None:
 
 
 #: ``--rows`` groups: classical baselines, all mrl rows of the task, only its best existing mrl row, the magpie
-#: feature row with its ensemble, the feature + early-stopping row with its ensemble.
-ROW_GROUPS = ("baselines", "mrl", "best", "features", "early")
+#: feature row with its ensemble, the feature + early-stopping row with its ensemble, the transformer interaction
+#: (nested selection between the two settings of :data:`TRANSFORMER_GRID`).
+ROW_GROUPS = ("baselines", "mrl", "best", "features", "early", "transformer")
 
 
 class Task(NamedTuple):
@@ -511,6 +526,12 @@ def fit_rows(task: Task, tuned: dict | None, groups: Sequence[str] = ROW_GROUPS,
         row, est = run_mrl(task.data, task.folds, task.settings, cand, task.init_for, label, log)
         rows.append(row)
         models[f"{label} {row['features']}"] = est
+    if "transformer" in groups:
+        row, choices = run_mrl_tuned(task.data, task.folds, task.settings, TRANSFORMER_GRID, task.init_for,
+                                     "mrl transformer", log)
+        row["features"] = "transformer, inner-selected"
+        row["choices"] = choices
+        rows.append(row)
     new = task.cfg.get("new_rows", ())
     for group, (label, cand) in zip(("features", "early"), new):
         if group in groups:

@@ -64,6 +64,10 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  pin: Sequence[str] = tuple(_DEFAULTS.pin), tie: Mapping[str, str] | None = None,
                  init_std: float = _DEFAULTS.init_std, target_transform: str = _DEFAULTS.target_transform,
                  aggregation: str = _DEFAULTS.aggregation, interaction: str = _DEFAULTS.interaction,
+                 interaction_layers: int = _DEFAULTS.interaction_layers,
+                 interaction_heads: int = _DEFAULTS.interaction_heads,
+                 interaction_width: int = _DEFAULTS.interaction_width,
+                 interaction_mixing: str = _DEFAULTS.interaction_mixing,
                  features: str | None = _DEFAULTS.features, feature_map: str = _DEFAULTS.feature_map,
                  inverse_conditions: Sequence[str] = tuple(_DEFAULTS.inverse_conditions),
                  steps: int = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size, lr: float = _DEFAULTS.lr,
@@ -90,6 +94,10 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.target_transform = target_transform
         self.aggregation = aggregation
         self.interaction = interaction
+        self.interaction_layers = interaction_layers
+        self.interaction_heads = interaction_heads
+        self.interaction_width = interaction_width
+        self.interaction_mixing = interaction_mixing
         self.features = features
         self.feature_map = feature_map
         self.inverse_conditions = inverse_conditions
@@ -123,7 +131,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """Check every parameter against the one constraint table shared with :class:`~mrl.params.RunParams`."""
         params = self.get_params()
         check_constraints(params, source=type(self).__name__)
-        bad = [k for k in ("steps", "batch_size", "embedding_dim", "eval_every", "snapshot_every",
+        bad = [k for k in ("steps", "batch_size", "embedding_dim", "interaction_layers", "interaction_heads",
+                           "interaction_width", "eval_every", "snapshot_every",
                            "checkpoint_every", "seed", "patience")
                if isinstance(params[k], bool) or not isinstance(params[k], int)]
         if bad:
@@ -280,7 +289,10 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             hidden=list(self.hidden), dropout=self.dropout, n_conditions=len(self.conditions_), head=self.head,
             content_scale=self.content_scale, median_content=self.typical_content(data),
             pinned=self.pinned_, init_std=self.init_std, aggregation=self.aggregation,
-            interaction=self.interaction, tied_to=self.tied_to_,
+            interaction=self.interaction, interaction_layers=self.interaction_layers,
+            interaction_heads=self.interaction_heads, interaction_width=self.interaction_width,
+            interaction_mixing=self.interaction_mixing,
+            tied_to=self.tied_to_,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0,
             **({} if features is None else {"n_features": features.shape[1], "feature_map": self.feature_map}))
         if features is not None:

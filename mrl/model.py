@@ -13,6 +13,9 @@ Optionally (``interaction="attention"``) the ingredients of a formula first look
 content-weighted multi-head attention (as Roost/CrabNet do for elements) gives every ingredient an update
 ``u_i`` from its partners, and ``m = sum_i c_i (e_i + s_i u_i)``. The table stays the one inspectable vector per
 material; the update starts at zero (a learned gate initialised at 0), so training starts from the plain sum.
+``interaction="transformer"`` is the deeper form (:class:`ContentTransformer`: ``interaction_layers`` pre-norm
+layers of content-weighted attention with ``interaction_heads`` heads, residual connections and layer norm, the
+amount entered as a fractional encoding), with the same gate, the same update rule and the same table.
 
 Known material features (``n_features > 0``): each material's raw vector becomes ``g(x_i) + r_i`` before the
 activation, with ``x_i`` its standardised feature row (the ``features`` buffer, built by :mod:`mrl.features`), ``g``
@@ -27,7 +30,8 @@ standardisation) is stored in buffers so a checkpoint rebuilds the whole predict
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -142,44 +146,165 @@ class ContentAttention(nn.Module):
     def forward(self, x: torch.Tensor, content: torch.Tensor, offsets: torch.Tensor,
                 rows: torch.Tensor) -> torch.Tensor:
         """Updates ``u_i`` for flat ingredient vectors ``x`` (``(nnz, dim)``) with contents ``(nnz,)``;
-        ``rows`` is each ingredient's formula (:func:`formula_rows`).
-
-        Formulas are sorted by length and split into up to ``buckets`` groups, each padded only to its own longest
-        formula (one host read of the lengths per call): the padded attention costs ``sum_b n_b L_b^2`` instead
-        of ``n L_max^2`` (seed-scale lab, batch 256: ~3x less with 4 buckets; ~1.4x less time per training step). The result does not depend on the
-        grouping (each formula attends only within itself), up to float rounding.
-        """
+        ``rows`` is each ingredient's formula (:func:`formula_rows`)."""
         if not x.shape[0]:
             return torch.zeros_like(x)
         log_c = torch.log(content.clamp_min(1e-8))
-        slots = torch.arange(x.shape[0], device=x.device) - offsets[rows]  # position within its formula
-        qkv = self.qkv(x)
-        groups = _length_buckets(offsets, x.shape[0], self.buckets)
-        if groups is None:  # one group: pad the whole batch to its longest formula
-            n, length = offsets.shape[0], int(slots.max()) + 1
-            ctx = self._attend(qkv, log_c, rows, slots, n, length)
-        else:
-            # one gather into bucket order, then contiguous pieces (split's backward is a cat, not a zero-fill
-            # of the whole batch per bucket), and one gather back
-            order = np.concatenate([flat for flat, *_ in groups])
-            inverse = np.empty_like(order)
-            inverse[order] = np.arange(len(order))
-            order_t = torch.as_tensor(order, device=x.device)
-            sizes = [len(flat) for flat, *_ in groups]
-            pieces = zip(qkv[order_t].split(sizes), log_c[order_t].split(sizes), slots[order_t].split(sizes))
-            parts = [self._attend(q, c, torch.as_tensor(local_rows, device=x.device), s, n, length)
-                     for (q, c, s), (_, local_rows, n, length) in zip(pieces, groups)]
-            ctx = torch.cat(parts)[torch.as_tensor(inverse, device=x.device)]
+        ctx = padded_apply(self._attend, self.qkv(x), log_c, offsets, rows, self.buckets)
         return self.gate * self.update(torch.cat([x, ctx, log_c[:, None]], dim=1))
 
-    def _attend(self, qkv: torch.Tensor, log_c: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor, n: int,
-                length: int) -> torch.Tensor:
-        """Attended context of flat ingredients padded into ``(n, length)`` formulas, back in flat order."""
-        padded = _pad(qkv, rows, slots, (n, length))
-        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in padded.chunk(3, dim=-1))
-        bias = _pad(log_c, rows, slots, (n, length), fill=-float("inf"))[:, None, None, :]
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(n, self.heads, length, length))
-        return ctx.transpose(1, 2).reshape(n, length, -1)[rows, slots]
+    def _attend(self, qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Attended context of padded formulas: ``qkv`` ``(n, length, 3 width)``, ``bias`` the log contents
+        ``(n, length)`` (-inf at padding)."""
+        return content_attention(qkv, bias, self.heads)
+
+
+def content_attention(qkv: torch.Tensor, bias: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention of padded formulas whose logits get each key's log content added (Roost's weighting:
+    softmax over ``c_j exp(q_i.k_j)``), through :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Args:
+        qkv: queries, keys and values side by side, shape ``(n, length, 3 width)``.
+        bias: log content of each slot, ``-inf`` at padding, shape ``(n, length)``.
+        heads: number of heads (``width`` a multiple of it).
+
+    Returns:
+        The attended context, shape ``(n, length, width)`` (padding slots hold values that are never read).
+    """
+    n, length = bias.shape
+    q, k, v = (t.reshape(n, length, heads, -1).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    mask = bias[:, None, None, :].expand(n, heads, length, length)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n, length, -1)
+
+
+def fraction_encoding(content: torch.Tensor, frequencies: int = 4) -> torch.Tensor:
+    """The amount of each ingredient as features (CrabNet's fractional encoding, on a log scale so that a 0.1 %
+    trace and a 1 % dose differ as much as 10 % and 100 %): ``u = (log10 c + 5) / 5`` clipped to [0, 1] (1e-5 to
+    100 %), the fraction ``c`` itself, and ``sin``/``cos`` of ``2^k pi u`` for ``k < frequencies``; shape
+    ``(nnz, 2 + 2 frequencies)``."""
+    u = ((torch.log10(content.clamp_min(1e-8)) + 5.0) / 5.0).clamp(0.0, 1.0)
+    angles = u[:, None] * (math.pi * 2.0 ** torch.arange(frequencies, device=content.device, dtype=content.dtype))
+    return torch.cat([u[:, None], content[:, None], torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer layer: a mixing step between the ingredients of a formula and a feed-forward layer,
+    each added back (residual) after a layer norm.
+
+    ``mixing="attention"``: content-weighted multi-head self-attention (:func:`content_attention`) on padded
+    formulas. ``mixing="pooling"``: every ingredient receives the content-weighted mean of its formula's messages
+    (a DeepSets/Roost-style pooled message, on the flat batch: no padding, no pairwise scores, linear in the
+    number of ingredients); its own state and that context then meet in the feed-forward layer.
+    """
+
+    def __init__(self, width: int, heads: int, mixing: str = "attention") -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be a multiple of heads {heads}")
+        if mixing not in MIXINGS:
+            raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+        self.heads, self.mixing = heads, mixing
+        self.norm_mix, self.norm_feed = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.mix_in = nn.Linear(width, 3 * width if mixing == "attention" else width)
+        self.project = nn.Linear(width, width)
+        self.feed = mlp(width, (2 * width,), width)
+
+    def forward(self, h: torch.Tensor, mix: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``h`` -> same shape; ``mix`` turns the normed, projected states into each ingredient's context."""
+        h = h + self.project(mix(self.mix_in(self.norm_mix(h))))
+        return h + self.feed(self.norm_feed(h))
+
+
+#: How the transformer's layers mix ingredients (:class:`TransformerBlock`).
+MIXINGS = ("attention", "pooling")
+
+
+class ContentTransformer(nn.Module):
+    """Several layers of content-weighted mixing between the ingredients of each formula (the depth of CrabNet and
+    Roost), starting from mrl's material vectors.
+
+    Each ingredient's input is its (activated, unscaled) material vector beside the encoding of its amount
+    (:func:`fraction_encoding`), mapped to ``width``; ``layers`` :class:`TransformerBlock` s (residual, layer norm,
+    content-weighted attention or pooling) let every ingredient see its partners; a final layer norm and a linear
+    map give the update ``u_i`` in the material space, scaled by a gate that starts at 0 (training starts from the
+    plain sum; the table stays the one inspectable vector per material). With attention, the padded work runs once
+    per length bucket for all layers (:func:`padded_apply`); pooling needs no padding.
+    """
+
+    def __init__(self, dim: int, width: int = 64, heads: int = 4, layers: int = 3, mixing: str = "attention"
+                 ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        self.mixing = mixing
+        self.encode = nn.Linear(dim + fraction_encoding(torch.ones(1)).shape[1], width)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mixing) for _ in range(layers))
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+        self.gate = nn.Parameter(torch.zeros(()))
+        self.buckets = ATTENTION_BUCKETS
+
+    def forward(self, x: torch.Tensor, content: torch.Tensor, offsets: torch.Tensor,
+                rows: torch.Tensor) -> torch.Tensor:
+        """Updates ``u_i`` (``(nnz, dim)``) for flat ingredient vectors ``x`` with contents ``(nnz,)``; ``rows`` is
+        each ingredient's formula (:func:`formula_rows`)."""
+        if not x.shape[0]:
+            return torch.zeros_like(x)
+        h = self.encode(torch.cat([x, fraction_encoding(content)], dim=1))
+        if self.mixing == "attention":
+            h = padded_apply(self._attention_layers, h, torch.log(content.clamp_min(1e-8)), offsets, rows,
+                             self.buckets)
+        else:
+            weight = (content / torch.zeros(offsets.shape[0], device=x.device).index_add(0, rows, content)
+                      .clamp_min(1e-12)[rows])[:, None]
+
+            def pool(messages: torch.Tensor) -> torch.Tensor:
+                return torch.zeros(offsets.shape[0], messages.shape[1], device=x.device, dtype=messages.dtype
+                                   ).index_add(0, rows, weight * messages)[rows]
+
+            for block in self.blocks:
+                h = block(h, pool)
+        return self.gate * self.out(self.norm(h))
+
+    def _attention_layers(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            h = block(h, lambda qkv, heads=block.heads: content_attention(qkv, bias, heads))
+        return h
+
+
+def padded_apply(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, log_c: torch.Tensor,
+                 offsets: torch.Tensor, rows: torch.Tensor, buckets: int) -> torch.Tensor:
+    """``fn`` applied to the formulas of a flat batch padded to ``(n, length, ...)``, back in flat order.
+
+    ``fn(padded_x, bias)`` gets the ingredients' rows of ``x`` padded per formula and their log contents ``bias``
+    (-inf at padding) and returns padded rows. Formulas are sorted by length and split into up to ``buckets``
+    groups, each padded only to its own longest formula (one host read of the lengths per call): padded attention
+    then costs ``sum_b n_b L_b^2`` instead of ``n L_max^2`` (seed-scale lab, batch 256: ~3x less with 4 buckets;
+    ~1.4x less time per training step). The result does not depend on the grouping (each formula attends only
+    within itself), up to float rounding.
+    """
+    slots = torch.arange(x.shape[0], device=x.device) - offsets[rows]  # position within its formula
+    groups = _length_buckets(offsets, x.shape[0], buckets)
+    if groups is None:  # one group: pad the whole batch to its longest formula
+        return _apply_padded(fn, x, log_c, rows, slots, offsets.shape[0], int(slots.max()) + 1)
+    # one gather into bucket order, then contiguous pieces (split's backward is a cat, not a zero-fill of the
+    # whole batch per bucket), and one gather back
+    order = np.concatenate([flat for flat, *_ in groups])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    order_t = torch.as_tensor(order, device=x.device)
+    sizes = [len(flat) for flat, *_ in groups]
+    pieces = zip(x[order_t].split(sizes), log_c[order_t].split(sizes), slots[order_t].split(sizes))
+    parts = [_apply_padded(fn, piece, c, torch.as_tensor(local_rows, device=x.device), s, n, length)
+             for (piece, c, s), (_, local_rows, n, length) in zip(pieces, groups)]
+    return torch.cat(parts)[torch.as_tensor(inverse, device=x.device)]
+
+
+def _apply_padded(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, log_c: torch.Tensor,
+                  rows: torch.Tensor, slots: torch.Tensor, n: int, length: int) -> torch.Tensor:
+    """``fn`` on flat ingredients padded into ``(n, length)`` formulas, back in flat order."""
+    bias = _pad(log_c, rows, slots, (n, length), fill=-float("inf"))
+    return fn(_pad(x, rows, slots, (n, length)), bias)[rows, slots]
 
 
 #: Most length buckets :class:`ContentAttention` splits a batch into, and fewest formulas in a bucket (a training
@@ -231,13 +356,18 @@ class MixtureModel(nn.Module):
         init_std: standard deviation of the initial table (all materials start near the origin).
         aggregation: ``"embedding_bag"`` or ``"sparse_mm"`` (same result; speed measured in benchmarks/).
         temperature_index: which condition column is the temperature (``vft`` head only).
-        interaction: ``"none"`` (plain content-weighted sum) or ``"attention"`` (:class:`ContentAttention`).
+        interaction: ``"none"`` (plain content-weighted sum), ``"attention"`` (:class:`ContentAttention`) or
+            ``"transformer"`` (:class:`ContentTransformer`).
         tied_to: for each material, the material whose vector (and content scale) it uses, shape
             ``(n_materials,)``; a practitioner's "X acts like Y" (default: each its own). Tied rows of the table
             get no gradient.
         n_features: length of each material's standardised feature row (0: no features, the table alone).
         feature_map: ``"linear"`` or ``"mlp"``: the map ``g`` from features to the raw vector (see the module
             docstring); the rows themselves live in the ``features`` buffer (:meth:`set_features`).
+        interaction_layers: transformer layers (``interaction="transformer"``).
+        interaction_heads: attention heads per transformer layer (a divisor of ``interaction_width``).
+        interaction_width: width of the transformer layers.
+        interaction_mixing: ``"attention"`` or ``"pooling"`` (:class:`TransformerBlock`).
     """
 
     def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
@@ -246,7 +376,8 @@ class MixtureModel(nn.Module):
                  median_content: Sequence[float] | None = None, pinned: Sequence[int] = (),
                  init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0,
                  interaction: str = "none", tied_to: Sequence[int] | None = None, n_features: int = 0,
-                 feature_map: str = "linear") -> None:
+                 feature_map: str = "linear", interaction_layers: int = 3, interaction_heads: int = 4,
+                 interaction_width: int = 64, interaction_mixing: str = "attention") -> None:
         super().__init__()
         check_constraints({"activation": activation, "content_scale": content_scale, "aggregation": aggregation,
                            "interaction": interaction, "head": head, "feature_map": feature_map}, "MixtureModel")
@@ -265,13 +396,20 @@ class MixtureModel(nn.Module):
             pinned=[int(p) for p in pinned], init_std=init_std, aggregation=aggregation,
             temperature_index=temperature_index, interaction=interaction,
             tied_to=None if tied_to is None else [int(t) for t in source], n_features=int(n_features),
-            feature_map=feature_map)
+            feature_map=feature_map, interaction_layers=int(interaction_layers),
+            interaction_heads=int(interaction_heads), interaction_width=int(interaction_width),
+            interaction_mixing=interaction_mixing)
         self.activation = activation
         self.aggregation = aggregation
         self.head_kind = head
         self.temperature_index = temperature_index
         self.table = nn.Parameter(torch.randn(n_materials, embedding_dim) * init_std)
-        self.interaction = ContentAttention(embedding_dim) if interaction == "attention" else None
+        self.interaction: ContentAttention | ContentTransformer | None = None
+        if interaction == "attention":
+            self.interaction = ContentAttention(embedding_dim)
+        elif interaction == "transformer":
+            self.interaction = ContentTransformer(embedding_dim, interaction_width, interaction_heads,
+                                                  interaction_layers, interaction_mixing)
         typical = np.ones(n_materials) if median_content is None else np.asarray(median_content, np.float64)
         log_scale = torch.zeros(n_materials) if content_scale == "none" else torch.from_numpy(
             -np.log(np.clip(np.where(typical > 0, typical, 1.0), MIN_SCALE_CONTENT, None))).float()
@@ -456,8 +594,22 @@ class MixtureModel(nn.Module):
         if self.interaction is None:
             return m
         rows = formula_rows(batch.offsets, batch.index.shape[0])
-        u = self.interaction(raw[local], batch.content, batch.offsets, rows)
-        return m.index_add(0, rows, u * (batch.content * scale[local])[:, None])
+        return m.index_add(0, rows, self._interaction_terms(raw[local], scale[local], batch, rows))
+
+    def interaction_terms(self, batch: Batch) -> torch.Tensor:
+        """What each ingredient adds to its formula's mixture vector beyond its own ``c_i e_i``: ``c_i s_i u_i``,
+        shape ``(nnz, dim)`` in ``batch.index`` order (zero without an interaction)."""
+        if self.interaction is None:
+            return torch.zeros(batch.index.shape[0], self.table.shape[1], device=self.table.device)
+        materials, local = torch.unique(batch.index, return_inverse=True)
+        raw, scale = self._raw_and_scale(materials)
+        return self._interaction_terms(raw[local], scale[local], batch,
+                                       formula_rows(batch.offsets, batch.index.shape[0]))
+
+    def _interaction_terms(self, raw: torch.Tensor, scale: torch.Tensor, batch: Batch, rows: torch.Tensor
+                           ) -> torch.Tensor:
+        u = self.interaction(raw, batch.content, batch.offsets, rows)
+        return u * (batch.content * scale)[:, None]
 
     def _weighted_sum(self, vectors: torch.Tensor, index: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``sum_i c_i vectors[index_i]`` per formula of ``batch``."""

@@ -65,7 +65,16 @@ class RunParams:
     init_std: float = 0.001  # all vectors start this close to the origin
     target_transform: str = "auto"  # none | log10 | auto (log10 when positive and spanning > 2 decades)
     aggregation: str = "embedding_bag"  # embedding_bag | sparse_mm
-    interaction: str = "none"  # none | attention: ingredients attend to each other before the sum (Roost-like)
+    # none | attention (one content-weighted attention layer, Roost-like) | transformer (interaction_layers layers
+    # of it with residuals, layer norm and a fractional encoding of the amount, CrabNet-like): ingredients update
+    # each other before the sum; the material table stays the inspectable vectors
+    interaction: str = "none"
+    interaction_layers: int = 3  # transformer layers (interaction: transformer)
+    interaction_heads: int = 4  # attention heads per transformer layer, a divisor of interaction_width
+    interaction_width: int = 64  # width of the transformer layers
+    # how the transformer's layers mix ingredients: attention (content-weighted softmax over partners, padded per
+    # length bucket) | pooling (content-weighted mean of the partners' messages: no padding, linear cost)
+    interaction_mixing: str = "attention"
     # known material features beside the learned vectors: null | columns (numeric columns of the materials table) |
     # magpie | mat2vec | oliynyk | jarvis (element tables; material id = element symbol) | rdkit (smiles column) |
     # supplier (sheet_* columns, e.g. a synthetic lab's supplier sheets); raw vector = g(features) + residual
@@ -143,7 +152,8 @@ CHOICES: dict[str, tuple] = {
     "content_scale": ("none", "median", "rms", "learned"),
     "target_transform": ("none", "log10", "auto"),
     "aggregation": ("embedding_bag", "sparse_mm"),
-    "interaction": ("none", "attention"),
+    "interaction": ("none", "attention", "transformer"),
+    "interaction_mixing": ("attention", "pooling"),
     "features": (None, "columns", "magpie", "mat2vec", "oliynyk", "jarvis", "rdkit", "supplier"),
     "feature_map": ("linear", "mlp"),
     "lr_schedule": ("cosine", "constant"),
@@ -153,7 +163,7 @@ CHOICES: dict[str, tuple] = {
 #: List parameters that may be given as one string (``--set material_columns=B:K``).
 STRING_LISTS = ("material_columns", "ignore_columns", "conditions")
 #: Parameters that must be > 0 (``None`` allowed where the parameter is optional).
-POSITIVE = ("embedding_dim", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
+POSITIVE = ("embedding_dim", "interaction_layers", "interaction_heads", "interaction_width", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
             "embedding_lr", "patience")
 #: Parameters that must be >= 0.
 NON_NEGATIVE = ("dropout", "weight_decay", "embedding_weight_decay", "init_std", "residual_weight_decay")

@@ -55,6 +55,14 @@ from mrl.workbook import truth_table
 log = logging.getLogger(__name__)
 
 
+def describe_interaction(params: RunParams) -> str:
+    """The interaction setting in words: ``none``, ``attention``, or the transformer's layers, width and mixing."""
+    if params.interaction != "transformer":
+        return params.interaction
+    heads = f", {params.interaction_heads} heads" if params.interaction_mixing == "attention" else ""
+    return (f"transformer ({params.interaction_layers} layers of width {params.interaction_width}, "
+            f"{params.interaction_mixing}{heads})")
+
 
 def resolve_data(params: RunParams) -> tuple[FormulaData, pd.DataFrame | None]:
     """Load the data a run names; return it with the hidden truth table (synthetic data only, else None).
@@ -194,7 +202,7 @@ class RunPlan:
                                                  for name, (n, f) in counts.items()),
             f"materials: {data.n_materials}, {'; '.join(x for x in (pins, *extra) if x)}; formulas per material: "
             f"median {usage['median']:g}, max {usage['max']}, {usage['once']} used once, {usage['unused']} unused",
-            f"model: embedding_dim {p.embedding_dim}, head {p.head}, interaction {p.interaction}, "
+            f"model: embedding_dim {p.embedding_dim}, head {p.head}, interaction {describe_interaction(p)}, "
             f"content_scale {p.content_scale}, loss {p.loss}, "
             + (f"material features {p.features} through a {p.feature_map} map (residual weight decay "
                f"{p.residual_weight_decay:g})" if p.features else "no material features (vectors from data alone)"),

@@ -96,21 +96,32 @@ def test_bad_options_raise():
         MixtureModel(3, 2, head="vft")
 
 
-def _attention_model() -> MixtureModel:
-    model = _model(interaction="attention", pinned=[0])
+INTERACTIONS = pytest.mark.parametrize("interaction", ["attention", "transformer", "pooling"])
+
+
+def _interaction(interaction: str) -> dict:
+    """Model options of an interaction; ``"pooling"`` is the transformer with pooled mixing."""
+    if interaction == "pooling":
+        return {"interaction": "transformer", "interaction_mixing": "pooling"}
+    return {"interaction": interaction}
+
+
+def _attention_model(interaction: str = "attention") -> MixtureModel:
+    model = _model(**_interaction(interaction), pinned=[0])
     with torch.no_grad():
         model.interaction.gate.fill_(1.0)  # switch the (zero-initialised) interaction on
     return model
 
 
-def test_attention_starts_as_the_plain_sum_then_couples_ingredients():
+@INTERACTIONS
+def test_attention_starts_as_the_plain_sum_then_couples_ingredients(interaction):
     matrix = _matrix([[0.6, 0.3, 0.1, 0, 0, 0], [0.6, 0.3, 0, 0.1, 0, 0]])
     batch = make_batch(matrix, np.arange(2))
-    fresh = _model(interaction="attention", pinned=[0])
+    fresh = _model(**_interaction(interaction), pinned=[0])
     plain = _model(pinned=[0])
     plain.load_state_dict({k: v for k, v in fresh.state_dict().items() if not k.startswith("interaction.")})
     assert torch.allclose(fresh.mixture(batch), plain.mixture(batch), atol=1e-7)
-    model = _attention_model()
+    model = _attention_model(interaction)
     mix = model.mixture(batch)
     table = model.material_vectors()
     # the part of material 1's contribution that is not its own vector depends on its partner (2 vs 3)
@@ -118,8 +129,9 @@ def test_attention_starts_as_the_plain_sum_then_couples_ingredients():
     assert not torch.allclose(rest[0], rest[1], atol=1e-4)
 
 
-def test_attention_is_order_invariant_and_batches_do_not_leak():
-    model = _attention_model()
+@INTERACTIONS
+def test_attention_is_order_invariant_and_batches_do_not_leak(interaction):
+    model = _attention_model(interaction)
     matrix = sp.random(12, 6, density=0.5, random_state=3, format="csr")
     matrix = sp.csr_matrix(matrix.multiply(1 / matrix.sum(axis=1).clip(1e-9)))
     rows = np.flatnonzero(matrix.getnnz(axis=1) > 0)
@@ -135,13 +147,38 @@ def test_attention_is_order_invariant_and_batches_do_not_leak():
                           model(Batch(index[perm], torch.tensor([0]), content[perm], cond)), atol=1e-6)
 
 
-def test_attention_pinned_material_still_contributes_nothing_of_its_own():
-    model = _attention_model()
+@INTERACTIONS
+def test_attention_pinned_material_still_contributes_nothing_of_its_own(interaction):
+    model = _attention_model(interaction)
     alone = make_batch(_matrix([[1.0, 0, 0, 0, 0, 0]]), np.arange(1))
     assert torch.count_nonzero(model.mixture(alone)) == 0
 
 
-def test_attention_length_buckets_match_one_padded_batch():
+@INTERACTIONS
+def test_interaction_on_a_formula_of_one_ingredient(interaction):
+    """A lone ingredient attends only to itself: a finite output, the same alone as inside a batch."""
+    model = _attention_model(interaction)
+    matrix = _matrix([[0, 1.0, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0, 0]])
+    alone, together = model(make_batch(matrix, np.array([0]))), model(make_batch(matrix, np.arange(2)))
+    assert torch.isfinite(alone).all() and torch.allclose(alone, together[:1], atol=1e-6)
+    update = model.mixture(make_batch(matrix, np.array([0]))) - model.material_vectors()[1]
+    assert torch.count_nonzero(update.detach()) > 0  # its own update still takes part
+
+
+def test_transformer_layers_heads_and_fractional_encoding():
+    from mrl.model import ContentTransformer, fraction_encoding
+
+    model = _model(interaction="transformer", interaction_layers=2, interaction_heads=8)
+    assert isinstance(model.interaction, ContentTransformer) and len(model.interaction.blocks) == 2
+    assert model.interaction.blocks[0].heads == 8 and model.model_params["interaction_layers"] == 2
+    enc = fraction_encoding(torch.tensor([1e-6, 1e-3, 0.5, 1.0]))
+    assert enc[0, 0] == 0 and enc[-1, 0] == 1 and not torch.allclose(enc[1], enc[2])
+    with pytest.raises(ValueError, match="multiple of heads"):
+        _model(interaction="transformer", interaction_heads=7)
+
+
+@INTERACTIONS
+def test_attention_length_buckets_match_one_padded_batch(interaction):
     """Bucketing formulas by length (pad each bucket to its own longest) changes nothing but float rounding, in the
     outputs and in every gradient; formulas of one length, and small batches, take the single padded path."""
     from mrl.model import MIN_BUCKET_FORMULAS, _length_buckets
@@ -156,8 +193,8 @@ def test_attention_length_buckets_match_one_padded_batch():
     matrix = sp.csr_matrix(dense)
     batch = make_batch(matrix, rng.permutation(n), rng.random((n, 1)))
     torch.manual_seed(0)
-    model = MixtureModel(n_materials=n_materials, embedding_dim=5, init_std=0.5, interaction="attention",
-                         n_conditions=1)
+    model = MixtureModel(n_materials=n_materials, embedding_dim=5, init_std=0.5, n_conditions=1,
+                         **_interaction(interaction))
     with torch.no_grad():
         model.interaction.gate.fill_(0.8)
     results = {}

@@ -144,11 +144,17 @@ def test_loss_option_changes_training_and_checks_its_name(tiny_data, loss):
         MixtureRegressor(steps=1, loss="hinge", **FAST).fit(train)
 
 
-def test_attention_interaction_trains_and_reloads(tiny_data, tmp_path):
+@pytest.mark.parametrize("options", [{"interaction": "attention"},
+                                     {"interaction": "transformer", "interaction_layers": 2, "interaction_width": 16,
+                                      "interaction_heads": 2},
+                                     {"interaction": "transformer", "interaction_mixing": "pooling",
+                                      "interaction_width": 16}])
+def test_attention_interaction_trains_and_reloads(tiny_data, tmp_path, options):
     train, ev = _split(tiny_data)
-    est = MixtureRegressor(steps=200, interaction="attention", **FAST).fit(train, checkpoint_path=tmp_path / "a.pt")
+    est = MixtureRegressor(steps=200, **options, **FAST).fit(train, checkpoint_path=tmp_path / "a.pt")
     assert float(est.module_.interaction.gate.detach()) != 0.0  # the interaction took part in training
     loaded = MixtureRegressor.load(tmp_path / "a.pt", device="cpu")
+    assert loaded.module_.model_params == est.module_.model_params
     assert np.array_equal(est.predict(ev), loaded.predict(ev))
     y = ev.target_values()
     assert regression_metrics(y, est.predict(ev))["mae"] < np.abs(y - np.median(y)).mean()
