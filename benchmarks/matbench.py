@@ -36,6 +36,9 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from mrl.book import fill_marked_sections
+from mrl.wording import BETTER, Score, against_target, compare, format_number
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Matbench v0.1 leaderboard mean MAEs, quoted (not re-measured). expt_gap: all five and steels' Dummy checked against
@@ -400,6 +403,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot-from", type=Path, help="only reprint the table and redraw the MAE bar chart from a "
                                                        "--json file (adding rows of X_tuned.json beside X.json)")
     parser.add_argument("--quick", action="store_true", help="2 folds, 1/5 of the steps, dim 16, 50 trees")
+    parser.add_argument("--render", action="store_true", help="only print the book page's sections, rendered from "
+                                                              "the committed result files (RESULT_FILES)")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the page's marked regions "
+                                                                "(book/matbench.md)")
     parser.add_argument("--json", type=Path, help="write all results here")
     parser.add_argument("--figure", type=Path, help="element map PNG (default book/figures/matbench_elements"
                                                     "[_steels].png; not written with --quick unless given)")
@@ -419,7 +426,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only-tuned", action="store_true", help="with --tune: skip all other rows and the "
                                                                   "element analysis")
     args = parser.parse_args(argv)
-    if args.plot_from is None and args.task is None:
+    if args.plot_from is None and args.task is None and not args.render:
         parser.error("--task is required")
     if args.plot_from is None and args.only_tuned and not args.tune:
         parser.error("--only-tuned needs --tune")
@@ -561,8 +568,249 @@ def write_result(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=1))
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the book page (book/matbench.md), rendered from the committed result files
+# --------------------------------------------------------------------------------------------------------------
+#: The committed result files the page is rendered from (``--render``).
+RESULT_FILES = {"steels": "matbench_steels.json", "expt_gap": "matbench_expt_gap.json",
+                "mp_e_form": "matbench_mp_e_form_5fold.json", "features": "feature_analysis_expt_gap.json"}
+#: Goals set by the issues for the best mrl row (mean MAE over the folds), in the task's unit.
+GOALS = {"expt_gap": 0.40, "mp_e_form": 0.10}
+#: mp_e_form: composition-only figures quoted for scale (not re-measured; the leaderboard of the task uses
+#: structures): CrabNet's and the best composition-only model's mean MAE (eV/atom).
+MP_E_FORM_QUOTED = [("CrabNet", 0.0862), ("best composition-only model", 0.0839)]
+
+
+def page_results(results_dir: Path = ROOT / "benchmarks" / "results") -> dict[str, dict]:
+    """The result files of :data:`RESULT_FILES`, read, by key."""
+    return {key: json.loads((results_dir / name).read_text()) for key, name in RESULT_FILES.items()}
+
+
+def row_label(row: dict) -> str:
+    """``mrl+mat2vec (dim 16, l1)``: a row's model and its features."""
+    return f"{row['model']} ({row['features']})"
+
+
+def row_score(row: dict) -> Score:
+    """A row's mean MAE and SD over its folds."""
+    return Score(row["mae_mean"], row.get("mae_std"), int(row.get("n_folds", 1)), "folds")
+
+
+def _published(result: dict, name: str) -> Score | None:
+    found = [mae for n, mae in result.get("published_quoted", []) if n == name]
+    return Score(found[0], note="published, quoted") if found else None
+
+
+def _is_mrl(row: dict) -> bool:
+    return row["model"].startswith("mrl")
+
+
+def _best(rows: Sequence[dict]) -> dict:
+    return min(rows, key=lambda r: r["mae_mean"])
+
+
+def _rows_table(result: dict, unit: str) -> str:
+    rows = sorted(result["rows"], key=lambda r: r["mae_mean"])
+    lines = [f"| model | settings | MAE ({unit}), mean ± SD over {result['n_folds']} folds | wall time (s) |",
+             "|---|---|--:|--:|"]
+    for r in rows:
+        name = f"**{r['model']}**" if _is_mrl(r) and "magpie" in r["features"] else r["model"]
+        lines.append(f"| {name} | {r['features']} | {format_number(r['mae_mean'])} ± {format_number(r['mae_std'])} "
+                     f"| {format_number(r['wall_s'])} |")
+    lines += ["", "Published (quoted, not re-run):", "", f"| model | MAE ({unit}) |", "|---|--:|"]
+    lines += [f"| {name} | {format_number(mae)} |" for name, mae in result["published_quoted"]]
+    parts = result.get("parts")
+    took = (f"The result file merges {len(parts)} runs ({', '.join(format_number(p['total_wall_s']) for p in parts)} "
+            "s)" if parts else f"The run took {format_number(result['total_wall_s'])} s")
+    lines += ["", f"{took}, one CPU thread per process on a shared 2-core machine: read the times as relative costs. "
+              "An ensemble row's time includes its member 0, the single row."]
+    return "\n".join(lines)
+
+
+def render_steels_table(results: dict[str, dict]) -> str:
+    """The steels rows and the quoted leaderboard."""
+    return _rows_table(results["steels"], TASKS["steels"]["unit"])
+
+
+def render_expt_gap_table(results: dict[str, dict]) -> str:
+    """The expt_gap rows and the quoted leaderboard."""
+    return _rows_table(results["expt_gap"], TASKS["expt_gap"]["unit"])
+
+
+def _vs(first: dict, second: dict | Score, unit: str, second_name: str | None = None) -> str:
+    other = second if isinstance(second, Score) else row_score(second)
+    return compare(row_score(first), other, row_label(first), second_name or row_label(second), what="MAE",
+                   unit=unit).sentence
+
+
+def task_findings(result: dict) -> list[str]:
+    """Sentences for one task, each worded by :func:`mrl.wording.compare` from the rows: the best mrl row against
+    the quoted leaderboard and our best baseline; the feature, stopping and ensemble rows against the best row
+    without them; the goal, where one was set; how many mrl rows beat ridge and the dummy."""
+    task, unit = result["task"], TASKS[result["task"]]["unit"]
+    rows = result["rows"]
+    mrl = [r for r in rows if _is_mrl(r)]
+    plain = [r for r in mrl if "magpie" not in r["features"]]
+    best, best_plain = _best(mrl), _best(plain) if plain else None
+    baselines = [r for r in rows if not _is_mrl(r) and r["model"] != "dummy"]
+    out = []
+    for name, _ in result["published_quoted"]:
+        if name != "Dummy":
+            out.append(_vs(best, _published(result, name), unit, f"{name}"))
+    if baselines:
+        out.append(_vs(best, _best(baselines), unit))
+    if best_plain is not None and best is not best_plain:
+        out.append(_vs(best, best_plain, unit))
+    singles = [r for r in mrl if "magpie" in r["features"] and "seeds" not in r["features"]]
+    for r in sorted(singles, key=lambda r: r["features"]):
+        if best_plain is not None:
+            out.append(_vs(r, best_plain, unit))
+        ens = [e for e in mrl if e["features"].startswith(r["features"] + ",") and "seeds" in e["features"]]
+        out += [_vs(e, r, unit) for e in ens]
+    if task in GOALS:
+        out.append(against_target(row_score(best), GOALS[task], f"MAE of {row_label(best)}", "the goal of",
+                                  unit=unit, goal=True).sentence)
+    for ref in ("ridge", "dummy"):
+        refs = [r for r in rows if r["model"] == ref]
+        if refs:
+            ref_best = _best(refs)
+            below = sum(compare(row_score(r), row_score(ref_best), "a", "b").verdict == BETTER for r in mrl)
+            out.append(f"{below} of {len(mrl)} mrl rows are below the best {ref} row "
+                       f"({row_label(ref_best)}, {row_score(ref_best).text(unit)}) by more than the spread.")
+    for model, features, published in (("random_forest", "magpie", "RF-SCM/Magpie"),
+                                        ("lightgbm", "fractions", "MODNet v0.1.12"), ("dummy", "fractions", "Dummy")):
+        ours = [r for r in rows if r["model"] == model and r["features"] == features]
+        if ours and _published(result, published) is not None:
+            out.append(_vs(ours[0], _published(result, published), unit, published))
+    return out
+
+
+def render_key_result(results: dict[str, dict]) -> str:
+    """The page's key result (quoted on the report's first page): per task, the best mrl row against the quoted
+    RF-SCM/Magpie and against our best baseline, worded by compare."""
+    parts = ["Matbench v0.1, MAE as mean ± SD over the 5 test folds."]
+    for task in ("steels", "expt_gap"):
+        result = results[task]
+        unit = TASKS[task]["unit"]
+        mrl = [r for r in result["rows"] if _is_mrl(r)]
+        baselines = [r for r in result["rows"] if not _is_mrl(r) and r["model"] != "dummy"]
+        best = _best(mrl)
+        parts.append(f"**{task}**: " + _vs(best, _published(result, "RF-SCM/Magpie"), unit, "RF-SCM/Magpie"))
+        parts.append(_vs(best, _best(baselines), unit))
+    return " ".join(parts)
+
+
+def render_findings(results: dict[str, dict]) -> str:
+    """What the numbers say, per task, as a list of compare sentences."""
+    lines = []
+    for task in ("steels", "expt_gap"):
+        lines += [f"**{task}** ({TASKS[task]['unit']}):", ""]
+        lines += [f"* {s}" for s in task_findings(results[task])]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def render_mp_e_form(results: dict[str, dict]) -> str:
+    """The mp_e_form rows over the five Matbench folds, the goal and the quoted composition-only figures."""
+    result, unit = results["mp_e_form"], TASKS["mp_e_form"]["unit"]
+    rows = sorted(result["rows"], key=lambda r: r["mae_mean"])
+    n = {int(r["n_folds"]) for r in rows}
+    lines = [f"| model | settings | MAE ({unit}), mean ± SD over {'/'.join(map(str, sorted(n)))} folds "
+             "| wall time per fold (s) |", "|---|---|--:|--:|"]
+    for r in rows:
+        walls = r.get("fold_wall_s") or [r["wall_s"]]
+        lines.append(f"| {r['model']} | {r['features']} | {format_number(r['mae_mean'])} ± "
+                     f"{format_number(r['mae_std'])} | {format_number(min(walls))}-{format_number(max(walls))} |")
+    best = _best(rows)
+    goal = against_target(row_score(best), GOALS["mp_e_form"], f"MAE of {row_label(best)}", "the goal of", unit=unit,
+                          goal=True)
+    lines += ["", f"* {goal.sentence}"]
+    lines += [f"* {_vs(best, Score(mae, note='published, quoted'), unit, name)}" for name, mae in MP_E_FORM_QUOTED]
+    for r in rows:
+        if "magpie" in r["features"]:
+            plain = [p for p in rows if p["model"] == r["model"].replace("+magpie", "")
+                     and r["features"].startswith(p["features"])]
+            if plain:
+                lines.append(f"* {_vs(r, plain[0], unit)}")
+    return "\n".join(lines)
+
+
+def _agreement_table(rows: Sequence[dict], columns: Sequence[str]) -> list[str]:
+    head = ["vectors"] + [f"same {c} (share)" for c in columns] + [f"{c}: chance" for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1)]
+    for r in rows:
+        cells = [f"{r[f'{c}_agree']:.3f}" for c in columns] + [f"{r[f'{c}_chance']:.3f}" for c in columns]
+        lines.append(f"| {r['vectors']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _learned_range(rows: Sequence[dict], column: str) -> str:
+    vals = [r[column] for r in rows if r["vectors"].startswith("mrl")]
+    return f"{min(vals):.2f}-{max(vals):.2f}" if vals else "n/a"
+
+
+def render_elements(results: dict[str, dict]) -> str:
+    """The element-agreement tables of both tasks (first-fold models), with the ranges read from them."""
+    lines = []
+    for task in ("expt_gap", "steels"):
+        rows = results[task]["element_agreement"]
+        ref = {r["vectors"].split(" ")[0]: r for r in rows if not r["vectors"].startswith("mrl")}
+        lines += [f"{task} ({len(results[task]['element_ids'])} elements):", ""]
+        lines += _agreement_table(rows, ("group", "block"))
+        lines.append("")
+        line = (f"Learned rows: same group {_learned_range(rows, 'group_agree')}, same block "
+                f"{_learned_range(rows, 'block_agree')}; chance {rows[0]['group_chance']:.2f} and "
+                f"{rows[0]['block_chance']:.2f}")
+        if "random" in ref:
+            line += f"; random vectors {ref['random']['group_agree']:.2f} and {ref['random']['block_agree']:.2f}"
+        for name in ("mat2vec", "magpie"):
+            if name in ref:
+                line += f"; {name} {ref[name]['group_agree']:.2f} and {ref[name]['block_agree']:.2f}"
+        lines += [line + ".", ""]
+    return "\n".join(lines).rstrip()
+
+
+def render_feature_analysis(results: dict[str, dict]) -> str:
+    """What ``g`` and ``r`` learn (expt_gap, fold 1): the agreement table and the residual-share table."""
+    fa = results["features"]
+    lines = [f"{len(fa['elements'])} elements used in at least {fa['min_formulas']} training compositions of fold "
+             f"{fa['fold']}; share of each element's {fa['k']} nearest neighbours (cosine) in the same group / period "
+             "/ block:", ""]
+    lines += _agreement_table(fa["agreement"], ("group", "period", "block"))
+    lines += ["", "Residual share $\\lVert r_i \\rVert / \\lVert g(x_i) + r_i \\rVert$ against the number of training "
+              "compositions that contain element $i$:", "",
+              "| model | elements | Spearman ρ (–) | p (–) | median share, least-used third | median share, "
+              "most-used third |", "|---|--:|--:|--:|--:|--:|"]
+    for name, block in fa["residual_share"].items():
+        s = block["summary"]
+        least, most = s["least_used_third_formulas"], s["most_used_third_formulas"]
+        lines.append(f"| {name} | {s['n_elements']} | {s['spearman_rho']:+.2f} | {s['spearman_p']:.3f} | "
+                     f"{s['median_share_least_used_third']:.2f} ({least[0]}-{least[1]} compositions) | "
+                     f"{s['median_share_most_used_third']:.2f} ({most[0]}-{most[1]} compositions) |")
+    return "\n".join(lines)
+
+
+#: Regions of book/matbench.md filled from the result files: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "matbench-steels": render_steels_table,
+            "matbench-expt-gap": render_expt_gap_table, "matbench-findings": render_findings,
+            "matbench-mp-e-form": render_mp_e_form, "matbench-elements": render_elements,
+            "matbench-features": render_feature_analysis}
+
+
+def write_book(results: dict[str, dict], path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        results = page_results()
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        return results
     if args.plot_from:
         return plot_from(args)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
