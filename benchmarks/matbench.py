@@ -637,10 +637,15 @@ def render_expt_gap_table(results: dict[str, dict]) -> str:
     return _rows_table(results["expt_gap"], TASKS["expt_gap"]["unit"])
 
 
-def _vs(first: dict, second: dict | Score, unit: str, second_name: str | None = None) -> str:
+#: How the sentences name a task's best mrl row (the row itself is named once, before them).
+BEST = "mrl's best row"
+
+
+def _vs(first: dict, second: dict | Score, unit: str, second_name: str | None = None,
+        first_name: str | None = None) -> str:
     other = second if isinstance(second, Score) else row_score(second)
-    return compare(row_score(first), other, row_label(first), second_name or row_label(second), what="MAE",
-                   unit=unit).sentence
+    return compare(row_score(first), other, first_name or row_label(first), second_name or row_label(second),
+                   what="MAE", unit=unit).sentence
 
 
 def task_findings(result: dict) -> list[str]:
@@ -653,14 +658,14 @@ def task_findings(result: dict) -> list[str]:
     plain = [r for r in mrl if "magpie" not in r["features"]]
     best, best_plain = _best(mrl), _best(plain) if plain else None
     baselines = [r for r in rows if not _is_mrl(r) and r["model"] != "dummy"]
-    out = []
+    out = [f"{BEST[0].upper()}{BEST[1:]}: {row_label(best)}."]
     for name, _ in result["published_quoted"]:
         if name != "Dummy":
-            out.append(_vs(best, _published(result, name), unit, f"{name}"))
+            out.append(_vs(best, _published(result, name), unit, name, BEST))
     if baselines:
-        out.append(_vs(best, _best(baselines), unit))
+        out.append(_vs(best, _best(baselines), unit, first_name=BEST))
     if best_plain is not None and best is not best_plain:
-        out.append(_vs(best, best_plain, unit))
+        out.append(_vs(best, best_plain, unit, first_name=BEST))
     singles = [r for r in mrl if "magpie" in r["features"] and "seeds" not in r["features"]]
     for r in sorted(singles, key=lambda r: r["features"]):
         if best_plain is not None:
@@ -668,7 +673,7 @@ def task_findings(result: dict) -> list[str]:
         ens = [e for e in mrl if e["features"].startswith(r["features"] + ",") and "seeds" in e["features"]]
         out += [_vs(e, r, unit) for e in ens]
     if task in GOALS:
-        out.append(against_target(row_score(best), GOALS[task], f"MAE of {row_label(best)}", "the goal of",
+        out.append(against_target(row_score(best), GOALS[task], f"MAE of {BEST}", "the goal of",
                                   unit=unit, goal=True).sentence)
     for ref in ("ridge", "dummy"):
         refs = [r for r in rows if r["model"] == ref]
@@ -695,8 +700,9 @@ def render_key_result(results: dict[str, dict]) -> str:
         mrl = [r for r in result["rows"] if _is_mrl(r)]
         baselines = [r for r in result["rows"] if not _is_mrl(r) and r["model"] != "dummy"]
         best = _best(mrl)
-        parts.append(f"**{task}**: " + _vs(best, _published(result, "RF-SCM/Magpie"), unit, "RF-SCM/Magpie"))
-        parts.append(_vs(best, _best(baselines), unit))
+        parts.append(f"**{task}** ({BEST}: {row_label(best)}): "
+                     + _vs(best, _published(result, "RF-SCM/Magpie"), unit, "RF-SCM/Magpie", BEST))
+        parts.append(_vs(best, _best(baselines), unit, first_name=BEST))
     return " ".join(parts)
 
 
