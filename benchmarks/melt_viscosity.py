@@ -625,16 +625,26 @@ def render_findings(results: dict) -> str:
                             f"{best_gp}'s", goal=True).sentence + " "
            + against_target(_members(results, "mrl_ensemble"), gp[best_gp], "test RMSE of its single members",
                             f"{best_gp}'s", goal=True).sentence]
-    pairs = (("mrl_features", "mrl", "oxide features, single model"),
-             ("mrl_features_ensemble", "mrl_ensemble", "oxide features, ensemble"),
-             ("lightgbm_oxide_features", "lightgbm", "oxide features, LightGBM"),
-             ("random_forest_oxide_features", "random_forest", "oxide features, random forest"),
-             ("mrl_early", "mrl", "early stopping"), ("mrl_best_checkpoint", "mrl", "best checkpoint"),
-             ("mrl_ensemble", "mrl", "ensemble of 5"), ("mrl_vft", "mrl", "vft head"))
-    for first, second, what in pairs:
+    members = _members(results, "mrl_ensemble")
+    margin = gp[best_gp] - results["mrl_ensemble"]["rmse"]
+    out[0] += (f" The ensemble's margin, {margin:.3f}, is {abs(margin) / members.sd:.1f} times the SD of its members "
+               "over seeds.") if members.sd else ""
+    #: (first row, its name, second row, its name, what changes)
+    pairs = (("mrl_features", "mrl + oxide features", "mrl", "mrl (seed 0)", "oxide features, single model"),
+             ("mrl_features_ensemble", "the ensemble with oxide features", "mrl_ensemble", "the ensemble without",
+              "oxide features, ensemble"),
+             ("lightgbm_oxide_features", "LightGBM with oxide features", "lightgbm", "LightGBM on fractions",
+              "oxide features, LightGBM"),
+             ("random_forest_oxide_features", "the random forest with oxide features", "random_forest",
+              "the random forest on fractions", "oxide features, random forest"),
+             ("mrl_early", "mrl + early stop", "mrl", "mrl (seed 0)", "early stopping"),
+             ("mrl_best_checkpoint", "mrl + best checkpoint", "mrl", "mrl (seed 0)", "best checkpoint"),
+             ("mrl_ensemble", "the ensemble of 5", "mrl", "mrl (seed 0)", "ensemble of 5"),
+             ("mrl_vft", "the vft head", "mrl", "the direct head (mrl, seed 0)", "vft head"))
+    for first, first_name, second, second_name, what in pairs:
         if first in results and second in results:
-            out.append(f"* **{what}:** " + compare(_single(results, first), _single(results, second), _name(first),
-                                                   _name(second), what="test RMSE").sentence)
+            out.append(f"* **{what}:** " + compare(_single(results, first), _single(results, second), first_name,
+                                                   second_name, what="test RMSE").sentence)
     for key in ("mrl_early", "mrl_best_checkpoint"):
         if results.get(key, {}).get("best_step"):
             out.append(f"* {_name(key)} kept the state of step {results[key]['best_step'][0]:,} "
