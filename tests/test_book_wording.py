@@ -254,12 +254,3 @@ def test_intro_names_every_chapter_of_its_parts():
     assert {c["file"] for c in real} == set(named)
     assert all(named[c["file"]] in intro for c in real)
 
-
-def test_no_history_wording_on_the_pages():
-    import re
-
-    banned = re.compile(r"earlier run|older runs?|were skipped|What the reader sees|pin-auto|separate full run took",
-                        re.I)
-    for page in sorted((ROOT / "book").glob("*.md")):
-        found = banned.findall(page.read_text())
-        assert not found, f"{page.name}: history wording {found} (history belongs in CHANGELOG.md)"
