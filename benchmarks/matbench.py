@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -408,6 +409,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--book", type=Path, default=None, help="with --render: fill the page's marked regions "
                                                                 "(book/matbench.md)")
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--merge-into", type=Path, default=None, help="also add this run's rows that the given result "
+                                                                       "file of the task lacks to that file")
     parser.add_argument("--figure", type=Path, help="element map PNG (default book/figures/matbench_elements"
                                                     "[_steels].png; not written with --quick unless given)")
     parser.add_argument("--min-formulas", type=int, default=10,
@@ -560,6 +563,22 @@ def element_figure(task: Task, models: dict[str, Any], keep: np.ndarray, path: P
     emb = emb[keep].reset_index(drop=True)
     return element_map(vectors(emb), emb, path, f"matbench {task.name}: learned element vectors ({map_row}, "
                                                 f"fold 1), PCA; area ~ usage")
+
+
+def merge_result(into: dict, result: dict, command: str) -> dict:
+    """``into`` (a task's result file) with the rows and element-agreement rows of ``result`` (another run of the
+    same task) that it lacks, keyed by model and features (vectors), and the run listed under ``parts``."""
+    if into.get("task") != result.get("task"):
+        raise ValueError(f"cannot merge a {result.get('task')} result into a {into.get('task')} one")
+    out = dict(into)
+    have = {(r["model"], r["features"]) for r in into["rows"]}
+    out["rows"] = into["rows"] + [r for r in result["rows"] if (r["model"], r["features"]) not in have]
+    vectors = {r["vectors"] for r in into.get("element_agreement", [])}
+    out["element_agreement"] = into.get("element_agreement", []) + [
+        r for r in result.get("element_agreement", []) if r["vectors"] not in vectors]
+    out["row_groups"] = list(dict.fromkeys([*into.get("row_groups", []), *result.get("row_groups", [])]))
+    out["parts"] = [*into.get("parts", []), {"command": command, "total_wall_s": result["total_wall_s"]}]
+    return out
 
 
 def write_result(result: dict, path: Path | None) -> None:
@@ -858,6 +877,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "row_groups": list(args.rows), "skipped_baselines": list(args.skip), "ensemble_members": args.members,
               "feature_rows": [[label, cand] for label, cand in task.cfg.get("new_rows", ())]}
     write_result(result, args.json)
+    if args.merge_into:
+        command = "python benchmarks/matbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_result(merge_result(json.loads(args.merge_into.read_text()), result, command), args.merge_into)
     if not args.quick and not args.no_figures:
         print(f"MAE chart: {mae_figure(result, ROOT / 'book' / 'figures' / f'matbench_mae_{args.task}.png')}")
     return result

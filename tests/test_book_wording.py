@@ -254,3 +254,21 @@ def test_intro_names_every_chapter_of_its_parts():
     assert {c["file"] for c in real} == set(named)
     assert all(named[c["file"]] in intro for c in real)
 
+
+
+def test_matbench_merge_adds_only_missing_rows():
+    import pytest
+
+    mb = load_benchmark("matbench")
+    base = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.5}],
+            "element_agreement": [{"vectors": "mrl dim 16"}], "row_groups": ["best"], "parts": []}
+    extra = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.9},
+                                          {"model": "mrl", "features": "dim 4", "mae_mean": 0.6}],
+             "element_agreement": [{"vectors": "mrl dim 16"}, {"vectors": "mrl dim 4"}], "row_groups": ["mrl"],
+             "total_wall_s": 12.0}
+    merged = mb.merge_result(base, extra, "python benchmarks/matbench.py --task expt_gap --rows mrl")
+    assert [r["mae_mean"] for r in merged["rows"]] == [0.5, 0.6]
+    assert [r["vectors"] for r in merged["element_agreement"]] == ["mrl dim 16", "mrl dim 4"]
+    assert merged["row_groups"] == ["best", "mrl"] and merged["parts"][-1]["total_wall_s"] == 12.0
+    with pytest.raises(ValueError, match="cannot merge"):
+        mb.merge_result(base, {**extra, "task": "steels"}, "x")
