@@ -685,6 +685,13 @@ def task_findings(result: dict) -> list[str]:
         out.append(_vs(best, _best(baselines), unit, first_name=BEST))
     if best_plain is not None and best is not best_plain:
         out.append(_vs(best, best_plain, unit, first_name=BEST))
+    #: one change at a time, where both rows ran: the mat2vec start, the L1 loss, attention
+    steps = [("mrl", "dim 16"), ("mrl+mat2vec", "dim 16"), ("mrl+mat2vec", "dim 16, l1"),
+             ("mrl attention+mat2vec", "dim 16, attn, l1")]
+    found = {(r["model"], r["features"]): r for r in mrl}
+    for before, after in zip(steps, steps[1:]):
+        if before in found and after in found:
+            out.append(_vs(found[after], found[before], unit))
     singles = [r for r in mrl if "magpie" in r["features"] and "seeds" not in r["features"]]
     for r in sorted(singles, key=lambda r: r["features"]):
         if best_plain is not None:
