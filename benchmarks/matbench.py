@@ -578,7 +578,18 @@ def merge_result(into: dict, result: dict, command: str) -> dict:
         r for r in result.get("element_agreement", []) if r["vectors"] not in vectors]
     out["row_groups"] = list(dict.fromkeys([*into.get("row_groups", []), *result.get("row_groups", [])]))
     out["parts"] = [*into.get("parts", []), {"command": command, "total_wall_s": result["total_wall_s"]}]
+    for key in ("tune_grid", "tuned_choices"):  # what a --tune run chose, per fold
+        if result.get(key) and not into.get(key):
+            out[key] = result[key]
     return out
+
+
+def write_results(result: dict, args: argparse.Namespace, argv: Sequence[str] | None) -> None:
+    """Write ``result`` to ``--json`` and merge it into ``--merge-into`` (each where given)."""
+    write_result(result, args.json)
+    if args.merge_into:
+        command = "python benchmarks/matbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_result(merge_result(json.loads(args.merge_into.read_text()), result, command), args.merge_into)
 
 
 def write_result(result: dict, path: Path | None) -> None:
@@ -656,6 +667,27 @@ def render_expt_gap_table(results: dict[str, dict]) -> str:
     return _rows_table(results["expt_gap"], TASKS["expt_gap"]["unit"])
 
 
+#: The nested-selection row of ``--tune``.
+TUNED = "mrl tuned"
+
+
+def setting_label(cand: dict) -> str:
+    """A tune-grid candidate in words: its settings beyond the shared mat2vec start (``loss=l1, interaction=attention``;
+    none: ``MSE``)."""
+    shown = {k: v for k, v in cand.items() if k not in ("embedding_dim", "mat2vec")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "MSE"
+
+
+def tuned_sentence(result: dict) -> str:
+    """Which candidate each outer fold chose on its inner split (``--tune``)."""
+    choices = result.get("tuned_choices") or []
+    if not choices:
+        return ""
+    counts = pd.Series([setting_label(c["chosen"]) for c in choices]).value_counts(sort=False)
+    return (f"The {len(choices)} outer folds chose (on inner splits of their training folds): "
+            + "; ".join(f"{label} ({n})" for label, n in counts.items()) + ".")
+
+
 #: How the sentences name a task's best mrl row (the row itself is named once, before them).
 BEST = "mrl's best row"
 
@@ -674,7 +706,7 @@ def task_findings(result: dict) -> list[str]:
     task, unit = result["task"], TASKS[result["task"]]["unit"]
     rows = result["rows"]
     mrl = [r for r in rows if _is_mrl(r)]
-    plain = [r for r in mrl if "magpie" not in r["features"]]
+    plain = [r for r in mrl if "magpie" not in r["features"] and r["model"] != TUNED]
     best, best_plain = _best(mrl), _best(plain) if plain else None
     baselines = [r for r in rows if not _is_mrl(r) and r["model"] != "dummy"]
     out = [f"{BEST[0].upper()}{BEST[1:]}: {row_label(best)}."]
@@ -692,6 +724,9 @@ def task_findings(result: dict) -> list[str]:
     for before, after in zip(steps, steps[1:]):
         if before in found and after in found:
             out.append(_vs(found[after], found[before], unit))
+    tuned = [r for r in mrl if r["model"] == TUNED]
+    if tuned and best_plain is not None:
+        out.append(_vs(tuned[0], best_plain, unit) + " " + tuned_sentence(result))
     singles = [r for r in mrl if "magpie" in r["features"] and "seeds" not in r["features"]]
     for r in sorted(singles, key=lambda r: r["features"]):
         if best_plain is not None:
@@ -860,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       "tune_grid": list(task.cfg["tune_grid"]), "tuned_choices": tuned_choices,
                       "total_wall_s": time.perf_counter() - t0}
             print(json.dumps(result, indent=1))
-            write_result(result, args.json)
+            write_results(result, args, argv)
             return result
     rows, models = fit_rows(task, tuned, args.rows, args.skip, args.members)
     print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({task.cfg['unit']}), mean and SD over folds"
@@ -883,10 +918,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "tune_grid": list(task.cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices,
               "row_groups": list(args.rows), "skipped_baselines": list(args.skip), "ensemble_members": args.members,
               "feature_rows": [[label, cand] for label, cand in task.cfg.get("new_rows", ())]}
-    write_result(result, args.json)
-    if args.merge_into:
-        command = "python benchmarks/matbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        write_result(merge_result(json.loads(args.merge_into.read_text()), result, command), args.merge_into)
+    write_results(result, args, argv)
     if not args.quick and not args.no_figures:
         print(f"MAE chart: {mae_figure(result, ROOT / 'book' / 'figures' / f'matbench_mae_{args.task}.png')}")
     return result

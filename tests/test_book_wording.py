@@ -175,6 +175,12 @@ def test_matbench_page_is_rendered_and_follows_its_numbers():
             else row["mae_mean"]
     assert "0.350 ± 0.0189 eV (mean ± SD over 5 folds), below the goal of 0.400 eV by 0.050 eV: the goal is met" in \
         " ".join(mb.task_findings(changed["expt_gap"]))
+    steels = " ".join(mb.task_findings(results["steels"]))
+    assert "The MAE of mrl tuned (inner-selected)" in steels and "outer folds chose" in steels
+    for choice in changed["steels"]["tuned_choices"]:
+        choice["chosen"] = {"embedding_dim": 16, "mat2vec": True}
+    assert "The 5 outer folds chose (on inner splits of their training folds): MSE (5)." in " ".join(
+        mb.task_findings(changed["steels"]))
     folds = mb.render_mp_e_form(results)
     assert "mean ± SD over 5 folds" in folds and "5-fold mean" not in (ROOT / "book" / "matbench.md").read_text()
 
