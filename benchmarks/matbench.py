@@ -567,7 +567,8 @@ def element_figure(task: Task, models: dict[str, Any], keep: np.ndarray, path: P
 
 def merge_result(into: dict, result: dict, command: str) -> dict:
     """``into`` (a task's result file) with the rows and element-agreement rows of ``result`` (another run of the
-    same task) that it lacks, keyed by model and features (vectors), and the run listed under ``parts``."""
+    same task) that it lacks, keyed by model and features (vectors), and the run listed under ``parts`` (the file's
+    own run first, where it had no parts yet; ``total_wall_s`` is their sum)."""
     if into.get("task") != result.get("task"):
         raise ValueError(f"cannot merge a {result.get('task')} result into a {into.get('task')} one")
     out = dict(into)
@@ -577,7 +578,10 @@ def merge_result(into: dict, result: dict, command: str) -> dict:
     out["element_agreement"] = into.get("element_agreement", []) + [
         r for r in result.get("element_agreement", []) if r["vectors"] not in vectors]
     out["row_groups"] = list(dict.fromkeys([*into.get("row_groups", []), *result.get("row_groups", [])]))
-    out["parts"] = [*into.get("parts", []), {"command": command, "total_wall_s": result["total_wall_s"]}]
+    first = into.get("parts") or [{"command": into.get("command", "the run that wrote the file"),
+                                   "total_wall_s": into["total_wall_s"]}]
+    out["parts"] = [*first, {"command": command, "total_wall_s": result["total_wall_s"]}]
+    out["total_wall_s"] = sum(part["total_wall_s"] for part in out["parts"])
     for key in ("tune_grid", "tuned_choices"):  # what a --tune run chose, per fold
         if result.get(key) and not into.get(key):
             out[key] = result[key]

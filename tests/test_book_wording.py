@@ -267,7 +267,8 @@ def test_matbench_merge_adds_only_missing_rows():
 
     mb = load_benchmark("matbench")
     base = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.5}],
-            "element_agreement": [{"vectors": "mrl dim 16"}], "row_groups": ["best"], "parts": []}
+            "element_agreement": [{"vectors": "mrl dim 16"}], "row_groups": ["best"], "total_wall_s": 5.0,
+            "command": "python benchmarks/matbench.py --task expt_gap --rows best"}
     extra = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.9},
                                           {"model": "mrl", "features": "dim 4", "mae_mean": 0.6}],
              "element_agreement": [{"vectors": "mrl dim 16"}, {"vectors": "mrl dim 4"}], "row_groups": ["mrl"],
@@ -275,6 +276,8 @@ def test_matbench_merge_adds_only_missing_rows():
     merged = mb.merge_result(base, extra, "python benchmarks/matbench.py --task expt_gap --rows mrl")
     assert [r["mae_mean"] for r in merged["rows"]] == [0.5, 0.6]
     assert [r["vectors"] for r in merged["element_agreement"]] == ["mrl dim 16", "mrl dim 4"]
-    assert merged["row_groups"] == ["best", "mrl"] and merged["parts"][-1]["total_wall_s"] == 12.0
+    assert merged["row_groups"] == ["best", "mrl"]
+    assert [p["total_wall_s"] for p in merged["parts"]] == [5.0, 12.0] and merged["total_wall_s"] == 17.0
+    assert merged["parts"][0]["command"].endswith("--rows best")
     with pytest.raises(ValueError, match="cannot merge"):
         mb.merge_result(base, {**extra, "task": "steels"}, "x")
