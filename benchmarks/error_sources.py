@@ -13,10 +13,13 @@ no ingredient in common) and by whether all its ingredients were seen in trainin
 
     python benchmarks/error_sources.py                      # ~3-4 min on one busy core
     python benchmarks/error_sources.py --n-seeds 1 --steps 300   # smoke run (~15 s)
+    python benchmarks/error_sources.py --json benchmarks/results/error_sources.json   # the book's result file
+    python benchmarks/error_sources.py --render benchmarks/results/error_sources.json --book book/error_sources.md
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -24,14 +27,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
-from mrl.error_sources import distance_errors, error_by_distance, log10_metrics
+from mrl.error_sources import DISTANCE_BINS, distance_errors, error_by_distance, log10_metrics
 from mrl.io import write_json
 from mrl.metrics import log10_mae
 from mrl.params import RunParams
 from mrl.plots import error_by_distance_figure, save_figure
 from mrl.runs import load_run, resolve_data, run_experiment
 from mrl.splits import make_split
+from mrl.wording import Score, compare, format_number
 
 SPLITS = ("random", "material")
 
@@ -91,6 +96,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs-dir", default="runs/error_sources", help="parent of the run folders")
     parser.add_argument("--json", default="runs/error_sources.json", help="tables and settings")
     parser.add_argument("--figure", default="book/figures/error_sources.png", help="error by distance, per split")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only render the book page's sections from this result file")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the marked regions of this "
+                                                                "page (book/error_sources.md)")
     return parser.parse_args()
 
 
@@ -109,13 +118,16 @@ def train_runs(base: RunParams, data: FormulaData, args: argparse.Namespace,
         table = distance_errors(load_run(path).predictions, data.formulas).assign(seed=seed)
         tables[split].append(table)
         held = held_out_materials(data, table)
-        rows.append({"split": split, "seed": seed, "held_out_materials": len(held), **summary_row(path, table)})
+        rows.append({"split": split, "seed": seed, "held_out_materials": len(held), **summary_row(path, table),
+                     "held_out": [{"name": r.name, "family": r.family, "n_formulas": int(r.n_formulas),
+                                   "median_content": float(r.median_content)} for r in held.itertuples()]})
         print(f"  {split} seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
         if split == "material":
             print("    held out: " + ", ".join(f"{r.name} ({r.family}, {r.n_formulas} formulas, median content "
                                                f"{r.median_content:.2g})" for r in held.itertuples()), flush=True)
     summary = pd.DataFrame(rows)
-    mean = summary.drop(columns="seed").groupby("split", sort=False).mean().reset_index().assign(seed="mean")
+    mean = (summary.drop(columns=["seed", "held_out"]).groupby("split", sort=False).mean().reset_index()
+            .assign(seed="mean"))
     return pd.concat([summary, mean], ignore_index=True), tables
 
 
@@ -142,13 +154,23 @@ def error_sources(tables: dict[str, list[pd.DataFrame]]) -> tuple[pd.DataFrame, 
     return by_distance, sources
 
 
+def median_measured(tables: dict[str, list[pd.DataFrame]]) -> dict[str, float]:
+    """Median measured value of the random-split eval formulas (pooled over seeds) per distance bin."""
+    part = pd.concat(tables["random"], ignore_index=True)
+    part = part[part["split"] == "eval"]
+    edges = list(DISTANCE_BINS)
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    binned = pd.cut(part["train_distance"], edges, labels=labels)
+    return {str(k): float(v) for k, v in part.groupby(binned, observed=True)["y_true"].median().items()}
+
+
 def print_tables(data: FormulaData, args: argparse.Namespace, summary: pd.DataFrame, sources: pd.DataFrame,
                  by_distance: pd.DataFrame, wall_s: float) -> None:
     pd.set_option("display.width", 200)
     print(f"\n{data.name}: {data.n_formulas} formulas, {data.n_materials} materials; dim {args.dim}, "
           f"{args.steps} steps, {args.n_seeds} splits of each kind")
     print("\n## splits (MAE in the property's units and in log10)")
-    print(summary.to_string(index=False, float_format=_number))
+    print(summary.drop(columns="held_out").to_string(index=False, float_format=_number))
     print("\n## error sources (pooled over split seeds)")
     print(sources.to_string(index=False, float_format=_number))
     print("\n## eval error by L1 distance to the nearest training formula (pooled over split seeds)")
@@ -171,8 +193,144 @@ def write_figure(by_distance: pd.DataFrame, sources: pd.DataFrame, path: str | P
     return save_figure(fig, path)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the book page (book/error_sources.md), rendered from the result file
+# --------------------------------------------------------------------------------------------------------------
+def _runs(results: dict, split: str) -> list[dict]:
+    return [r for r in results["summary"] if r["split"] == split and r["seed"] != "mean"]
+
+
+def _split_score(results: dict, split: str, key: str) -> Score:
+    """Mean ± SD over the splits of one kind."""
+    return Score.of([r[key] for r in _runs(results, split)], over="splits")
+
+
+def _bin(results: dict, split: str, distance_bin: str) -> dict | None:
+    return next((r for r in results["by_distance"] if r["split"] == split and r["distance_bin"] == distance_bin
+                 and r["ingredients"] == "any"), None)
+
+
+def _kinds(held: list[dict]) -> str:
+    """``2 actives, an emollient``: the held-out materials by family."""
+    counts = pd.Series([m["family"] for m in held]).value_counts(sort=False)
+    return ", ".join(f"{n} {fam}s" if n > 1 else f"a{'n' if fam[0] in 'aeiou' else ''} {fam}"
+                     for fam, n in counts.items())
+
+
+def render_key_result(results: dict) -> str:
+    """The page's key result: fit error and eval error of known materials' new combinations (mean ± SD over the
+    splits), and formulas with an unseen material against those, worded by compare."""
+    fit = _split_score(results, "random", "train_mae_log10")
+    rnd = _split_score(results, "random", "eval_mae_log10")
+    mat = _split_score(results, "material", "eval_mae_log10")
+    return (f"On the small synthetic lab (log10 MAE, {len(_runs(results, 'random'))} splits of each kind), the models "
+            f"fit their training formulas to {fit.text()}, and held-out formulas whose materials were all seen (new "
+            f"combinations) cost {rnd.text()}, {rnd.value / fit.value:.1f} times the fit error. "
+            + compare(mat, rnd, "held-out formulas that each hold an unseen material",
+                      "held-out formulas of seen materials", what="eval error").sentence)
+
+
+def render_tables(results: dict) -> str:
+    """The error sources (pooled), the error by distance bin, and each split's eval error."""
+    lines = ["| formulas | n | MAE (cP) | MAE (log10) |", "| --- | --: | --: | --: |"]
+    for r in results["sources"]:
+        lines.append(f"| {r['formulas']} | {r['n']:,} | {format_number(r['mae'])} | {r['mae_log10']:.3f} |")
+    lines += ["", "Eval error by L1 distance to the nearest training formula:", "",
+              "| distance | random: n | random: MAE log10 | random: MAE cP | material: n | material: MAE log10 "
+              "| material: MAE cP |", "| --- | --: | --: | --: | --: | --: | --: |"]
+    bins = [r["distance_bin"] for r in results["by_distance"] if r["split"] == "random" and r["ingredients"] == "any"]
+    for b in bins:
+        cells = []
+        for split in ("random", "material"):
+            r = _bin(results, split, b)
+            cells += ([f"{r['n']:,}", f"{r['mae_log10']:.3f}", format_number(r["mae"])] if r else ["", "", ""])
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines += ["", "![Eval MAE (log10) by distance to the nearest training formula, random against material split; "
+              "dashed: fit error](figures/error_sources.png)", "", "Eval error of each split (log10):", "",
+              "| random: seed | random: MAE | material: seed | material: MAE | held-out materials |",
+              "| --: | --: | --: | --: | --- |"]
+    for a, b in zip(_runs(results, "random"), _runs(results, "material")):
+        lines.append(f"| {a['seed']} | {a['eval_mae_log10']:.3f} | {b['seed']} | {b['eval_mae_log10']:.3f} | "
+                     f"{_kinds(b.get('held_out', []))} |")
+    return "\n".join(lines)
+
+
+def render_findings(results: dict) -> str:
+    """What the tables say, in compare sentences and ranges read from them."""
+    rnd_runs, mat_runs = _runs(results, "random"), _runs(results, "material")
+    lo, hi = min(r["eval_mae_log10"] for r in rnd_runs), max(r["eval_mae_log10"] for r in rnd_runs)
+    inside = [r for r in mat_runs if lo <= r["eval_mae_log10"] <= hi]
+    above = [r for r in mat_runs if r["eval_mae_log10"] > hi]
+    out = [f"* **Unseen materials, split by split.** {len(inside)} of {len(mat_runs)} material splits fall within "
+           f"the range of the random splits ({lo:.3f}-{hi:.3f} log10)"
+           + "".join(f"; split {r['seed']} ({_kinds(r.get('held_out', []))}) reaches {r['eval_mae_log10']:.3f}"
+                     for r in above) + "."]
+    pooled = f"pooled over {len(rnd_runs)} splits"
+    first = _bin(results, "random", "0-0.1")
+    fit = next(r for r in results["sources"] if r["formulas"].startswith("train"))
+    if first:
+        out.append(f"* **Near formulas.** {first['n']:,} of the random-split eval formulas lie within 0.1 of a "
+                   f"training formula; their log10 MAE is {first['mae_log10']:.3f} ({pooled}), "
+                   f"{first['mae_log10'] / fit['mae_log10']:.1f} times the fit error ({fit['mae_log10']:.3f}).")
+    for b in ("0-0.1", "0.25-0.5"):
+        r, m = _bin(results, "random", b), _bin(results, "material", b)
+        if r and m:
+            out.append(f"* **Distance {b}, unseen material against none.** "
+                       + compare(Score(m["mae_log10"], note=pooled), Score(r["mae_log10"], note=pooled),
+                                 "material-split formulas", "random-split formulas", what="log10 MAE").sentence)
+    med = results.get("median_measured_random_eval", {})
+    near, far = _bin(results, "random", "0-0.1"), _bin(results, "random", "0.25-0.5")
+    if near and far and "0-0.1" in med and "0.25-0.5" in med:
+        out.append(f"* **In cP.** The random-split eval MAE is {format_number(near['mae'])} cP at distance 0-0.1 and "
+                   f"{format_number(far['mae'])} cP at 0.25-0.5; the median measured viscosity of those formulas is "
+                   f"{format_number(med['0-0.1'])} and {format_number(med['0.25-0.5'])} cP, and thick formulas "
+                   "dominate any cP mean.")
+    held = [m for r in mat_runs for m in r.get("held_out", [])]
+    if held:
+        contents = [m["median_content"] * 100 for m in held]
+        out.append(f"* **Which materials were held out.** Median contents {format_number(min(contents), 2)}-"
+                   f"{format_number(max(contents), 2)} %; the material splits trained on "
+                   f"{min(r['train_formulas'] for r in mat_runs):,.0f}-{max(r['train_formulas'] for r in mat_runs):,.0f}"
+                   f" formulas, the random splits on {rnd_runs[0]['train_formulas']:,.0f}.")
+    return "\n".join(out)
+
+
+def render_protocol(results: dict) -> str:
+    """The run's settings and wall time, and which split seeds the material splits use."""
+    mat = _runs(results, "material")
+    seeds = [int(r["seed"]) for r in mat]
+    passed = sorted(set(range(max(seeds) + 1)) - set(seeds))
+    n_eval = [int(r["eval_formulas"]) for r in mat]
+    k = [int(r["held_out_materials"]) for r in mat]
+    return (f"`{results['data']}` ({results['n_formulas']:,} formulas, {results['n_materials']} materials), "
+            f"embedding dimension {results['embedding_dim']}, {results['steps']:,} steps, otherwise the defaults; "
+            f"{results['n_seeds']} splits of each kind; {format_number(results['wall_s'])} s wall time on one CPU "
+            f"thread of a shared machine. The material splits hold out {min(k)}-{max(k)} materials and put "
+            f"{min(n_eval)}-{max(n_eval)} formulas in eval; they use split seeds {', '.join(map(str, seeds))}"
+            + (f" (seeds {', '.join(map(str, passed))} put far more than "
+               f"{results['eval_fraction'] * 100:.0f} ± {results['tolerance'] * 100:.0f} % of the formulas in eval "
+               "with their first held-out material alone)" if passed else "") + ".")
+
+
+#: Regions of book/error_sources.md filled from the result file: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "error-protocol": render_protocol, "error-tables": render_tables,
+            "error-findings": render_findings}
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main() -> None:
     args = parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        return
     torch.set_num_threads(1)
     start = time.perf_counter()
     base = RunParams(data=args.data, embedding_dim=args.dim, steps=args.steps, runs_dir=args.runs_dir, device="cpu")
@@ -182,10 +340,12 @@ def main() -> None:
     wall_s = time.perf_counter() - start
     print_tables(data, args, summary, sources, by_distance, wall_s)
     if args.json:
-        write_json({"data": data.name, "steps": args.steps, "embedding_dim": args.dim, "n_seeds": args.n_seeds,
-                    "eval_fraction": args.eval_fraction, "wall_s": round(wall_s, 1),
+        write_json({"data": data.name, "n_formulas": data.n_formulas, "n_materials": data.n_materials,
+                    "steps": args.steps, "embedding_dim": args.dim, "n_seeds": args.n_seeds,
+                    "eval_fraction": args.eval_fraction, "tolerance": args.tolerance, "wall_s": round(wall_s, 1),
                     "summary": summary.to_dict("records"), "sources": sources.to_dict("records"),
-                    "by_distance": by_distance.to_dict("records")}, Path(args.json))
+                    "by_distance": by_distance.to_dict("records"),
+                    "median_measured_random_eval": median_measured(tables)}, Path(args.json))
     if args.figure:
         write_figure(by_distance, sources, args.figure)
 

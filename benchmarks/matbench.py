@@ -31,12 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+
+from mrl.book import fill_marked_sections
+from mrl.wording import BETTER, Score, against_target, compare, format_number
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -414,7 +418,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot-from", type=Path, help="only reprint the table and redraw the MAE bar chart from a "
                                                        "--json file (adding rows of X_tuned.json beside X.json)")
     parser.add_argument("--quick", action="store_true", help="2 folds, 1/5 of the steps, dim 16, 50 trees")
+    parser.add_argument("--render", action="store_true", help="only print the book page's sections, rendered from "
+                                                              "the committed result files (RESULT_FILES)")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the page's marked regions "
+                                                                "(book/matbench.md)")
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--merge-into", type=Path, default=None, help="also add this run's rows that the given result "
+                                                                       "file of the task lacks to that file")
     parser.add_argument("--figure", type=Path, help="element map PNG (default book/figures/matbench_elements"
                                                     "[_steels].png; not written with --quick unless given)")
     parser.add_argument("--min-formulas", type=int, default=10,
@@ -433,7 +443,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only-tuned", action="store_true", help="with --tune: skip all other rows and the "
                                                                   "element analysis")
     args = parser.parse_args(argv)
-    if args.plot_from is None and args.task is None:
+    if args.plot_from is None and args.task is None and not args.render:
         parser.error("--task is required")
     if args.plot_from is None and args.only_tuned and not args.tune:
         parser.error("--only-tuned needs --tune")
@@ -576,14 +586,323 @@ def element_figure(task: Task, models: dict[str, Any], keep: np.ndarray, path: P
                                                 f"fold 1), PCA; area ~ usage")
 
 
+def merge_result(into: dict, result: dict, command: str) -> dict:
+    """``into`` (a task's result file) with the rows and element-agreement rows of ``result`` (another run of the
+    same task) that it lacks, keyed by model and features (vectors), and the run listed under ``parts`` (the file's
+    own run first, where it had no parts yet; ``total_wall_s`` is their sum)."""
+    if into.get("task") != result.get("task"):
+        raise ValueError(f"cannot merge a {result.get('task')} result into a {into.get('task')} one")
+    out = dict(into)
+    have = {(r["model"], r["features"]) for r in into["rows"]}
+    out["rows"] = into["rows"] + [r for r in result["rows"] if (r["model"], r["features"]) not in have]
+    vectors = {r["vectors"] for r in into.get("element_agreement", [])}
+    out["element_agreement"] = into.get("element_agreement", []) + [
+        r for r in result.get("element_agreement", []) if r["vectors"] not in vectors]
+    out["row_groups"] = list(dict.fromkeys([*into.get("row_groups", []), *result.get("row_groups", [])]))
+    first = into.get("parts") or [{"command": into.get("command", "the run that wrote the file"),
+                                   "total_wall_s": into["total_wall_s"]}]
+    out["parts"] = [*first, {"command": command, "total_wall_s": result["total_wall_s"]}]
+    out["total_wall_s"] = sum(part["total_wall_s"] for part in out["parts"])
+    for key in ("tune_grid", "tuned_choices"):  # what a --tune run chose, per fold
+        if result.get(key) and not into.get(key):
+            out[key] = result[key]
+    return out
+
+
+def write_results(result: dict, args: argparse.Namespace, argv: Sequence[str] | None) -> None:
+    """Write ``result`` to ``--json`` and merge it into ``--merge-into`` (each where given)."""
+    write_result(result, args.json)
+    if args.merge_into:
+        command = "python benchmarks/matbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_result(merge_result(json.loads(args.merge_into.read_text()), result, command), args.merge_into)
+
+
 def write_result(result: dict, path: Path | None) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1))
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the book page (book/matbench.md), rendered from the committed result files
+# --------------------------------------------------------------------------------------------------------------
+#: The committed result files the page is rendered from (``--render``).
+RESULT_FILES = {"steels": "matbench_steels.json", "expt_gap": "matbench_expt_gap.json",
+                "mp_e_form": "matbench_mp_e_form_5fold.json", "features": "feature_analysis_expt_gap.json"}
+#: Goals set by the issues for the best mrl row (mean MAE over the folds), in the task's unit.
+GOALS = {"expt_gap": 0.40, "mp_e_form": 0.10}
+#: mp_e_form: composition-only figures quoted for scale (not re-measured; the leaderboard of the task uses
+#: structures): CrabNet's and the best composition-only model's mean MAE (eV/atom).
+MP_E_FORM_QUOTED = [("CrabNet", 0.0862), ("best composition-only model", 0.0839)]
+
+
+def page_results(results_dir: Path = ROOT / "benchmarks" / "results") -> dict[str, dict]:
+    """The result files of :data:`RESULT_FILES`, read, by key."""
+    return {key: json.loads((results_dir / name).read_text()) for key, name in RESULT_FILES.items()}
+
+
+def row_label(row: dict) -> str:
+    """``mrl+mat2vec (dim 16, l1)``: a row's model and its features."""
+    return f"{row['model']} ({row['features']})"
+
+
+def row_score(row: dict) -> Score:
+    """A row's mean MAE and SD over its folds."""
+    return Score(row["mae_mean"], row.get("mae_std"), int(row.get("n_folds", 1)), "folds")
+
+
+def _published(result: dict, name: str) -> Score | None:
+    found = [mae for n, mae in result.get("published_quoted", []) if n == name]
+    return Score(found[0], note="published, quoted") if found else None
+
+
+def _is_mrl(row: dict) -> bool:
+    return row["model"].startswith("mrl")
+
+
+def _best(rows: Sequence[dict]) -> dict:
+    return min(rows, key=lambda r: r["mae_mean"])
+
+
+def _rows_table(result: dict, unit: str) -> str:
+    rows = sorted(result["rows"], key=lambda r: r["mae_mean"])
+    lines = [f"| model | settings | MAE ({unit}), mean ± SD over {result['n_folds']} folds | wall time (s) |",
+             "|---|---|--:|--:|"]
+    for r in rows:
+        name = f"**{r['model']}**" if _is_mrl(r) and "magpie" in r["features"] else r["model"]
+        lines.append(f"| {name} | {r['features']} | {format_number(r['mae_mean'])} ± {format_number(r['mae_std'])} "
+                     f"| {format_number(r['wall_s'])} |")
+    lines += ["", "Published (quoted, not re-run):", "", f"| model | MAE ({unit}) |", "|---|--:|"]
+    lines += [f"| {name} | {format_number(mae)} |" for name, mae in result["published_quoted"]]
+    parts = result.get("parts")
+    took = (f"The result file merges {len(parts)} runs ({', '.join(format_number(p['total_wall_s']) for p in parts)} "
+            "s)" if parts else f"The run took {format_number(result['total_wall_s'])} s")
+    lines += ["", f"{took}, one CPU thread per process on a shared 2-core machine: read the times as relative costs. "
+              "An ensemble row's time includes its member 0, the single row."]
+    return "\n".join(lines)
+
+
+def render_steels_table(results: dict[str, dict]) -> str:
+    """The steels rows and the quoted leaderboard."""
+    return _rows_table(results["steels"], TASKS["steels"]["unit"])
+
+
+def render_expt_gap_table(results: dict[str, dict]) -> str:
+    """The expt_gap rows and the quoted leaderboard."""
+    return _rows_table(results["expt_gap"], TASKS["expt_gap"]["unit"])
+
+
+#: The nested-selection row of ``--tune``.
+TUNED = "mrl tuned"
+
+
+def setting_label(cand: dict) -> str:
+    """A tune-grid candidate in words: its settings beyond the shared mat2vec start (``loss=l1, interaction=attention``;
+    none: ``MSE``)."""
+    shown = {k: v for k, v in cand.items() if k not in ("embedding_dim", "mat2vec")}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "MSE"
+
+
+def tuned_sentence(result: dict) -> str:
+    """Which candidate each outer fold chose on its inner split (``--tune``)."""
+    choices = result.get("tuned_choices") or []
+    if not choices:
+        return ""
+    counts = pd.Series([setting_label(c["chosen"]) for c in choices]).value_counts(sort=False)
+    return (f"The {len(choices)} outer folds chose (on inner splits of their training folds): "
+            + "; ".join(f"{label} ({n})" for label, n in counts.items()) + ".")
+
+
+#: How the sentences name a task's best mrl row (the row itself is named once, before them).
+BEST = "mrl's best row"
+
+
+def _vs(first: dict, second: dict | Score, unit: str, second_name: str | None = None,
+        first_name: str | None = None) -> str:
+    other = second if isinstance(second, Score) else row_score(second)
+    return compare(row_score(first), other, first_name or row_label(first), second_name or row_label(second),
+                   what="MAE", unit=unit).sentence
+
+
+def task_findings(result: dict) -> list[str]:
+    """Sentences for one task, each worded by :func:`mrl.wording.compare` from the rows: the best mrl row against
+    the quoted leaderboard and our best baseline; the feature, stopping and ensemble rows against the best row
+    without them; the goal, where one was set; how many mrl rows beat ridge and the dummy."""
+    task, unit = result["task"], TASKS[result["task"]]["unit"]
+    rows = result["rows"]
+    mrl = [r for r in rows if _is_mrl(r)]
+    plain = [r for r in mrl if "magpie" not in r["features"] and r["model"] != TUNED]
+    best, best_plain = _best(mrl), _best(plain) if plain else None
+    baselines = [r for r in rows if not _is_mrl(r) and r["model"] != "dummy"]
+    out = [f"{BEST[0].upper()}{BEST[1:]}: {row_label(best)}."]
+    for name, _ in result["published_quoted"]:
+        if name != "Dummy":
+            out.append(_vs(best, _published(result, name), unit, name, BEST))
+    if baselines:
+        out.append(_vs(best, _best(baselines), unit, first_name=BEST))
+    if best_plain is not None and best is not best_plain:
+        out.append(_vs(best, best_plain, unit, first_name=BEST))
+    #: one change at a time, where both rows ran: the mat2vec start, the L1 loss, attention
+    steps = [("mrl", "dim 16"), ("mrl+mat2vec", "dim 16"), ("mrl+mat2vec", "dim 16, l1"),
+             ("mrl attention+mat2vec", "dim 16, attn, l1")]
+    found = {(r["model"], r["features"]): r for r in mrl}
+    for before, after in zip(steps, steps[1:]):
+        if before in found and after in found:
+            out.append(_vs(found[after], found[before], unit))
+    tuned = [r for r in mrl if r["model"] == TUNED]
+    if tuned and best_plain is not None:
+        out.append(_vs(tuned[0], best_plain, unit) + " " + tuned_sentence(result))
+    singles = [r for r in mrl if "magpie" in r["features"] and "seeds" not in r["features"]]
+    for r in sorted(singles, key=lambda r: r["features"]):
+        if best_plain is not None:
+            out.append(_vs(r, best_plain, unit))
+        ens = [e for e in mrl if e["features"].startswith(r["features"] + ",") and "seeds" in e["features"]]
+        out += [_vs(e, r, unit) for e in ens]
+    if task in GOALS:
+        out.append(against_target(row_score(best), GOALS[task], f"MAE of {BEST}", "the goal of",
+                                  unit=unit, goal=True).sentence)
+    for ref in ("ridge", "dummy"):
+        refs = [r for r in rows if r["model"] == ref]
+        if refs:
+            ref_best = _best(refs)
+            below = sum(compare(row_score(r), row_score(ref_best), "a", "b").verdict == BETTER for r in mrl)
+            out.append(f"{below} of {len(mrl)} mrl rows are below the best {ref} row "
+                       f"({row_label(ref_best)}, {row_score(ref_best).text(unit)}) by more than the spread.")
+    for model, features, published in (("random_forest", "magpie", "RF-SCM/Magpie"),
+                                        ("lightgbm", "fractions", "MODNet v0.1.12"), ("dummy", "fractions", "Dummy")):
+        ours = [r for r in rows if r["model"] == model and r["features"] == features]
+        if ours and _published(result, published) is not None:
+            out.append(_vs(ours[0], _published(result, published), unit, published))
+    return out
+
+
+def render_key_result(results: dict[str, dict]) -> str:
+    """The page's key result (quoted on the report's first page): per task, the best mrl row against the quoted
+    RF-SCM/Magpie and against our best baseline, worded by compare."""
+    parts = ["Matbench v0.1, MAE as mean ± SD over the 5 test folds."]
+    for task in ("steels", "expt_gap"):
+        result = results[task]
+        unit = TASKS[task]["unit"]
+        mrl = [r for r in result["rows"] if _is_mrl(r)]
+        baselines = [r for r in result["rows"] if not _is_mrl(r) and r["model"] != "dummy"]
+        best = _best(mrl)
+        parts.append(f"**{task}** ({BEST}: {row_label(best)}): "
+                     + _vs(best, _published(result, "RF-SCM/Magpie"), unit, "RF-SCM/Magpie", BEST))
+        parts.append(_vs(best, _best(baselines), unit, first_name=BEST))
+    return " ".join(parts)
+
+
+def render_findings(results: dict[str, dict]) -> str:
+    """What the numbers say, per task, as a list of compare sentences."""
+    lines = []
+    for task in ("steels", "expt_gap"):
+        lines += [f"**{task}** ({TASKS[task]['unit']}):", ""]
+        lines += [f"* {s}" for s in task_findings(results[task])]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def render_mp_e_form(results: dict[str, dict]) -> str:
+    """The mp_e_form rows over the five Matbench folds, the goal and the quoted composition-only figures."""
+    result, unit = results["mp_e_form"], TASKS["mp_e_form"]["unit"]
+    rows = sorted(result["rows"], key=lambda r: r["mae_mean"])
+    n = {int(r["n_folds"]) for r in rows}
+    lines = [f"| model | settings | MAE ({unit}), mean ± SD over {'/'.join(map(str, sorted(n)))} folds "
+             "| wall time per fold (s) |", "|---|---|--:|--:|"]
+    for r in rows:
+        walls = r.get("fold_wall_s") or [r["wall_s"]]
+        lines.append(f"| {r['model']} | {r['features']} | {format_number(r['mae_mean'])} ± "
+                     f"{format_number(r['mae_std'])} | {format_number(min(walls))}-{format_number(max(walls))} |")
+    best = _best(rows)
+    goal = against_target(row_score(best), GOALS["mp_e_form"], f"MAE of {row_label(best)}", "the goal of", unit=unit,
+                          goal=True)
+    lines += ["", f"* {goal.sentence}"]
+    lines += [f"* {_vs(best, Score(mae, note='published, quoted'), unit, name)}" for name, mae in MP_E_FORM_QUOTED]
+    for r in rows:
+        if "magpie" in r["features"]:
+            plain = [p for p in rows if p["model"] == r["model"].replace("+magpie", "")
+                     and r["features"].startswith(p["features"])]
+            if plain:
+                lines.append(f"* {_vs(r, plain[0], unit)}")
+    return "\n".join(lines)
+
+
+def _agreement_table(rows: Sequence[dict], columns: Sequence[str]) -> list[str]:
+    head = ["vectors"] + [f"same {c} (share)" for c in columns] + [f"{c}: chance" for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1)]
+    for r in rows:
+        cells = [f"{r[f'{c}_agree']:.3f}" for c in columns] + [f"{r[f'{c}_chance']:.3f}" for c in columns]
+        lines.append(f"| {r['vectors']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _learned_range(rows: Sequence[dict], column: str) -> str:
+    vals = [r[column] for r in rows if r["vectors"].startswith("mrl")]
+    return f"{min(vals):.2f}-{max(vals):.2f}" if vals else "n/a"
+
+
+def render_elements(results: dict[str, dict]) -> str:
+    """The element-agreement tables of both tasks (first-fold models), with the ranges read from them."""
+    lines = []
+    for task in ("expt_gap", "steels"):
+        rows = results[task]["element_agreement"]
+        ref = {r["vectors"].split(" ")[0]: r for r in rows if not r["vectors"].startswith("mrl")}
+        lines += [f"{task} ({len(results[task]['element_ids'])} elements):", ""]
+        lines += _agreement_table(rows, ("group", "block"))
+        lines.append("")
+        line = (f"Learned rows: same group {_learned_range(rows, 'group_agree')}, same block "
+                f"{_learned_range(rows, 'block_agree')}; chance {rows[0]['group_chance']:.2f} and "
+                f"{rows[0]['block_chance']:.2f}")
+        if "random" in ref:
+            line += f"; random vectors {ref['random']['group_agree']:.2f} and {ref['random']['block_agree']:.2f}"
+        for name in ("mat2vec", "magpie"):
+            if name in ref:
+                line += f"; {name} {ref[name]['group_agree']:.2f} and {ref[name]['block_agree']:.2f}"
+        lines += [line + ".", ""]
+    return "\n".join(lines).rstrip()
+
+
+def render_feature_analysis(results: dict[str, dict]) -> str:
+    """What ``g`` and ``r`` learn (expt_gap, fold 1): the agreement table and the residual-share table."""
+    fa = results["features"]
+    lines = [f"{len(fa['elements'])} elements used in at least {fa['min_formulas']} training compositions of fold "
+             f"{fa['fold']}; share of each element's {fa['k']} nearest neighbours (cosine) in the same group / period "
+             "/ block:", ""]
+    lines += _agreement_table(fa["agreement"], ("group", "period", "block"))
+    lines += ["", "Residual share $\\lVert r_i \\rVert / \\lVert g(x_i) + r_i \\rVert$ against the number of training "
+              "compositions that contain element $i$:", "",
+              "| model | elements | Spearman ρ (–) | p (–) | median share, least-used third | median share, "
+              "most-used third |", "|---|--:|--:|--:|--:|--:|"]
+    for name, block in fa["residual_share"].items():
+        s = block["summary"]
+        least, most = s["least_used_third_formulas"], s["most_used_third_formulas"]
+        lines.append(f"| {name} | {s['n_elements']} | {s['spearman_rho']:+.2f} | {s['spearman_p']:.3f} | "
+                     f"{s['median_share_least_used_third']:.2f} ({least[0]}-{least[1]} compositions) | "
+                     f"{s['median_share_most_used_third']:.2f} ({most[0]}-{most[1]} compositions) |")
+    return "\n".join(lines)
+
+
+#: Regions of book/matbench.md filled from the result files: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "matbench-steels": render_steels_table,
+            "matbench-expt-gap": render_expt_gap_table, "matbench-findings": render_findings,
+            "matbench-mp-e-form": render_mp_e_form, "matbench-elements": render_elements,
+            "matbench-features": render_feature_analysis}
+
+
+def write_book(results: dict[str, dict], path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        results = page_results()
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        return results
     if args.plot_from:
         return plot_from(args)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -601,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       "tune_grid": list(task.cfg["tune_grid"]), "tuned_choices": tuned_choices,
                       "total_wall_s": time.perf_counter() - t0}
             print(json.dumps(result, indent=1))
-            write_result(result, args.json)
+            write_results(result, args, argv)
             return result
     rows, models = fit_rows(task, tuned, args.rows, args.skip, args.members)
     print(f"\n## {args.task}: Matbench v0.1 5-fold CV MAE ({task.cfg['unit']}), mean and SD over folds"
@@ -624,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "tune_grid": list(task.cfg["tune_grid"]) if args.tune else None, "tuned_choices": tuned_choices,
               "row_groups": list(args.rows), "skipped_baselines": list(args.skip), "ensemble_members": args.members,
               "feature_rows": [[label, cand] for label, cand in task.cfg.get("new_rows", ())]}
-    write_result(result, args.json)
+    write_results(result, args, argv)
     if not args.quick and not args.no_figures:
         print(f"MAE chart: {mae_figure(result, ROOT / 'book' / 'figures' / f'matbench_mae_{args.task}.png')}")
     return result

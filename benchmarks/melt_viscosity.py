@@ -11,6 +11,8 @@ paper's *train* split; the winner is chosen on the *valid* split only (``eval`` 
     python benchmarks/melt_viscosity.py --json runs/melt_benchmark.json --figures book/figures
     python benchmarks/melt_viscosity.py --rows plain,features,ensemble \
         --rows-json runs/melt_rows.json                    # only some rows (here: ~10 min)
+    python benchmarks/melt_viscosity.py --render benchmarks/results/melt_viscosity_rows.json \
+        --book book/melt_viscosity.md                      # the book page's numbers, from the result file
 
 ``--rows`` picks row groups (:data:`ROW_GROUPS`; default all): ``screen`` is the screening run above (baselines on
 fractions, head x dim screening, the retrained winner, the other head, the grouped CV, the analysis and figures);
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -37,10 +40,12 @@ import pandas as pd
 import torch
 
 from mrl.baselines import condition_features, fit_predict, fraction_matrix, regression_scores
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
 from mrl.public_data import load_dataset, published_gp_metrics
+from mrl.wording import Score, against_target, compare, format_number
 
 #: Shared settings of every mrl variant (tuned on the valid split; see book/melt_viscosity.md).
 MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", pin_origin=None,
@@ -442,6 +447,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated row groups among {', '.join(ROW_GROUPS)} (default: all)")
     parser.add_argument("--members", type=int, default=MEMBERS, help="members of the ensemble rows")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for ensemble members (1 thread each)")
+    parser.add_argument("--render", default=None, metavar="JSON", help="only render the book page's sections from "
+                                                                         "this --rows-json result file")
+    parser.add_argument("--book", default=None, help="with --render: fill the marked regions of this page "
+                                                     "(book/melt_viscosity.md)")
     parser.add_argument("--rows-json", default=None, help="write the results (updated after every row) here, e.g. "
                                                           "benchmarks/results/melt_viscosity_rows.json")
     args = parser.parse_args(argv)
@@ -507,8 +516,194 @@ def print_analysis(analysis: dict) -> None:
     print(coords.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
+# ----------------------------------------------------------------------------------------------- book page
+#: Unit of every error on the page.
+UNIT = "log10 Pa s"
+#: The rows of the page's main table, in order: (row key, model, features).
+TABLE_ROWS = (
+    ("dummy", "dummy (training mean)", "–"),
+    ("ridge", "ridge", "fractions, 1000/*T*, *P*, fractions × 1000/*T*"),
+    ("random_forest", "random forest (200 trees, 1 thread)", "fractions, 1000/*T*, *P*"),
+    ("lightgbm", "LightGBM (1,000 trees, 1 thread)", "fractions, 1000/*T*, *P*"),
+    ("ridge_oxide_features", "ridge", "+ oxide features, both × 1000/*T*"),
+    ("random_forest_oxide_features", "random forest (200 trees, 1 thread)", "+ oxide features"),
+    ("lightgbm_oxide_features", "LightGBM (1,000 trees, 1 thread)", "+ oxide features"),
+    ("mrl", "**mrl**, direct head, dim 16, 12,000 steps (chosen on valid)", "mixture vector, 1000/*T*, *P*"),
+    ("mrl_features", "mrl + oxide features", "vector $g(x) + r$"),
+    ("mrl_early", "mrl + early stop", "held-out 10 % of train"),
+    ("mrl_best_checkpoint", "mrl + best checkpoint", "held-out 10 % of train"),
+    ("mrl_ensemble", "**mrl ensemble of 5**", "5 seeds, mean"),
+    ("mrl_features_ensemble", "mrl + oxide features, ensemble of 5", "5 seeds, mean"),
+    ("mrl_features_stopping_ensemble", "mrl + oxide features + best checkpoint, ensemble of 5", "all together"),
+    ("mrl_vft", "mrl, vft head (best vft on valid)", "mixture vector, *P*; *T* in the VFT law"),
+)
+#: Grouped-CV rows: (row key, label).
+CV_ROWS = (("cv_ridge", "ridge"), ("cv_lightgbm", "LightGBM"),
+           ("cv_mrl_direct_d16_2000steps", "mrl direct/16, 2,000 steps per fold"))
+
+
+def _name(key: str) -> str:
+    """The readable name of a row key (its model column without markup; the chosen model is "mrl (seed 0)")."""
+    if key == "mrl":
+        return "mrl (seed 0)"
+    return next((m.replace("**", "") for k, m, _ in TABLE_ROWS if k == key), key)
+
+
+def _gp(results: dict) -> dict[str, float]:
+    return {k.removeprefix("gp_published_"): v["rmse"] for k, v in results.items() if k.startswith("gp_published_")}
+
+
+def _single(results: dict, key: str) -> Score:
+    return Score(results[key]["rmse"])
+
+
+def _published(value: float) -> Score:
+    return Score(value, note="published, quoted")
+
+
+def _members(results: dict, key: str) -> Score:
+    return Score.of(results[key]["member_rmse"], over="seeds")
+
+
+def render_key_result(results: dict) -> str:
+    """The page's key result: the ensemble against the best published GP and against the goal, the single model
+    over seeds, the single model against LightGBM, and the grouped CV, worded by mrl.wording."""
+    gp = _gp(results)
+    best_gp = min(gp, key=gp.get)
+    ens, one = _single(results, "mrl_ensemble"), _single(results, "mrl")
+    parts = ["On the paper's test split (test RMSE, log10 Pa s):",
+             compare(ens, _published(gp[best_gp]), "an ensemble of five mrl models", f"the best published GP "
+                     f"({best_gp})", what="test RMSE").sentence,
+             compare(_members(results, "mrl_ensemble"), _published(gp[best_gp]), "its members alone",
+                     best_gp, what="test RMSE").sentence,
+             compare(one, _single(results, "lightgbm_oxide_features"), "the single model (seed 0)",
+                     "LightGBM with oxide features", what="test RMSE").sentence]
+    if "cv_mrl_direct_d16_2000steps" in results and "cv_lightgbm" in results:
+        parts.append("Under a 5-fold CV grouped by composition: " + compare(
+            _cv(results, "cv_mrl_direct_d16_2000steps"), _cv(results, "cv_lightgbm"), "mrl (2,000 steps per fold)",
+            "LightGBM", what="RMSE").sentence)
+    return " ".join(parts)
+
+
+def _cv(results: dict, key: str) -> Score:
+    row = results[key]
+    return Score(row["rmse"], row.get("rmse_sd"), 5, "folds")
+
+
+def _f3(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}".replace("-", "−")
+
+
+def render_table(results: dict) -> str:
+    """The main test-split table, the published GP row and the seed spread of each ensemble's members."""
+    lines = [f"| model | features | RMSE ({UNIT}) | MAE ({UNIT}) | R² (–) | valid RMSE ({UNIT}) | wall time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for key, model, features in TABLE_ROWS:
+        if key in results:
+            r = results[key]
+            steps = f", {r['steps']:,} steps" if key == "mrl_vft" and "steps" in r else ""
+            lines.append(f"| {model}{steps} | {features} | {_f3(r['rmse'])} | {_f3(r.get('mae'))} | {_f3(r.get('r2'))}"
+                         f" | {_f3(r.get('valid_rmse'))} | {format_number(r['wall_s'])} |")
+    gp = _gp(results)
+    lines.append(f"| published {' / '.join(gp)} (gpvisc `metrics.csv`) | | {' / '.join(_f3(v) for v in gp.values())}"
+                 " | | | | |")
+    lines += ["", f"Single models over the five ensemble seeds (test RMSE, {UNIT}):", ""]
+    for key, model, _ in TABLE_ROWS:
+        if results.get(key, {}).get("member_rmse"):
+            m = results[key]["member_rmse"]
+            lines.append(f"* members of the {model.replace('**', '')}: {_members(results, key).text()}, range "
+                         f"{min(m):.3f}-{max(m):.3f}.")
+    return "\n".join(lines)
+
+
+def render_findings(results: dict) -> str:
+    """The goal and what features, stopping and ensembles change, worded by mrl.wording."""
+    gp = _gp(results)
+    best_gp = min(gp, key=gp.get)
+    out = [f"* **Goal: below the best published GP ({best_gp}).** "
+           + against_target(_single(results, "mrl_ensemble"), gp[best_gp], "test RMSE of the ensemble of 5",
+                            f"{best_gp}'s", goal=True).sentence + " "
+           + against_target(_members(results, "mrl_ensemble"), gp[best_gp], "test RMSE of its single members",
+                            f"{best_gp}'s", goal=True).sentence]
+    members = _members(results, "mrl_ensemble")
+    margin = gp[best_gp] - results["mrl_ensemble"]["rmse"]
+    out[0] += (f" The ensemble's margin, {margin:.3f}, is {abs(margin) / members.sd:.1f} times the SD of its members "
+               "over seeds.") if members.sd else ""
+    #: (first row, its name, second row, its name, what changes)
+    pairs = (("mrl_features", "mrl + oxide features", "mrl", "mrl (seed 0)", "oxide features, single model"),
+             ("mrl_features_ensemble", "the ensemble with oxide features", "mrl_ensemble", "the ensemble without",
+              "oxide features, ensemble"),
+             ("lightgbm_oxide_features", "LightGBM with oxide features", "lightgbm", "LightGBM on fractions",
+              "oxide features, LightGBM"),
+             ("random_forest_oxide_features", "the random forest with oxide features", "random_forest",
+              "the random forest on fractions", "oxide features, random forest"),
+             ("mrl_early", "mrl + early stop", "mrl", "mrl (seed 0)", "early stopping"),
+             ("mrl_best_checkpoint", "mrl + best checkpoint", "mrl", "mrl (seed 0)", "best checkpoint"),
+             ("mrl_ensemble", "the ensemble of 5", "mrl", "mrl (seed 0)", "ensemble of 5"),
+             ("mrl_vft", "the vft head", "mrl", "the direct head (mrl, seed 0)", "vft head"))
+    for first, first_name, second, second_name, what in pairs:
+        if first in results and second in results:
+            out.append(f"* **{what}:** " + compare(_single(results, first), _single(results, second), first_name,
+                                                   second_name, what="test RMSE").sentence)
+    for key in ("mrl_early", "mrl_best_checkpoint"):
+        if results.get(key, {}).get("best_step"):
+            out.append(f"* {_name(key)} kept the state of step {results[key]['best_step'][0]:,} "
+                       f"(valid RMSE {_f3(results[key]['valid_rmse'])}).")
+    return "\n".join(out)
+
+
+def render_screening(results: dict) -> str:
+    """The head x size screening table (valid chose, test only reported; the result file keeps the test scores)."""
+    chosen = results.get("mrl", {})
+    lines = [f"| head | dim | test RMSE ({UNIT}) | wall time (s) |", "|---|---|---|---|"]
+    for key, r in results.items():
+        if key.endswith("_screen"):
+            _, head, dim, _ = key.split("_")
+            mark = " (chosen on valid)" if (head, int(dim[1:])) == (chosen.get("head"), chosen.get("dim")) else ""
+            lines.append(f"| {head} | {dim[1:]}{mark} | {_f3(r['rmse'])} | {format_number(r['wall_s'])} |")
+    if chosen:
+        lines += ["", f"The chosen {chosen['head']}/{chosen['dim']} model, retrained for {chosen['steps']:,} steps: "
+                      f"test RMSE {_f3(chosen['rmse'])}."]
+    return "\n".join(lines)
+
+
+def render_cv(results: dict) -> str:
+    """The grouped 5-fold CV table and its comparison, worded by mrl.wording."""
+    lines = [f"| model (grouped 5-fold CV) | RMSE mean ± SD over folds ({UNIT}) | MAE ({UNIT}) | R² (–) | "
+             "wall time, 5 folds (s) |", "|---|---|---|---|---|"]
+    for key, label in CV_ROWS:
+        if key in results:
+            r = results[key]
+            lines.append(f"| {label} | {_f3(r['rmse'])} ± {_f3(r['rmse_sd'])} | {_f3(r['mae'])} | {_f3(r['r2'])} | "
+                         f"{format_number(r['wall_s'])} |")
+    lines.append("")
+    if "cv_mrl_direct_d16_2000steps" in results and "cv_lightgbm" in results:
+        lines.append("* " + compare(_cv(results, "cv_mrl_direct_d16_2000steps"), _cv(results, "cv_lightgbm"),
+                                    "mrl (2,000 steps per fold)", "LightGBM", what="grouped-CV RMSE").sentence)
+        lines.append("* " + compare(_cv(results, "cv_lightgbm"), _single(results, "lightgbm"), "LightGBM, grouped CV",
+                                    "LightGBM on the paper's test split", what="RMSE").sentence)
+    return "\n".join(lines)
+
+
+#: Regions of book/melt_viscosity.md filled from the result file: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "melt-table": render_table, "melt-findings": render_findings,
+            "melt-screening": render_screening, "melt-cv": render_cv}
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        return results
     torch.set_num_threads(1)
     quick = args.quick
     steps = args.steps or (150 if quick else 1000)

@@ -19,11 +19,14 @@ The defaults of ``add_materials`` (shrinkage 10, 300 steps, lr 0.03) were chosen
 the reported numbers use seed 0.
 
     python benchmarks/new_materials.py                                    # ~5 min on one busy core
-    python benchmarks/new_materials.py --json runs/new_materials.json --figure book/figures/new_materials.png
+    python benchmarks/new_materials.py --json benchmarks/results/new_materials.json \
+        --figure book/figures/new_materials.png
+    python benchmarks/new_materials.py --render benchmarks/results/new_materials.json --book book/new_materials.md
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -32,12 +35,14 @@ import pandas as pd
 import torch
 
 from mrl.adapt import add_materials, tie_materials
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
 from mrl.metrics import log10_mae
 from mrl.splits import make_split
 from mrl.synth import LATENTS, make_lab
+from mrl.wording import Score, compare, format_number
 
 KS = (1, 3, 10)
 METHODS = ("zero", "tie_kind", "tie_truth", "fit", "fit_tie", "retrain")
@@ -126,6 +131,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-retrain", action="store_true", help="skip the retrained reference (the slow part)")
     parser.add_argument("--json", default=None, help="write the tables and per-material errors here")
     parser.add_argument("--figure", default=None, help="error vs k per method (book/figures/new_materials.png)")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only render the book page's sections from this result file")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the marked regions of this "
+                                                                "page (book/new_materials.md)")
     return parser.parse_args()
 
 
@@ -214,8 +223,142 @@ def error_tables(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, per_mat
 
 
+# --------------------------------------------------------------------------------------------------------------
+# the book page (book/new_materials.md), rendered from the result file
+# --------------------------------------------------------------------------------------------------------------
+#: Row labels of the page's table, by method.
+LABELS = {"zero": "zero (no influence)", "tie_kind": "tie to most used of its kind",
+          "tie_truth": "tie to nearest truth (oracle)", "fit": "fit from the origin", "fit_tie": "fit from the tie",
+          "retrain": "retrain everything"}
+
+
+def _note(results: dict) -> str:
+    return f"mean over {results['settings']['repeats']} orders"
+
+
+def _cell(results: dict, method: str, k: int, key: str = "mae_log10") -> Score:
+    row = next(r for r in results["table"] if r["method"] == method and r["k"] == k)
+    return Score(row[key], note=_note(results))
+
+
+def _known(results: dict, key: str = "mae_log10") -> Score:
+    return Score(results["known_materials_eval"][key], note="single run")
+
+
+def _ks(results: dict) -> list[int]:
+    return list(results["settings"]["ks"])
+
+
+def _per_material(results: dict, material: str, method: str, k: int) -> float:
+    return next(r["mae_log10"] for r in results["per_material"]
+                if r["material_id"] == material and r["method"] == method and r["k"] == k)
+
+
+def render_key_result(results: dict) -> str:
+    """The page's key result: a tie against no influence, and the fit from the tie with the most known formulas
+    against known materials' unseen formulas, worded by compare."""
+    k_max = max(_ks(results))
+    return ("For a material held out of training (log10 MAE on its formulas): "
+            + compare(_cell(results, "tie_kind", k_max), _cell(results, "zero", k_max),
+                      "a tie to a known material of its kind (no formula needed)", "no influence",
+                      what="error").sentence + " "
+            + compare(_cell(results, "fit_tie", k_max), _known(results),
+                      f"fitting only its vector from the tie with {k_max} known formulas",
+                      "known materials' unseen formulas", what="error").sentence)
+
+
+def render_protocol(results: dict) -> str:
+    """How many materials were held out, of which kinds, and how many formulas were scored."""
+    ties = pd.DataFrame(results["ties"])
+    kinds = ties["kind"].value_counts(sort=False)
+    described = ", ".join(f"{n} {k}{'es' if k.endswith(('x', 's')) else 's'}" if n > 1 else f"one {k}"
+                          for k, n in kinds.items())
+    k_max = max(_ks(results))
+    scored = int((ties["n_solo"] - k_max).sum())
+    st = results["settings"]
+    return (f"{len(ties)} materials are held out ({described}); each has {ties['n_solo'].min()}-"
+            f"{ties['n_solo'].max()} formulas without another held-out material, and the formulas after the first "
+            f"{k_max} of each are scored ({scored:,} in all). Base model: dimension {st['dim']}, {st['steps']:,} steps; "
+            f"`add_materials`: shrinkage {st['fit_shrinkage']:g}, {st['fit_steps']} steps, lr {st['fit_lr']:g}; "
+            f"{st['repeats']} orders; {format_number(results['wall_s'])} s wall time on one CPU thread.")
+
+
+def render_table(results: dict) -> str:
+    """Error per method and k, in log10 and cP, and materials better than ``zero``."""
+    ks = _ks(results)
+    n = len(results["ties"])
+    head = ([f"MAE log10, k={k}" for k in ks] + [f"MAE cP, k={k}" for k in ks]
+            + [f"materials better than `zero` (of {n}), k={' / '.join(map(str, ks))}"])
+    lines = ["| method | " + " | ".join(head) + " |", "| --- |" + " --: |" * (2 * len(ks)) + " :-: |"]
+    methods = [m for m in LABELS if any(r["method"] == m for r in results["table"])]
+    for m in methods:
+        rows = {r["k"]: r for r in results["table"] if r["method"] == m}
+        beats = "–" if m == "zero" else " / ".join(str(int(rows[k]["beats_zero"])) for k in ks)
+        lines.append(f"| {LABELS[m]} | " + " | ".join(f"{rows[k]['mae_log10']:.3f}" for k in ks) + " | "
+                     + " | ".join(format_number(rows[k]["mae_cp"]) for k in ks) + f" | {beats} |")
+    known = results["known_materials_eval"]
+    lines.append(f"| *known materials, unseen formulas* | *{known['mae_log10']:.3f}* |" + " |" * (len(ks) - 1)
+                 + f" *{format_number(known['mae_cp'])}* |" + " |" * (len(ks) - 1) + " |")
+    return "\n".join(lines)
+
+
+def render_findings(results: dict) -> str:
+    """What the table says, worded by compare: every method at every k against no influence and against known
+    materials; the fit from the tie against the fit from the origin; per kind of material."""
+    ks = _ks(results)
+    out = []
+    worse = [(m, k) for r in results["table"] for m, k in [(r["method"], r["k"])]
+             if compare(_cell(results, m, k), _known(results), "a", "b").verdict != "better"]
+    out.append(f"* **A new material costs accuracy.** {len(worse)} of {len(results['table'])} method and k cells "
+               f"are not below the error on known materials' unseen formulas, {_known(results).text()}.")
+    for m in ("tie_kind", "tie_truth"):
+        out.append(f"* **{LABELS[m]}:** " + compare(_cell(results, m, ks[0]), _cell(results, "zero", ks[0]),
+                                                      LABELS[m], "no influence", what="log10 MAE").sentence)
+    for m in ("fit", "fit_tie", "retrain"):
+        if any(r["method"] == m for r in results["table"]):
+            for k in ks:
+                out.append(f"* **{LABELS[m]}, k = {k}:** " + compare(_cell(results, m, k), _cell(results, "zero", k),
+                                                                     LABELS[m], "no influence",
+                                                                     what="log10 MAE").sentence)
+    for k in ks:
+        out.append(f"* **Start of the fit, k = {k}:** " + compare(_cell(results, "fit_tie", k),
+                                                                  _cell(results, "fit", k), LABELS["fit_tie"],
+                                                                  LABELS["fit"], what="log10 MAE").sentence)
+    if any(r["method"] == "retrain" for r in results["table"]):
+        k = max(ks)
+        out.append(f"* **In cP, k = {k}:** " + compare(_cell(results, "retrain", k, "mae_cp"),
+                                                       _cell(results, "zero", k, "mae_cp"), LABELS["retrain"],
+                                                       "no influence", what="MAE", unit="cP").sentence)
+    k = max(ks)
+    for kind in ("gum", "wax", "fragrance"):
+        for t in (t for t in results["ties"] if t["kind"] == kind):
+            mid = t["material_id"]
+            out.append(f"* **{kind} {mid}** (log10 MAE): no influence {_per_material(results, mid, 'zero', k):.2f}, "
+                       f"a tie {_per_material(results, mid, 'tie_kind', k):.2f}, the fit from the tie with {k} "
+                       f"formulas {_per_material(results, mid, 'fit_tie', k):.2f}, the fit from the origin "
+                       f"{_per_material(results, mid, 'fit', k):.2f}.")
+    return "\n".join(out)
+
+
+#: Regions of book/new_materials.md filled from the result file: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "new-protocol": render_protocol, "new-table": render_table,
+            "new-findings": render_findings}
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main() -> None:
     args = parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        if args.book:
+            print(f"wrote {write_book(results, args.book)}")
+        else:
+            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        return
     torch.set_num_threads(1)
     start = time.perf_counter()
     base = base_model(args)

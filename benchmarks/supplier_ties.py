@@ -12,22 +12,29 @@ Printed: eval MAE (log10 and cP) over all eval formulas and over the eval formul
 over ``--seeds``; and, for the untied model, the cosine similarity of the two codes' vectors.
 
     python benchmarks/supplier_ties.py                    # ~3 min on one core
+    python benchmarks/supplier_ties.py --seeds 0 1 2 --json benchmarks/results/supplier_ties.json  # the book's rows
+    python benchmarks/supplier_ties.py --render benchmarks/results/supplier_ties.json --book book/new_materials.md
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from mrl.analysis import vector_columns
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
+from mrl.io import write_json
 from mrl.metrics import log10_mae, regression_metrics
 from mrl.splits import make_split
 from mrl.synth import make_lab
+from mrl.wording import Score, compare, format_number
 
 SUFFIX = "~B"
 
@@ -54,6 +61,55 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"mae_log10": log10_mae(y, pred), "mae": regression_metrics(y, pred)["mae"]}
 
 
+#: The three models, in the page's order, with their row labels.
+MODELS = {"one code": "one code (the data before the split)", "two codes": "two codes, each its own vector",
+          "two codes, tied": "two codes, tied"}
+
+
+def _score(results: dict, model: str, key: str) -> Score:
+    """Mean ± SD over the seeds of one model's ``key``."""
+    return Score.of([r[key] for r in results["rows"] if r["model"] == model], over="seeds")
+
+
+def render_supplier_ties(results: dict) -> str:
+    """The table (mean ± SD over seeds) and the comparisons of the tied and untied models with one code."""
+    settings = results["settings"]
+    lines = [f"{settings['n_materials']} materials each get a second code in a random "
+             f"{settings['share'] * 100:.0f} % of their formulas; three models on the same 80/20 split per seed "
+             f"(dimension {settings['dim']}, {settings['steps']:,} steps, seeds "
+             f"{', '.join(map(str, settings['seeds']))}; {format_number(results['wall_s'])} s on one CPU thread):", "",
+             "| model | eval log10 MAE, all | eval log10 MAE, formulas with a second code | cP MAE, those formulas |",
+             "|---|--:|--:|--:|"]
+    for model, label in MODELS.items():
+        cells = [_score(results, model, k).text(digits=3).replace(f" (mean ± SD over {len(settings['seeds'])} seeds)",
+                                                                   "") for k in
+                 ("all_mae_log10", "code_b_mae_log10", "code_b_mae")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n_b = _score(results, "two codes", "n_eval_code_b")
+    lines += ["", f"Mean ± SD over {len(settings['seeds'])} seeds; about {n_b.value:.0f} eval formulas per seed hold a "
+              "second code.", ""]
+    for model in ("two codes, tied", "two codes"):
+        lines.append("* " + compare(_score(results, model, "code_b_mae_log10"),
+                                    _score(results, "one code", "code_b_mae_log10"), MODELS[model],
+                                    MODELS["one code"], what="log10 MAE on the formulas with a second code").sentence)
+    lines.append("* " + compare(_score(results, "two codes, tied", "code_b_mae_log10"),
+                                _score(results, "two codes", "code_b_mae_log10"), "the tied model", "the untied one",
+                                what="log10 MAE on the formulas with a second code").sentence)
+    cos = np.asarray(results["cosine_two_codes"])
+    lines.append(f"* In the untied model the two vectors of one material have a median cosine similarity of "
+                 f"{np.median(cos):.2f} (1 = the same direction; range {cos.min():.2f} to {cos.max():.2f}).")
+    return "\n".join(lines)
+
+
+#: Regions of book/new_materials.md filled from this script's result file.
+SECTIONS = {"supplier-ties": render_supplier_ties}
+
+
+def write_book(results: dict, path: str | Path) -> Path:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-materials", type=int, default=20)
@@ -61,7 +117,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--json", type=Path, default=None, help="write the per-seed rows and settings here")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON", help="only render the book section "
+                                                                                   "from this result file")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the marked region of this page "
+                                                                "(book/new_materials.md)")
     args = parser.parse_args()
+    if args.render:
+        results = json.loads(args.render.read_text())
+        print(f"wrote {write_book(results, args.book)}" if args.book else render_supplier_ties(results))
+        return
     torch.set_num_threads(1)
     lab, _ = make_lab("small")
     rows, sims = [], []
@@ -97,7 +162,13 @@ def main() -> None:
                        "n_eval_code_b": 0}).to_string())
     print(f"\nuntied model: cosine similarity of the two codes' vectors: median {np.median(sims):.2f} "
           f"(min {np.min(sims):.2f}, max {np.max(sims):.2f}; 1 = the same direction)")
-    print(f"total wall time {time.perf_counter() - start:.0f} s")
+    wall_s = time.perf_counter() - start
+    print(f"total wall time {wall_s:.0f} s")
+    if args.json:
+        write_json({"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                    "n_materials_lab": lab.n_materials, "n_formulas_lab": lab.n_formulas, "rows": rows,
+                    "cosine_two_codes": [float(s) for s in sims], "wall_s": round(wall_s, 1)}, args.json)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mrl.book import fill_marked_sections
 from mrl.data import FormulaData
 from mrl.ensemble import member_seed
 from mrl.estimator import MixtureRegressor
 from mrl.predict import calibrated_predictor
 from mrl.splits import hold_out_calibration
 from mrl.uncertainty import coverage, to_model_units
+from mrl.wording import Score, against_target, compare, format_number
 
 log = logging.getLogger("uncertainty")
 LAB = dict(embedding_dim=10, steps=4000, batch_size=256)
@@ -249,6 +251,90 @@ def render_markdown(rows: list[dict], columns: tuple[str, ...] | None = None) ->
     return "\n".join(lines)
 
 
+#: The committed result files of book/uncertainty.md, in the order of its table.
+RESULT_FILES = ("benchmarks/results/uncertainty_lab_expt_gap.json", "benchmarks/results/uncertainty_melt.json",
+                "benchmarks/results/uncertainty_neighbours.json")
+#: Coverage goal: the nominal share within this many points (as a share).
+COVERAGE_TOLERANCE = 0.05
+#: Nearest neighbours compared across members in the neighbour-stability table.
+NEIGHBOURS_K = 10
+
+
+def _score(row: dict, key: str) -> Score:
+    """A row's value with its SD over folds or splits (a single run where ``folds`` is 1)."""
+    n = int(row.get("folds", 1))
+    return Score(row[key], row.get(f"{key}_sd"), n, "splits" if row["scenario"].startswith("lab") else "folds")
+
+
+def _coverage_sentence(row: dict, level: int) -> str:
+    return against_target(_score(row, f"cov{level}"), level / 100, f"{level} % coverage of {row['scenario']}, "
+                          f"{row['model']}", "the nominal", tolerance=COVERAGE_TOLERANCE, spread=False).sentence
+
+
+def render_coverage(files: list[dict]) -> str:
+    """Each row's observed coverage against the nominal share (goal: within 5 points), and each ensemble against
+    its one model, worded by mrl.wording."""
+    rows = [row for data in files for row in data["rows"]]
+    lines = [f"Coverage against the nominal share (goal: within {COVERAGE_TOLERANCE * 100:.0f} points), and each "
+             "ensemble's eval MAE against its one model's:", ""]
+    for row in rows:
+        lines.append(f"* {_coverage_sentence(row, 80)} {_coverage_sentence(row, 95)}")
+    for row in rows:
+        if row["model"] != "one model":
+            one = next((r for r in rows if r["scenario"] == row["scenario"] and r["model"] == "one model"), None)
+            if one is not None:
+                c = compare(_score(row, "mae_model"), _score(one, "mae_model"), f"the {row['model']}", "one model",
+                            what=f"eval MAE on {row['scenario']} (model units)")
+                lines.append(f"* {c.sentence}")
+    return "\n".join(lines)
+
+
+def render_key_result(files: list[dict]) -> str:
+    """The page's key result (quoted on the report's first page): the lab's ensemble against one model, the
+    coverage where eval is like training and on the material split, and the error by confidence."""
+    rows = [row for data in files for row in data["rows"]]
+    def find(scenario: str, model: str) -> dict | None:
+        return next((r for r in rows if r["scenario"].startswith(scenario) and r["model"] == model), None)
+    parts = ["Every prediction comes with calibrated 80 % and 95 % intervals and out-of-domain flags."]
+    ens, one = find("lab, random", "ensemble of 5"), find("lab, random", "one model")
+    if ens and one:
+        parts.append(compare(_score(ens, "mae_model"), _score(one, "mae_model"), "an ensemble of 5", "one model",
+                             what="lab's eval MAE (log10)").sentence)
+        parts.append(f"The ensemble's 10 % most confident predictions err {format_number(ens['mae_confident'])} "
+                     f"log10, its least confident {format_number(ens['mae_unsure'])}.")
+        parts.append(_coverage_sentence(ens, 80))
+    mat = find("lab, material", "ensemble of 5")
+    if mat:
+        parts.append(f"On the material split, {mat['flagged'] * 100:.0f} % of eval formulas are flagged out of domain. "
+                     + _coverage_sentence(mat, 80))
+    return " ".join(parts)
+
+
+def render_neighbours(files: list[dict]) -> str:
+    """The neighbour-stability table and its chance level."""
+    table = next((data["neighbours"] for data in files if data.get("neighbours")), None)
+    if not table:
+        return "(no neighbour-stability rows in the result files)"
+    frame = pd.DataFrame(table)
+    n = int(frame["materials"].sum())
+    chance = NEIGHBOURS_K / (n - 1)
+    ratios = frame["median agreement"] / chance
+    return (f"{n} used materials; chance: {NEIGHBOURS_K} / {n - 1} = {chance:.2f}.\n\n"
+            + frame.to_markdown(index=False, floatfmt=".2f")
+            + f"\n\nThe median agreement is {ratios.min():.1f} to {ratios.max():.1f} times chance.")
+
+
+#: Regions of book/uncertainty.md filled from the result files: marker name -> render function of the files.
+SECTIONS = {"key-result": render_key_result,
+            "uncertainty-table": lambda files: render_markdown([r for d in files for r in d["rows"]]),
+            "uncertainty-coverage": render_coverage, "uncertainty-neighbours": render_neighbours}
+
+
+def write_book(files: list[dict], path: str) -> None:
+    """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
+    fill_marked_sections(path, {name: fn(files) for name, fn in SECTIONS.items()})
+
+
 def coverage_figure(rows: list[dict], path: str) -> None:
     """Observed vs nominal coverage, and MAE of the most/least confident tenth and of flagged/unflagged formulas."""
     from mrl.plots import new_figure, save_figure
@@ -288,13 +374,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=int, default=5, help="expt_gap: Matbench folds to run")
     parser.add_argument("--seeds", type=int, default=3, help="lab: splits (split seeds) to run")
     parser.add_argument("--json", default=None, help="write the rows as JSON here")
-    parser.add_argument("--render", nargs="*", metavar="JSON", help="only print the markdown table of --json files")
+    parser.add_argument("--render", nargs="*", metavar="JSON", help="only print the markdown table of --json files (none given: RESULT_FILES)")
     parser.add_argument("--figure", default=None, help="with --render: also draw the coverage figure here (PNG)")
+    parser.add_argument("--book", default=None, help="with --render: fill the marked regions of this page "
+                                                     "(book/uncertainty.md; give the RESULT_FILES)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.render:
-        files = [json.loads(open(path).read()) for path in args.render]
+    if args.render is not None:
+        files = [json.loads(open(path).read()) for path in args.render or RESULT_FILES]
         rows = [row for data in files for row in data["rows"]]
+        if args.book:
+            write_book(files, args.book)
+            print(f"wrote {args.book}")
+            return
         if rows:
             print(render_markdown(rows))
         for data in files:

@@ -33,6 +33,12 @@ def column_key(name: object) -> str:
     return re.sub(r"[\s.\-]+", "_", text.strip().lower()).strip("_")
 
 
+def header_unit(name: object) -> str:
+    """The unit in a header's trailing brackets (``viscosity [cP]`` -> ``cP``, ``content (%)`` -> ``%``), or ""."""
+    found = re.search(r"[(\[]([^()\[\]]*)[)\]]\s*$", str(name).strip())
+    return found.group(1).strip() if found else ""
+
+
 def _to_float(values: pd.Series) -> pd.Series:
     """``values`` as float64, NaN where a value is not a number (no exception for odd objects)."""
     try:

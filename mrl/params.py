@@ -25,6 +25,9 @@ class RunParams:
     data: str = "synth:small"
     data_seed: int = 0  # seed of the synthetic lab
     target: Optional[str] = None  # property column to learn (default: the data set's first)
+    # unit of the target in reports and summaries (e.g. cP); "" = the unit in the target's header ("viscosity [cP]",
+    # "viscosity (cP)"), else the bundled data set's unit
+    target_unit: str = ""
     conditions: list = field(default_factory=list)  # condition columns fed to the regressor (e.g. [T, P])
     inverse_conditions: list = field(default_factory=list)  # conditions entered as 1000 / value (e.g. [T])
     content_unit: str = "auto"  # percent | fraction | auto

@@ -28,6 +28,7 @@ from mrl.analysis import (
     view_vectors,
 )
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
+from mrl.cells import header_unit
 from mrl.io import copy_if_changed, read_json, write_json, write_table, write_text
 from mrl.model import PREDICTION_MARGIN
 from mrl.plots import (
@@ -203,8 +204,12 @@ def show_dict(result: dict, keys: Sequence[str] | None = None) -> Any:
 
 
 def property_unit(metrics: dict) -> str:
-    """The unit of a run's property (from its ``metrics.json``): cP for the synthetic lab, the registry's unit for
-    a registered data set, "" when unknown."""
+    """The unit of a run's property (from its ``metrics.json``): the run's ``target_unit`` (the ``target_unit``
+    param, or the unit in the target's header, ``viscosity [cP]``), else cP for the synthetic lab, the registry's
+    unit for a registered data set, "" when unknown."""
+    unit = metrics.get("target_unit") or header_unit(metrics.get("target") or "")
+    if unit:
+        return str(unit)
     data = str(metrics.get("data", ""))
     if data.startswith("lab_") or data.startswith("synth"):
         return "cP"

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 import mrl
+from mrl.cells import header_unit
 from mrl.data import FormulaData, load_formulas, material_rows
 from mrl.ensemble import fit_members, neighbour_stability
 from mrl.estimator import MixtureRegressor
@@ -397,7 +398,7 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
         if metrics.get(name, {}).get("n"):
             log.info("%s: %s", out, describe_split(name, metrics[name], metrics.get("target", "the property")))
     if (out / BASELINES).exists():
-        line = summary_line(metrics, read_json(out / BASELINES))
+        line = summary_line(metrics, read_json(out / BASELINES), unit=metrics.get("target_unit") or "")
         if line:
             log.info("%s: %s", out, line)
     return out
@@ -425,6 +426,7 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
     metrics = score_predictions(y, pred, split, est.target_transform_ == "log10")
     metrics.update(steps=est.n_steps_, wall_s=round(est.wall_s_ + sum(m.wall_s_ for m in members[1:]), 2),
                    embedding_dim=params.embedding_dim, target=data.targets[0],
+                   target_unit=params.target_unit or header_unit(data.targets[0]),
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
                    n_formulas=data.n_formulas, n_samples=data.n_samples,
                    pinned=[str(data.material_ids[i]) for i in est.pinned_], device=str(est.device_),

@@ -25,7 +25,8 @@ class Score:
     value: float
     sd: float | None = None
     n: int = 1
-    over: str = "seeds"  # what the n runs are: "seeds" or "folds"
+    over: str = "seeds"  # what the n runs are: "seeds", "folds" or "splits"
+    note: str = ""  # said instead of "single run" for a figure that is not one of our runs ("published, quoted")
 
     @classmethod
     def of(cls, values: Sequence[float] | float, over: str = "seeds") -> "Score":
@@ -44,10 +45,11 @@ class Score:
         return 0.0 if self.sd is None or self.n < 2 else float(self.sd)
 
     def text(self, unit: str = "", digits: int = 3) -> str:
-        """``0.342 log10 (single run)`` or ``0.342 ± 0.012 log10 (mean ± SD over 3 seeds)``."""
+        """``0.342 log10 (single run)`` or ``0.342 ± 0.012 log10 (mean ± SD over 3 seeds)`` (or ``0.446 eV
+        (published, quoted)`` with a ``note``)."""
         suffix = f" {unit}" if unit else ""
         if self.n < 2 or self.sd is None:
-            return f"{format_number(self.value, digits)}{suffix} (single run)"
+            return f"{format_number(self.value, digits)}{suffix} ({self.note or 'single run'})"
         return (f"{format_number(self.value, digits)} ± {format_number(self.sd, digits)}{suffix} "
                 f"(mean ± SD over {self.n} {self.over})")
 
@@ -118,6 +120,43 @@ def compare(first: Score | float, second: Score | float, first_name: str, second
     by = f"{format_number(abs(diff), decimals=shown)}{by_unit} ({abs(relative) * 100:.0f} %)"
     sentence = f"{head}, {relation} {other}: {winner} is better than {loser} by {by}."
     return Comparison(BETTER if first_wins else WORSE, relation, diff, relative, sentence)
+
+
+def against_target(score: Score | float, target: float, what: str, target_name: str, unit: str = "",
+                   digits: int = 3, tolerance: float = 0.0, goal: bool = False,
+                   lower_is_better: bool = True, spread: bool = True) -> Comparison:
+    """Word a score against a fixed target (a nominal coverage, a goal), not against another model.
+
+    The score is "within" the target when they differ by at most ``tolerance`` plus the score's SD (without
+    ``spread``: ``tolerance`` alone, for a goal such as "coverage within 5 points"), or show the same
+    at ``digits`` significant digits; otherwise it is "below" or "above" it, by how much. With ``goal``, the sentence
+    ends with whether the goal (below the target for errors, ``lower_is_better``) is met: only a score on the good
+    side of the target meets it, whatever the spread. Example: ``The 80 % coverage of one model is 0.763 ± 0.018
+    (mean ± SD over 3 splits), within 0.05 of the nominal 0.800.``
+    """
+    a = _as_score(score)
+    diff = a.value - target
+    relative = diff / abs(target) if target else float("inf") if diff else 0.0
+    head = f"The {what} is {a.text(unit, digits)}"
+    suffix = f" {unit}" if unit else ""
+    shown_target = f"{format_number(target, digits)}{suffix}"
+    if not (math.isfinite(a.value) and math.isfinite(target)):
+        return Comparison(TIE, "not comparable with", diff, relative, f"{head}; {target_name} {shown_target}.")
+    met = (diff < 0) == lower_is_better and diff != 0
+    outcome = (": the goal is met" if met else ": the goal is missed") if goal else ""
+    sd = a.spread if spread else 0.0
+    margin = tolerance + sd
+    if abs(diff) <= margin or format_number(a.value, digits) == format_number(target, digits):
+        within = (f"{tolerance:g}{suffix}" if tolerance and not sd else f"{tolerance:g}{suffix} plus the spread"
+                  if tolerance else "the spread" if sd else "rounding")
+        return Comparison(TIE, "within", diff, relative,
+                          f"{head}, within {within} of {target_name} {shown_target}{outcome}.")
+    relation = "below" if diff < 0 else "above"
+    shown = max(decimals_for(a.value, digits), decimals_for(target, digits))
+    verdict = BETTER if (diff < 0) == lower_is_better else WORSE
+    return Comparison(verdict, relation, diff, relative,
+                      f"{head}, {relation} {target_name} {shown_target} by "
+                      f"{format_number(abs(diff), decimals=shown)}{suffix}{outcome}.")
 
 
 def best_of(scores: dict[str, Score | float], lower_is_better: bool = True) -> str:

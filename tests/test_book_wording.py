@@ -108,3 +108,176 @@ def test_liquid_page_names_compounds_with_smiles_on_hover():
     assert table in (ROOT / "book" / "liquid_viscosity.md").read_text(), (
         "book/liquid_viscosity.md is stale: python benchmarks/liquid_viscosity.py --render "
         "benchmarks/results/liquid_viscosity.json --book book/liquid_viscosity.md")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# hand-written pages whose numbers are rendered from result files (issue 25): each page is up to date with its
+# files, and a changed number in a result changes the rendered sentence
+# --------------------------------------------------------------------------------------------------------------
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported by name (registered in ``sys.modules``, as its dataclasses need)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
+def _json(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _assert_rendered(sections: dict, results, page: str, command: str) -> None:
+    text = (ROOT / "book" / page).read_text()
+    for name, render in sections.items():
+        assert f"<!-- {name} -->\n{render(results)}\n<!-- /{name} -->" in text, f"book/{page} is stale: {command}"
+
+
+def test_quoted_figures_and_targets_are_worded_from_the_numbers():
+    from mrl.wording import BETTER, TIE, Score, against_target, compare
+
+    quoted = Score(0.446, note="published, quoted")
+    c = compare(Score(0.414, 0.019, 5, "folds"), quoted, "mrl", "RF-SCM/Magpie", what="MAE", unit="eV")
+    assert "0.446 eV (published, quoted)" in c.sentence and "single run" not in c.sentence.split("RF-SCM")[1]
+    assert c.verdict == BETTER
+    met = against_target(Score(0.438), 0.439, "RMSE", "the goal of", goal=True)
+    assert met.relation == "below" and met.sentence.endswith("the goal is met.")
+    missed = against_target(Score(0.414, 0.019, 5, "folds"), 0.40, "MAE", "the goal of", unit="eV", goal=True)
+    assert missed.verdict == TIE and "within the spread" in missed.sentence and "the goal is missed" in missed.sentence
+    cov = against_target(Score(0.636, 0.17, 3, "splits"), 0.80, "80 % coverage", "the nominal", tolerance=0.05,
+                         spread=False)
+    assert cov.relation == "below" and "by 0.164" in cov.sentence
+    assert against_target(Score(0.763, 0.018, 3, "splits"), 0.80, "80 % coverage", "the nominal", tolerance=0.05,
+                          spread=False).relation == "within"
+
+
+def test_matbench_page_is_rendered_and_follows_its_numbers():
+    mb = load_benchmark("matbench")
+    results = mb.page_results()
+    _assert_rendered(mb.SECTIONS, results, "matbench.md", "python benchmarks/matbench.py --render --book "
+                                                          "book/matbench.md")
+    key = mb.render_key_result(results)
+    assert "within the spread of that of RF-SCM/Magpie, 104 MPa (published, quoted): a tie" in key
+    assert "below that of RF-SCM/Magpie, 0.446 eV (published, quoted)" in key
+    changed = copy.deepcopy(results)
+    for row in changed["expt_gap"]["rows"]:
+        if row["model"].startswith("mrl"):
+            row["mae_mean"] += 0.09
+    other = mb.render_key_result(changed)
+    assert "below that of RF-SCM/Magpie, 0.446 eV" not in other
+    assert "above that of RF-SCM/Magpie, 0.446 eV (published, quoted): RF-SCM/Magpie is better than" in other
+    goal = " ".join(mb.task_findings(changed["expt_gap"]))
+    assert "the goal is missed" in goal
+    for row in changed["expt_gap"]["rows"]:
+        row["mae_mean"] = 0.35 if row["model"].startswith("mrl") and "early stop, 5 seeds" in row["features"] \
+            else row["mae_mean"]
+    assert "0.350 ± 0.0189 eV (mean ± SD over 5 folds), below the goal of 0.400 eV by 0.050 eV: the goal is met" in \
+        " ".join(mb.task_findings(changed["expt_gap"]))
+    steels = " ".join(mb.task_findings(results["steels"]))
+    assert "The MAE of mrl tuned (inner-selected)" in steels and "outer folds chose" in steels
+    for choice in changed["steels"]["tuned_choices"]:
+        choice["chosen"] = {"embedding_dim": 16, "mat2vec": True}
+    assert "The 5 outer folds chose (on inner splits of their training folds): MSE (5)." in " ".join(
+        mb.task_findings(changed["steels"]))
+    folds = mb.render_mp_e_form(results)
+    assert "mean ± SD over 5 folds" in folds and "5-fold mean" not in (ROOT / "book" / "matbench.md").read_text()
+
+
+def test_uncertainty_page_is_rendered_and_follows_its_numbers():
+    unc = load_benchmark("uncertainty")
+    files = [json.loads((ROOT / f).read_text()) for f in unc.RESULT_FILES]
+    _assert_rendered(unc.SECTIONS, files, "uncertainty.md", "python benchmarks/uncertainty.py --render --book "
+                                                             "book/uncertainty.md")
+    text = unc.render_coverage(files)
+    assert "80 % coverage of lab, material split, one model is 0.636 ± 0.172 (mean ± SD over 3 splits), below the " \
+           "nominal 0.800 by 0.164" in text
+    changed = copy.deepcopy(files)
+    changed[0]["rows"][2]["cov80"] = 0.79
+    assert "lab, material split, one model is 0.790 ± 0.172 (mean ± SD over 3 splits), within 0.05 of the nominal" \
+        in unc.render_coverage(changed)
+
+
+def test_melt_page_is_rendered_and_follows_its_numbers():
+    melt = load_benchmark("melt_viscosity")
+    results = _json("melt_viscosity_rows.json")
+    _assert_rendered(melt.SECTIONS, results, "melt_viscosity.md", "python benchmarks/melt_viscosity.py --render "
+                     "benchmarks/results/melt_viscosity_rows.json --book book/melt_viscosity.md")
+    assert "below GP_model2's 0.439 by 0.001: the goal is met" in melt.render_findings(results)
+    changed = copy.deepcopy(results)
+    changed["mrl_ensemble"]["rmse"] = 0.45
+    text = melt.render_findings(changed)
+    assert "above GP_model2's 0.439 by 0.011: the goal is missed" in text
+    assert "GP_model2) is better than an ensemble of five mrl models" in melt.render_key_result(changed)
+
+
+def test_new_materials_and_error_sources_pages_follow_their_numbers():
+    new = load_benchmark("new_materials")
+    results = _json("new_materials.json")
+    _assert_rendered(new.SECTIONS, results, "new_materials.md", "python benchmarks/new_materials.py --render "
+                     "benchmarks/results/new_materials.json --book book/new_materials.md")
+    changed = copy.deepcopy(results)
+    for row in changed["table"]:
+        if row["method"] == "tie_kind":
+            row["mae_log10"] = 0.70
+    assert "no influence is better than a tie to a known material of its kind" in new.render_key_result(changed)
+    sup = load_benchmark("supplier_ties")
+    ties = _json("supplier_ties.json")
+    _assert_rendered(sup.SECTIONS, ties, "new_materials.md", "python benchmarks/supplier_ties.py --render "
+                     "benchmarks/results/supplier_ties.json --book book/new_materials.md")
+    for row in ties["rows"]:
+        if row["model"] == "two codes, tied":
+            row["code_b_mae_log10"] += 0.3
+    assert "the untied one is better than the tied model" in sup.render_supplier_ties(ties)
+    err = load_benchmark("error_sources")
+    results = _json("error_sources.json")
+    _assert_rendered(err.SECTIONS, results, "error_sources.md", "python benchmarks/error_sources.py --render "
+                     "benchmarks/results/error_sources.json --book book/error_sources.md")
+    changed = copy.deepcopy(results)
+    for row in changed["summary"]:
+        if row["split"] == "material":
+            row["eval_mae_log10"] = 0.2
+    assert "held-out formulas of seen materials is better" not in err.render_key_result(changed)
+    assert "held-out formulas that each hold an unseen material is better" in err.render_key_result(changed)
+
+
+def test_intro_names_every_chapter_of_its_parts():
+    import re
+
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    intro = (ROOT / "book" / "intro.md").read_text()
+    words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+    studies = next(p for p in toc["parts"] if p["caption"] == "Studies")["chapters"]
+    asked = re.search(r"asks\s+(\w+)\s+practical\s+questions", intro)
+    assert asked and words[asked.group(1)] == len(studies)
+    named = {"melt_viscosity": "melt viscosity", "matbench": "Matbench", "small_data": "small data sets",
+             "liquid_viscosity": "liquid mixtures"}
+    intro = " ".join(intro.split())
+    real = next(p for p in toc["parts"] if p["caption"] == "Real data")["chapters"]
+    assert {c["file"] for c in real} == set(named)
+    assert all(named[c["file"]] in intro for c in real)
+
+
+
+def test_matbench_merge_adds_only_missing_rows():
+    import pytest
+
+    mb = load_benchmark("matbench")
+    base = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.5}],
+            "element_agreement": [{"vectors": "mrl dim 16"}], "row_groups": ["best"], "total_wall_s": 5.0,
+            "command": "python benchmarks/matbench.py --task expt_gap --rows best"}
+    extra = {"task": "expt_gap", "rows": [{"model": "mrl", "features": "dim 16", "mae_mean": 0.9},
+                                          {"model": "mrl", "features": "dim 4", "mae_mean": 0.6}],
+             "element_agreement": [{"vectors": "mrl dim 16"}, {"vectors": "mrl dim 4"}], "row_groups": ["mrl"],
+             "total_wall_s": 12.0}
+    merged = mb.merge_result(base, extra, "python benchmarks/matbench.py --task expt_gap --rows mrl")
+    assert [r["mae_mean"] for r in merged["rows"]] == [0.5, 0.6]
+    assert [r["vectors"] for r in merged["element_agreement"]] == ["mrl dim 16", "mrl dim 4"]
+    assert merged["row_groups"] == ["best", "mrl"]
+    assert [p["total_wall_s"] for p in merged["parts"]] == [5.0, 12.0] and merged["total_wall_s"] == 17.0
+    assert merged["parts"][0]["command"].endswith("--rows best")
+    with pytest.raises(ValueError, match="cannot merge"):
+        mb.merge_result(base, {**extra, "task": "steels"}, "x")
