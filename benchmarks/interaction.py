@@ -50,6 +50,7 @@ from mrl.wording import Score, best_of, compare, format_number  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "interaction_lab.json"
 PAGE = ROOT / "book" / "interactions.md"
+MATBENCH_PAGE = ROOT / "book" / "matbench.md"
 #: Matbench tasks whose transformer rows the page shows: result files of ``benchmarks/matbench.py``.
 MATBENCH_TASKS = ("steels", "expt_gap")
 #: The settings compared, fixed in advance: label -> model options.
@@ -298,8 +299,8 @@ def render_matbench(tables: dict[str, dict]) -> str:
                 lines.append("- " + compare(score[mine], pool[best], "mrl transformer", best, what="MAE",
                                             unit=unit).sentence)
         for name, value in res.get("published_quoted", [])[:1]:
-            lines.append("- " + compare(score[mine], value, "mrl transformer", f"{name} (published)", what="MAE",
-                                        unit=unit).sentence)
+            lines.append("- " + compare(score[mine], Score(value, note="published, quoted"), "mrl transformer",
+                                        name, what="MAE", unit=unit).sentence)
         walls = tr.get("fold_wall_s")
         if walls:
             lines.append(f"- Time per fold on CPU (nested selection included): "
@@ -311,8 +312,11 @@ def render_matbench(tables: dict[str, dict]) -> str:
     return "\n\n".join(out) if out else "No Matbench transformer rows yet (`benchmarks/matbench.py --rows transformer`)."
 
 
-def render(result: dict, matbench: dict[str, dict], page: Path = PAGE) -> Path:
-    """Fill the generated sections of ``page`` from the result files."""
+def render(result: dict, matbench: dict[str, dict], page: Path = PAGE, matbench_page: Path = MATBENCH_PAGE
+           ) -> Path:
+    """Fill the generated sections of ``page`` (and the transformer section of the Matbench page) from the result
+    files."""
+    fill_marked_sections(matbench_page, {"matbench-transformer": render_matbench(matbench)})
     return fill_marked_sections(page, {"interaction-speed": render_speed(result), "interaction-lab": render_lab(result),
                                        "interaction-thickener": render_thickener(result),
                                        "interaction-matbench": render_matbench(matbench)})
