@@ -166,7 +166,8 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     matrix, conditions = out.encode(data)
     rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)
     _fit_rows(out.module_, len(vocab), make_batch(matrix, rows, conditions[rows]).to(est.device_),
-              data.target_values(est.target_)[rows], steps, lr, shrinkage)
+              out.network_target(data.target_values(est.target_)[rows], matrix[rows], conditions[rows]), steps, lr,
+              shrinkage)
     return out
 
 
