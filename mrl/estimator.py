@@ -30,7 +30,7 @@ from mrl.model import PREDICTION_MARGIN, MixtureModel, make_batch
 from mrl.params import RunParams, check_conditions, check_constraints
 from mrl.run_files import snapshots_path
 from mrl.splits import validation_split
-from mrl.stacking import StackBase, fit_stack
+from mrl.stacking import StackBase, fit_stack, refit_stack
 from mrl.tables import DataError
 from mrl.train import LOSSES, LoopConfig, resolve_device, resolve_steps, run_loop
 from mrl.transforms import resolve_target_transform
@@ -176,7 +176,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self._validate_params()
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
-        val_data = None
+        val_data, full = None, data
         if self.early_stopping or self.steps == "auto":
             data, val_data = self.validation_split(data)
         self.target_ = data.targets[0]
@@ -216,6 +216,14 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                          checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
                          estimator_state=self._checkpoint_state(), progress=self.progress,
                          validate=self._validation_loss(val_data))
+        if self.stack_ is not None and val_data is not None:  # the base's final fit sees every training formula
+            self.stack_ = refit_stack(self.stack_, *self.encode(full), self._transformed(full), self.seed)
+            log.info("%s: stack base %s refitted on all %d training samples (validation share included)", full.name,
+                     self.stack_.kind, full.n_samples)
+            if checkpoint_path:  # the checkpoint (what mrl predict reads) holds the refitted base
+                ckpt = load_checkpoint(checkpoint_path)
+                save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress=ckpt["progress"],
+                                training=ckpt["training"])
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots
@@ -229,8 +237,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """Fit the ``stack`` base (:mod:`mrl.stacking`) on the training rows and return what the network learns:
         ``(targets, its transform)``, the residual of the base's out-of-fold predictions in transformed units (no
         further transform) with a base, else ``(y, target_transform_)``. Sets ``stack_`` and ``target_range_``."""
-        log10 = self.target_transform_ == "log10"
-        t = np.log10(y) if log10 else np.asarray(y, np.float64)
+        t = self._transformed(data)
         margin = PREDICTION_MARGIN * float(t.max() - t.min())
         self.target_range_ = (float(t.min()) - margin, float(t.max()) + margin)
         matrix = data.content_matrix()[data.sample_rows()]  # the training data's materials are the vocabulary
@@ -240,6 +247,11 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         if self.stack_ is None:
             return y, self.target_transform_
         return t - oof, "none"
+
+    def _transformed(self, data: FormulaData) -> np.ndarray:
+        """The target of ``data`` in model units (log10 for a log10 transform)."""
+        y = np.asarray(data.target_values(self.target_), np.float64)
+        return np.log10(y) if self.target_transform_ == "log10" else y
 
     def network_target(self, y: np.ndarray, matrix: sp.csr_matrix, conditions: np.ndarray) -> np.ndarray:
         """What the network learns for targets ``y`` (property units) of rows of a content matrix in vocabulary

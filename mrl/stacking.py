@@ -157,3 +157,11 @@ def fit_stack(kind: str, matrix: sp.spmatrix, conditions: np.ndarray, inverse: S
               f"{n_groups} training formulas, {FOLDS} folds: {words}); mrl learns its residual "
               f"({time.perf_counter() - start:.1f} s)")
     return base, oofs[best], reason
+
+
+def refit_stack(base: StackBase, matrix: sp.spmatrix, conditions: np.ndarray, y: np.ndarray, seed: int = 0) -> StackBase:
+    """``base``'s kind fitted again on more rows (every training formula, once the network's validation share has
+    done its work); the out-of-fold error is kept from the first fit."""
+    X = stack_inputs(matrix[:, :base.n_columns], conditions, base.inverse)
+    return StackBase(base.kind, base.n_columns, base.inverse, _fit_one(base.kind, X, np.asarray(y, np.float64), seed),
+                     base.oof_mae)

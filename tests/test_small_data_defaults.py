@@ -131,10 +131,11 @@ def test_the_plan_logs_the_size_dependent_choice(tmp_path, monkeypatch):
     assert plan.params.stack == "none" and "small-data settings: not used" in "\n".join(plan.describe())
 
 
-def test_mrl_predict_reproduces_a_stacked_run(tmp_path):
-    params = RunParams(name="r", runs_dir=str(tmp_path / "runs"), data=_folder(tmp_path, 200), steps=60,
-                       eval_every=30, snapshot_every=60, checkpoint_every=60, hidden=[16], device="cpu",
-                       stack="ridge", baselines=False)
+def test_mrl_predict_reproduces_a_stacked_run(tmp_path, short_auto):
+    """steps: auto refits the base on every training formula at the end: the checkpoint must hold that base."""
+    params = RunParams(name="r", runs_dir=str(tmp_path / "runs"), data=_folder(tmp_path, 200), steps="auto",
+                       snapshot_every=60, checkpoint_every=60, hidden=[16], device="cpu", stack="ridge",
+                       baselines=False)
     out = run_experiment(params, progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stack"] == "ridge" and "small-data settings" in metrics["small_data"]
