@@ -4,7 +4,9 @@
     python benchmarks/small_data.py --render [--json PATH] [--page book/small_data.md]
 
 Data sets: the small synthetic lab (``synth:small``, 3,000 formulas) subsampled to 300, 1,000 and 3,000 formulas (one
-seeded subsample per size), and Matbench steels (312 steels) when its wheel is cached (never downloaded here).
+seeded subsample per size), Matbench steels (312 steels) when its wheel is cached (never downloaded here), and the
+vendored liquid viscosity data subsampled to 500 and 2,000 rows (log10 cP at temperature T). The melt data (gpvisc
+wheel) is not cached on the machine this ran on: no melt row.
 
 For each data set and seed, each candidate setting of :data:`CANDIDATES` is one ordinary run
 (:func:`mrl.runs.run_experiment`: random split by formula, ``eval_fraction`` 0.2, ``split_seed`` = seed, 10 % of the
@@ -48,6 +50,13 @@ PAGE = ROOT / "book" / "small_data.md"
 
 #: Lab sizes (formulas) of the subsamples.
 LAB_SIZES = (300, 1000, 3000)
+#: Liquid viscosity subsamples (rows: measurements at a temperature).
+LIQUID_SIZES = (500, 2000)
+#: Settings a data set needs (its conditions and target), by folder-name prefix: the liquid data's target is already
+#: log10 cP (no transform), its contents are mole fractions (no content scaling), the head sees 1000/T.
+DATA_PARAMS: dict[str, dict[str, Any]] = {
+    "liquid": {"target": "viscosity", "conditions": ["T"], "inverse_conditions": ["T"], "target_transform": "none", "content_scale": "none"},
+}
 #: Candidate settings of mrl (name -> params). ``defaults``: the package defaults (the table's mrl); ``net only``:
 #: without the small-data settings (``small_data: off``); ``stacked``: with them at any size (``small_data: on``).
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -77,6 +86,13 @@ def prepare(work: Path, steels: bool) -> dict[str, Path]:
         folder = work / f"lab_{size}"
         save_formulas(lab.subset(lab.properties["formula_id"].isin(keep).to_numpy()), folder)
         out[f"lab {size:,}"] = folder
+    liquid = load_dataset("liquid_viscosity")
+    for size in LIQUID_SIZES:  # rows (measurements), split by formula as everywhere
+        keep = np.zeros(liquid.n_samples, bool)
+        keep[np.random.default_rng(0).choice(liquid.n_samples, size=size, replace=False)] = True
+        folder = work / f"liquid_{size}"
+        save_formulas(liquid.subset(keep), folder)
+        out[f"liquid {size:,}"] = folder
     return out
 
 
@@ -84,8 +100,10 @@ def candidate_params(folder: Path, name: str, seed: int, candidate: str, steps: 
                      runs: Path) -> RunParams:
     """The params of one run of a candidate setting."""
     every = {} if steps == "auto" else {"eval_every": max(int(steps) // 10, 1)}
+    extra = DATA_PARAMS.get(folder.name.split("_")[0], {})
     return RunParams(name=name, runs_dir=str(runs), data=str(folder), split_seed=seed, seed=seed, steps=steps,
-                     snapshot_every=100_000, checkpoint_every=100_000, device="cpu", **every, **CANDIDATES[candidate])
+                     snapshot_every=100_000, checkpoint_every=100_000, device="cpu", **every, **extra,
+                     **CANDIDATES[candidate])
 
 
 def resolved(params: RunParams) -> tuple:

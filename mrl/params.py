@@ -224,6 +224,11 @@ def check_device_name(device: str, source: str = "params") -> None:
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
     if get_origin(hint) is Union and type(None) not in get_args(hint):  # steps: int or "auto"
+        if isinstance(value, str) and int in get_args(hint):  # YAML 1.1 reads 1e4 (no dot) as a string
+            try:
+                value = int(float(value)) if float(value).is_integer() else value
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, get_args(hint)):
             names = " or ".join(t.__name__ for t in get_args(hint))
             raise TypeError(f"{source}: {key} must be {names}, got {type(value).__name__} {value!r}")

@@ -19,7 +19,7 @@ from typing import Any
 from mrl.params import RunParams
 
 #: At or below this many training formulas ``small_data: auto`` uses :data:`SMALL_DATA`.
-SMALL_DATA_MAX_FORMULAS = 1500
+SMALL_DATA_MAX_FORMULAS = 5000
 #: The small-data settings: stack on the better of ridge and LightGBM, a 4-dimensional table, one narrow hidden layer,
 #: strong weight decay on the head and the table, a lower learning rate (the network only corrects the base).
 SMALL_DATA: dict[str, Any] = {"stack": "auto", "embedding_dim": 4, "hidden": [32], "weight_decay": 0.01,
