@@ -401,6 +401,14 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         t = np.clip(self.stack_.predict(matrix, cond) + pred, *self.target_range_)
         return 10 ** t if self.target_transform_ == "log10" else t
 
+    def prediction_range(self) -> tuple[float, float]:
+        """``(low, high)`` its predictions are clipped to, in model units (log10 for a log10 transform): the training
+        targets' range widened by :data:`mrl.model.PREDICTION_MARGIN`."""
+        self._check_fitted()
+        if getattr(self, "stack_", None) is not None:  # the network's own range is that of the residual
+            return float(self.target_range_[0]), float(self.target_range_[1])
+        return float(self.module_.y_low), float(self.module_.y_high)
+
     def predict_matrix(self, matrix: sp.csr_matrix, conditions: np.ndarray | None = None) -> np.ndarray:
         """Predict from a content matrix in vocabulary order, shape ``(n, n_materials)``; property units."""
         self._check_fitted()

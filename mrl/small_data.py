@@ -36,8 +36,11 @@ def resolve_small_data(params: RunParams, n_train_formulas: int) -> tuple[RunPar
         return params, f"small-data settings: not used ({why})"
     defaults = RunParams()
     changed = {k: v for k, v in SMALL_DATA.items() if getattr(params, k) == getattr(defaults, k)}
-    kept = [k for k in SMALL_DATA if k not in changed]
+    out = dataclasses.replace(params, **changed)
+    # worded from the result, so that resolving resolved params (a resumed run) says the same
+    used = [f"{k} {v}" for k, v in SMALL_DATA.items() if getattr(out, k) == v]
+    kept = [f"{k} {getattr(out, k)}" for k, v in SMALL_DATA.items() if getattr(out, k) != v]
     why = "small_data: on" if mode == "on" else f"small_data: auto, {size} <= {SMALL_DATA_MAX_FORMULAS:,}"
-    reason = (f"small-data settings ({why}): " + (", ".join(f"{k} {v}" for k, v in changed.items()) or "none")
+    reason = (f"small-data settings ({why}): " + (", ".join(used) or "none")
               + (f"; kept as set: {', '.join(kept)}" if kept else ""))
-    return dataclasses.replace(params, **changed), reason
+    return out, reason

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -49,11 +49,25 @@ class StackBase:
     inverse: list[bool]
     state: dict
     oof_mae: float = float("nan")  # out-of-fold MAE on the training rows (transformed target)
+    # materials added to the vocabulary after fitting (mrl.adapt), in order: the column each one counts as (a tied
+    # material's known partner), or -1 (no column: the base does not see it)
+    extra: list[int] = field(default_factory=list)
+
+    def with_new_materials(self, source: Sequence[int]) -> "StackBase":
+        """A copy for a vocabulary extended by materials that count as ``source`` columns (-1: none)."""
+        return replace(self, extra=[*self.extra, *(int(s) if 0 <= s < self.n_columns else -1 for s in source)])
 
     def inputs(self, matrix: sp.spmatrix, conditions: np.ndarray) -> np.ndarray:
-        """The base's input rows: content fractions of the first ``n_columns`` materials (materials added to the
-        vocabulary later have no column), then the conditions."""
-        return stack_inputs(matrix[:, :self.n_columns], conditions, self.inverse)
+        """The base's input rows: content fractions of the first ``n_columns`` materials (a material added later
+        counts as its :attr:`extra` column, or not at all), then the conditions."""
+        matrix = sp.csr_matrix(matrix)
+        if matrix.shape[1] > self.n_columns:
+            source = [*range(self.n_columns), *self.extra][:matrix.shape[1]]
+            keep = [(i, s) for i, s in enumerate(source) if s >= 0]
+            fold = sp.csr_matrix((np.ones(len(keep)), ([i for i, _ in keep], [s for _, s in keep])),
+                                 shape=(matrix.shape[1], self.n_columns))
+            matrix = matrix @ fold
+        return stack_inputs(matrix, conditions, self.inverse)
 
     def predict(self, matrix: sp.spmatrix, conditions: np.ndarray) -> np.ndarray:
         """Base prediction (transformed target) for each row of a content matrix in vocabulary order."""
@@ -70,13 +84,13 @@ class StackBase:
     def to_state(self) -> dict:
         """JSON-ready state (what :meth:`from_state` reads)."""
         return {"kind": self.kind, "n_columns": self.n_columns, "inverse": list(self.inverse),
-                "oof_mae": self.oof_mae, "state": self.state}
+                "oof_mae": self.oof_mae, "extra": list(self.extra), "state": self.state}
 
     @classmethod
     def from_state(cls, state: dict) -> "StackBase":
         """Rebuild from :meth:`to_state`."""
         return cls(state["kind"], int(state["n_columns"]), list(state["inverse"]), dict(state["state"]),
-                   float(state.get("oof_mae", float("nan"))))
+                   float(state.get("oof_mae", float("nan"))), [int(s) for s in state.get("extra", [])])
 
 
 def stack_inputs(matrix: sp.spmatrix, conditions: np.ndarray, inverse: Sequence[bool]) -> np.ndarray:
@@ -162,6 +176,5 @@ def fit_stack(kind: str, matrix: sp.spmatrix, conditions: np.ndarray, inverse: S
 def refit_stack(base: StackBase, matrix: sp.spmatrix, conditions: np.ndarray, y: np.ndarray, seed: int = 0) -> StackBase:
     """``base``'s kind fitted again on more rows (every training formula, once the network's validation share has
     done its work); the out-of-fold error is kept from the first fit."""
-    X = stack_inputs(matrix[:, :base.n_columns], conditions, base.inverse)
-    return StackBase(base.kind, base.n_columns, base.inverse, _fit_one(base.kind, X, np.asarray(y, np.float64), seed),
-                     base.oof_mae)
+    X = base.inputs(matrix, conditions)
+    return replace(base, state=_fit_one(base.kind, X, np.asarray(y, np.float64), seed))

@@ -109,7 +109,8 @@ def test_small_data_settings_are_chosen_by_size_and_a_set_value_wins():
     large, why = resolve_small_data(RunParams(), SMALL_DATA_MAX_FORMULAS + 1)
     assert large == RunParams() and "not used" in why
     mine, why = resolve_small_data(RunParams(embedding_dim=16, stack="lightgbm"), 300)
-    assert mine.embedding_dim == 16 and mine.stack == "lightgbm" and "kept as set: stack, embedding_dim" in why
+    assert mine.embedding_dim == 16 and mine.stack == "lightgbm" and "kept as set: stack lightgbm, embedding_dim 16" in why
+    assert resolve_small_data(mine, 300) == (mine, why)  # resolving again (a resumed run) changes nothing
     assert resolve_small_data(RunParams(small_data="off"), 300)[0] == RunParams(small_data="off")
     assert resolve_small_data(RunParams(small_data="on"), 10 ** 6)[0].stack == SMALL_DATA["stack"]
 
