@@ -42,7 +42,7 @@ from mrl.runs import plan_run, run_experiment
 from mrl.small_data import SMALL_DATA, SMALL_DATA_MAX_FORMULAS
 from mrl.synth import make_lab
 from mrl.wheels import cache_dir
-from mrl.wording import Score, compare, format_number
+from mrl.wording import BETTER, Score, compare, format_number
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "small_data.json"
@@ -145,8 +145,9 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mean = Score.of([at[s]["baselines"]["mean of train"]["eval"] for s in seeds])
         best_name = max(set(base_names), key=base_names.count)
         words = compare(a, b, "mrl", best_name, what="eval error")
-        per_candidate = {c: Score.of([r["eval"] for r in mine if r["candidate"] == c]).__dict__
-                         for c in dict.fromkeys(r["candidate"] for r in mine)}
+        names = list(dict.fromkeys(r["candidate"] for r in mine))
+        per_candidate = {c: Score.of([r["eval"] for r in mine if r["candidate"] == c]).__dict__ for c in names}
+        per_calib = {c: Score.of([r["calib"] for r in mine if r["candidate"] == c]).__dict__ for c in names}
         rows.append({"data": data, "metric": head[0]["metric"], "n_train": head[0]["n_train"], "seeds": seeds,
                      "mrl": a.__dict__, "mrl_fit_s": float(np.mean([at[s]["fit_s"] for s in seeds])),
                      "stack": [at[s]["stack"] for s in seeds], "steps": [at[s]["steps"] for s in seeds],
@@ -156,7 +157,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "baseline_fit_s": float(np.mean([at[s]["baselines"][at[s]["best_baseline"]]["fit_s"]
                                                       for s in seeds])),
                      "verdict": words.verdict, "sentence": words.sentence, "difference": words.difference,
-                     "relative": words.relative, "candidates": per_candidate})
+                     "relative": words.relative, "candidates": per_candidate, "candidates_calib": per_calib})
     return rows
 
 
@@ -202,6 +203,20 @@ def render(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         cells = [Score(**row["candidates"][c]).text() if c in row["candidates"] else "" for c in names]
         lines.append(f"| {row['data']} | " + " | ".join(cells) + " |")
+    better = []
+    for row in result["rows"]:
+        for name in names:
+            if name == HEADLINE or name not in row["candidates"]:
+                continue
+            on_eval = compare(Score(**row["candidates"][name]), Score(**row["mrl"]), f"`{name}`", "the defaults",
+                              what="eval error")
+            on_calib = compare(Score(**row["candidates_calib"][name]), Score(**row["candidates_calib"][HEADLINE]),
+                               f"`{name}`", "the defaults", what="calib error")
+            if BETTER in (on_eval.verdict, on_calib.verdict):
+                better.append(f"- **{row['data']}**: {on_calib.sentence} {on_eval.sentence}")
+    if better:
+        lines += ["", "Where another setting does better than the defaults (the size rule chose wrong; calib is what an "
+                  "inner choice could have seen):", "", *better]
     lines += ["", "Candidates: " + "; ".join(f"`{k}`: {v or 'the package defaults'}"
                                              for k, v in result["candidates"].items())
               + ". A candidate whose resolved settings equal the defaults' is the same run. The threshold "
