@@ -56,6 +56,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     data-poor material leans on ``g(x_i)``. ``early_stopping`` holds out ``validation_fraction`` of the training
     formulas, checks their loss every ``eval_every`` steps, stops after ``patience`` checks without improvement
     and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
+    ``steps="auto"`` does the same with a long patience over a budget that grows with the data
+    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``). ``stack`` (:mod:`mrl.stacking`) makes the network
+    learn the residual of a ridge or LightGBM base on the contents (``stack_``); predictions are base + network.
     """
 
     def __init__(self, embedding_dim: int = _DEFAULTS.embedding_dim, activation: str = _DEFAULTS.activation,
