@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from mrl.baselines import make_estimator
 from mrl.run_baselines import LIGHTGBM, MAX_DENSE_CELLS
@@ -80,6 +81,28 @@ class StackBase:
 
         booster = lightgbm.Booster(model_str=self.state["model"])
         return np.asarray(booster.predict(X), np.float64)
+
+    def predict_local(self, x: torch.Tensor, columns: Sequence[int], conditions: np.ndarray) -> torch.Tensor:
+        """Base prediction (transformed target) for rows ``x`` of contents of the vocabulary's ``columns`` (all other
+        materials absent) at one set of raw ``conditions``; shape ``(n,)``. Differentiable in ``x`` for ridge;
+        LightGBM is piecewise constant in the contents, so its value comes without a gradient (exact almost
+        everywhere). What :mod:`mrl.design` adds to the network's value."""
+        source = np.asarray([*range(self.n_columns), *self.extra], np.int64)[np.asarray(columns, np.int64)]
+        keep = np.flatnonzero(source >= 0)
+        full = torch.zeros(x.shape[0], self.n_columns, dtype=x.dtype)
+        full = full.index_add(1, torch.as_tensor(source[keep]), x[:, torch.as_tensor(keep)])
+        cond = stack_inputs(sp.csr_matrix((1, 0)), np.asarray(conditions, np.float64).reshape(1, -1), self.inverse)
+        cond_t = torch.as_tensor(cond, dtype=x.dtype).expand(x.shape[0], -1)
+        X = torch.cat([full, cond_t], dim=1)
+        if self.kind == "ridge":
+            s = self.state
+            mean, scale = (torch.as_tensor(s[k], dtype=x.dtype) for k in ("mean", "scale"))
+            z = ((X - mean) / scale).clamp(-s["clip"], s["clip"])
+            return z @ torch.as_tensor(s["coef"], dtype=x.dtype) + s["intercept"]
+        import lightgbm
+
+        value = lightgbm.Booster(model_str=self.state["model"]).predict(X.detach().numpy().astype(np.float64))
+        return torch.as_tensor(np.asarray(value), dtype=x.dtype)
 
     def to_state(self) -> dict:
         """JSON-ready state (what :meth:`from_state` reads)."""

@@ -7,6 +7,8 @@ import logging
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 from conftest import tiny_tables
 
 from mrl.data import FormulaData, load_formulas, save_formulas
@@ -15,7 +17,7 @@ from mrl.params import RunParams
 from mrl.run_files import STACK
 from mrl.runs import load_run, plan_run, run_experiment
 from mrl.small_data import SMALL_DATA, SMALL_DATA_MAX_FORMULAS, resolve_small_data
-from mrl.stacking import StackBase
+from mrl.stacking import StackBase, fit_stack
 from mrl.train import AUTO_MAX_STEPS, AUTO_MIN_STEPS, resolve_steps
 
 FAST = dict(embedding_dim=4, hidden=(16,), batch_size=64, snapshot_every=50, checkpoint_every=100, progress=False,
@@ -147,3 +149,23 @@ def test_mrl_predict_reproduces_a_stacked_run(tmp_path, short_auto):
     table = run.predict(data.formulas[data.formulas["formula_id"].isin(ids)], top_k=0)
     saved = run.predictions.set_index("formula_id").loc[table["formula_id"]]
     np.testing.assert_allclose(table["prediction"].to_numpy(), saved["y_pred"].to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "lightgbm"])
+def test_the_base_in_torch_equals_the_base(tiny_data_t, kind):
+    """What mrl.design adds to the network's value (contents of a few columns, one set of conditions) is the base's
+    prediction; ridge keeps its gradient."""
+    train, _ = _split(tiny_data_t)
+    rows = train.content_matrix()[train.sample_rows()]
+    cond = train.condition_values()
+    t = np.log10(train.target_values())
+    base, _, _ = fit_stack(kind, rows, cond, [True], t, train.properties["formula_id"].to_numpy())
+    matrix = rows[:5].toarray()
+    columns = np.flatnonzero(matrix.any(axis=0))
+    x = torch.tensor(matrix[:, columns], dtype=torch.float64, requires_grad=True)
+    local = base.predict_local(x, columns, cond[0])
+    expected = base.predict(sp.csr_matrix(matrix), np.repeat(cond[:1], 5, axis=0))
+    np.testing.assert_allclose(local.detach().numpy(), expected, rtol=1e-6, atol=1e-9)
+    if kind == "ridge":
+        local.sum().backward()
+        assert x.grad is not None and float(x.grad.abs().sum()) > 0
