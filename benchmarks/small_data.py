@@ -1,21 +1,24 @@
 """Small data: where do the classical baselines beat mrl, and which settings close the gap? (issue 30; not a test)
 
-    python benchmarks/small_data.py [--steps 1000] [--seeds 0 1 2] [--json PATH] [--work DIR]
+    python benchmarks/small_data.py [--steps auto] [--seeds 0 1 2] [--data NAME ...] [--json PATH] [--work DIR]
     python benchmarks/small_data.py --render [--json PATH] [--page book/small_data.md]
 
 Data sets: the small synthetic lab (``synth:small``, 3,000 formulas) subsampled to 300, 1,000 and 3,000 formulas (one
-seeded subsample per size), and Matbench steels (312 steels) when its wheel is cached (never downloaded here).
+seeded subsample per size), Matbench steels (312 steels) when its wheel is cached (never downloaded here), and the
+vendored liquid viscosity data subsampled to 500 and 2,000 rows (log10 cP at temperature T). The melt data (gpvisc
+wheel) is not cached on the machine this ran on: no melt row.
 
 For each data set and seed, each candidate setting of :data:`CANDIDATES` is one ordinary run
 (:func:`mrl.runs.run_experiment`: random split by formula, ``eval_fraction`` 0.2, ``split_seed`` = seed, 10 % of the
 training formulas held out as calib). The run fits its own baselines (:mod:`mrl.run_baselines`) on the same split.
-mrl's setting is chosen per seed on the calib formulas only, and so is the best baseline; both are then read on eval.
-A row of the table: mrl (chosen) and the best baseline, mean ± SD of the eval error over the seeds, the verdict
-worded by :func:`mrl.wording.compare`, and the fit seconds of each.
+A row of the table: mrl with the package defaults (``steps: auto``, ``small_data: auto``: :mod:`mrl.small_data`
+picks the settings by the number of training formulas) and the best baseline (chosen per seed on calib), mean ± SD
+of the eval error over the seeds, the verdict worded by :func:`mrl.wording.compare`, and the fit seconds of each.
+The other candidates (the small-data settings forced off or on) show what the size rule chose between; a candidate
+whose resolved params equal the defaults' is not trained again (the same run).
 
 The headline error is the MAE of log10 for a log target (the lab's viscosity), else the MAE in the property's unit
-(steels: MPa). Every run trains ``--steps`` steps (default 1,000, far below the 20,000 of a default run: CPU time was
-scarce), so "mrl" here means "mrl at that budget".
+(steels: MPa). ``--steps`` (default ``auto``, the package default) can fix the training length instead.
 ``--render`` writes the book page from the result file (no training; the table is summarised again from its runs).
 """
 from __future__ import annotations
@@ -35,10 +38,11 @@ from mrl.io import read_json, write_json, write_text
 from mrl.params import RunParams
 from mrl.public_data import DATASETS, load_dataset
 from mrl.run_files import BASELINES, METRICS
-from mrl.runs import run_experiment
+from mrl.runs import plan_run, run_experiment
+from mrl.small_data import SMALL_DATA, SMALL_DATA_MAX_FORMULAS
 from mrl.synth import make_lab
 from mrl.wheels import cache_dir
-from mrl.wording import Score, compare, format_number
+from mrl.wording import BETTER, Score, compare, format_number
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "small_data.json"
@@ -46,14 +50,22 @@ PAGE = ROOT / "book" / "small_data.md"
 
 #: Lab sizes (formulas) of the subsamples.
 LAB_SIZES = (300, 1000, 3000)
-#: Candidate settings of mrl (name -> params), chosen per seed on calib. ``default``: the package defaults but the
-#: steps; ``small``: fewer dimensions, a narrower head and stronger weight decay, with early stopping on an inner
-#: validation part of the training formulas.
-CANDIDATES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "small": {"embedding_dim": 4, "hidden": [64, 64], "weight_decay": 1e-3, "embedding_weight_decay": 1e-3,
-              "early_stopping": True, "patience": 4},
+#: Liquid viscosity subsamples (rows: measurements at a temperature).
+LIQUID_SIZES = (500, 2000)
+#: Settings a data set needs (its conditions and target), by folder-name prefix: the liquid data's target is already
+#: log10 cP (no transform), its contents are mole fractions (no content scaling), the head sees 1000/T.
+DATA_PARAMS: dict[str, dict[str, Any]] = {
+    "liquid": {"target": "viscosity", "conditions": ["T"], "inverse_conditions": ["T"], "target_transform": "none", "content_scale": "none"},
 }
+#: Candidate settings of mrl (name -> params). ``defaults``: the package defaults (the table's mrl); ``net only``:
+#: without the small-data settings (``small_data: off``); ``stacked``: with them at any size (``small_data: on``).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "net only": {"small_data": "off"},
+    "stacked": {"small_data": "on"},
+}
+#: The candidate whose eval error is the table's mrl.
+HEADLINE = "defaults"
 
 
 def prepare(work: Path, steels: bool) -> dict[str, Path]:
@@ -74,14 +86,34 @@ def prepare(work: Path, steels: bool) -> dict[str, Path]:
         folder = work / f"lab_{size}"
         save_formulas(lab.subset(lab.properties["formula_id"].isin(keep).to_numpy()), folder)
         out[f"lab {size:,}"] = folder
+    liquid = load_dataset("liquid_viscosity")
+    for size in LIQUID_SIZES:  # rows (measurements), split by formula as everywhere
+        keep = np.zeros(liquid.n_samples, bool)
+        keep[np.random.default_rng(0).choice(liquid.n_samples, size=size, replace=False)] = True
+        folder = work / f"liquid_{size}"
+        save_formulas(liquid.subset(keep), folder)
+        out[f"liquid {size:,}"] = folder
     return out
 
 
-def run_one(folder: Path, name: str, seed: int, candidate: str, steps: int, runs: Path) -> dict[str, Any]:
+def candidate_params(folder: Path, name: str, seed: int, candidate: str, steps: int | str,
+                     runs: Path) -> RunParams:
+    """The params of one run of a candidate setting."""
+    every = {} if steps == "auto" else {"eval_every": max(int(steps) // 10, 1)}
+    extra = DATA_PARAMS.get(folder.name.split("_")[0], {})
+    return RunParams(name=name, runs_dir=str(runs), data=str(folder), split_seed=seed, seed=seed, steps=steps,
+                     snapshot_every=100_000, checkpoint_every=100_000, device="cpu", **every, **extra,
+                     **CANDIDATES[candidate])
+
+
+def resolved(params: RunParams) -> tuple:
+    """What a run with ``params`` trains (its plan's params but the name): equal keys = the same run."""
+    values = plan_run(params).params.to_dict()
+    return tuple((k, str(v)) for k, v in values.items() if k not in ("name", "runs_dir", "small_data"))
+
+
+def run_one(params: RunParams, candidate: str) -> dict[str, Any]:
     """One run of a candidate setting; its calib and eval errors and those of its baselines."""
-    params = RunParams(name=name, runs_dir=str(runs), data=str(folder), split_seed=seed, seed=seed, steps=steps,
-                       eval_every=max(steps // 10, 1), snapshot_every=steps, checkpoint_every=steps, device="cpu",
-                       **CANDIDATES[candidate])
     start = time.perf_counter()
     out = run_experiment(params, overwrite=True, progress=False)
     wall = time.perf_counter() - start
@@ -89,82 +121,109 @@ def run_one(folder: Path, name: str, seed: int, candidate: str, steps: int, runs
     metric = base["metric"]
     models = {label: {"calib": m["calib"][metric], "eval": m["eval"][metric], "fit_s": m["fit_s"]}
               for label, m in base["models"].items()}
-    return {"candidate": candidate, "seed": seed, "metric": metric, "calib": metrics["calib"][metric],
-            "eval": metrics["eval"][metric], "fit_s": metrics["wall_s"], "run_s": round(wall, 2),
-            "steps": metrics["steps"], "best_step": metrics.get("best_step"), "baselines": models,
+    # mrl's fit time: the whole run (stacking base, training, outputs) less its baselines
+    return {"candidate": candidate, "seed": params.seed, "metric": metric, "calib": metrics["calib"][metric],
+            "eval": metrics["eval"][metric], "fit_s": round(wall - base["wall_s"], 2), "train_s": metrics["wall_s"],
+            "run_s": round(wall, 2),
+            "steps": metrics["steps"], "best_step": metrics.get("best_step"), "step_budget": metrics.get("step_budget"),
+            "stack": metrics.get("stack"), "small_data": metrics.get("small_data"), "baselines": models,
             "best_baseline": base["best"], "n_train": metrics["train"]["n"]}
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per data set: mrl (setting chosen per seed on calib) and the best baseline (chosen per seed on calib),
-    mean ± SD of the eval error over seeds, the verdict, and each candidate's own eval error."""
+    """One row per data set: mrl with the defaults (:data:`HEADLINE`) and the best baseline (chosen per seed on
+    calib), mean ± SD of the eval error over seeds, the verdict, and each candidate's own eval error."""
     rows = []
     for data in dict.fromkeys(r["data"] for r in runs):
         mine = [r for r in runs if r["data"] == data]
-        seeds = sorted({r["seed"] for r in mine})
-        chosen, base, base_names, chosen_names, mrl_s, base_s = [], [], [], [], [], []
-        for seed in seeds:
-            at = [r for r in mine if r["seed"] == seed]
-            pick = min(at, key=lambda r: r["calib"])
-            chosen.append(pick["eval"])
-            chosen_names.append(pick["candidate"])
-            mrl_s.append(pick["fit_s"])
-            best = at[0]["best_baseline"]
-            base.append(at[0]["baselines"][best]["eval"])
-            base_names.append(best)
-            base_s.append(at[0]["baselines"][best]["fit_s"])
-        a, b = Score.of(chosen), Score.of(base)
-        mean = Score.of([r["baselines"]["mean of train"]["eval"] for r in mine if r["candidate"] == mine[0]["candidate"]])
+        head = [r for r in mine if r["candidate"] == HEADLINE]
+        seeds = [r["seed"] for r in head]
+        at = {r["seed"]: r for r in head}
+        base_names = [at[s]["best_baseline"] for s in seeds]
+        a = Score.of([at[s]["eval"] for s in seeds])
+        b = Score.of([at[s]["baselines"][at[s]["best_baseline"]]["eval"] for s in seeds])
+        mean = Score.of([at[s]["baselines"]["mean of train"]["eval"] for s in seeds])
         best_name = max(set(base_names), key=base_names.count)
         words = compare(a, b, "mrl", best_name, what="eval error")
-        per_candidate = {c: Score.of([r["eval"] for r in mine if r["candidate"] == c]).__dict__
-                         for c in dict.fromkeys(r["candidate"] for r in mine)}
-        rows.append({"data": data, "metric": mine[0]["metric"], "n_train": mine[0]["n_train"], "seeds": seeds,
-                     "mrl": a.__dict__, "mrl_choices": chosen_names, "mrl_fit_s": float(np.mean(mrl_s)),
-                     "baseline": b.__dict__, "mean_of_train": mean.__dict__, "baseline_names": base_names, "baseline_fit_s": float(np.mean(base_s)),
+        names = list(dict.fromkeys(r["candidate"] for r in mine))
+        per_candidate = {c: Score.of([r["eval"] for r in mine if r["candidate"] == c]).__dict__ for c in names}
+        per_calib = {c: Score.of([r["calib"] for r in mine if r["candidate"] == c]).__dict__ for c in names}
+        rows.append({"data": data, "metric": head[0]["metric"], "n_train": head[0]["n_train"], "seeds": seeds,
+                     "mrl": a.__dict__, "mrl_fit_s": float(np.mean([at[s]["fit_s"] for s in seeds])),
+                     "stack": [at[s]["stack"] for s in seeds], "steps": [at[s]["steps"] for s in seeds],
+                     "step_budget": [at[s]["step_budget"] for s in seeds],
+                     "small_data": at[seeds[0]]["small_data"],
+                     "baseline": b.__dict__, "mean_of_train": mean.__dict__, "baseline_names": base_names,
+                     "baseline_fit_s": float(np.mean([at[s]["baselines"][at[s]["best_baseline"]]["fit_s"]
+                                                      for s in seeds])),
                      "verdict": words.verdict, "sentence": words.sentence, "difference": words.difference,
-                     "relative": words.relative, "candidates": per_candidate})
+                     "relative": words.relative, "candidates": per_candidate, "candidates_calib": per_calib})
     return rows
 
 
 def render(result: dict[str, Any]) -> str:
     """The book page (Markdown) from a result file's contents."""
+    steps = result["steps"]
+    length = ("`steps: auto` (the best state on an inner validation share of the training formulas, over a budget "
+              "that grows with the data)" if steps == "auto" else f"{steps:,} steps")
     lines = ["# Small data: mrl against the baselines", "",
              "*Generated by `python benchmarks/small_data.py --render` from `benchmarks/results/small_data.json`; "
              "do not edit by hand.*", "",
-             "Every run now fits classical baselines on its own split (`baselines.json`, a line of the train summary; "
-             "`baselines: false` skips them). This page asks where they beat mrl on a few hundred to a few thousand "
-             "formulas. Protocol: random split by formula (eval 20 %, 10 % of the training formulas held out as "
-             "calib), seeds " + ", ".join(map(str, result["seeds"])) + f"; every mrl run trains "
-             f"{result['steps']:,} steps. mrl's setting (" + ", ".join(f"`{k}`" for k in result["candidates"]) +
-             ") and the best baseline are each chosen per seed on calib, then read on eval.", "",
-             "| data | training formulas | error | mrl (chosen) | best baseline | verdict | mean of train | mrl fit s "
-             "| baseline fit s |",
-             "|---|---:|---|---|---|---|---|---:|---:|"]
+             "Every run fits classical baselines on its own split (`baselines.json`, a line of the train summary; "
+             "`baselines: false` skips them). This page asks whether mrl's **defaults** hold their own against them "
+             "on a few hundred to a few thousand formulas. Below "
+             f"{SMALL_DATA_MAX_FORMULAS:,} training formulas the defaults (`small_data: auto`, `mrl.small_data`) "
+             "switch to the small-data settings: mrl learns the residual of the better of ridge and LightGBM on the "
+             "contents (`stack: auto`, chosen on out-of-fold predictions of the training formulas), with "
+             + ", ".join(f"`{k}: {v}`" for k, v in SMALL_DATA.items() if k != "stack") + ". "
+             "Protocol: random split by formula (eval 20 %, 10 % of the training formulas held out as calib), seeds "
+             + ", ".join(map(str, result["seeds"])) + f"; training length {length}. The best baseline is chosen per "
+             "seed on calib, then read on eval.", "",
+             "| data | training formulas | error | mrl (defaults) | best baseline | verdict | mean of train | "
+             "mrl fit s | baseline fit s | stacked on |",
+             "|---|---:|---|---|---|---|---|---:|---:|---|"]
     for row in result["rows"]:
         a, b = Score(**row["mrl"]), Score(**row["baseline"])
         unit = "log10 MAE" if row["metric"] == "mae_log10" else "MAE"
         base_name = max(set(row["baseline_names"]), key=row["baseline_names"].count)
+        stacked = ", ".join(str(s or "none") for s in row["stack"])
         lines.append(f"| {row['data']} | {row['n_train']:,} | {unit} | {a.text()} | {b.text()} ({base_name}) | "
-                     f"{row['verdict']} | {Score(**row['mean_of_train']).text()} | {format_number(row['mrl_fit_s'])} | {format_number(row['baseline_fit_s'])} |")
+                     f"{row['verdict']} | {Score(**row['mean_of_train']).text()} | {format_number(row['mrl_fit_s'])} | "
+                     f"{format_number(row['baseline_fit_s'])} | {stacked} |")
     lost = [row for row in result["rows"] if row["verdict"] == "worse"]
-    choices = [c for row in result["rows"] for c in row["mrl_choices"]]
     lines += ["", "## In words", "",
-              f"mrl loses {len(lost)} of {len(result['rows'])} rows to the best baseline"
-              + (f", by {min(abs(r['relative']) for r in lost) * 100:.0f} to {max(abs(r['relative']) for r in lost) * 100:.0f} %"
-                 f" of the baseline's error" if lost else "") + ". "
-              + "; ".join(f"`{c}` was chosen on calib in {choices.count(c)} of {len(choices)} runs"
-                          for c in result["candidates"]) + ".", ""]
-    lines += [f"- **{row['data']}**: {row['sentence']} mrl's setting chosen on calib: "
-              f"{', '.join(row['mrl_choices'])}." for row in result["rows"]]
-    lines += ["", "## Each candidate setting on eval", "",
-              "| data | " + " | ".join(result["candidates"]) + " |", "|---|" + "---|" * len(result["candidates"])]
+              f"mrl with its defaults loses {len(lost)} of {len(result['rows'])} rows to the best baseline"
+              + (f", by {min(abs(r['relative']) for r in lost) * 100:.0f} to "
+                 f"{max(abs(r['relative']) for r in lost) * 100:.0f} % of the baseline's error" if lost else "")
+              + ". Where a row is lost, a run's train summary says so (`mrl.run_baselines.summary_line`).", ""]
+    lines += [f"- **{row['data']}**: {row['sentence']} {row['small_data'] or ''}." for row in result["rows"]]
+    names = list(result["candidates"])
+    lines += ["", "## What the size rule chose between (eval error)", "",
+              "| data | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for row in result["rows"]:
-        cells = [Score(**row["candidates"][c]).text() if c in row["candidates"] else "" for c in result["candidates"]]
+        cells = [Score(**row["candidates"][c]).text() if c in row["candidates"] else "" for c in names]
         lines.append(f"| {row['data']} | " + " | ".join(cells) + " |")
-    lines += ["", "Candidate settings: " + "; ".join(f"`{k}`: {v or 'the package defaults'}"
-                                                     for k, v in result["candidates"].items()) + ".", "",
-              f"Total wall time {format_number(result['total_wall_s'])} s on 2 shared CPU cores."]
+    better = []
+    for row in result["rows"]:
+        for name in names:
+            if name == HEADLINE or name not in row["candidates"]:
+                continue
+            on_eval = compare(Score(**row["candidates"][name]), Score(**row["mrl"]), f"`{name}`", "the defaults",
+                              what="eval error")
+            on_calib = compare(Score(**row["candidates_calib"][name]), Score(**row["candidates_calib"][HEADLINE]),
+                               f"`{name}`", "the defaults", what="calib error")
+            if BETTER in (on_eval.verdict, on_calib.verdict):
+                better.append(f"- **{row['data']}**: {on_calib.sentence} {on_eval.sentence}")
+    if better:
+        lines += ["", "Where another setting does better than the defaults (the size rule chose wrong; calib is what an "
+                  "inner choice could have seen):", "", *better]
+    lines += ["", "Candidates: " + "; ".join(f"`{k}`: {v or 'the package defaults'}"
+                                             for k, v in result["candidates"].items())
+              + ". A candidate whose resolved settings equal the defaults' is the same run. The threshold "
+              f"({SMALL_DATA_MAX_FORMULAS:,} training formulas) and the settings were chosen on inner splits of "
+              "training data (calib and inner validation shares), never on these eval numbers.", "",
+              f"Total wall time {format_number(result['total_wall_s'])} s on 2 CPU cores shared with other jobs "
+              "(fit seconds are inflated by the sharing)."]
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
@@ -173,7 +232,7 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or ``--render`` its page)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", default="auto", help="auto (default) or a fixed number of steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", nargs="*", help="row names to run (default: all)")
     parser.add_argument("--no-steels", action="store_true")
@@ -189,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         write_text(render(result), args.page)
         print(f"wrote {args.page}")
         return 0
+    steps: int | str = args.steps if args.steps == "auto" else int(args.steps)
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
     folders = prepare(args.work / "data", steels=not args.no_steels)
@@ -197,14 +257,23 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for data, folder in folders.items():
         for seed in args.seeds:
+            done: dict[tuple, dict] = {}
             for candidate in CANDIDATES:
-                name = f"{folder.name}_{candidate}_s{seed}"
-                row = {"data": data, **run_one(folder, name, seed, candidate, args.steps, args.work / "runs")}
+                params = candidate_params(folder, f"{folder.name}_{candidate.replace(' ', '_')}_s{seed}", seed,
+                                          candidate, steps, args.work / "runs")
+                key = resolved(params)
+                if key in done:  # the same settings as an earlier candidate: the same run
+                    row = {**done[key], "candidate": candidate, "same_as": done[key]["candidate"]}
+                else:
+                    row = {"data": data, **run_one(params, candidate)}
+                    done[key] = row
                 runs.append(row)
                 print(f"{data} seed {seed} {candidate}: calib {row['calib']:.4g}, eval {row['eval']:.4g} "
-                      f"({row['metric']}); best baseline {row['best_baseline']} eval "
-                      f"{row['baselines'][row['best_baseline']]['eval']:.4g}; {row['run_s']:.0f} s", flush=True)
-                result = {"steps": args.steps, "seeds": args.seeds, "candidates": CANDIDATES,
+                      f"({row['metric']}; stack {row['stack']}, {row['steps']} of {row['step_budget']} steps); best "
+                      f"baseline {row['best_baseline']} eval {row['baselines'][row['best_baseline']]['eval']:.4g}; "
+                      f"{row['run_s']:.0f} s" + (f" (same run as {row['same_as']})" if "same_as" in row else ""),
+                      flush=True)
+                result = {"steps": steps, "seeds": args.seeds, "candidates": CANDIDATES,
                           "rows": summarise(runs), "runs": runs, "total_wall_s": round(time.perf_counter() - start, 1)}
                 write_json(result, args.json)
     for row in result["rows"]:

@@ -67,6 +67,8 @@ def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_conte
     out.module_ = module.eval()
     out.materials_ = pd.concat([est.materials_, materials], ignore_index=True)
     out.pinned_ = [*est.pinned_, *(n_old + int(j) for j in np.flatnonzero(pinned))]
+    if getattr(est, "stack_", None) is not None:  # a stacked base sees a tied material as its partner
+        out.stack_ = est.stack_.with_new_materials(np.where(pinned, -1, source))
     out.snapshots_ = {step: np.vstack([vec, np.full((n_new, vec.shape[1]), np.nan, vec.dtype)])
                       for step, vec in est.snapshots_.items()}
     return out
@@ -166,7 +168,8 @@ def add_materials(est: MixtureRegressor, data: FormulaData, like: Mapping[str, s
     matrix, conditions = out.encode(data)
     rows = np.flatnonzero(matrix[:, len(vocab):].getnnz(axis=1) > 0)
     _fit_rows(out.module_, len(vocab), make_batch(matrix, rows, conditions[rows]).to(est.device_),
-              data.target_values(est.target_)[rows], steps, lr, shrinkage)
+              out.network_target(data.target_values(est.target_)[rows], matrix[rows], conditions[rows]), steps, lr,
+              shrinkage)
     return out
 
 

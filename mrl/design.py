@@ -282,7 +282,10 @@ def _model_values(predictor: "Predictor", problem: _Problem, x: torch.Tensor
     for k, member in enumerate(predictor.members):
         module = member.module_
         module.eval()
-        values.append(module(batch) * module.y_std + module.y_mean)
+        value = module(batch) * module.y_std + module.y_mean
+        if getattr(member, "stack_", None) is not None:  # a stacked run: base (mrl.stacking) + the network's residual
+            value = value + member.stack_.predict_local(x, problem.columns, problem.conditions)
+        values.append(value)
         if k == 0:
             mixture = module.mixture(batch)
     return torch.stack(values), mixture

@@ -112,12 +112,12 @@ def load_members(folder: str | Path, device: str = "cpu", first: MixtureRegresso
             *(MixtureRegressor.load(p, device=device) for p in paths[1:])]
 
 
-def _finished(path: Path, steps: int) -> bool:
+def _finished(path: Path, steps: int | str) -> bool:
     if not path.exists():
         return False
 
-    progress = load_checkpoint(path)["progress"]
-    return progress["step"] >= steps or progress.get("stopped_step") is not None
+    progress = load_checkpoint(path)["progress"]  # steps "auto" always ends with a stopped_step
+    return progress.get("stopped_step") is not None or isinstance(steps, int) and progress["step"] >= steps
 
 
 def neighbour_stability(embeddings: Sequence[pd.DataFrame], k: int = 10, metric: str = "cosine") -> pd.DataFrame:

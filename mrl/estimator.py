@@ -26,12 +26,13 @@ from mrl.data import FormulaData, content_matrix, material_rows, prediction_inpu
 from mrl.features import FeatureScaler, material_features
 from mrl.init_vectors import set_initial_table
 from mrl.metrics import regression_metrics
-from mrl.model import MixtureModel, make_batch
+from mrl.model import PREDICTION_MARGIN, MixtureModel, make_batch
 from mrl.params import RunParams, check_conditions, check_constraints
 from mrl.run_files import snapshots_path
 from mrl.splits import validation_split
+from mrl.stacking import StackBase, fit_stack, refit_stack
 from mrl.tables import DataError
-from mrl.train import LOSSES, LoopConfig, resolve_device, run_loop
+from mrl.train import LOSSES, LoopConfig, resolve_device, resolve_steps, run_loop
 from mrl.transforms import resolve_target_transform
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     data-poor material leans on ``g(x_i)``. ``early_stopping`` holds out ``validation_fraction`` of the training
     formulas, checks their loss every ``eval_every`` steps, stops after ``patience`` checks without improvement
     and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
+    ``steps="auto"`` does the same with a long patience over a budget that grows with the data
+    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``). ``stack`` (:mod:`mrl.stacking`) makes the network
+    learn the residual of a ridge or LightGBM base on the contents (``stack_``); predictions are base + network.
     """
 
     def __init__(self, embedding_dim: int = _DEFAULTS.embedding_dim, activation: str = _DEFAULTS.activation,
@@ -70,7 +74,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  interaction_mixing: str = _DEFAULTS.interaction_mixing,
                  features: str | None = _DEFAULTS.features, feature_map: str = _DEFAULTS.feature_map,
                  inverse_conditions: Sequence[str] = tuple(_DEFAULTS.inverse_conditions),
-                 steps: int = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size, lr: float = _DEFAULTS.lr,
+                 steps: int | str = _DEFAULTS.steps, batch_size: int = _DEFAULTS.batch_size, lr: float = _DEFAULTS.lr,
                  embedding_lr: float | None = _DEFAULTS.embedding_lr, weight_decay: float = _DEFAULTS.weight_decay,
                  embedding_weight_decay: float = _DEFAULTS.embedding_weight_decay,
                  residual_weight_decay: float = _DEFAULTS.residual_weight_decay,
@@ -78,8 +82,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  eval_every: int = _DEFAULTS.eval_every, early_stopping: bool = _DEFAULTS.early_stopping,
                  validation_fraction: float = _DEFAULTS.validation_fraction, patience: int = _DEFAULTS.patience,
                  snapshot_every: int = _DEFAULTS.snapshot_every, checkpoint_every: int = _DEFAULTS.checkpoint_every,
-                 seed: int = _DEFAULTS.seed, device: str = _DEFAULTS.device, unknown: str = "error",
-                 progress: bool = True) -> None:
+                 seed: int = _DEFAULTS.seed, device: str = _DEFAULTS.device, stack: str = _DEFAULTS.stack,
+                 unknown: str = "error", progress: bool = True) -> None:
         self.embedding_dim = embedding_dim
         self.activation = activation
         self.hidden = hidden
@@ -118,6 +122,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.seed = seed
         self.device = device
+        self.stack = stack
         self.unknown = unknown
         self.progress = progress
 
@@ -131,7 +136,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """Check every parameter against the one constraint table shared with :class:`~mrl.params.RunParams`."""
         params = self.get_params()
         check_constraints(params, source=type(self).__name__)
-        bad = [k for k in ("steps", "batch_size", "embedding_dim", "interaction_layers", "interaction_heads",
+        bad = [k for k in ("batch_size", "embedding_dim", "interaction_layers", "interaction_heads",
                            "interaction_width", "eval_every", "snapshot_every",
                            "checkpoint_every", "seed", "patience")
                if isinstance(params[k], bool) or not isinstance(params[k], int)]
@@ -183,8 +188,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self._validate_params()
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
-        val_data = None
-        if self.early_stopping:
+        val_data, full = None, data
+        if self.early_stopping or self.steps == "auto":
             data, val_data = self.validation_split(data)
         self.target_ = data.targets[0]
         self.conditions_ = list(data.conditions)
@@ -205,11 +210,17 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             torch.manual_seed(self.seed)
             module = self._build_module(data, initial_table, features)
         conditions = data.condition_values()
-        module.fit_scalers(y, conditions, self.target_transform_,
-                           [c in self.inverse_conditions for c in self.conditions_])
+        inverse = [c in self.inverse_conditions for c in self.conditions_]
+        y_net, net_transform = self._fit_stack(data, y, conditions, inverse)
+        module.fit_scalers(y_net, conditions, net_transform, inverse)
         self.module_ = module.to(self.device_)
-        y_scaled = module.target_to_scaled(torch.as_tensor(y, dtype=torch.float32, device=self.device_))
-        cfg = LoopConfig.from_params(self.get_params())
+        y_scaled = module.target_to_scaled(torch.as_tensor(y_net, dtype=torch.float32, device=self.device_))
+        plan = resolve_steps(self.steps, data.n_samples, self.batch_size, self.eval_every, self.early_stopping,
+                             self.patience)
+        self.steps_ = plan.steps
+        log.info("%s: %s", data.name, plan.reason)
+        cfg = LoopConfig.from_params({**self.get_params(), "steps": plan.steps, "eval_every": plan.eval_every,
+                                      "early_stopping": plan.early_stopping, "patience": plan.patience})
         evaluate = self._monitor(data, eval_data)
         matrix = data.content_matrix()
         state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
@@ -217,6 +228,14 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                          checkpoint_path=Path(checkpoint_path) if checkpoint_path else None, resume=resume,
                          estimator_state=self._checkpoint_state(), progress=self.progress,
                          validate=self._validation_loss(val_data))
+        if self.stack_ is not None and val_data is not None:  # the base's final fit sees every training formula
+            self.stack_ = refit_stack(self.stack_, *self.encode(full), self._transformed(full), self.seed)
+            log.info("%s: stack base %s refitted on all %d training samples (validation share included)", full.name,
+                     self.stack_.kind, full.n_samples)
+            if checkpoint_path:  # the checkpoint (what mrl predict reads) holds the refitted base
+                ckpt = load_checkpoint(checkpoint_path)
+                save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress=ckpt["progress"],
+                                training=ckpt["training"])
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots
@@ -224,6 +243,36 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.best_step_ = state.best_step
         self.stopped_step_ = state.stopped_step
         return self
+
+    def _fit_stack(self, data: FormulaData, y: np.ndarray, conditions: np.ndarray,
+                   inverse: list[bool]) -> tuple[np.ndarray, str]:
+        """Fit the ``stack`` base (:mod:`mrl.stacking`) on the training rows and return what the network learns:
+        ``(targets, its transform)``, the residual of the base's out-of-fold predictions in transformed units (no
+        further transform) with a base, else ``(y, target_transform_)``. Sets ``stack_`` and ``target_range_``."""
+        t = self._transformed(data)
+        margin = PREDICTION_MARGIN * float(t.max() - t.min())
+        self.target_range_ = (float(t.min()) - margin, float(t.max()) + margin)
+        matrix = data.content_matrix()[data.sample_rows()]  # the training data's materials are the vocabulary
+        self.stack_, oof, reason = fit_stack(self.stack, matrix, conditions, inverse, t,
+                                             data.properties["formula_id"].to_numpy(), self.seed)
+        log.info("%s: %s", data.name, reason)
+        if self.stack_ is None:
+            return y, self.target_transform_
+        return t - oof, "none"
+
+    def _transformed(self, data: FormulaData) -> np.ndarray:
+        """The target of ``data`` in model units (log10 for a log10 transform)."""
+        y = np.asarray(data.target_values(self.target_), np.float64)
+        return np.log10(y) if self.target_transform_ == "log10" else y
+
+    def network_target(self, y: np.ndarray, matrix: sp.csr_matrix, conditions: np.ndarray) -> np.ndarray:
+        """What the network learns for targets ``y`` (property units) of rows of a content matrix in vocabulary
+        order: ``y`` itself, or with a ``stack`` base the residual of its prediction in transformed units."""
+        y = np.asarray(y, np.float64)
+        if getattr(self, "stack_", None) is None:
+            return y
+        t = np.log10(y) if self.target_transform_ == "log10" else y
+        return t - self.stack_.predict(matrix, conditions)
 
     def validation_split(self, data: FormulaData) -> tuple[FormulaData, FormulaData]:
         """``(train part, validation part)`` of training data for early stopping (:func:`mrl.splits.validation_split`
@@ -238,7 +287,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         if val_data is None:
             return None
         matrix, cond = self.encode(val_data)
-        y_val = np.array(val_data.target_values(self.target_), dtype=np.float32)  # a writable copy
+        # a writable copy; with a stack base its residual, as the network learns it
+        y_val = self.network_target(val_data.target_values(self.target_), matrix, cond).astype(np.float32)
         y = self.module_.target_to_scaled(torch.from_numpy(y_val).to(self.device_))
         loss_fn = LOSSES[self.loss]
         batches = [make_batch(matrix, np.arange(start, min(len(y), start + PREDICT_CHUNK)),
@@ -246,8 +296,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                    for start in range(0, len(y), PREDICT_CHUNK)]
 
         def validate(model: MixtureModel) -> float:
-            with torch.no_grad():
-                pred = torch.cat([model(batch) for batch in batches])
+            with torch.no_grad():  # clipped as predictions are: a far extrapolation costs what it would cost there
+                low, high = ((bound - model.y_mean) / model.y_std for bound in (model.y_low, model.y_high))
+                pred = torch.cat([model(batch) for batch in batches]).clamp(low, high)
                 return float(loss_fn(pred, y))
         return validate
 
@@ -359,7 +410,19 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                 rows = np.arange(start, min(n, start + PREDICT_CHUNK))
                 batch = make_batch(matrix, rows, cond[rows]).to(self.device_)
                 out.append(self.module_.scaled_to_target(self.module_(batch)).cpu().numpy())
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+        pred = np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+        if getattr(self, "stack_", None) is None or not n:
+            return pred
+        t = np.clip(self.stack_.predict(matrix, cond) + pred, *self.target_range_)
+        return 10 ** t if self.target_transform_ == "log10" else t
+
+    def prediction_range(self) -> tuple[float, float]:
+        """``(low, high)`` its predictions are clipped to, in model units (log10 for a log10 transform): the training
+        targets' range widened by :data:`mrl.model.PREDICTION_MARGIN`."""
+        self._check_fitted()
+        if getattr(self, "stack_", None) is not None:  # the network's own range is that of the residual
+            return float(self.target_range_[0]), float(self.target_range_[1])
+        return float(self.module_.y_low), float(self.module_.y_high)
 
     def predict_matrix(self, matrix: sp.csr_matrix, conditions: np.ndarray | None = None) -> np.ndarray:
         """Predict from a content matrix in vocabulary order, shape ``(n, n_materials)``; property units."""
@@ -436,6 +499,11 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  "pinned": [int(i) for i in self.pinned_]}
         if getattr(self, "feature_scaler_", None) is not None:
             state["feature_scaler"] = self.feature_scaler_.to_state()
+        if getattr(self, "stack_", None) is not None:
+            state["stack"] = self.stack_.to_state()
+            state["target_range"] = list(self.target_range_)
+        if getattr(self, "steps_", None) is not None:
+            state["steps_resolved"] = self.steps_
         return state
 
     def save(self, path: str | Path) -> Path:
@@ -443,7 +511,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         it holds no optimiser state, so it cannot resume training. Written atomically."""
         self._check_fitted()
         progress = {"step": self.n_steps_, "history": self.history_.to_dict(orient="records"), "wall_s": self.wall_s_}
-        if self.early_stopping:
+        if self.early_stopping or self.steps == "auto":
             progress.update(best_step=self.best_step_, stopped_step=self.stopped_step_)
         return save_checkpoint(path, self.module_, self._checkpoint_state(), progress=progress)
 
@@ -472,4 +540,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         est.stopped_step_ = ckpt["progress"].get("stopped_step")
         scaler = state.get("feature_scaler")
         est.feature_scaler_ = None if scaler is None else FeatureScaler.from_state(scaler)
+        est.stack_ = StackBase.from_state(state["stack"]) if state.get("stack") else None
+        est.target_range_ = tuple(state["target_range"]) if state.get("target_range") else None
+        est.steps_ = state.get("steps_resolved", est.steps if isinstance(est.steps, int) else est.n_steps_)
         return est

@@ -8,7 +8,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Optional, Sequence, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -54,6 +54,13 @@ class RunParams:
     # also fit classical baselines (mean, ridge and LightGBM on contents; with features, trees on content-weighted
     # features) on the same split: baselines.json and a line of the train summary (mrl.run_baselines)
     baselines: bool = True
+    # stacking: mrl learns the residual of a ridge or LightGBM model on the contents (fitted on the training formulas,
+    # out-of-fold for the rows the net trains on); none | ridge | lightgbm | auto (the one with the lower out-of-fold
+    # error, none when neither beats the mean); mrl.stacking
+    stack: str = "none"
+    # size-dependent defaults (mrl.small_data): auto (on below SMALL_DATA_MAX_FORMULAS training formulas) | on | off;
+    # on sets the small-data settings (e.g. stack: auto) on keys left at their default; the plan logs the choice
+    small_data: str = "auto"
     # model
     embedding_dim: int = 8
     activation: str = "tanh"  # tanh | none, applied to the raw material table
@@ -84,7 +91,10 @@ class RunParams:
     features: Optional[str] = None
     feature_map: str = "linear"  # linear | mlp (one hidden layer of 64): the map g from features to raw vectors
     # training
-    steps: int = 20000
+    # an int, or "auto" (the default of `mrl train`): keep the best state on an inner validation share of the training
+    # formulas (validation_fraction; never eval) over a budget that grows with the data, mrl.train.resolve_steps
+    # (the lab sweeps and benchmarks keep fixed steps in their own params files)
+    steps: Union[int, str] = "auto"
     batch_size: int = 256
     lr: float = 0.003  # head learning rate
     embedding_lr: Optional[float] = None  # material-table learning rate (default: lr)
@@ -162,11 +172,14 @@ CHOICES: dict[str, tuple] = {
     "lr_schedule": ("cosine", "constant"),
     "loss": ("mse", "l1", "huber"),
     "unknown": ("error", "zero"),
+    "stack": ("none", "ridge", "lightgbm", "auto"),
+    "small_data": ("auto", "on", "off"),
 }
 #: List parameters that may be given as one string (``--set material_columns=B:K``).
 STRING_LISTS = ("material_columns", "ignore_columns", "conditions")
 #: Parameters that must be > 0 (``None`` allowed where the parameter is optional).
-POSITIVE = ("embedding_dim", "interaction_layers", "interaction_heads", "interaction_width", "steps", "batch_size", "eval_every", "snapshot_every", "checkpoint_every", "lr",
+POSITIVE = ("embedding_dim", "interaction_layers", "interaction_heads", "interaction_width", "batch_size",
+            "eval_every", "snapshot_every", "checkpoint_every", "lr",
             "embedding_lr", "patience")
 #: Parameters that must be >= 0.
 NON_NEGATIVE = ("dropout", "weight_decay", "embedding_weight_decay", "init_std", "residual_weight_decay")
@@ -191,6 +204,8 @@ def check_constraints(values: dict[str, Any], source: str = "params") -> None:
     for key in ("early_stopping", "baselines"):
         if key in values and not isinstance(values[key], bool):
             raise ValueError(f"{source}: {key} must be true or false, got {values[key]!r}")
+    if "steps" in values:
+        check_steps(values["steps"], source)
     if values.get("device") is not None:
         check_device_name(values["device"], source)
 
@@ -207,6 +222,14 @@ def check_conditions(inverse_conditions: Sequence[str], head: str, temperature: 
                          f"conditions {list(conditions)}")
 
 
+def check_steps(steps: Any, source: str = "params") -> None:
+    """``steps`` is a positive integer or ``"auto"``; anything else is an error naming ``source``."""
+    if steps == "auto":
+        return
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"{source}: steps must be a positive integer or 'auto', got {steps!r}")
+
+
 def check_device_name(device: str, source: str = "params") -> None:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything else is an error naming ``source``."""
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
@@ -214,6 +237,16 @@ def check_device_name(device: str, source: str = "params") -> None:
 
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
+    if get_origin(hint) is Union and type(None) not in get_args(hint):  # steps: int or "auto"
+        if isinstance(value, str) and int in get_args(hint):  # YAML 1.1 reads 1e4 (no dot) as a string
+            try:
+                value = int(float(value)) if float(value).is_integer() else value
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, get_args(hint)):
+            names = " or ".join(t.__name__ for t in get_args(hint))
+            raise TypeError(f"{source}: {key} must be {names}, got {type(value).__name__} {value!r}")
+        return value
     optional = get_origin(hint) is not None and type(None) in get_args(hint)
     base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
     if value is None:

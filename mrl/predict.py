@@ -172,8 +172,8 @@ class Predictor:
     def clip_range(self) -> tuple[float, float]:
         """The range the model may predict, property units: the training targets' range widened by
         :data:`mrl.model.PREDICTION_MARGIN` (members share their training data, so their widest)."""
-        low = min(float(m.module_.y_low) for m in self.members)
-        high = max(float(m.module_.y_high) for m in self.members)
+        low = min(m.prediction_range()[0] for m in self.members)
+        high = max(m.prediction_range()[1] for m in self.members)
         low_p, high_p = from_model_units(np.array([low, high]), self.transform)
         return float(low_p), float(high_p)
 

@@ -35,6 +35,8 @@ SNAPSHOTS = "snapshots.parquet"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.parquet"
 BASELINES = "baselines.json"
+#: The stacked base model (``stack``; mrl.stacking): ridge coefficients or LightGBM's text model, as JSON.
+STACK = "stack.json"
 CALIBRATION = "calibration.json"
 DOMAIN = "domain.npz"
 NEIGHBOUR_STABILITY = "neighbour_stability.parquet"
@@ -52,7 +54,7 @@ def snapshots_path(checkpoint: str | Path) -> Path:
 CHECKPOINT_SNAPSHOTS = snapshots_path(CHECKPOINT).name
 #: The files a finished run writes at its top level (what ``--overwrite`` replaces).
 RUN_FILES = (PARAMS, SPLIT, METRICS, CHECKPOINT, CHECKPOINT_SNAPSHOTS, EMBEDDINGS, SNAPSHOTS, HISTORY, PREDICTIONS,
-             CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY, BASELINES)
+             CALIBRATION, DOMAIN, NEIGHBOUR_STABILITY, BASELINES, STACK)
 
 
 def member_dir(run_dir: str | Path, k: int) -> Path:

@@ -44,11 +44,13 @@ from mrl.run_files import (
     RUN_FILES,
     SNAPSHOTS,
     SPLIT,
+    STACK,
     member_dir,
 )
+from mrl.small_data import resolve_small_data
 from mrl.splits import hold_out_calibration, make_split
 from mrl.synth import make_lab
-from mrl.train import resolve_device
+from mrl.train import StepPlan, resolve_device, resolve_steps
 from mrl.transforms import resolve_target_transform
 from mrl.uncertainty import LEVELS, coverage, from_model_units, member_summary
 from mrl.workbook import truth_table
@@ -155,6 +157,7 @@ class RunPlan:
     base_material: str | None  # pinned at the origin (pin_origin resolved on the training formulas)
     device: str  # resolved: cpu, cuda...
     warnings: list[str]
+    small_data: str = ""  # what small_data resolved to (mrl.small_data), in words
 
     @property
     def train_data(self) -> FormulaData:
@@ -171,6 +174,15 @@ class RunPlan:
         fids = self.data.properties["formula_id"].to_numpy()
         return {name: (int((self.split == name).sum()), len(set(fids[self.split == name])))
                 for name in ("train", "calib", "eval", "test")}
+
+    def steps(self) -> StepPlan:
+        """The training length (:func:`mrl.train.resolve_steps`); for ``steps: auto`` from the training samples
+        less the validation share (about: the validation formulas are drawn when training starts)."""
+        p = self.params
+        n = self.counts()["train"][0]
+        if p.early_stopping or p.steps == "auto":
+            n = max(1, round(n * (1 - p.validation_fraction)))
+        return resolve_steps(p.steps, n, p.batch_size, p.eval_every, p.early_stopping, p.patience)
 
     def usage(self) -> dict[str, float]:
         """Formulas per material over the whole data: median, max, materials used once, unused materials."""
@@ -207,10 +219,12 @@ class RunPlan:
             f"content_scale {p.content_scale}, loss {p.loss}, "
             + (f"material features {p.features} through a {p.feature_map} map (residual weight decay "
                f"{p.residual_weight_decay:g})" if p.features else "no material features (vectors from data alone)"),
-            f"training: {p.steps} steps, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
+            f"training: {self.steps().reason}, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
             + (f" ({p.device})" if p.device != self.device else "")
             + (f"; early stopping on {p.validation_fraction:g} of the training formulas (patience {p.patience})"
-               if p.early_stopping else ""),
+               if p.early_stopping and p.steps != "auto" else "")
+            + (f"; stacked on {p.stack} (mrl.stacking)" if p.stack != "none" else ""),
+            self.small_data or f"small-data settings: small_data {p.small_data}",
             f"uncertainty: {'one model' if p.ensemble == 1 else f'an ensemble of {p.ensemble} members'}; "
             + (f"intervals and domain thresholds calibrated on {counts['calib'][1]} held-out training formulas "
                f"(calibration_fraction {p.calibration_fraction:g})" if counts["calib"][0]
@@ -244,13 +258,14 @@ def plan_run(params: RunParams) -> RunPlan:
         data.target_values()[train], params.target_transform, labels=[f"formula {f}" for f in fids[train]],
         what=f"{data.name}: target {target!r} (training samples)")
     train_data = data.subset(train)
+    params, small = resolve_small_data(params, int(pd.unique(fids[train]).size))
     base = None
     if params.pin_origin is not None:
         base = train_data.base_material() if params.pin_origin == "auto" else params.pin_origin
         material_rows(data.material_ids, [base], "pin_origin")
     material_rows(data.material_ids, list(params.pin), "pin")
     material_rows(data.material_ids, [*params.tie, *params.tie.values()], "tie")
-    plan = RunPlan(params, data, truth, split, target, transform, reason, base, device, [])
+    plan = RunPlan(params, data, truth, split, target, transform, reason, base, device, [], small)
     if params.calibration_fraction > 0 and not (split == "calib").any():
         plan.warnings.append("too few training formulas to hold out calibration formulas: no intervals")
     other = {k: v for k, v in labels.items() if k not in ("train", "eval", "test", "calib")}
@@ -374,7 +389,7 @@ def run_experiment(params: RunParams, resume: bool = False, overwrite: bool = Fa
     if continuing:
         _check_resumable(out, plan)
     log_plan(plan, f"{out} ({'resumed' if continuing else 'replacing the old run' if state != 'none' else 'new'})")
-    est = MixtureRegressor.from_params(params, progress=progress)
+    est = MixtureRegressor.from_params(plan.params, progress=progress)
     if state != "none" and overwrite:
         with atomic_dir(out) as tmp:
             _train(tmp, plan, est, resume=False)
@@ -430,7 +445,9 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
                    target_transform=est.target_transform_, data=data.name, n_materials=data.n_materials,
                    n_formulas=data.n_formulas, n_samples=data.n_samples,
                    pinned=[str(data.material_ids[i]) for i in est.pinned_], device=str(est.device_),
-                   ensemble=len(members), best_step=est.best_step_, stopped_step=est.stopped_step_)
+                   ensemble=len(members), best_step=est.best_step_, stopped_step=est.stopped_step_,
+                   step_budget=est.steps_, stack=None if est.stack_ is None else est.stack_.kind,
+                   small_data=plan.small_data)
     predictions = data.properties[["formula_id", *data.conditions]].copy()
     predictions["split"] = split
     predictions["y_true"] = y
@@ -457,6 +474,8 @@ def _train(folder: Path, plan: RunPlan, est: MixtureRegressor, resume: bool) -> 
         write_table(neighbour_stability(tables), folder / NEIGHBOUR_STABILITY)
     write_table(est.snapshots(), folder / SNAPSHOTS)
     write_table(est.history_, folder / HISTORY)
+    if est.stack_ is not None:  # also in the checkpoint, which is what mrl predict reads
+        write_json(est.stack_.to_state(), folder / STACK)
     if params.baselines:
         write_json(fit_baselines(data, split, est.target_transform_, params.features, seed=params.seed),
                    folder / BASELINES)

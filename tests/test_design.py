@@ -19,7 +19,7 @@ from mrl.predict import Predictor
 from mrl.runs import load_run, run_experiment
 
 TINY = dict(steps=300, eval_every=100, snapshot_every=100, checkpoint_every=300, embedding_dim=4, hidden=[16],
-            device="cpu", content_scale="none", ensemble=2)
+            device="cpu", content_scale="none", ensemble=2, small_data="off")  # the plain network (stacked: test_small_data_defaults)
 FAST = dict(steps=30, n_starts=2)
 FAMILIES = ["active", "preservative", "thickener", "solvent", "emollient"]
 

@@ -112,7 +112,7 @@ def test_resume_with_early_stopping_is_exact(tiny_data, tmp_path, monkeypatch, s
 
         def stop(model):
             calls.append(1)
-            if len(calls) == stop_after:
+            if len(calls) == stop_after + 1:  # the first call checks the start (step 0)
                 raise _Interrupt
             return validate(model)
         kwargs["validate"] = stop

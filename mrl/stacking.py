@@ -1,0 +1,203 @@
+"""Stacking: mrl learns the residual of a classical model on the contents (``stack: ridge | lightgbm | auto``).
+
+On a few hundred formulas a ridge or LightGBM model on the content fractions beats a network that has to learn one
+vector per material from scratch (``book/small_data.md``). With ``stack`` the prediction becomes
+
+    prediction (transformed target, e.g. log10) = base(contents, conditions) + mixture model(contents, conditions)
+
+so the network learns what the base misses, and the material vectors stay the inspectable table. The base is fitted
+on the training formulas only; the residuals the network trains on come from **out-of-fold** predictions
+(:data:`FOLDS` folds by formula, seeded), so the network never sees a base that has memorised its rows.
+``auto`` fits both candidates and keeps the one with the lower out-of-fold MAE (training formulas only), or none when
+neither beats the training mean.
+
+A fitted base is a :class:`StackBase`: plain JSON state (ridge: scaler, clip and coefficients; LightGBM: the booster's
+own text model), stored in the checkpoint's estimator section so that ``mrl predict`` reproduces it, and written by a
+run as ``stack.json``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mrl.baselines import make_estimator
+from mrl.run_baselines import LIGHTGBM, MAX_DENSE_CELLS
+
+log = logging.getLogger(__name__)
+
+#: Candidate base models of ``stack: auto`` (in order; ties keep the first).
+STACK_MODELS = ("ridge", "lightgbm")
+#: Folds (by formula) of the out-of-fold predictions the network's residuals come from.
+FOLDS = 5
+#: Parameters of each base model (LightGBM: those of the run baselines, :data:`mrl.run_baselines.LIGHTGBM`).
+STACK_PARAMS: dict[str, dict[str, Any]] = {"ridge": {}, "lightgbm": dict(LIGHTGBM)}
+
+
+@dataclass
+class StackBase:
+    """A fitted base model on ``n_columns`` content columns (the vocabulary at fit time) plus the conditions
+    (those flagged in ``inverse`` entered as 1000 / value). ``state``: ridge ``mean``, ``scale``, ``clip``,
+    ``coef``, ``intercept``; LightGBM ``model`` (LightGBM's text format)."""
+
+    kind: str
+    n_columns: int
+    inverse: list[bool]
+    state: dict
+    oof_mae: float = float("nan")  # out-of-fold MAE on the training rows (transformed target)
+    # materials added to the vocabulary after fitting (mrl.adapt), in order: the column each one counts as (a tied
+    # material's known partner), or -1 (no column: the base does not see it)
+    extra: list[int] = field(default_factory=list)
+
+    def with_new_materials(self, source: Sequence[int]) -> "StackBase":
+        """A copy for a vocabulary extended by materials that count as ``source`` columns (-1: none)."""
+        return replace(self, extra=[*self.extra, *(int(s) if 0 <= s < self.n_columns else -1 for s in source)])
+
+    def inputs(self, matrix: sp.spmatrix, conditions: np.ndarray) -> np.ndarray:
+        """The base's input rows: content fractions of the first ``n_columns`` materials (a material added later
+        counts as its :attr:`extra` column, or not at all), then the conditions."""
+        matrix = sp.csr_matrix(matrix)
+        if matrix.shape[1] > self.n_columns:
+            source = [*range(self.n_columns), *self.extra][:matrix.shape[1]]
+            keep = [(i, s) for i, s in enumerate(source) if s >= 0]
+            fold = sp.csr_matrix((np.ones(len(keep)), ([i for i, _ in keep], [s for _, s in keep])),
+                                 shape=(matrix.shape[1], self.n_columns))
+            matrix = matrix @ fold
+        return stack_inputs(matrix, conditions, self.inverse)
+
+    def predict(self, matrix: sp.spmatrix, conditions: np.ndarray) -> np.ndarray:
+        """Base prediction (transformed target) for each row of a content matrix in vocabulary order."""
+        X = self.inputs(matrix, conditions)
+        if self.kind == "ridge":
+            s = self.state
+            z = np.clip((X - np.asarray(s["mean"])) / np.asarray(s["scale"]), -s["clip"], s["clip"])
+            return z @ np.asarray(s["coef"]) + s["intercept"]
+        import lightgbm
+
+        booster = lightgbm.Booster(model_str=self.state["model"])
+        return np.asarray(booster.predict(X), np.float64)
+
+    def predict_local(self, x: torch.Tensor, columns: Sequence[int], conditions: np.ndarray) -> torch.Tensor:
+        """Base prediction (transformed target) for rows ``x`` of contents of the vocabulary's ``columns`` (all other
+        materials absent) at one set of raw ``conditions``; shape ``(n,)``. Differentiable in ``x`` for ridge;
+        LightGBM is piecewise constant in the contents, so its value comes without a gradient (exact almost
+        everywhere). What :mod:`mrl.design` adds to the network's value."""
+        source = np.asarray([*range(self.n_columns), *self.extra], np.int64)[np.asarray(columns, np.int64)]
+        keep = np.flatnonzero(source >= 0)
+        full = torch.zeros(x.shape[0], self.n_columns, dtype=x.dtype)
+        full = full.index_add(1, torch.as_tensor(source[keep]), x[:, torch.as_tensor(keep)])
+        cond = stack_inputs(sp.csr_matrix((1, 0)), np.asarray(conditions, np.float64).reshape(1, -1), self.inverse)
+        cond_t = torch.as_tensor(cond, dtype=x.dtype).expand(x.shape[0], -1)
+        X = torch.cat([full, cond_t], dim=1)
+        if self.kind == "ridge":
+            s = self.state
+            mean, scale = (torch.as_tensor(s[k], dtype=x.dtype) for k in ("mean", "scale"))
+            z = ((X - mean) / scale).clamp(-s["clip"], s["clip"])
+            return z @ torch.as_tensor(s["coef"], dtype=x.dtype) + s["intercept"]
+        import lightgbm
+
+        value = lightgbm.Booster(model_str=self.state["model"]).predict(X.detach().numpy().astype(np.float64))
+        return torch.as_tensor(np.asarray(value), dtype=x.dtype)
+
+    def to_state(self) -> dict:
+        """JSON-ready state (what :meth:`from_state` reads)."""
+        return {"kind": self.kind, "n_columns": self.n_columns, "inverse": list(self.inverse),
+                "oof_mae": self.oof_mae, "extra": list(self.extra), "state": self.state}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "StackBase":
+        """Rebuild from :meth:`to_state`."""
+        return cls(state["kind"], int(state["n_columns"]), list(state["inverse"]), dict(state["state"]),
+                   float(state.get("oof_mae", float("nan"))), [int(s) for s in state.get("extra", [])])
+
+
+def stack_inputs(matrix: sp.spmatrix, conditions: np.ndarray, inverse: Sequence[bool]) -> np.ndarray:
+    """Dense ``(n, n_materials + n_conditions)``: content fractions, then conditions (1000 / value where
+    ``inverse``)."""
+    cond = np.asarray(conditions, np.float64).reshape(matrix.shape[0], -1).copy()
+    for j, inv in enumerate(inverse):
+        if inv:
+            cond[:, j] = 1000.0 / cond[:, j]
+    return np.hstack([np.asarray(sp.csr_matrix(matrix).toarray(), np.float64), cond])
+
+
+def _fit_one(kind: str, X: np.ndarray, y: np.ndarray, seed: int) -> dict:
+    """Fit base ``kind`` on all of ``(X, y)``; its JSON state."""
+    model = make_estimator(kind, seed, **STACK_PARAMS[kind])
+    model.fit(X, y)
+    if kind == "lightgbm":
+        return {"model": model.booster_.model_to_string()}
+    scaler, clip, ridge = model.steps[0][1], model.steps[1][1], model.steps[-1][1]
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "clip": float(clip.kw_args["a_max"]),
+            "coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_)}
+
+
+def fold_of(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold (0..folds-1) of each row: whole groups (formulas) to one fold, in a seeded random order."""
+    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.random.default_rng([seed, 30]).permutation(len(uniq))
+    return (order % folds)[inv]
+
+
+def out_of_fold(kind: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int,
+                folds: int = FOLDS) -> np.ndarray:
+    """Out-of-fold predictions of base ``kind`` for every row (each from a model that did not see its formula)."""
+    fold = fold_of(groups, min(folds, len(np.unique(groups))), seed)
+    pred = np.empty(len(y))
+    for k in np.unique(fold):
+        test = fold == k
+        model = make_estimator(kind, seed, **STACK_PARAMS[kind])
+        model.fit(X[~test], y[~test])
+        pred[test] = model.predict(X[test])
+    return pred
+
+
+def fit_stack(kind: str, matrix: sp.spmatrix, conditions: np.ndarray, inverse: Sequence[bool], y: np.ndarray,
+              groups: np.ndarray, seed: int = 0) -> tuple[StackBase | None, np.ndarray, str]:
+    """Fit the base of ``stack`` = ``kind`` on the training rows: ``(base or None, out-of-fold predictions (zeros
+    without a base), reason)``. ``y`` is the transformed target; ``groups`` the formula of each row.
+
+    ``auto`` tries :data:`STACK_MODELS` and keeps the lowest out-of-fold MAE, or none when none beats the training
+    mean's out-of-fold MAE. Fewer than 2 formulas per fold: no stacking (logged)."""
+    y = np.asarray(y, np.float64)
+    if kind == "none":
+        return None, np.zeros(len(y)), "stack: none"
+    n_groups = len(np.unique(groups))
+    if n_groups < 2 * FOLDS:
+        return None, np.zeros(len(y)), f"stack {kind}: none ({n_groups} training formulas, fewer than {2 * FOLDS})"
+    cells = matrix.shape[0] * (matrix.shape[1] + len(inverse))
+    if cells > MAX_DENSE_CELLS:
+        raise ValueError(f"stack {kind}: {matrix.shape[0]:,} training rows x {matrix.shape[1]:,} materials are too "
+                         f"many to stack on dense contents (> {MAX_DENSE_CELLS:,} cells); use stack: none")
+    start = time.perf_counter()
+    X = stack_inputs(matrix, conditions, inverse)
+    fold = fold_of(groups, FOLDS, seed)
+    mean_oof = np.empty(len(y))
+    for k in range(FOLDS):
+        mean_oof[fold == k] = y[fold != k].mean()
+    scores = {"mean": float(np.abs(y - mean_oof).mean())}
+    oofs: dict[str, np.ndarray] = {}
+    for name in (STACK_MODELS if kind == "auto" else (kind,)):
+        oofs[name] = out_of_fold(name, X, y, groups, seed)
+        scores[name] = float(np.abs(y - oofs[name]).mean())
+    best = min(oofs, key=lambda name: scores[name])
+    words = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    if kind == "auto" and scores[best] >= scores["mean"]:
+        return None, np.zeros(len(y)), f"stack auto: none (out-of-fold MAE {words}: no base beats the mean)"
+    base = StackBase(best, matrix.shape[1], [bool(v) for v in inverse], _fit_one(best, X, y, seed), scores[best])
+    reason = (f"stack {kind}: {best} on the contents{' and conditions' if len(inverse) else ''} (out-of-fold MAE on "
+              f"{n_groups} training formulas, {FOLDS} folds: {words}); mrl learns its residual "
+              f"({time.perf_counter() - start:.1f} s)")
+    return base, oofs[best], reason
+
+
+def refit_stack(base: StackBase, matrix: sp.spmatrix, conditions: np.ndarray, y: np.ndarray, seed: int = 0) -> StackBase:
+    """``base``'s kind fitted again on more rows (every training formula, once the network's validation share has
+    done its work); the out-of-fold error is kept from the first fit."""
+    X = base.inputs(matrix, conditions)
+    return replace(base, state=_fit_one(base.kind, X, np.asarray(y, np.float64), seed))
