@@ -260,6 +260,8 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
             return base(float(value)) if base is float or float(value).is_integer() else value
         except ValueError:
             pass
+    if base is str and isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
+        return "on" if value else "off"  # YAML 1.1 reads on / off (unquoted) as true / false
     if base is list and isinstance(value, tuple):
         return list(value)
     if base is list and isinstance(value, str) and key in STRING_LISTS:  # material_columns: B:K

@@ -169,3 +169,26 @@ def test_the_base_in_torch_equals_the_base(tiny_data_t, kind):
     if kind == "ridge":
         local.sum().backward()
         assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_small_data_off_written_unquoted_in_yaml(tmp_path):
+    """YAML 1.1 reads an unquoted ``off`` as false: the parameter still means "off" (and ``on`` "on")."""
+    from mrl.params import load_params
+
+    path = tmp_path / "p.yaml"
+    path.write_text("small_data: off\n")
+    assert load_params(path).small_data == "off"
+    path.write_text("small_data: on\n")
+    assert load_params(path).small_data == "on"
+
+
+def test_sweep_params_keep_the_seed_experiment():
+    """The sweeps reproduce the seed's table: fixed steps and no stacked base at any data size."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "params"
+    for name in ("lab_small", "lab_small_seeds", "quick", "lab_seed_scale"):
+        base = yaml.safe_load((root / f"{name}.yaml").read_text())["base"]
+        assert isinstance(base["steps"], int) and base["small_data"] is False, name

@@ -148,7 +148,7 @@ def test_bad_params_are_rejected_before_anything_runs(tmp_path):
         run_sweep(QUICK, runs_dir=str(tmp_path), grid={"embedding_dim": [4, 0]})
     with pytest.raises(ValueError, match="unknown parameter"):
         run_sweep(QUICK, runs_dir=str(tmp_path), grid={"embedding_size": [4]})
-    with pytest.raises(TypeError, match="steps must be int"):
+    with pytest.raises(ValueError, match="steps must be a positive integer or 'auto'"):
         run_sweep(QUICK, runs_dir=str(tmp_path), base={"steps": "many"})
     with pytest.raises(ValueError, match="twice"):
         run_sweep(QUICK, runs_dir=str(tmp_path), grid={"embedding_dim": [2], "seed": [0, 1]})
