@@ -62,6 +62,9 @@ FEATURE_KINDS = ("columns", *ELEMENT_KINDS, "rdkit", "supplier")
 #: The ``features`` value whose ``g`` is a molecular-graph encoder over the ``smiles`` column (:mod:`mrl.graph`),
 #: not a map of feature rows: :func:`material_features` does not build a table for it.
 GRAPH = "graph"
+#: The feature table that stands for ``graph`` where a fixed table is needed (tree baselines): RDKit descriptors of
+#: the same ``smiles`` column.
+GRAPH_TABLE = "rdkit"
 #: Columns of a materials table that are ids, descriptions or usage, never features.
 NOT_FEATURES = ("material_id", "n_formulas", "median_content", "name", "family", "smiles", "tied_to", "like")
 #: Prefix of supplier-sheet columns (``features="supplier"``).
