@@ -96,3 +96,33 @@ def test_new_compound_from_its_smiles_alone(tiny_data, tmp_path):
     assert not np.isclose(by_graph.loc[0, "prediction"], zero.loc[0, "prediction"])
     with pytest.raises(ValueError, match=r"material 'BAD' \(materials table row 1\): invalid SMILES"):
         add_by_features(est, pd.DataFrame({"material_id": ["BAD"], "smiles": ["C(("]}))
+
+
+def test_run_baselines_of_a_graph_run_use_descriptors_of_its_smiles():
+    from mrl.run_baselines import baseline_models
+
+    labels = [m.label for m in baseline_models("graph")]
+    assert "LightGBM on rdkit features" in labels and not any("graph" in label for label in labels)
+
+
+def test_liquid_benchmark_renders_graph_rows_and_new_compound_story():
+    from conftest import load_benchmark
+
+    bench = load_benchmark("liquid_viscosity")
+    row = {"mae": 0.05, "rmse": 0.08, "pure_mae": 0.07, "mix_mae": 0.049, "wall_s": 100.0}
+    results = {"test": {"mrl_graph": {**row, "mae": 0.04}, "published": {**row, "mae": 0.0333}},
+               "unseen": {"mrl_graph": [{**row, "seed": 0}, {**row, "mae": 0.06, "seed": 1}],
+                          "lightgbm_descriptors": [{**row, "mae": 0.058}, {**row, "mae": 0.060}]},
+               "settings": {"graph": {"steps": 1000}},
+               "analysis_graph": {"share_learned": 0.5, "share_descriptors": 0.69, "share_chance": 0.11,
+                                  "n_compounds": 500, "min_formulas": 3}}
+    text = bench.render_graph(results)
+    assert "| held-out compounds (10 %, 2 seeds) | all | 0.0550 ± 0.0071 |" in text
+    assert "mrl + graph encoder is 0.0550 ± 0.00707 log10 cP (mean ± SD over 2 seeds), within the spread" in text
+    assert "below the published 0.0333: missed by 0.0067" in text and "at most 0.045: missed by 0.0100" in text
+    assert "LightGBM on descriptors (0.059): met" in text and "own-class share" in text
+    story = {"name": "1-propanol", "family": "alcohol", "smiles": "CCCO", "n_mixture_rows": 3, "measured": [0.3, 0.2],
+             "norm_graph": 1.0, "norm_residual": 0.01, "pure_mae": 0.05, "published_pure_mae": 0.02,
+             "neighbours": [{"name": "1-butanol", "family": "alcohol"}]}
+    words = bench.render_new_compound({"new_compound": story})
+    assert "**1-propanol**" in words and "1-butanol (alcohol)" in words and "2 pure-liquid rows" in words
