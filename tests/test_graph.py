@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mrl.adapt import add_by_features
+from mrl.adapt import add_by_features, tie_materials
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.graph import GraphEncoder, batch_graph, material_smiles
@@ -87,6 +87,9 @@ def test_new_compound_from_its_smiles_alone(tiny_data, tmp_path):
     assert torch.allclose(vec[-2], expected[0], atol=1e-6) and torch.count_nonzero(vec[-1]) == 0
     assert torch.equal(out.module_.table[-2:], torch.zeros(2, 4))  # residual 0: the vector is g(graph)
     assert np.array_equal(out.predict(data), est.predict(data))  # known formulas unchanged
+    twin = tie_materials(est, {"TWIN": "M001"}).module_  # a tied material takes its partner's graph and vector
+    assert twin.model_params["graph_smiles"][-1] == "CCO" and torch.equal(twin.material_vectors()[-1],
+                                                                          twin.material_vectors()[1])
     # mrl predict --unknown features, from the saved folder: the new compound's vector from its structure
     forms = pd.DataFrame({"formula_id": ["X", "X"], "material_id": ["M001", "PROPANEDIOL"], "content": [0.5, 0.5]})
     predictor = Predictor.from_folder(tmp_path)
