@@ -359,8 +359,9 @@ def render_new_compound(results: dict) -> str:
                   "the published model (trained on these rows)", what=f"MAE on its {len(story['measured'])} "
                   f"pure-liquid rows", unit="log10 cP", digits=3).sentence
     return (f"**{compound_label(story['name'])}** ({story['family']}, `{story['smiles']}`) is one of the compounds held "
-            f"out on seed 0: it occurs in none of the model's training formulas ({story['n_mixture_rows']} held-out "
-            f"mixture rows and {len(story['measured'])} pure-liquid rows hold it). Its vector comes from its "
+            f"out on seed 0 (by a fixed rule: the named held-out compound with the most pure-liquid rows): it occurs "
+            f"in none of the model's training formulas ({story['n_mixture_rows']:,} held-out mixture rows and "
+            f"{len(story['measured'])} pure-liquid rows hold it). Its vector comes from its "
             f"structure: the graph encoder's part has norm {story['norm_graph']:.3f}, its never-trained residual "
             f"{story['norm_residual']:.3f}. Its 5 nearest compounds (cosine, among compounds in at least 3 training "
             f"formulas): {neighbours}. {pub}")

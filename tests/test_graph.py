@@ -129,3 +129,20 @@ def test_liquid_benchmark_renders_graph_rows_and_new_compound_story():
              "neighbours": [{"name": "1-butanol", "family": "alcohol"}]}
     words = bench.render_new_compound({"new_compound": story})
     assert "**1-propanol**" in words and "1-butanol (alcohol)" in words and "2 pure-liquid rows" in words
+
+
+def test_liquid_page_shows_the_graph_rows_of_the_result_file():
+    import json
+    from pathlib import Path
+
+    from conftest import load_benchmark
+
+    root = Path(__file__).resolve().parents[1]
+    bench = load_benchmark("liquid_viscosity")
+    results = json.loads((root / "benchmarks" / "results" / "liquid_viscosity.json").read_text())
+    page = (root / "book" / "liquid_viscosity.md").read_text()
+    assert "mrl_graph" in results["test"] and results["new_compound"]["n_training_formulas"] == 0
+    for text in (bench.render_graph(results), bench.render_new_compound(results)):
+        assert text in page, ("book/liquid_viscosity.md is stale: python benchmarks/liquid_viscosity.py --render "
+                              "benchmarks/results/liquid_viscosity.json --book book/liquid_viscosity.md")
+    assert (root / "book" / "figures" / "liquid_new_compound.png").is_file()
