@@ -36,6 +36,7 @@ from mrl.data import FormulaData, material_rows
 from mrl.domain import Domain
 from mrl.ensemble import load_members
 from mrl.estimator import MixtureRegressor
+from mrl.features import GRAPH
 from mrl.io import atomic_dir, write_json, write_table
 from mrl.metrics import log10_mae, regression_metrics
 from mrl.model import Batch, MixtureModel, make_batch
@@ -46,9 +47,13 @@ from mrl.uncertainty import from_model_units, member_summary
 log = logging.getLogger(__name__)
 
 
-def _feature_rows(est: MixtureRegressor, materials: pd.DataFrame | None, n: int) -> np.ndarray | None:
+def _feature_rows(est: MixtureRegressor, materials: pd.DataFrame | None,
+                  n: int) -> np.ndarray | list[str | None] | None:
     """Standardised feature rows of ``n`` new materials for a feature model (None without features): from
-    ``materials`` where given (absent columns count as unknown), else the "no feature known" row."""
+    ``materials`` where given (absent columns count as unknown), else the "no feature known" row. A graph model
+    gets their SMILES (None where unknown)."""
+    if est.features == GRAPH:  # SMILES, None where unknown (g = 0)
+        return [None] * n if materials is None else est.material_feature_rows(materials, missing="nan")
     scaler = getattr(est, "feature_scaler_", None)
     if scaler is None:
         return None
@@ -58,7 +63,8 @@ def _feature_rows(est: MixtureRegressor, materials: pd.DataFrame | None, n: int)
 
 
 def _with_new_rows(est: MixtureRegressor, materials: pd.DataFrame, typical_content: np.ndarray,
-                   source: np.ndarray, pinned: np.ndarray, features: np.ndarray | None = None) -> MixtureRegressor:
+                   source: np.ndarray, pinned: np.ndarray,
+                   features: np.ndarray | list[str | None] | None = None) -> MixtureRegressor:
     """A copy of ``est`` whose vocabulary ends with ``materials`` (see :meth:`MixtureModel.with_new_materials`).
     Snapshots get NaN rows for the new materials (they were not in the vocabulary then)."""
     module = est.module_.with_new_materials(source, typical_content, pinned, features)
@@ -179,7 +185,7 @@ def add_by_features(est: MixtureRegressor, materials: pd.DataFrame) -> MixtureRe
     Args:
         est: an estimator fitted with ``features`` (unchanged).
         materials: one row per new material: ``material_id``, what its features come from (the feature columns for
-            ``features="columns"``/``"supplier"``, with NaN where unknown; ``smiles`` for ``"rdkit"``; the id as
+            ``features="columns"``/``"supplier"``, with NaN where unknown; ``smiles`` for ``"rdkit"`` and ``"graph"``; the id as
             element symbol for element tables), and, for a content-scaled model (``content_scale`` other than
             ``"none"``), ``median_content``: the typical content *fraction* it will be dosed at (its content scale
             is ``1 / median_content``, as for a trained material).
@@ -189,7 +195,7 @@ def add_by_features(est: MixtureRegressor, materials: pd.DataFrame) -> MixtureRe
             ``median_content`` column, or a non-positive ``median_content``.
     """
     check_is_fitted(est, "module_")
-    if getattr(est, "feature_scaler_", None) is None:
+    if getattr(est, "feature_scaler_", None) is None and est.features != GRAPH:
         raise ValueError("add_by_features: the model was fitted without features (features=None); use "
                          "add_materials (formulas) or tie_materials instead")
     if "material_id" not in materials.columns or materials.empty:

@@ -23,7 +23,8 @@ from mrl.checkpoint import (
     save_checkpoint,
 )
 from mrl.data import FormulaData, content_matrix, material_rows, prediction_input
-from mrl.features import FeatureScaler, material_features
+from mrl.features import GRAPH, FeatureScaler, material_features
+from mrl.graph import material_smiles
 from mrl.init_vectors import set_initial_table
 from mrl.metrics import regression_metrics
 from mrl.model import PREDICTION_MARGIN, MixtureModel, make_batch
@@ -305,7 +306,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     def _fit_features(self) -> np.ndarray | None:
         """Standardised feature rows of the vocabulary (``feature_scaler_`` fitted on them), or None."""
         self.feature_scaler_ = None
-        if self.features is None:
+        if self.features is None or self.features == GRAPH:  # a graph model's g reads SMILES (_build_module)
             return None
         raw = material_features(self.materials_, self.features)
         self.feature_scaler_ = FeatureScaler.fit(raw, what=f"features={self.features!r}")
@@ -315,11 +316,18 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  int(raw.isna().all(axis=1).sum()))
         return x
 
-    def material_feature_rows(self, materials: pd.DataFrame, missing: str = "error") -> np.ndarray:
+    def material_feature_rows(self, materials: pd.DataFrame,
+                              missing: str = "error") -> np.ndarray | list[str | None]:
         """Standardised feature rows of ``materials`` (a materials table; see :mod:`mrl.features`) with this
         model's scaler, shape ``(len(materials), n_features)``; ``missing="nan"`` treats absent feature columns as
-        unknown values instead of an error."""
+        unknown values instead of an error. A graph model (``features="graph"``) gets the materials' checked SMILES
+        instead (:func:`mrl.graph.material_smiles`; None where empty, or for all without a ``smiles`` column when
+        ``missing="nan"``)."""
         self._check_fitted()
+        if self.features == GRAPH:
+            if "smiles" not in materials.columns and missing == "nan":
+                return [None] * len(materials)
+            return material_smiles(materials)
         if self.feature_scaler_ is None:
             raise ValueError("this model was fitted without features")
         what = f"features={self.features!r}"
@@ -345,7 +353,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             interaction_mixing=self.interaction_mixing,
             tied_to=self.tied_to_,
             temperature_index=self.conditions_.index(self.temperature) if self.head == "vft" else 0,
-            **({} if features is None else {"n_features": features.shape[1], "feature_map": self.feature_map}))
+            **({} if features is None else {"n_features": features.shape[1], "feature_map": self.feature_map}),
+            **({"graph_smiles": material_smiles(self.materials_)} if self.features == GRAPH else {}))
         if features is not None:
             module.set_features(features)
         if initial_table is not None:

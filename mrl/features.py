@@ -10,6 +10,8 @@ known) from one of :data:`FEATURE_KINDS`:
   element symbol is read as a chemical formula (:func:`mrl.elements.parse_formula`: ``"SiO2"``, ``"Al2O3"``,
   ``"Na2O"``, ``"CaMgSi2O6"``) and described by :func:`compound_features` (see below).
 * ``"rdkit"``: RDKit descriptors of the materials table's ``smiles`` column (:mod:`mrl.descriptors`).
+* ``"graph"`` (:data:`GRAPH`) is no table: ``g`` is a message-passing network over the ``smiles`` column's
+  molecular graphs (:mod:`mrl.graph`).
 * ``"supplier"``: the ``sheet_*`` columns (supplier-sheet values; :func:`mrl.synth.make_lab` writes them for its
   materials with ``supplier_sheet=True``).
 
@@ -57,6 +59,12 @@ log = logging.getLogger(__name__)
 ELEMENT_KINDS = ("magpie", "mat2vec", "oliynyk", "jarvis")
 #: Every kind :func:`material_features` builds (the ``features`` parameter's values but ``None``).
 FEATURE_KINDS = ("columns", *ELEMENT_KINDS, "rdkit", "supplier")
+#: The ``features`` value whose ``g`` is a molecular-graph encoder over the ``smiles`` column (:mod:`mrl.graph`),
+#: not a map of feature rows: :func:`material_features` does not build a table for it.
+GRAPH = "graph"
+#: The feature table that stands for ``graph`` where a fixed table is needed (tree baselines): RDKit descriptors of
+#: the same ``smiles`` column.
+GRAPH_TABLE = "rdkit"
 #: Columns of a materials table that are ids, descriptions or usage, never features.
 NOT_FEATURES = ("material_id", "n_formulas", "median_content", "name", "family", "smiles", "tied_to", "like")
 #: Prefix of supplier-sheet columns (``features="supplier"``).
@@ -152,6 +160,8 @@ def material_features(materials: pd.DataFrame, kind: str, drop_empty: bool = Tru
         frame.index = pd.Index(ids.to_numpy(), name="material_id")
         frame = frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
         return _drop_empty(frame, what) if drop_empty else frame
+    if kind == GRAPH:
+        raise ValueError(f"{what}: the graph encoder reads SMILES (mrl.graph.material_smiles), not a feature table")
     raise ValueError(f"features must be one of {FEATURE_KINDS} (or None), got {kind!r}")
 
 

@@ -22,7 +22,9 @@ activation, with ``x_i`` its standardised feature row (the ``features`` buffer, 
 a learned map shared by all materials (``feature_map``: ``"linear"``, or ``"mlp"`` with one hidden layer of
 :data:`FEATURE_HIDDEN` units) and ``r_i`` the per-material residual (the table ``W``). ``g``'s output layer starts at
 zero, so training starts from the plain table; content scaling, pinning and ties then apply as without features,
-and :meth:`MixtureModel.material_vectors` still gives one effective vector per material.
+and :meth:`MixtureModel.material_vectors` still gives one effective vector per material. With ``graph_smiles``
+(``features: graph``) ``g`` is a message-passing network over each material's molecular graph
+(:class:`mrl.graph.GraphEncoder`, chemprop 2), trained end to end; a material without SMILES has ``g`` = 0.
 
 Measurement conditions (temperature, pressure, ...) are standardised (optionally ``1000 / value`` first) and
 enter the head beside ``m``; they never touch the material vectors. Target scaling (``log10`` then
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mrl.graph import GraphEncoder
 from mrl.params import check_constraints
 
 #: Transforms a fitted model applies (``auto`` is resolved before, by :mod:`mrl.transforms`).
@@ -368,6 +371,9 @@ class MixtureModel(nn.Module):
         interaction_heads: attention heads per transformer layer (a divisor of ``interaction_width``).
         interaction_width: width of the transformer layers.
         interaction_mixing: ``"attention"`` or ``"pooling"`` (:class:`TransformerBlock`).
+        graph_smiles: with ``features: graph``, each material's SMILES (None: no structure); ``g`` is then a
+            :class:`mrl.graph.GraphEncoder` over their molecular graphs instead of a map of feature rows (the
+            SMILES are model parameters, so a checkpoint rebuilds the graphs).
     """
 
     def __init__(self, n_materials: int, embedding_dim: int, activation: str = "tanh",
@@ -377,10 +383,14 @@ class MixtureModel(nn.Module):
                  init_std: float = 1e-3, aggregation: str = "embedding_bag", temperature_index: int = 0,
                  interaction: str = "none", tied_to: Sequence[int] | None = None, n_features: int = 0,
                  feature_map: str = "linear", interaction_layers: int = 3, interaction_heads: int = 4,
-                 interaction_width: int = 64, interaction_mixing: str = "attention") -> None:
+                 interaction_width: int = 64, interaction_mixing: str = "attention",
+                 graph_smiles: Sequence[str | None] | None = None) -> None:
         super().__init__()
         check_constraints({"activation": activation, "content_scale": content_scale, "aggregation": aggregation,
                            "interaction": interaction, "head": head, "feature_map": feature_map}, "MixtureModel")
+        if graph_smiles is not None and (n_features or len(graph_smiles) != n_materials):
+            raise ValueError(f"graph_smiles needs one entry per material ({n_materials}, got {len(graph_smiles)}) "
+                             f"and no feature rows (n_features=0)")
         if n_features < 0:
             raise ValueError(f"n_features must be >= 0, got {n_features}")
         if head == "vft" and n_conditions < 1:
@@ -398,7 +408,8 @@ class MixtureModel(nn.Module):
             tied_to=None if tied_to is None else [int(t) for t in source], n_features=int(n_features),
             feature_map=feature_map, interaction_layers=int(interaction_layers),
             interaction_heads=int(interaction_heads), interaction_width=int(interaction_width),
-            interaction_mixing=interaction_mixing)
+            interaction_mixing=interaction_mixing,
+            **({} if graph_smiles is None else {"graph_smiles": [None if v is None else str(v) for v in graph_smiles]}))
         self.activation = activation
         self.aggregation = aggregation
         self.head_kind = head
@@ -441,6 +452,7 @@ class MixtureModel(nn.Module):
             with torch.no_grad():
                 self.feature_map[-1].weight.zero_()
                 self.feature_map[-1].bias.zero_()
+        self.graph = None if graph_smiles is None else GraphEncoder(graph_smiles, embedding_dim)
 
     def set_features(self, features: np.ndarray) -> None:
         """Copy the standardised feature rows, shape ``(n_materials, n_features)``, into the ``features`` buffer."""
@@ -453,7 +465,8 @@ class MixtureModel(nn.Module):
         self.features.copy_(values.to(self.features.device))
 
     def with_new_materials(self, source: np.ndarray, typical_content: np.ndarray,
-                           pinned: np.ndarray, features: np.ndarray | None = None) -> "MixtureModel":
+                           pinned: np.ndarray,
+                           features: np.ndarray | Sequence[str | None] | None = None) -> "MixtureModel":
         """A copy whose vocabulary ends with ``len(source)`` new materials; this module is unchanged.
 
         New material ``j`` copies the raw row and content scale of known row ``source[j]`` (a known row that is
@@ -463,7 +476,9 @@ class MixtureModel(nn.Module):
 
         A model with features needs ``features``, the new materials' standardised feature rows, shape
         ``(len(source), n_features)``; a copied material takes its source's row instead (so it gets the source's
-        vector), a new one ``g(features[j])`` plus a zero residual.
+        vector), a new one ``g(features[j])`` plus a zero residual. A graph model (``graph_smiles``) takes the new
+        materials' SMILES there instead (a sequence, None where unknown: ``g`` = 0); a copied material takes its
+        source's SMILES.
         """
         source = np.asarray(source, np.int64)
         n_old, n_new = self.model_params["n_materials"], len(source)
@@ -474,7 +489,15 @@ class MixtureModel(nn.Module):
         if tied is not None:
             source = np.where(copied, np.asarray(tied)[np.clip(source, 0, None)], source)
         new_pins = [n_old + int(j) for j in np.flatnonzero(pinned)]
-        params = dict(self.model_params, n_materials=n_old + n_new,
+        graph = {}
+        if self.graph is not None:
+            smiles = self.model_params["graph_smiles"]
+            given = [None] * n_new if features is None else list(features)
+            if len(given) != n_new:
+                raise ValueError(f"with_new_materials: a graph model needs one SMILES (or None) per new material "
+                                 f"({n_new}), got {len(given)}")
+            graph["graph_smiles"] = [*smiles, *(smiles[int(s)] if s >= 0 else given[j] for j, s in enumerate(source))]
+        params = dict(self.model_params, n_materials=n_old + n_new, **graph,
                       tied_to=None if tied is None else [*tied, *range(n_old, n_old + n_new)],
                       median_content=[*typical, *np.where(copied, typical[np.clip(source, 0, None)],
                                                           np.asarray(typical_content, np.float64))],
@@ -564,6 +587,9 @@ class MixtureModel(nn.Module):
         """Raw vectors before the activation: the table ``W``, plus ``g(x)`` with features, shape
         ``(n_materials, dim)``, or only ``rows`` of it (ties not resolved)."""
         table = self.table if rows is None else self.table[rows]
+        if self.graph is not None:
+            g = self.graph()
+            return (g if rows is None else g[rows]) + table
         if self.feature_map is None:
             return table
         return self.feature_map(self.features if rows is None else self.features[rows]) + table

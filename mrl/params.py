@@ -87,7 +87,8 @@ class RunParams:
     interaction_mixing: str = "attention"
     # known material features beside the learned vectors: null | columns (numeric columns of the materials table) |
     # magpie | mat2vec | oliynyk | jarvis (element tables; material id = element symbol) | rdkit (smiles column) |
-    # supplier (sheet_* columns, e.g. a synthetic lab's supplier sheets); raw vector = g(features) + residual
+    # supplier (sheet_* columns, e.g. a synthetic lab's supplier sheets) | graph (a message-passing network over each
+    # material's molecular graph from its smiles, trained end to end; mrl.graph); raw vector = g(features) + residual
     features: Optional[str] = None
     feature_map: str = "linear"  # linear | mlp (one hidden layer of 64): the map g from features to raw vectors
     # training
@@ -167,7 +168,8 @@ CHOICES: dict[str, tuple] = {
     "aggregation": ("embedding_bag", "sparse_mm"),
     "interaction": ("none", "attention", "transformer"),
     "interaction_mixing": ("attention", "pooling"),
-    "features": (None, "columns", "magpie", "mat2vec", "oliynyk", "jarvis", "rdkit", "supplier"),
+    # graph: a message-passing network over each material's molecular graph from its smiles (mrl.graph, chemprop)
+    "features": (None, "columns", "magpie", "mat2vec", "oliynyk", "jarvis", "rdkit", "supplier", "graph"),
     "feature_map": ("linear", "mlp"),
     "lr_schedule": ("cosine", "constant"),
     "loss": ("mse", "l1", "huber"),

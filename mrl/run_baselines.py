@@ -5,7 +5,8 @@
 * the mean of the training values;
 * ridge on the contents (the content fractions, plus the conditions);
 * LightGBM on the contents;
-* where the run uses material features (``features``: columns, element tables, RDKit, supplier sheets), LightGBM and
+* where the run uses material features (``features``: columns, element tables, RDKit, supplier sheets; for ``graph``
+  the RDKit descriptors of the same SMILES), LightGBM and
   random forest on the content-weighted features (each formula's contents times its materials' standardised
   feature rows, :func:`weighted_features`, plus the conditions).
 
@@ -31,7 +32,7 @@ import scipy.sparse as sp
 
 from mrl.baselines import condition_features, fit_predict, fraction_matrix
 from mrl.data import FormulaData
-from mrl.features import FeatureScaler, material_features
+from mrl.features import GRAPH, GRAPH_TABLE, FeatureScaler, material_features
 from mrl.io import read_json
 from mrl.metrics import log_target_metrics, split_metrics
 from mrl.model import PREDICTION_MARGIN
@@ -69,6 +70,7 @@ def baseline_models(features: str | None) -> list[BaselineModel]:
               BaselineModel("ridge on contents", "ridge", "contents"),
               BaselineModel("LightGBM on contents", "lightgbm", "contents", LIGHTGBM)]
     if features:
+        features = GRAPH_TABLE if features == GRAPH else features  # a graph run's trees: descriptors of its SMILES
         models += [BaselineModel(f"LightGBM on {features} features", "lightgbm", "features", LIGHTGBM),
                    BaselineModel(f"random forest on {features} features", "random_forest", "features",
                                  RANDOM_FOREST)]
@@ -100,7 +102,8 @@ def _inputs(data: FormulaData, kind: str, features: str | None) -> np.ndarray | 
     if kind == "contents" and data.n_samples * data.n_materials > MAX_DENSE_CELLS:
         X = sp.csr_matrix(data.content_matrix()[data.sample_rows()], dtype=np.float64)
         return sp.hstack([X, sp.csr_matrix(condition_features(data))], format="csr") if data.conditions else X
-    X = fraction_matrix(data) if kind == "contents" else weighted_features(data, str(features))
+    X = fraction_matrix(data) if kind == "contents" else weighted_features(
+        data, GRAPH_TABLE if features == GRAPH else str(features))
     return np.hstack([X, condition_features(data)]) if data.conditions else X
 
 

@@ -189,18 +189,19 @@ def make_optimizer(model: MixtureModel, cfg: LoopConfig) -> tuple[torch.optim.Op
     """Adam with separate learning rates for the material table (and scales) and the head.
 
     With features, the table is the per-material residual and gets ``residual_weight_decay``; the feature map ``g``
-    (and learned content scales) form a third group with ``embedding_lr`` and ``embedding_weight_decay``. Group 1
+    (or graph encoder; and learned content scales) form a third group with ``embedding_lr`` and ``embedding_weight_decay``. Group 1
     is always the head.
     """
-    if model.feature_map is None:
+    if model.feature_map is None and model.graph is None:
         material = [p for n, p in model.named_parameters() if n in ("table", "log_scale")]
         head = [p for n, p in model.named_parameters() if n not in ("table", "log_scale")]
         groups = [{"params": material, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay},
                   {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
     else:
         named = dict(model.named_parameters())
-        mapping = [p for n, p in named.items() if n == "log_scale" or n.startswith("feature_map.")]
-        head = [p for n, p in named.items() if n not in ("table", "log_scale") and not n.startswith("feature_map.")]
+        is_map = [n == "log_scale" or n.startswith(("feature_map.", "graph.")) for n in named]  # g: map or graph
+        mapping = [p for p, m in zip(named.values(), is_map) if m]
+        head = [p for (n, p), m in zip(named.items(), is_map) if n != "table" and not m]
         groups = [{"params": [named["table"]], "lr": cfg.embedding_lr, "weight_decay": cfg.residual_weight_decay},
                   {"params": head, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
                   {"params": mapping, "lr": cfg.embedding_lr, "weight_decay": cfg.embedding_weight_decay}]
