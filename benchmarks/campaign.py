@@ -45,6 +45,7 @@ from mrl.suggest import fit_predictor, suggest  # noqa: E402
 from mrl.synth import PRESETS, LabPreset, hidden_viscosity, lab_tables  # noqa: E402
 from mrl.wording import compare  # noqa: E402
 
+log = logging.getLogger(__name__)
 HIT = 0.15
 BATCH = 8
 NOISE_SEED = 7919
@@ -178,17 +179,20 @@ def summarise(campaigns: list[dict], rounds: int) -> list[dict]:
 
 
 def run(n_campaigns: int, rounds: int, steps: int, ensemble: int, seed: int, preset: str | LabPreset = "small",
-        design_steps: int = 60, n_starts: int = 2, methods=METHODS, stop: bool = True) -> dict:
+        design_steps: int = 60, n_starts: int = 2, methods=METHODS, stop: bool = True,
+        json_path: str | Path | None = None) -> dict:
+    """``n_campaigns`` campaigns of every method (see the module docstring); with ``json_path`` the results so far
+    are written after every campaign (a run stopped early keeps what it finished)."""
     t0 = time.perf_counter()
     tables = lab_tables(preset, seed=0)
     truth = tables["truth"]
-    campaigns, skipped = [], 0
+    campaigns, skipped, results = [], 0, {}
     for k in range(n_campaigns):
         setup = _setup(tables, k, seed, steps, ensemble)
         if setup is None:
             skipped += 1
-            continue
-        for method in methods:
+            log.warning("campaign %d skipped: no base formula without a constrained measured hit", k)
+        for method in methods if setup is not None else ():
             t1 = time.perf_counter()
             c = run_campaign(setup, method, truth, rounds, steps, ensemble, seed, design_steps, n_starts, stop)
             c["wall_s"] = round(time.perf_counter() - t1, 1)
@@ -196,12 +200,16 @@ def run(n_campaigns: int, rounds: int, steps: int, ensemble: int, seed: int, pre
             print(f"campaign {k} ({setup['family']}, {setup['base']} x{setup['mult']:g}): {method}: "
                   f"{'reached after ' + str(c['experiments']) if c['reached'] else 'not reached'} "
                   f"({c['wall_s']:.0f} s)", flush=True)
-    return dict(summary=summarise(campaigns, rounds), campaigns=campaigns,
-                setup=dict(n_campaigns=n_campaigns, skipped=skipped, rounds=rounds, batch=BATCH, steps=steps,
-                           ensemble=ensemble, embedding_dim=8, dropout=0.1, seed=seed, design_steps=design_steps,
-                           n_starts=n_starts, families=list(FAMILIES), targets=list(TARGETS), hit=HIT,
-                           noise=PRESETS["small"].noise, preset=preset if isinstance(preset, str) else preset.name),
-                wall_s=round(time.perf_counter() - t0, 1))
+        results = dict(summary=summarise(campaigns, rounds), campaigns=campaigns,
+                       setup=dict(n_campaigns=k + 1, skipped=skipped, rounds=rounds, batch=BATCH, steps=steps,
+                                  ensemble=ensemble, embedding_dim=8, dropout=0.1, seed=seed,
+                                  design_steps=design_steps, n_starts=n_starts, families=list(FAMILIES),
+                                  targets=list(TARGETS), hit=HIT, noise=PRESETS["small"].noise,
+                                  preset=preset if isinstance(preset, str) else preset.name),
+                       wall_s=round(time.perf_counter() - t0, 1))
+        if json_path is not None:
+            Path(json_path).write_text(json.dumps(results, default=float) + "\n")
+    return results
 
 
 # ------------------------------------------------------------------------------------------------ rendering
@@ -331,9 +339,7 @@ def main(argv=None) -> None:
         logging.basicConfig(level=logging.WARNING)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         results = run(args.campaigns, args.rounds, args.steps, args.ensemble, args.seed,
-                      design_steps=args.design_steps, n_starts=args.n_starts)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, default=float) + "\n")
+                      design_steps=args.design_steps, n_starts=args.n_starts, json_path=args.json)
     print(render(results))
     if args.book:
         write_book(results, args.book, args.figure)
