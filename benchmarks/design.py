@@ -12,7 +12,16 @@ every other family), three answers are compared:
   target / measured under the model);
 * ``random search``: :func:`mrl.design.random_search` with the same constraints, objective and number of model calls;
 * ``nearest training formula``: among training formulas within L1 distance ``--radius`` of the original (content
-  fractions), the one whose measured viscosity is closest to the target (it ignores the constraints).
+  fractions), the one whose measured viscosity is closest to the target (it ignores the constraints);
+* ``data-aware design``: :func:`mrl.design.design` with the training formulas as ``measured_data`` (measured
+  starts, trust region, ranking by the calibrated probability of a hit); a training formula that already meets the
+  target and the constraints is its answer ("already made");
+* ``nearest measured formula under the constraints``: the training formula that satisfies the same constraints
+  (actives unchanged, at most 3 changes, additions from the shelf) and whose measured viscosity is closest to the
+  target (no answer, a miss, when none does).
+
+``design`` and ``random search`` use no measured formula (``design`` ranks by the probability of a hit and keeps
+the trust region too).
 
 Each answer's TRUE viscosity (noise-free hidden rule, :func:`mrl.synth.hidden_viscosity`) is compared with the
 target: a hit lies within 15 %. ``vouched`` (inside the domain and target inside the 80 % interval) is checked
@@ -42,6 +51,9 @@ from mrl.wording import compare, format_number
 
 HIT = 0.15
 TARGETS = (0.5, 2.0)
+#: Order of the methods in the tables.
+METHODS = ("design", "random search", "data-aware design", "nearest measured formula under the constraints",
+           "nearest training formula")
 
 
 def _shelf(data, split: pd.DataFrame) -> list[str]:
@@ -147,6 +159,8 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
             if example is None and mult == 2.0 and not res.proposals.empty and bool(res.proposals["vouched"].iloc[0]):
                 example = _example(res, one, data, truth, float(meas[fid]))
     table = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METHODS)}
+    table = table.iloc[np.argsort(table["method"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
     props = pd.DataFrame(proposals)
     by_target = [dict(target=f"{mult:g}x", **row) for mult, g in table.groupby("mult") for row in _summary(g)]
     paired_aware = {b: _paired(table, "data-aware design", b) for b in
@@ -299,13 +313,13 @@ def render(results: dict) -> str:
              "| --- | --: | --: | --: | --: | --: |"]
     for r in lab["summary"]:
         vouched = f"{100 * r['vouched']:.0f} %" if "vouched" in r else ""
-        lines.append(f"| {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | {100 * r['median_abs_error']:.0f} % | "
-                     f"{100 * r['median_miss']:.0f} % | {vouched} |")
+        lines.append(f"| {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | {_percent(r['median_abs_error'])} | "
+                     f"{_percent(r['median_miss'])} | {vouched} |")
     if lab.get("by_target"):
         lines += ["", "By target:", "", "| target | method | tasks | hit (true within 15 %) | median abs. error |",
                   "| --- | --- | --: | --: | --: |"]
         lines += [f"| {r['target']} | {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | "
-                  f"{100 * r['median_abs_error']:.0f} % |" for r in lab["by_target"]]
+                  f"{_percent(r['median_abs_error'])} |" for r in lab["by_target"]]
     if lab.get("paired"):
         q = lab["paired"]
         lines += ["", f"Paired over the same tasks: {q['a']} hits where {q['b']} misses in {q['only_a']} tasks, the "
@@ -328,6 +342,11 @@ def render(results: dict) -> str:
               f"vouched proposal hits in {fv['hit']} of them "
               f"({100 * fv['hit_share_of_vouched']:.0f} %)."]
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    """A share as ``12 %``; empty for NaN (no answer at all)."""
+    return f"{100 * value:.0f} %" if np.isfinite(value) else ""
 
 
 def render_example(results: dict) -> str:

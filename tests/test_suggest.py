@@ -210,3 +210,18 @@ def test_campaign_data_hold_no_truth():
     setup = bench._setup(tables, 0, 0, steps=50, ensemble=2)
     for table in (setup["start"].materials, setup["start"].properties, setup["materials"]):
         assert not set(LATENTS) & set(table.columns)
+
+
+def test_the_design_page_holds_the_rendering_of_the_committed_campaign_result(tmp_path):
+    """book/design.md's campaign table is exactly what benchmarks/campaign.py renders from
+    benchmarks/results/campaign.json."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    bench = load_benchmark("campaign")
+    results = json.loads((root / "benchmarks" / "results" / "campaign.json").read_text())
+    page = tmp_path / "design.md"
+    page.write_text((root / "book" / "design.md").read_text())
+    bench.write_book(results, page)
+    assert page.read_text() == (root / "book" / "design.md").read_text()
+    assert (root / "book" / "figures" / "campaign.png").stat().st_size < 300_000
