@@ -332,6 +332,9 @@ def render(results: dict) -> str:
         lines += ["", "Start of the data-aware design's best proposal (tasks without an already made formula): " +
                   ", ".join(f"{k or 'none'} {v} ({100 * v / total:.0f} %)"
                             for k, v in sorted(lab["winning_starts"].items(), key=lambda kv: -kv[1])) + "."]
+    n_tasks = 2 * s["n_formulas"]
+    lines += ["", f"Single run (seed 0). With {n_tasks} tasks a hit share near 50 % is uncertain by about "
+                  f"+-{196 * (0.25 / n_tasks) ** 0.5:.0f} percentage points (95 %)."]
     f = lab["refusals"]
     fv = lab["first_vouched"]
     lines += ["", "Every design proposal (up to 3 per task), vouched or not, against the truth:", "",
