@@ -237,6 +237,15 @@ def render(results: dict) -> str:
                      f"{_experiments(r['q75'], r['cap'])} |")
     lines += ["", "Not reached counts as more than the cap (8 x rounds) in the median and quartiles.", ""]
     lines += [_sentence(rows, "mrl suggest", other) for other in ("random search", "perturb nearest")]
+    inf = float("inf")
+    med = {m: (rows[m]["median"] if rows[m]["median"] is not None else inf) for m in METHODS}
+    half = med["mrl suggest"] <= 0.5 * med["random search"]
+    fewer = med["mrl suggest"] < med["perturb nearest"]
+    lines += ["", f"Goal: at most half the experiments of random search (median {_experiments(rows['mrl suggest']['median'], rows['mrl suggest']['cap'])} "
+                  f"against {_experiments(rows['random search']['median'], rows['random search']['cap'])}): "
+                  f"{'met' if half else 'missed'}; fewer than the perturb-nearest habit (against "
+                  f"{_experiments(rows['perturb nearest']['median'], rows['perturb nearest']['cap'])}): "
+                  f"{'met' if fewer else 'missed'}."]
     return "\n".join(lines)
 
 
