@@ -12,7 +12,16 @@ every other family), three answers are compared:
   target / measured under the model);
 * ``random search``: :func:`mrl.design.random_search` with the same constraints, objective and number of model calls;
 * ``nearest training formula``: among training formulas within L1 distance ``--radius`` of the original (content
-  fractions), the one whose measured viscosity is closest to the target (it ignores the constraints).
+  fractions), the one whose measured viscosity is closest to the target (it ignores the constraints);
+* ``data-aware design``: :func:`mrl.design.design` with the training formulas as ``measured_data`` (measured
+  starts, trust region, ranking by the calibrated probability of a hit); a training formula that already meets the
+  target and the constraints is its answer ("already made");
+* ``nearest measured formula under the constraints``: the training formula that satisfies the same constraints
+  (actives unchanged, at most 3 changes, additions from the shelf) and whose measured viscosity is closest to the
+  target (no answer, a miss, when none does).
+
+``design`` and ``random search`` use no measured formula (``design`` ranks by the probability of a hit and keeps
+the trust region too).
 
 Each answer's TRUE viscosity (noise-free hidden rule, :func:`mrl.synth.hidden_viscosity`) is compared with the
 target: a hit lies within 15 %. ``vouched`` (inside the domain and target inside the 80 % interval) is checked
@@ -42,6 +51,9 @@ from mrl.wording import compare, format_number
 
 HIT = 0.15
 TARGETS = (0.5, 2.0)
+#: Order of the methods in the tables.
+METHODS = ("design", "random search", "data-aware design", "nearest measured formula under the constraints",
+           "nearest training formula")
 
 
 def _shelf(data, split: pd.DataFrame) -> list[str]:
@@ -67,7 +79,7 @@ def _nearest_training(data, split, fid, target, radius) -> tuple[str | None, flo
 
 def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int, design_steps: int,
             n_starts: int, min_viscosity: float = 0.0, spread_weight: float = 1.0, pool: str = "eval",
-            model_run: str | None = None, dropout: float = 0.1) -> dict:
+            model_run: str | None = None, dropout: float = 0.1, data_aware: bool = True) -> dict:
     from mrl.design import design, random_search
     from mrl.params import RunParams
     from mrl.runs import load_run, run_experiment
@@ -95,7 +107,8 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
     all_eval = split.loc[split["split"] == pool, "formula_id"].to_numpy()
     eval_ids = all_eval[meas.reindex(all_eval).to_numpy() >= min_viscosity]
     eval_ids = rng.choice(eval_ids, min(n_formulas, len(eval_ids)), replace=False)
-    rows, proposals, example = [], [], None
+    rows, proposals, example, starts = [], [], None, []
+    train_data = data.subset((split["split"] == "train").to_numpy())
     t_design = time.perf_counter()
     for i, fid in enumerate(eval_ids):
         if i and i % 10 == 0:
@@ -111,7 +124,19 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
                       spread_weight=spread_weight)
             res = design(predictor, one, target, steps=design_steps, n_starts=n_starts, **kw)
             rnd = random_search(predictor, one, target, n_calls=res.n_model_calls, **kw)
-            for method, r in (("design", res), ("random search", rnd)):
+            aware = design(predictor, one, target, steps=design_steps, n_starts=n_starts, measured_data=train_data,
+                           **kw) if data_aware else None
+            if aware is not None:
+                rows.append(_measured_answer(aware.constrained, fid, mult, target, data, truth,
+                                             "nearest measured formula under the constraints"))
+                starts.append(str(aware.proposals["start"].iloc[0]) if not aware.proposals.empty else "")
+                if not aware.already_made.empty:  # the answer is a formula the lab has made
+                    rows.append(_measured_answer(aware.already_made, fid, mult, target, data, truth,
+                                                 "data-aware design", vouched=True, calls=aware.n_model_calls))
+                    aware = None
+            for method, r in (("design", res), ("random search", rnd), ("data-aware design", aware)):
+                if r is None:
+                    continue
                 if r.proposals.empty:
                     rows.append(dict(formula_id=fid, mult=mult, method=method, error=np.nan, vouched=False))
                     continue
@@ -134,9 +159,16 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
             if example is None and mult == 2.0 and not res.proposals.empty and bool(res.proposals["vouched"].iloc[0]):
                 example = _example(res, one, data, truth, float(meas[fid]))
     table = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(METHODS)}
+    table = table.iloc[np.argsort(table["method"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
     props = pd.DataFrame(proposals)
     by_target = [dict(target=f"{mult:g}x", **row) for mult, g in table.groupby("mult") for row in _summary(g)]
-    return dict(summary=_summary(table), by_target=by_target, paired=_paired(table),
+    paired_aware = {b: _paired(table, "data-aware design", b) for b in
+                    ("nearest measured formula under the constraints", "nearest training formula", "design")} \
+        if data_aware else {}
+    start_counts = pd.Series(starts).str.replace(r" F\d+$", "", regex=True).value_counts().to_dict()
+    return dict(summary=_summary(table), by_target=by_target, paired=_paired(table), paired_aware=paired_aware,
+                winning_starts={str(k): int(v) for k, v in start_counts.items()},
                 refusals=_refusals(props[props["method"] == "design"]),
                 first_vouched=_first_vouched(props[props["method"] == "design"]), example=example,
                 setup=dict(n_formulas=int(len(eval_ids)), steps=model.steps, ensemble=model.ensemble,
@@ -150,6 +182,18 @@ def run_lab(n_formulas: int, steps: int, ensemble: int, radius: float, seed: int
                 wall_s=round(time.perf_counter() - t0, 1))
 
 
+def _measured_answer(table: pd.DataFrame, fid: str, mult: float, target: float, data, truth, method: str,
+                     **extra) -> dict:
+    """A task answered with the first measured formula of ``table`` (its TRUE viscosity; no row: no answer)."""
+    from mrl.synth import hidden_viscosity
+
+    if table.empty:
+        return dict(formula_id=fid, mult=mult, method=method, error=np.nan, **extra)
+    near = table["formula_id"].iloc[0]
+    true = hidden_viscosity(data.formulas[data.formulas["formula_id"] == near], truth).iloc[0]
+    return dict(formula_id=fid, mult=mult, method=method, error=float(true / target - 1), **extra)
+
+
 def _summary(table: pd.DataFrame) -> list[dict]:
     out = []
     for method, g in table.groupby("method", sort=False):
@@ -158,7 +202,7 @@ def _summary(table: pd.DataFrame) -> list[dict]:
         out.append(dict(method=method, n=int(len(g)), answered=int(err.notna().sum()),
                         hit=float((err <= HIT).sum() / len(g)), median_abs_error=float(err.median()),
                         median_miss=float(miss.median()) if len(miss) else float("nan"),
-                        **({} if "vouched" not in g or method == "nearest training formula" else
+                        **({} if "vouched" not in g or method.startswith("nearest") else
                            {"vouched": float(g["vouched"].fillna(False).mean())})))
     return out
 
@@ -269,17 +313,28 @@ def render(results: dict) -> str:
              "| --- | --: | --: | --: | --: | --: |"]
     for r in lab["summary"]:
         vouched = f"{100 * r['vouched']:.0f} %" if "vouched" in r else ""
-        lines.append(f"| {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | {100 * r['median_abs_error']:.0f} % | "
-                     f"{100 * r['median_miss']:.0f} % | {vouched} |")
+        lines.append(f"| {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | {_percent(r['median_abs_error'])} | "
+                     f"{_percent(r['median_miss'])} | {vouched} |")
     if lab.get("by_target"):
         lines += ["", "By target:", "", "| target | method | tasks | hit (true within 15 %) | median abs. error |",
                   "| --- | --- | --: | --: | --: |"]
         lines += [f"| {r['target']} | {r['method']} | {r['n']} | {100 * r['hit']:.0f} % | "
-                  f"{100 * r['median_abs_error']:.0f} % |" for r in lab["by_target"]]
+                  f"{_percent(r['median_abs_error'])} |" for r in lab["by_target"]]
     if lab.get("paired"):
         q = lab["paired"]
         lines += ["", f"Paired over the same tasks: {q['a']} hits where {q['b']} misses in {q['only_a']} tasks, the "
                       f"reverse in {q['only_b']} (exact McNemar test, two-sided p = {q['p_value']:.2g})."]
+    for b, q in lab.get("paired_aware", {}).items():
+        lines += ["", f"Paired over the same tasks: the data-aware design hits where {b} misses in {q['only_a']} "
+                      f"tasks, the reverse in {q['only_b']} (exact McNemar test, two-sided p = {q['p_value']:.2g})."]
+    if lab.get("winning_starts"):
+        total = sum(lab["winning_starts"].values())
+        lines += ["", "Start of the data-aware design's best proposal (tasks without an already made formula): " +
+                  ", ".join(f"{k or 'none'} {v} ({100 * v / total:.0f} %)"
+                            for k, v in sorted(lab["winning_starts"].items(), key=lambda kv: -kv[1])) + "."]
+    n_tasks = 2 * s["n_formulas"]
+    lines += ["", f"Single run (seed 0). With {n_tasks} tasks a hit share near 50 % is uncertain by about "
+                  f"+-{196 * (0.25 / n_tasks) ** 0.5:.0f} percentage points (95 %)."]
     f = lab["refusals"]
     fv = lab["first_vouched"]
     lines += ["", "Every design proposal (up to 3 per task), vouched or not, against the truth:", "",
@@ -290,6 +345,11 @@ def render(results: dict) -> str:
               f"vouched proposal hits in {fv['hit']} of them "
               f"({100 * fv['hit_share_of_vouched']:.0f} %)."]
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    """A share as ``12 %``; empty for NaN (no answer at all)."""
+    return f"{100 * value:.0f} %" if np.isfinite(value) else ""
 
 
 def render_example(results: dict) -> str:
@@ -326,12 +386,24 @@ def render_key_result(results: dict) -> str:
     random = compare(hit["design"], hit["random search"], "the design", "random search", **words)
     nearest = compare(hit["design"], hit["nearest training formula"], "the design", "the nearest training formula",
                       **words)
+    aware = ""
+    if "data-aware design" in hit:
+        goal = 80.0
+        gap = hit["data-aware design"] - goal
+        aware = (" " + _capital(compare(hit["data-aware design"], hit["nearest measured formula under the constraints"],
+                                         "the data-aware design", "the nearest measured formula under the same "
+                                         "constraints", **words).sentence)
+                 + " " + _capital(compare(hit["data-aware design"], hit["nearest training formula"],
+                                          "the data-aware design", "the unconstrained nearest training formula",
+                                          **words).sentence)
+                 + f" The goal of at least {goal:.0f} % is {'met' if gap >= 0 else 'missed'}"
+                 + (f" by {abs(gap):.1f} percentage points." if gap < 0 else "."))
     return (f"`mrl design` moves a formula's contents by gradient through the model under a lab's constraints and "
             f"says for each proposal whether the model can vouch for it. On the synthetic lab ({n} tasks: 0.5x and 2x "
             f"the measured viscosity of eval formulas, actives fixed, at most 3 changes), a task is a hit when the "
             f"best proposal's true viscosity is within 15 % of the target. Two references: random search with the "
             f"same number of model calls, and the measured training formula nearest the target (free of the "
-            f"constraints). {_capital(random.sentence)}{paired} {_capital(nearest.sentence)}")
+            f"constraints). {_capital(random.sentence)}{paired} {_capital(nearest.sentence)}{aware}")
 
 
 def _capital(sentence: str) -> str:

@@ -42,6 +42,7 @@ from mrl.runs import (
     run_experiment,
     run_state,
 )
+from mrl.suggest import add_results, suggest
 from mrl.sweep import SweepFailed, run_sweep
 from mrl.synth import PRESETS, lab_tables, write_lab
 from mrl.tables import SHEETS, read_table
@@ -362,6 +363,40 @@ def _with_names(forms, names: dict[str, str]):
     return out
 
 
+def _add_from(items: Sequence[str]) -> list[str]:
+    """``--add-from``: codes or names (comma or space separated) or tables with a material_id column."""
+    add_from: list[str] = []
+    for item in items:
+        if Path(item).is_file():
+            table, label = read_table(item, "candidates")
+            if "material_id" not in table.columns:
+                raise ValueError(f"{label}: needs a material_id column")
+            add_from += table["material_id"].astype(str).tolist()
+        else:
+            add_from += split_list([item])
+    return add_from
+
+
+def _constraints(args: argparse.Namespace) -> dict[str, Any]:
+    """The constraint arguments shared by ``design`` and ``suggest`` as keyword arguments of
+    :func:`mrl.design.design`."""
+    return dict(conditions={k: float(v) for k, v in _overrides(args.conditions).items()}, fix=split_list(args.fix),
+                bounds=_bounds(args.bounds), max_changes=args.max_changes, add_from=_add_from(args.add_from),
+                fix_family=split_list(args.fix_family), add_from_family=split_list(args.add_from_family),
+                family_column=args.family_column, domain_bounds=not args.no_domain_bounds, step=args.step)
+
+
+def _window(text: str) -> float:
+    """``--window``: ``15%`` or ``0.15`` -> 0.15."""
+    try:
+        value = float(text[:-1]) / 100.0 if text.strip().endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share such as 15% or 0.15, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"the window must lie between 0 and 100 %, got {text!r}")
+    return value
+
+
 def cmd_design(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists():
@@ -373,22 +408,10 @@ def cmd_design(args: argparse.Namespace) -> None:
         measured = args.measured
     if args.no_anchor:
         measured = None
-    add_from: list[str] = []
-    for item in args.add_from:
-        if Path(item).is_file():
-            table, label = read_table(item, "candidates")
-            if "material_id" not in table.columns:
-                raise ValueError(f"{label}: needs a material_id column")
-            add_from += table["material_id"].astype(str).tolist()
-        else:
-            add_from += split_list([item])
-    conditions = {k: float(v) for k, v in _overrides(args.conditions).items()}
-    result = design(predictor, formula, args.target, conditions=conditions, fix=split_list(args.fix),
-                    bounds=_bounds(args.bounds), max_changes=args.max_changes, add_from=add_from,
-                    n_proposals=args.n_proposals, measured=measured, seed=args.seed,
-                    fix_family=split_list(args.fix_family), add_from_family=split_list(args.add_from_family),
-                    family_column=args.family_column, domain_bounds=not args.no_domain_bounds, step=args.step,
-                    min_distance=args.min_distance)
+    measured_data = None if args.no_measured else load_run(run).data()[0]
+    result = design(predictor, formula, args.target, n_proposals=args.n_proposals, measured=measured, seed=args.seed,
+                    min_distance=args.min_distance, measured_data=measured_data, window=args.window,
+                    **_constraints(args))
     contents = result.table().reset_index()
     with atomic_dir(out) as tmp:
         write_table(rounded(result.proposals), tmp / "proposals.csv")
@@ -396,15 +419,49 @@ def cmd_design(args: argparse.Namespace) -> None:
                                 result.names), tmp / "formulas.csv")
         write_table(contents.round(CONTENT_DECIMALS), tmp / "contents.csv")
         save_figure(design_map(predictor, result), tmp / "design_map.png")
+    if result.note():
+        print(result.note())
     n_ok = int(result.proposals["vouched"].sum())
     print(f"{out}: {len(result.proposals)} proposal(s), {n_ok} vouched (inside the domain, target inside the 80 % "
           f"interval)" + ("" if measured is None else f"; anchored to the measured {measured:g}"))
     for _, row in result.proposals.iterrows():
         print(f"  {row['proposal']}: {format_number(row['prediction'], 4)} [{format_number(row['lower_80'], 4)}, "
-              f"{format_number(row['upper_80'], 4)}] "
+              f"{format_number(row['upper_80'], 4)}] P(hit) {row['p_hit']:.2f}, from {row['start']}; "
               f"{'vouched' if row['vouched'] else 'NOT vouched: ' + row['reasons']}; {row['changes']}")
     print(f"contents in % (original and proposals; {out / 'contents.csv'}):")
     print(contents.round(4).to_string(index=False))
+
+
+def cmd_suggest(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another folder")
+    run = Path(args.run)
+    predictor = Predictor.from_folder(run)
+    data, _ = load_run(run).data()
+    result = suggest(predictor, data, args.target, formula=args.formula, window=args.window, batch=args.batch,
+                     diversity=args.diversity, seed=args.seed, **_constraints(args))
+    names = result.design.names
+    with atomic_dir(out) as tmp:
+        write_table(rounded(result.batch), tmp / "batch.csv")
+        write_table(_with_names(result.formulas.assign(content=result.formulas["content"].round(CONTENT_DECIMALS)),
+                                names), tmp / "formulas.csv")
+        write_table(rounded(result.design.constrained), tmp / "measured_within_constraints.csv")
+    if result.design.note():
+        print(result.design.note())
+    print(f"{out}: {len(result.batch)} formula(s) to make from {result.base_id} for {format_number(args.target, 4)} "
+          f"+-{100 * args.window:g} %; P(at least one hit) {result.p_any:.2f} (picks taken as independent)")
+    for _, row in result.batch.iterrows():
+        print(f"  {row['suggestion']}: {format_number(row['prediction'], 4)} [{format_number(row['lower_80'], 4)}, "
+              f"{format_number(row['upper_80'], 4)}]; {row['changes']}; {row['why']}")
+    print(f"measure them and run: mrl add-results {run} --formulas {out / 'formulas.csv'} --properties "
+          f"MEASURED.csv --out NEW_RUN")
+
+
+def cmd_add_results(args: argparse.Namespace) -> None:
+    path = add_results(args.run, args.formulas, args.properties, args.out, _overrides(args.overrides))
+    print(f"{path}: trained on {args.run}'s data plus the measured formulas of {args.properties} "
+          f"({args.run} unchanged)")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -431,6 +488,30 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _constraint_arguments(p: argparse.ArgumentParser) -> None:
+    """The constraint options shared by ``design`` and ``suggest``."""
+    p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
+    p.add_argument("--fix", nargs="*", default=[], metavar="MAT",
+                   help="materials whose content must not change: codes or names (comma or space separated)")
+    p.add_argument("--fix-family", nargs="*", default=[], metavar="FAMILY",
+                   help="fix every material of these families (e.g. active,preservative; see --family-column)")
+    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi",
+                   help="content range in %% (code or name); overrides the training range")
+    p.add_argument("--no-domain-bounds", action="store_true",
+                   help="let contents leave the range each material had in training formulas (by default a "
+                        "material of the formula stays between its smallest and largest training content)")
+    p.add_argument("--max-changes", type=_positive_int, default=3, help="at most this many materials change")
+    p.add_argument("--add-from", nargs="*", default=[], metavar="IDS_OR_FILE",
+                   help="materials that may be added: codes or names (comma or space separated) or a table with "
+                        "material_id")
+    p.add_argument("--add-from-family", nargs="*", default=[], metavar="FAMILY",
+                   help="materials of these families may be added (e.g. thickener)")
+    p.add_argument("--family-column", default="family",
+                   help="the column of the run's materials table that holds the roles (default: family)")
+    p.add_argument("--step", type=float, default=None, metavar="PERCENT",
+                   help="dosing resolution in %%: every change is a whole multiple of it (e.g. 0.05)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -556,26 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formula", required=True, help="a formula id of the run's data, or a long-format file holding "
                                                     "one formula")
     p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
-    p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
-    p.add_argument("--fix", nargs="*", default=[], metavar="MAT",
-                   help="materials whose content must not change: codes or names (comma or space separated)")
-    p.add_argument("--fix-family", nargs="*", default=[], metavar="FAMILY",
-                   help="fix every material of these families (e.g. active,preservative; see --family-column)")
-    p.add_argument("--bounds", nargs="*", default=[], metavar="MAT=lo:hi",
-                   help="content range in %% (code or name); overrides the training range")
-    p.add_argument("--no-domain-bounds", action="store_true",
-                   help="let contents leave the range each material had in training formulas (by default a "
-                        "material of the formula stays between its smallest and largest training content)")
-    p.add_argument("--max-changes", type=_positive_int, default=3, help="at most this many materials change")
-    p.add_argument("--add-from", nargs="*", default=[], metavar="IDS_OR_FILE",
-                   help="materials that may be added: codes or names (comma or space separated) or a table with "
-                        "material_id")
-    p.add_argument("--add-from-family", nargs="*", default=[], metavar="FAMILY",
-                   help="materials of these families may be added (e.g. thickener)")
-    p.add_argument("--family-column", default="family",
-                   help="the column of the run's materials table that holds the roles (default: family)")
-    p.add_argument("--step", type=float, default=None, metavar="PERCENT",
-                   help="dosing resolution in %%: every change is a whole multiple of it (e.g. 0.05)")
+    _constraint_arguments(p)
     p.add_argument("--min-distance", type=float, default=None, metavar="PERCENT",
                    help="proposals differ from each other by at least this (L1 of contents, %%; default: half the "
                         "larger move)")
@@ -584,9 +646,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the formula's measured value: aim at target/measured under the model (default for a "
                         "formula id of the run's data: its recorded measurement)")
     p.add_argument("--no-anchor", action="store_true", help="aim at the target itself, ignoring any measurement")
+    p.add_argument("--window", type=_window, default="15%",
+                   help="a hit lies within this share of the target (default 15%%): P(hit) and 'already made'")
+    p.add_argument("--no-measured", action="store_true",
+                   help="ignore the run's measured formulas (no 'already made', no starts from measured formulas)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (must not exist)")
     p.set_defaults(func=cmd_design)
+
+    p = sub.add_parser("suggest", help="the next batch of formulas to make for a target (probability of a hit with a "
+                                       "diversity penalty)",
+                       description="Design from a base formula (--formula, default: the measured formula closest to "
+                                   "the target) under the constraints, starting also from the run's measured "
+                                   "formulas, rank the candidates by the calibrated probability that the true value "
+                                   "lies within --window of the target, and pick --batch of them greedily with a "
+                                   "penalty for lying close (in the model's mixture vectors) to earlier picks. Writes "
+                                   "batch.csv (interval, P(hit), flags, why chosen), formulas.csv and "
+                                   "measured_within_constraints.csv into --out (refuses an existing folder).")
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
+    p.add_argument("--window", type=_window, default="15%", help="a hit lies within this share of the target "
+                                                                  "(default 15%%)")
+    p.add_argument("--batch", type=_positive_int, default=8, help="formulas to make (default 8)")
+    p.add_argument("--formula", default=None, help="base formula: a formula id of the run's data or a long-format "
+                                                   "file (default: the measured formula closest to the target)")
+    _constraint_arguments(p)
+    p.add_argument("--diversity", type=float, default=0.5, help="length scale of the diversity penalty (share of the "
+                                                                "candidates' median mixture distance; 0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    p.set_defaults(func=cmd_suggest)
+
+    p = sub.add_parser("add-results", help="a new run trained on a run's data plus measured new formulas (the old "
+                                           "run is never altered)",
+                       description="Write a NEW run folder --out: the old run's data plus --formulas (long format, "
+                                   "e.g. a suggest folder's formulas.csv) measured in --properties, in --out/data/; "
+                                   "old formulas keep their split, new ones train; trained with the old run's params "
+                                   "(override with --set KEY=VALUE, e.g. --set steps=3000).")
+    p.add_argument("run", help="finished run folder (left as it is)")
+    p.add_argument("--formulas", required=True, help="the new formulas, long format (formula_id, material_id, "
+                                                     "content)")
+    p.add_argument("--properties", required=True, help="their measurements (formula_id and the run's target)")
+    p.add_argument("--out", required=True, help="the new run folder (must not exist)")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="params to change for the new run")
+    p.set_defaults(func=cmd_add_results)
 
     p = sub.add_parser("report", help="build the HTML report (a Jupyter Book) of a run or a sweep folder",
                        description="Build the report of a run folder (pages: data, error, intervals, maps, "
