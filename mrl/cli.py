@@ -42,6 +42,7 @@ from mrl.runs import (
     run_experiment,
     run_state,
 )
+from mrl.stacking import stacked_vectors_note
 from mrl.suggest import add_results, suggest
 from mrl.sweep import SweepFailed, run_sweep
 from mrl.synth import PRESETS, lab_tables, write_lab
@@ -222,6 +223,9 @@ def cmd_similar(args: argparse.Namespace) -> None:
     material = MaterialIndex(emb).resolve(args.material)
     table = nearest_neighbors(emb, material, k=args.k, metric=args.metric)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    note = stacked_vectors_note(Path(args.run))
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _mapping(pairs: Sequence[str], what: str) -> dict[str, str | None]:

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any
 
 from mrl.params import RunParams
+from mrl.stacking import STACKED_VECTORS_NOTE
 
 #: At or below this many training formulas ``small_data: auto`` uses :data:`SMALL_DATA`.
 SMALL_DATA_MAX_FORMULAS = 5000
@@ -43,4 +44,6 @@ def resolve_small_data(params: RunParams, n_train_formulas: int) -> tuple[RunPar
     why = "small_data: on" if mode == "on" else f"small_data: auto, {size} <= {SMALL_DATA_MAX_FORMULAS:,}"
     reason = (f"small-data settings ({why}): " + (", ".join(used) or "none")
               + (f"; kept as set: {', '.join(kept)}" if kept else ""))
+    if out.stack != "none":
+        reason += "; " + STACKED_VECTORS_NOTE.format(base=f"stack {out.stack}")
     return out, reason

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,7 +28,9 @@ import scipy.sparse as sp
 import torch
 
 from mrl.baselines import make_estimator
+from mrl.io import read_json
 from mrl.run_baselines import LIGHTGBM, MAX_DENSE_CELLS
+from mrl.run_files import STACK
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +204,21 @@ def refit_stack(base: StackBase, matrix: sp.spmatrix, conditions: np.ndarray, y:
     done its work); the out-of-fold error is kept from the first fit."""
     X = base.inputs(matrix, conditions)
     return replace(base, state=_fit_one(base.kind, X, np.asarray(y, np.float64), seed))
+
+
+#: What a stacked run's material vectors are, said wherever they are read as a description of the materials.
+STACKED_VECTORS_NOTE = ("the material vectors of a stacked run learn only the correction to its {base} base, so its "
+                        "maps and neighbours say little about the materials; train with small_data: off (or stack: "
+                        "none) for vectors learned from the data alone")
+
+
+def stacked_vectors_note(run: str | Path) -> str | None:
+    """A note for readers of a run folder's vectors when the run is stacked on a base model (its ``stack.json``
+    names one), else None."""
+    path = Path(run) / STACK
+    if not path.exists():
+        return None
+    kind = read_json(path).get("kind")
+    if kind in (None, "none"):
+        return None
+    return "note: " + STACKED_VECTORS_NOTE.format(base={"lightgbm": "LightGBM", "ridge": "ridge"}.get(kind, kind))
