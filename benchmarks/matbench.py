@@ -233,6 +233,8 @@ def describe(cand: dict, settings: dict) -> str:
         parts.append(f"{params['features']} g(x)+r")
     if params.get("early_stopping"):
         parts.append("early stop")
+    if params.get("stack", "none") != "none":
+        parts.append(f"stack {params['stack']}, steps {params.get('steps')}")
     return ", ".join(parts)
 
 
@@ -474,8 +476,9 @@ def log(msg: str) -> None:
 
 #: ``--rows`` groups: classical baselines, all mrl rows of the task, only its best existing mrl row, the magpie
 #: feature row with its ensemble, the feature + early-stopping row with its ensemble, the transformer interaction
-#: (nested selection between the two settings of :data:`TRANSFORMER_GRID`).
-ROW_GROUPS = ("baselines", "mrl", "best", "features", "early", "transformer")
+#: (nested selection between the two settings of :data:`TRANSFORMER_GRID`), the small-data defaults of ``mrl train``
+#: (:data:`mrl.small_data.SMALL_DATA`, stacked on ridge or LightGBM, ``steps: auto``).
+ROW_GROUPS = ("baselines", "mrl", "best", "features", "early", "transformer", "small-data")
 
 
 class Task(NamedTuple):
@@ -536,6 +539,12 @@ def fit_rows(task: Task, tuned: dict | None, groups: Sequence[str] = ROW_GROUPS,
         row, est = run_mrl(task.data, task.folds, task.settings, cand, task.init_for, label, log)
         rows.append(row)
         models[f"{label} {row['features']}"] = est
+    if "small-data" in groups:  # the small-data defaults of `mrl train` (mrl.small_data) with steps: auto
+        from mrl.small_data import SMALL_DATA
+
+        row, est = run_mrl(task.data, task.folds, task.settings, {**SMALL_DATA, "steps": "auto"}, task.init_for,
+                           "mrl small-data defaults", log)
+        rows.append(row)
     if "transformer" in groups:
         row, choices = run_mrl_tuned(task.data, task.folds, task.settings, TRANSFORMER_GRID, task.init_for,
                                      "mrl transformer", log)
