@@ -44,3 +44,11 @@ def test_numbers_have_three_digits_and_never_e_notation(value, text):
 def test_best_of_ignores_nan():
     assert best_of({"mean": 1.0, "ridge": 0.5, "bad": float("nan")}) == "ridge"
     assert best_of({"a": 0.2, "b": 0.9}, lower_is_better=False) == "b"
+
+
+def test_no_relative_share_of_a_zero_baseline():
+    from mrl.wording import compare
+
+    sentence = compare(59.0, 0.0, "design", "the constrained nearest formula", what="hit rate", unit="%",
+                       lower_is_better=False).sentence
+    assert "inf" not in sentence and "better than the constrained nearest formula by 59" in sentence
