@@ -91,6 +91,20 @@ def _new_formulas(folder: Path) -> None:
     forms.to_csv(folder / "new_formulas.csv", index=False)
 
 
+def _measured(folder: Path) -> None:
+    """``measured.csv`` of the README's ``mrl add-results``: the suggested batch (``next_round/formulas.csv``) measured
+    by the synthetic lab's hidden rule with its noise, as a formulator's lab would."""
+    import pandas as pd
+
+    from mrl.synth import PRESETS, hidden_viscosity, make_lab
+
+    _, truth = make_lab("small")
+    forms = pd.read_csv(folder / "next_round" / "formulas.csv")
+    values = hidden_viscosity(forms[["formula_id", "material_id", "content"]], truth, noise=PRESETS["small"].noise)
+    pd.DataFrame({"formula_id": values.index, "viscosity": values.to_numpy()}).to_csv(folder / "measured.csv",
+                                                                                     index=False)
+
+
 COMMANDS = readme_commands(README.read_text())
 
 
@@ -121,6 +135,8 @@ def test_readme_command_runs(workdir, kind, code):
         pytest.skip(reason)
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if "measured.csv" in code and not (workdir / "measured.csv").exists():
+        _measured(workdir)
     if kind == "bash":
         argv = ["bash", "-c", tiny(code)]
     else:
