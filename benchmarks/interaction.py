@@ -261,11 +261,13 @@ def render_thickener(result: dict) -> str:
     frame = pd.DataFrame(t["formulas"][:8])
     names = make_lab("small")[0].materials.set_index("material_id")["name"]
     frame["carbomer"] = [f"{names.get(m, m)} ({m})" for m in frame["carbomer"]]
-    cols = {"formula_id": "formula", "carbomer": "thickener", "base %": "base (%)"}
     for who in ("truth", "plain", "transformer"):
-        for tag in ("with base", "without base"):
-            cols[f"{who} {tag} (cP)"] = f"{who}, {tag} (cP)"
-    frame = frame[list(cols)].rename(columns=cols)
+        frame[f"{who}, with → without base (cP)"] = [
+            f"{format_number(a)} → {format_number(b)}"
+            for a, b in zip(frame[f"{who} with base (cP)"], frame[f"{who} without base (cP)"])]
+    frame = frame.rename(columns={"formula_id": "formula", "carbomer": "thickener", "base %": "base (%)"})[
+        ["formula", "thickener", "base (%)", *(f"{w}, with → without base (cP)" for w in ("truth", "plain",
+                                                                                          "transformer"))]]
     drop = t["median log10 drop without base"]
     ratio = t["median thickener interaction / own"]
     return (f"Eval formulas holding a carbomer-type thickener and a base ({len(t['formulas'])} formulas; the first 8 "
