@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mrl.book import fill_marked_sections  # noqa: E402
+from mrl.book import fill_from_results  # noqa: E402
 from mrl.data import FormulaData, content_matrix, load_formulas  # noqa: E402
 from mrl.design import measured_within_constraints, random_formulas  # noqa: E402
 from mrl.params import RunParams  # noqa: E402
@@ -325,7 +325,7 @@ def write_book(results: dict, path: str | Path, figure_path: str | Path | None =
     """Fill the page's ``campaign-table`` section; save the campaign picture to ``figure_path``."""
     if figure_path is not None:
         save_figure(figure(results), figure_path, dpi=80)
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main(argv=None) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.data import FormulaData
 from mrl.error_sources import DISTANCE_BINS, distance_errors, error_by_distance, log10_metrics
 from mrl.io import write_json
@@ -319,17 +319,14 @@ SECTIONS = {"key-result": render_key_result, "error-protocol": render_protocol, 
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main() -> None:
     args = parse_args()
     if args.render:
-        results = json.loads(args.render.read_text())
-        if args.book:
-            print(f"wrote {write_book(results, args.book)}")
-        else:
-            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        out = fill_from_results(json.loads(args.render.read_text()), SECTIONS, args.book)
+        print(f"wrote {out}" if args.book else out)
         return
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.io import write_text
 from mrl.metrics import regression_metrics
 from mrl.runs import load_run
@@ -239,7 +239,7 @@ SECTIONS = {"key-result": render_key_result, "seed-table": render_table, "seed-f
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def results_of(folder: Path, with_truth: bool, previous: dict | None = None) -> dict:
@@ -268,11 +268,8 @@ def main() -> None:
                                                                 "(book/seed_scale.md)")
     args = parser.parse_args()
     if args.render:
-        results = json.loads(args.render.read_text())
-        if args.book:
-            print(f"wrote {write_book(results, args.book)}")
-        else:
-            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        out = fill_from_results(json.loads(args.render.read_text()), SECTIONS, args.book)
+        print(f"wrote {out}" if args.book else out)
         return
     if args.folder is None:
         parser.error("give a folder of runs, or --render JSON")

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.wording import BETTER, Score, against_target, compare, format_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -900,7 +900,7 @@ SECTIONS = {"key-result": render_key_result, "matbench-steels": render_steels_ta
 
 def write_book(results: dict[str, dict], path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

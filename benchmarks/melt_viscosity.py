@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from mrl.baselines import condition_features, fit_predict, fraction_matrix, regression_scores
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
@@ -692,7 +692,7 @@ SECTIONS = {"key-result": render_key_result, "melt-table": render_table, "melt-f
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

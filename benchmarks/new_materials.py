@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from mrl.adapt import add_materials, tie_materials
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
@@ -347,17 +347,14 @@ SECTIONS = {"key-result": render_key_result, "new-protocol": render_protocol, "n
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main() -> None:
     args = parse_args()
     if args.render:
-        results = json.loads(args.render.read_text())
-        if args.book:
-            print(f"wrote {write_book(results, args.book)}")
-        else:
-            print("\n\n".join(fn(results) for fn in SECTIONS.values()))
+        out = fill_from_results(json.loads(args.render.read_text()), SECTIONS, args.book)
+        print(f"wrote {out}" if args.book else out)
         return
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from mrl.analysis import vector_columns
-from mrl.book import fill_marked_sections
+from mrl.book import fill_from_results
 from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
@@ -107,7 +107,7 @@ SECTIONS = {"supplier-ties": render_supplier_ties}
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill each rendered region of :data:`SECTIONS` between its ``<!-- NAME -->`` markers on the page."""
-    return fill_marked_sections(path, {name: fn(results) for name, fn in SECTIONS.items()})
+    return fill_from_results(results, SECTIONS, path)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,6 +91,16 @@ def fill_marked_sections(path: str | Path, sections: dict[str, str], optional: S
         text = f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
     return write_text(text, path)
 
+
+
+def fill_from_results(results: Any, sections: Mapping[str, Callable[[Any], str]], path: str | Path | None = None,
+                      optional: Sequence[str] = ()) -> Path | str:
+    """Each of ``sections`` (marker name -> renderer) rendered from ``results``: filled into the marked regions of
+    the page ``path`` (its path returned, see :func:`fill_marked_sections`), or, without a page, the texts joined by
+    blank lines (what a benchmark's ``--render`` without ``--book`` prints)."""
+    if path is None:
+        return "\n\n".join(fn(results) for fn in sections.values())
+    return fill_marked_sections(path, {name: fn(results) for name, fn in sections.items()}, optional)
 
 def _fmt(value: Any) -> str:
     """A table cell: numbers with about 3 significant digits and thousands separators (never e-notation)."""
