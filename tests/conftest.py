@@ -46,6 +46,28 @@ def tiny_data_t() -> FormulaData:
     return load_formulas(forms, props, conditions=["T"], name="tiny_t")
 
 
+#: Families the tiny lab's materials cycle through (design constraints act on families).
+TINY_FAMILIES = ["active", "preservative", "thickener", "solvent", "emollient"]
+
+
+def tiny_lab_run(root: Path, **params) -> Path:
+    """A run folder of :func:`tiny_tables` (with a materials table naming each material and its family, from
+    :data:`TINY_FAMILIES`) trained with ``params`` under ``root``."""
+    from mrl.params import RunParams
+    from mrl.runs import run_experiment
+
+    forms, props = tiny_tables()
+    folder = root / "data"
+    folder.mkdir()
+    forms.to_csv(folder / "formulas.csv", index=False)
+    props.to_csv(folder / "properties.csv", index=False)
+    ids = sorted(forms["material_id"].unique())
+    pd.DataFrame({"material_id": ids, "name": [f"Material {m[1:]}" for m in ids],
+                  "family": [TINY_FAMILIES[i % len(TINY_FAMILIES)] for i in range(len(ids))]}).to_csv(
+        folder / "materials.csv", index=False)
+    return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **params),
+                          progress=False)
+
 def load_benchmark(name: str) -> ModuleType:
     """A script of ``benchmarks/`` (not a package) imported as a module, e.g. ``load_benchmark("design")``."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

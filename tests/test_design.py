@@ -11,33 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import load_benchmark, tiny_tables
+from conftest import load_benchmark, tiny_lab_run
 
 from mrl.design import CHANGE_TOLERANCE, design, project_to_simplex, random_search
-from mrl.params import RunParams
 from mrl.predict import Predictor
-from mrl.runs import load_run, run_experiment
+from mrl.runs import load_run
 
 TINY = dict(steps=300, eval_every=100, snapshot_every=100, checkpoint_every=300, embedding_dim=4, hidden=[16],
             device="cpu", content_scale="none", ensemble=2, small_data="off")  # the plain network (stacked: test_small_data_defaults)
 FAST = dict(steps=30, n_starts=2)
-FAMILIES = ["active", "preservative", "thickener", "solvent", "emollient"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("design")
-    forms, props = tiny_tables()
-    folder = root / "data"
-    folder.mkdir()
-    forms.to_csv(folder / "formulas.csv", index=False)
-    props.to_csv(folder / "properties.csv", index=False)
-    ids = sorted(forms["material_id"].unique())
-    pd.DataFrame({"material_id": ids, "name": [f"Material {m[1:]}" for m in ids],
-                  "family": [FAMILIES[i % len(FAMILIES)] for i in range(len(ids))]}).to_csv(
-        folder / "materials.csv", index=False)
-    return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **TINY),
-                          progress=False)
+    return tiny_lab_run(tmp_path_factory.mktemp("design"), **TINY)
 
 
 @pytest.fixture(scope="module")

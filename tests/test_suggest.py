@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_benchmark, tiny_tables
+from conftest import load_benchmark, tiny_lab_run
 
 from mrl.cli import main
 from mrl.data import content_matrix, load_formulas
 from mrl.design import design
-from mrl.params import RunParams
 from mrl.predict import Predictor
-from mrl.runs import load_run, run_experiment
+from mrl.runs import load_run
 from mrl.suggest import add_results, suggest
 from mrl.synth import LATENTS, LabPreset
 from mrl.uncertainty import Calibration, hit_probability
@@ -24,23 +23,11 @@ from mrl.uncertainty import Calibration, hit_probability
 TINY = dict(steps=300, eval_every=100, snapshot_every=100, checkpoint_every=300, embedding_dim=4, hidden=[16],
             device="cpu", content_scale="none", ensemble=2, baselines=False)
 FAST = dict(steps=20, n_starts=2)
-FAMILIES = ["active", "preservative", "thickener", "solvent", "emollient"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("suggest")
-    forms, props = tiny_tables()
-    folder = root / "data"
-    folder.mkdir()
-    forms.to_csv(folder / "formulas.csv", index=False)
-    props.to_csv(folder / "properties.csv", index=False)
-    ids = sorted(forms["material_id"].unique())
-    pd.DataFrame({"material_id": ids, "name": [f"Material {m[1:]}" for m in ids],
-                  "family": [FAMILIES[i % len(FAMILIES)] for i in range(len(ids))]}).to_csv(
-        folder / "materials.csv", index=False)
-    return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **TINY),
-                          progress=False)
+    return tiny_lab_run(tmp_path_factory.mktemp("suggest"), **TINY)
 
 
 @pytest.fixture(scope="module")
