@@ -37,7 +37,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import BATCH, Bench, load, timed  # noqa: E402
 
-from mrl.book import fill_marked_sections  # noqa: E402
+from mrl.book import fill_marked_sections, markdown_table  # noqa: E402
 from mrl.estimator import MixtureRegressor  # noqa: E402
 from mrl.io import write_json  # noqa: E402
 from mrl.metrics import regression_metrics  # noqa: E402
@@ -205,16 +205,6 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- the book page
-def _table(frame: pd.DataFrame) -> str:
-    """A pipe table, numbers at about 3 significant digits with thousands separators."""
-    def cell(v) -> str:
-        return format_number(float(v)) if isinstance(v, (float, np.floating)) else f"{v:,}" if isinstance(
-            v, (int, np.integer)) else str(v)
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "|".join("---" for _ in frame.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def _lab_score(summary: dict, key: str) -> Score:
     return Score(summary[f"{key} mean"], summary[f"{key} sd"], summary["seeds"])
 
@@ -231,7 +221,7 @@ def render_speed(result: dict) -> str:
     return (f"Milliseconds per training step (forward, loss, backward, Adam) at batch 256, one torch thread on "
             f"{result.get('machine', {}).get('cores', '?')} shared cores (load {format_number(load or float('nan'))}); "
             f"best of two rounds. The ratio is per formula against the plain sum.\n\n"
-            + _table(frame.rename(columns={"ms per step": "ms per step", "x plain": "x plain (time per formula)"}))
+            + markdown_table(frame.rename(columns={"x plain": "x plain (time per formula)"}))
             + f"\n\nFastest transformer setting: {words}.")
 
 
@@ -252,7 +242,7 @@ def render_lab(result: dict) -> str:
                                             what=f"eval MAE ({unit})", unit=unit).sentence)
     return (f"Small lab, random 80/20 split by formula, embedding size {lab['dim']}, {lab['steps']:,} steps for every "
             f"model (the seeds column says how many runs each row has); the settings were fixed before the runs.\n\n"
-            + _table(frame) + "\n\n" + "\n".join(sentences))
+            + markdown_table(frame) + "\n\n" + "\n".join(sentences))
 
 
 def render_thickener(result: dict) -> str:
@@ -276,7 +266,7 @@ def render_thickener(result: dict) -> str:
             f"drop of {format_number(drop['plain'])} decades, the transformer ({t.get('transformer', 'transformer')}, "
             f"the better of the two on the lab) {format_number(drop['transformer'])}. "
             f"The thickener's interaction term is a median {format_number(100 * ratio['with base'])} % of its own "
-            f"term with the base and {format_number(100 * ratio['without base'])} % without.\n\n" + _table(frame))
+            f"term with the base and {format_number(100 * ratio['without base'])} % without.\n\n" + markdown_table(frame))
 
 
 def render_matbench(tables: dict[str, dict]) -> str:
@@ -294,7 +284,7 @@ def render_matbench(tables: dict[str, dict]) -> str:
         others = {k: v for k, v in score.items() if k.startswith("mrl") and k != mine}
         baselines = {k: v for k, v in score.items() if not k.startswith("mrl") and not k.startswith("dummy")}
         frame = pd.DataFrame([{"model": k, f"MAE ({unit})": v.text()} for k, v in score.items()])
-        lines = [f"### {task}\n", _table(frame), ""]
+        lines = [f"### {task}\n", markdown_table(frame), ""]
         for pool in (others, baselines):
             if pool:
                 best = best_of(pool)

@@ -115,7 +115,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """A MyST pipe table with compactly formatted numbers."""
     frame = frame[list(columns)] if columns is not None else frame
     if frame.empty:
@@ -601,7 +601,7 @@ def _csv_table(path: Path | pd.DataFrame, columns: dict[str, str], n: int | None
         frame = frame.head(n)
     frame = frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v))
     frame.columns = list(keep.values())
-    return _table(frame)
+    return markdown_table(frame)
 
 
 def _map_page(text: str, title: str, back: str, back_title: str) -> str:
@@ -934,7 +934,7 @@ def _run_error_table(metrics: dict, predictions: pd.DataFrame, unit: str, log_ta
                                          .mean()) if ok.any() else None)
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return _table(frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v)))
+    return markdown_table(frame.apply(lambda col: col.map(lambda v: _num(v) if isinstance(v, (float, np.floating)) else v)))
 
 
 def _searchable_table(frame: pd.DataFrame, table_id: str) -> str:
@@ -1099,7 +1099,7 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
     lines = [f"# {RUN_PAGES['intervals']}", "",
              f"Every prediction comes with an 80 % and a 95 % interval, made by {how}. Where a formula resembles "
              "the training formulas, about 80 % (95 %) of measurements should fall inside; the share observed:", ""]
-    lines += [_table(pd.DataFrame(rows).apply(lambda col: col.map(
+    lines += [markdown_table(pd.DataFrame(rows).apply(lambda col: col.map(
         lambda v: _num(v) if isinstance(v, (float, np.floating)) else v))) if rows else "*(no interval coverage in "
         "metrics.json)*", ""]
     ev_cov = cover.get("eval", {})
