@@ -11,8 +11,12 @@ paper's *train* split; the winner is chosen on the *valid* split only (``eval`` 
     python benchmarks/melt_viscosity.py --json runs/melt_benchmark.json --figures book/figures
     python benchmarks/melt_viscosity.py --rows plain,features,ensemble \
         --rows-json runs/melt_rows.json                    # only some rows (here: ~10 min)
-    python benchmarks/melt_viscosity.py --render benchmarks/results/melt_viscosity_rows.json \
-        --book book/melt_viscosity.md                      # the book page's numbers, from the result file
+    python benchmarks/melt_viscosity.py --rows screen --json benchmarks/results/melt_viscosity.json \
+        --models runs/melt_models --figures book/figures   # the screening run, its analysis and the figures
+    python benchmarks/melt_viscosity.py --analysis-from runs/melt_models \
+        --json benchmarks/results/melt_viscosity.json --figures book/figures  # redo analysis + figures, no training
+    python benchmarks/melt_viscosity.py --render --book book/melt_viscosity.md
+        # the book page's numbers, from the committed result files (RESULT_FILES; their shared rows must agree)
 
 ``--rows`` picks row groups (:data:`ROW_GROUPS`; default all): ``screen`` is the screening run above (baselines on
 fractions, head x dim screening, the retrained winner, the other head, the grouped CV, the analysis and figures);
