@@ -408,7 +408,8 @@ def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: Formul
                        title=f"Oxide vectors of {best_label}: first two principal components")
     ax = fig.axes[0]
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, title="family", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(handles, labels, title="family (from the data)", loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncols=3, frameon=False)
     for k, axis in enumerate((ax.xaxis, ax.yaxis)):
         axis.set_label_text(f"principal component {k + 1} ({share[k]:.0%} of the variance; vector units)")
     out.append(save_figure(fig, folder / "melt_map.png", dpi=FIGURE_DPI))
@@ -429,7 +430,7 @@ def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: Formul
 
     comp = composition_table(data)
     props = data.properties
-    fig, axes = new_figure(2, 2, figsize=(10, 8))
+    fig, axes = new_figure(2, 2, figsize=(8.5, 7.2))
     for ax, (label, target) in zip(axes.ravel(), REFERENCE_MELTS.items()):
         ids = find_melt(comp, target)
         pts = props[props["formula_id"].isin(ids) & (props["P"] <= 1e-3)]
@@ -872,10 +873,10 @@ def render_effects(results: dict) -> str:
     eff = {k: v["effect"] for k, v in sorted(ox.items(), key=lambda kv: kv[1]["effect"])}
     med = {k: 100 * ox[k]["median_content"] for k in eff}
     pct = results["analysis"].get("delta", 0.01) * 100
-    lines = ["| oxide | " + " | ".join(eff) + " |", "|---" * (len(eff) + 1) + "|",
-             f"| effect per +{pct:g} mol% ({UNIT}) | " + " | ".join(_signed(v) for v in eff.values()) + " |",
-             "| median content where present (mol%) | " + " | ".join(format_number(v, 2) for v in med.values()) + " |",
-             "", "![Signed effect per oxide](figures/melt_effect.png)", ""]
+    lines = [f"| oxide | effect per +{pct:g} mol% ({UNIT}) | median content where present (mol%) |",
+             "|---|--:|--:|"]
+    lines += [f"| {m} | {_signed(v)} | {format_number(med[m], 2)} |" for m, v in eff.items()]
+    lines += ["", "![Signed effect per oxide](figures/melt_effect.png)", ""]
     first, second = list(eff)[:2]
     bullet = (f"* **{first} lowers viscosity most**: {_signed(eff[first])} log units per mol%, "
               f"{eff[first] / eff[second]:.1f} times {second} ({_signed(eff[second])}), the next strongest.")
