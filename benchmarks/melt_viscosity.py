@@ -1030,6 +1030,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.render is not None:
         results = page_results(args.render or RESULT_FILES)
+        if missing := [k for k in ("data", "analysis", "reference_melts") if k not in results]:
+            raise SystemExit(f"--render: {' '.join(args.render)} hold no {', '.join(missing)} (written by --rows screen "
+                             f"or --analysis-from); render from both {' '.join(RESULT_FILES)}")
         if args.book:
             print(f"wrote {write_book(results, args.book)}")
         else:
