@@ -655,8 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ntotal {wall:.0f} s; load now {', '.join(f'{v:.1f}' for v in load_end)}")
     if args.json:
         command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        write_json({"command": command.strip(), "machine": {**facts, "load_start": facts.pop("load"),
-                                                            "load_end": load_end},
+        write_json({"command": command.strip(), "machine": {**{k: v for k, v in facts.items() if k != "load"},
+                                                            "load_start": facts["load"], "load_end": load_end},
                     "quick": args.quick, "wall_s": wall, "tables": tables}, args.json)
         print(f"wrote {args.json}")
 
