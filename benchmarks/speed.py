@@ -472,6 +472,37 @@ def render_setup(results: dict) -> str:
                "an idle machine's." if busy else "."))
 
 
+def render_goals(results: dict) -> str:
+    """Each goal of the issue, worded against its target at the size where it is hardest: the speed-up over the
+    dense product (its smallest), the step against its floor (every size >= 20), the attention step against the plain
+    sum (its closest size: if that misses, all do), the prediction time (the slowest size of each interaction)."""
+    table, step = _step(results), results["tables"]["step"]
+    dims = sorted(table["dim"].unique())
+    gain = {d: _value(table, d, DENSE, "ms/step") / _value(table, d, MRL, "ms/step") for d in dims}
+    worst = min(dims, key=gain.get)
+    lines = [against_target(gain[worst], DENSE_SPEEDUP_GOAL, f"speed-up of mrl's step over the naive dense product "
+                            f"at dim {worst}, where it is smallest,", "the goal of", unit="times",
+                            lower_is_better=False, goal=True).sentence]
+    lines += [against_target(_value(table, d, MRL, "x floor"), FLOOR_GOAL, f"time of mrl's step at dim {d}, batch "
+                             f"{step['batch']}, in multiples of its arithmetic floor", "the goal of", goal=True).sentence
+              for d in dims if d >= 20]
+    attention = {d: _value(table, d, "attention, length buckets", "ms/step") / _value(table, d, MRL, "ms/step")
+                 for d in dims}
+    best = min(dims, key=attention.get)
+    lines.append(against_target(attention[best], ATTENTION_GOAL, f"attention step at dim {best}, its closest size, in "
+                                "multiples of the plain sum's step", "the goal of", goal=True).sentence)
+    info = results["tables"].get("predict")
+    if info:
+        predict = pd.DataFrame(info["records"])
+        for interaction, rows in predict.groupby("interaction", sort=False):
+            slow = rows.loc[rows["s"].idxmax()]
+            name = "the plain sum" if interaction == "none" else interaction
+            lines.append(against_target(float(slow["s"]), info["target_s"],
+                                        f"time for {info['formulas']:,} predictions with {name} at its slowest size "
+                                        f"(dim {int(slow['dim'])})", "the target of", unit="s", goal=True).sentence)
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def render_step(results: dict) -> str:
     """Time per training step of every path by embedding size, and the comparisons of mrl's step."""
     info, table = results["tables"]["step"], _step(results)
@@ -488,10 +519,6 @@ def render_step(results: dict) -> str:
         lines.append("- " + compare(_value(table, d, MRL, "ms/step"), _value(table, d, DENSE, "ms/step"),
                                     f"mrl's step at dim {d}", "the naive dense product", what="time per step",
                                     unit="ms").sentence)
-    lines.append("- " + against_target(_value(table, worst, DENSE, "ms/step") / _value(table, worst, MRL, "ms/step"),
-                                       DENSE_SPEEDUP_GOAL, f"speed-up of mrl's step over the naive dense product "
-                                       f"at dim {worst}, where it is smallest,", "the goal of", unit="times",
-                                       lower_is_better=False, goal=True).sentence)
     for d in sorted({dims[0], dims[-1]}):
         lines.append("- " + compare(_value(table, d, MRL, "ms/step"), _value(table, d, "F.embedding_bag", "ms/step"),
                                     f"mrl's step at dim {d}", "a bare `F.embedding_bag` step", what="time per step",
@@ -508,20 +535,15 @@ def render_step(results: dict) -> str:
 
 
 def render_floor(results: dict) -> str:
-    """The mrl step as a multiple of its arithmetic floor, against the goal at dim >= 20."""
+    """The mrl step as a multiple of its arithmetic floor, by embedding size and batch."""
     info, table = results["tables"]["step"], _step(results)
     paths = [p for p in (MRL, "mrl step, batch 1024", "mrl step, batch 4096") if p in set(table["path"])]
     dims = sorted(table["dim"].unique())
     frame = pd.DataFrame([{"embedding size": d, f"floor at batch {info['batch']} (ms)": _value(table, d, MRL, "floor ms"),
                            **{f"step / floor, batch {_value(table, d, p, 'batch'):,.0f}": _value(table, d, p, "x floor")
                               for p in paths}} for d in dims])
-    lines = [f"Dense float32 GEMM rate of the same process: {format_number(info['gemm_gflops'])} GFLOP/s. The floor "
-             "is the step's FLOPs at that rate:", "", markdown_table(frame)]
-    for d in [d for d in dims if d >= 20]:
-        lines.append("- " + against_target(_value(table, d, MRL, "x floor"), FLOOR_GOAL,
-                                           f"time of mrl's step at dim {d}, batch {info['batch']}, in multiples of its "
-                                           "floor", "the goal of", goal=True).sentence)
-    return "\n".join(lines)
+    return "\n".join([f"Dense float32 GEMM rate of the same process: {format_number(info['gemm_gflops'])} GFLOP/s. "
+                      "The floor is the step's FLOPs at that rate:", "", markdown_table(frame)])
 
 
 def render_threads(results: dict) -> str:
@@ -547,17 +569,12 @@ def render_attention(results: dict) -> str:
                            "length buckets (ms)": ms[d, "attention, length buckets"], "plain sum (ms)": ms[d, MRL],
                            "buckets / plain sum": ms[d, "attention, length buckets"] / ms[d, MRL]} for d in dims])
     least = max(dims, key=lambda d: ms[d, "attention, length buckets"] / ms[d, "attention, padded"])
-    best = min(dims, key=lambda d: ms[d, "attention, length buckets"] / ms[d, MRL])
     return "\n".join([
-        "Time per step at batch 256:", "", markdown_table(frame),
-        f"Where length buckets gain least (dim {least}), and where the step comes closest to the goal (dim {best}):",
-        "",
-        "- " + compare(ms[least, "attention, length buckets"], ms[least, "attention, padded"],
-                  f"length buckets at dim {least}", "one padded batch",
-                  what="time per attention step", unit="ms").sentence,
-        "- " + against_target(ms[best, "attention, length buckets"] / ms[best, MRL], ATTENTION_GOAL,
-                         f"attention step at dim {best} in multiples of the plain sum's step", "the goal of",
-                         goal=True).sentence])
+        f"Time per step at batch {results['tables']['step']['batch']}:", "", markdown_table(frame),
+        f"Length buckets gain least at dim {least}. "
+        + compare(ms[least, "attention, length buckets"], ms[least, "attention, padded"],
+                  f"length buckets at dim {least}", "one padded batch", what="time per attention step",
+                  unit="ms").sentence])
 
 
 def render_cost(results: dict) -> str:
@@ -568,10 +585,14 @@ def render_cost(results: dict) -> str:
         "dense MB": "data as a dense matrix (MB)", "data peak MB": "peak memory: data (MB)",
         "training peak MB": "peak memory: training (MB)"})
     biggest = frame.loc[frame["formulas"].idxmax()]
+    size = ["formulas", "materials"]
     return "\n".join([
-        f"One epoch at dim {info['dim']}, batch {info['batch']}, each size in a fresh process; peak memory is the "
-        "growth of the process's peak resident memory while it builds the data and while it sets up the model and "
-        "trains the epoch:", "", markdown_table(frame),
+        f"One epoch at dim {info['dim']}, batch {info['batch']}, each size in a fresh process:", "",
+        markdown_table(frame, [*size, "non-zeros", "one epoch (s)", "time per step (ms)"]),
+        "Memory: the data as stored and as a dense matrix would be, and the growth of the process's peak resident "
+        "memory while it builds the data and while it sets up the model and trains the epoch:", "",
+        markdown_table(frame, [*size, "data as CSR (MB)", "data as a dense matrix (MB)", "peak memory: data (MB)",
+                               "peak memory: training (MB)"]),
         f"At {int(biggest['formulas']):,} formulas the data take {format_number(biggest['data as CSR (MB)'])} MB as "
         f"CSR, where a dense matrix would take {format_number(biggest['data as a dense matrix (MB)'])} MB; training "
         f"memory peaks at {format_number(frame['peak memory: training (MB)'].min())}-"
@@ -579,25 +600,17 @@ def render_cost(results: dict) -> str:
 
 
 def render_predict(results: dict) -> str:
-    """Prediction time for 100,000 formulas against the 5 s target, the slowest size of each interaction."""
+    """Prediction time for 100,000 formulas by embedding size and interaction."""
     info = results["tables"]["predict"]
     table = pd.DataFrame(info["records"])
     frame = table.rename(columns={"dim": "embedding size", "s": "time (s)", "formulas/s": "formulas per second",
                                   "x the 5 s target": f"times the {info['target_s']:g} s target"})
-    lines = [f"`MixtureRegressor.predict_matrix` on {info['formulas']:,} seed-scale formulas:", "",
-             markdown_table(frame)]
-    for interaction, rows in table.groupby("interaction", sort=False):
-        slow = rows.loc[rows["s"].idxmax()]
-        name = "the plain sum" if interaction == "none" else interaction
-        lines.append("- " + against_target(float(slow["s"]), info["target_s"],
-                                           f"time for {info['formulas']:,} predictions with {name} at its slowest "
-                                           f"size (dim {int(slow['dim'])})", "the target of", unit="s",
-                                           goal=True).sentence)
-    return "\n".join(lines)
+    return "\n".join([f"`MixtureRegressor.predict_matrix` on {info['formulas']:,} seed-scale formulas:", "",
+                      markdown_table(frame)])
 
 
 #: Regions of book/performance.md filled from benchmarks/results/speed.json: marker name -> render function.
-SECTIONS = {"speed-setup": render_setup, "speed-step": render_step, "speed-floor": render_floor,
+SECTIONS = {"speed-goals": render_goals, "speed-setup": render_setup, "speed-step": render_step, "speed-floor": render_floor,
             "speed-threads": render_threads, "speed-attention": render_attention, "speed-cost": render_cost,
             "speed-predict": render_predict}
 

@@ -24,19 +24,21 @@ def test_page_is_rendered_from_its_result_files():
 def test_changed_numbers_change_the_sentences():
     speed = load_benchmark("speed")
     results = _json("speed.json")
-    predict = speed.render_predict(results)
-    assert "with attention at its slowest size" in predict and "the goal is missed" in predict
+    goals = speed.render_goals(results)
+    assert "with attention at its slowest size (dim 100) is 15.1 s (single run), above the target of 5.00 s" in goals
+    assert "with the plain sum at its slowest size (dim 100) is 0.234 s (single run), below" in goals
     changed = copy.deepcopy(results)
     for row in changed["tables"]["predict"]["records"]:
         row["s"] = min(row["s"], 4.0)
-    assert "the goal is missed" not in speed.render_predict(changed)
+    assert "above the target of 5.00 s" not in speed.render_goals(changed)
 
-    floor = speed.render_floor(results)
-    assert "in multiples of its floor" in floor and "the goal is missed" in floor
+    floor = [line for line in goals.splitlines() if "multiples of its arithmetic floor" in line]
+    assert len(floor) == 2 and all(line.endswith("the goal is missed.") for line in floor)  # dims 20 and 100
     for row in changed["tables"]["step"]["records"]:
         if row["path"] == speed.MRL:
             row["x floor"] = 2.5
-    assert "the goal is missed" not in speed.render_floor(changed)
+    floor = [line for line in speed.render_goals(changed).splitlines() if "arithmetic floor" in line]
+    assert all(line.endswith("the goal is met.") for line in floor)
 
     step = speed.render_step(results)
     assert "is better than the naive dense product" in step
