@@ -37,6 +37,7 @@ Threads: ``--threads`` (default 1) sets torch's intra-op threads. On this projec
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import platform
@@ -455,6 +456,19 @@ def _by_dim(table: pd.DataFrame, column: str, paths: list[str] | None = None) ->
     return pd.DataFrame(rows)
 
 
+def _measured(table: str) -> Callable[[Callable[[dict], str]], Callable[[dict], str]]:
+    """A section renderer that says so, instead of failing, when the result file lacks ``table`` (a run with
+    ``--only``)."""
+    def wrap(render: Callable[[dict], str]) -> Callable[[dict], str]:
+        @functools.wraps(render)
+        def section(results: dict) -> str:
+            if table not in results.get("tables", {}):
+                return f"*Not in this result file: run `python benchmarks/speed.py` with `--only {table}` or all tables.*"
+            return render(results)
+        return section
+    return wrap
+
+
 def _load(values: list[float]) -> str:
     return " / ".join(format_number(v, 2) for v in values)
 
@@ -472,6 +486,7 @@ def render_setup(results: dict) -> str:
                "an idle machine's." if busy else "."))
 
 
+@_measured("step")
 def render_goals(results: dict) -> str:
     """Each goal of the issue, worded against its target at the size where it is hardest: the speed-up over the
     dense product (its smallest), the step against its floor (every size >= 20), the attention step against the plain
@@ -503,6 +518,7 @@ def render_goals(results: dict) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
+@_measured("step")
 def render_step(results: dict) -> str:
     """Time per training step of every path by embedding size, and the comparisons of mrl's step."""
     info, table = results["tables"]["step"], _step(results)
@@ -534,6 +550,7 @@ def render_step(results: dict) -> str:
     return "\n".join(lines)
 
 
+@_measured("step")
 def render_floor(results: dict) -> str:
     """The mrl step as a multiple of its arithmetic floor, by embedding size and batch."""
     info, table = results["tables"]["step"], _step(results)
@@ -546,6 +563,7 @@ def render_floor(results: dict) -> str:
                       "The floor is the step's FLOPs at that rate:", "", markdown_table(frame)])
 
 
+@_measured("step")
 def render_threads(results: dict) -> str:
     """The mrl step with one and two torch threads."""
     info = results["tables"]["step"]["threads"]
@@ -559,6 +577,7 @@ def render_threads(results: dict) -> str:
     return "\n".join(lines)
 
 
+@_measured("step")
 def render_attention(results: dict) -> str:
     """The attention interaction's step: length buckets against one padded batch, and against the plain sum."""
     table = _step(results)
@@ -577,6 +596,7 @@ def render_attention(results: dict) -> str:
                   unit="ms").sentence])
 
 
+@_measured("cost")
 def render_cost(results: dict) -> str:
     """Time per epoch and memory by number of formulas and materials."""
     info = results["tables"]["cost"]
@@ -599,6 +619,7 @@ def render_cost(results: dict) -> str:
         f"{format_number(frame['peak memory: training (MB)'].max())} MB over all sizes."])
 
 
+@_measured("predict")
 def render_predict(results: dict) -> str:
     """Prediction time for 100,000 formulas by embedding size and interaction."""
     info = results["tables"]["predict"]

@@ -74,7 +74,9 @@ def _minutes(seconds: float) -> str:
 
 def render_timings(results: dict) -> str:
     """The main job's wall times and, when CI's figure is in the file, the test suite's."""
-    job = results["main_job"]
+    job = results.get("main_job")
+    if not job:
+        return "*The main job is not timed in this result file: run `python benchmarks/timings.py`.*"
     m = job["machine"]
     frame = pd.DataFrame([{"step": s["step"], "command": f"`{s['command']}`", "wall time (s)": s["wall_s"]}
                           for s in job["steps"]])

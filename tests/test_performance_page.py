@@ -66,3 +66,12 @@ def test_test_suite_time_is_stated_only_when_filled():
     assert "1,234 passed, 5 skipped in 12 min 05 s" in timings.render_timings(empty)
     empty["main_job"]["steps"][0]["wall_s"] += 60
     assert timings.render_timings(empty) != timings.render_timings({**empty, "main_job": results["main_job"]})
+
+
+def test_a_partial_result_file_renders_and_says_what_is_missing():
+    speed, timings = load_benchmark("speed"), load_benchmark("timings")
+    results = _json("speed.json")
+    partial = {**results, "tables": {"step": results["tables"]["step"]}}  # a run with --only step
+    assert "Not in this result file" in speed.render_cost(partial)
+    assert "with the plain sum" not in speed.render_goals(partial) and "dense product" in speed.render_goals(partial)
+    assert "not timed" in timings.render_timings({timings.TEST_SUITE: None})
