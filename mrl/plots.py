@@ -231,13 +231,14 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
 
 def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
                       title: str | None = None, plotlyjs: str | bool = True, view: str | None = None,
-                      axis_label: str = "axis") -> str:
+                      axis_label: str = "axis", div_id: str | None = None) -> str:
     """Interactive map as an HTML page; hovering a point shows material_id, name, family, usage (n_formulas,
     median content), norm and influence when given.
 
     ``plotlyjs``: ``True`` inlines plotly.js (~4.6 MB, self-contained), a string is the relative path of a
     ``plotly.min.js`` next to the page (see :func:`plotly_js_path`), loaded once for a whole site; never a CDN.
-    ``view`` names the vectors drawn (shown under the title)."""
+    ``view`` names the vectors drawn (shown under the title); ``div_id``: the plot's element id (default: a random
+    one; a fixed one makes the same map give the same bytes)."""
     import plotly.graph_objects as go
 
     xy = np.asarray(coords, np.float64)
@@ -276,7 +277,7 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
     fig.update_layout(title=head + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
                       xaxis_title=f"{axis_label} 1", yaxis_title=f"{axis_label} 2", legend_title_text=color_by,
                       height=650, margin=dict(t=80))
-    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False)
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, div_id=div_id)
     return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(head)}</title>", 1)
 
 
@@ -350,28 +351,30 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
 
 
 def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs: str | bool = True,
-                   view: str | None = None, axis_label: str = "uncentred PCA axis") -> str:
+                   view: str | None = None, axis_label: str = "uncentred PCA axis", div_id: str | None = None) -> str:
     """The material map through training as one interactive page: a step slider and a play button (plotly frames),
     one colour per family, the material's name and family on hover; coordinates from
-    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` as in :func:`material_map_html`."""
+    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` and ``div_id`` as in :func:`material_map_html`."""
     import plotly.graph_objects as go
 
     cube, steps, meta = _frame_arrays(frames, emb)
-    cube = np.round(np.nan_to_num(cube), 5)
+    cube = np.nan_to_num(cube).astype(np.float32)  # ~7 digits: plenty for a screen, half the bytes of float64
     names = np.asarray([f"{n}" for n in material_names(meta)], dtype=object)
     fam = families(meta)
     fam = np.asarray(fam if fam is not None else np.full(len(meta), "material"), dtype=object)
     groups = list(_family_palette(fam).items())
+    last = len(steps) - 1
+    data = [go.Scattergl(x=cube[last, fam == f, 0], y=cube[last, fam == f, 1], mode="markers", name=str(f),
+                         text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
+                         marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
 
-    def traces(i: int) -> list:
-        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1], mode="markers", name=str(f),
-                             text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
-                             marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
+    def positions(i: int) -> list:
+        """A frame moves the points only: names, colours and hover stay those of the traces (plotly merges)."""
+        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1]) for f, _ in groups]
 
     xlim, ylim = _limits(cube)
     labels = [f"{int(step):,}" for step in steps]
-    fig = go.Figure(data=traces(len(steps) - 1),
-                    frames=[go.Frame(data=traces(i), name=labels[i]) for i in range(len(steps))])
+    fig = go.Figure(data=data, frames=[go.Frame(data=positions(i), name=labels[i]) for i in range(len(steps))])
     slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step "), pad=dict(t=40), x=0.1, len=0.9,
                   steps=[dict(label=lab, method="animate", args=[[lab], dict(mode="immediate",
                                                                              frame=dict(duration=0, redraw=True))])
@@ -381,7 +384,8 @@ def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs
     fig.update_layout(title=title + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
                       xaxis=dict(title=f"{axis_label} 1", range=xlim), yaxis=dict(title=f"{axis_label} 2", range=ylim),
                       legend_title_text="family", height=700, sliders=[slider], updatemenus=[play])
-    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False)
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False,
+                       div_id=div_id)
     return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(title)}</title>", 1)
 
 
