@@ -6,7 +6,7 @@ A map file (``<book>/figures/<page>.maps.json.gz``, gzip'd JSON) holds, for runs
 * ``maps``: per run, the 2-D coordinates its report draws (:func:`mrl.run_outputs.map_coordinates`: raw vectors
   at size 2, uncentred PCA above, of the dose-weighted vectors), the vectors' norms and influence;
 * ``evolutions``: per run, the coordinates at the training steps of its evolution
-  (:func:`mrl.run_outputs.evolution_coordinates`);
+  (:func:`mrl.run_outputs.evolution_coordinates`: raw at size 2, else PCA fitted on the final vectors);
 * ``page`` and ``page_title``: the book page that shows them (the maps link back to it).
 
 Coordinates are rounded to :data:`DIGITS` significant digits of each array's largest value (a screen shows no
@@ -14,7 +14,8 @@ more), hover values to as many digits of their own, so
 5,400 materials at three sizes plus nine training steps take about 1 MB. :func:`write_map_file` writes one from
 runs; :func:`map_pages` turns it back into the interactive pages of :func:`mrl.plots.material_map_html` and
 :func:`mrl.plots.evolution_html` (the same functions as a run's report), which ``mrl report`` serves under
-``maps/chapters/<page>/`` (:func:`mrl.book.chapter_map_pages`).
+``maps/chapters/<page>/`` (:func:`mrl.book.chapter_map_pages`), and :func:`map_figures` into the static maps
+(:func:`mrl.plots.material_map`, :func:`mrl.plots.evolution_grid`).
 """
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
 
 from mrl.analysis import VIEWS, align, families, material_ids, material_names, median_contents, usage
 from mrl.io import atomic_path
-from mrl.plots import evolution_html, material_map_html
+from mrl.plots import evolution_grid, evolution_html, material_map, material_map_html
 from mrl.run_outputs import (
     AXIS_LABELS,
+    ORIGIN_METHODS,
     evolution_coordinates,
     evolution_title,
     file_path,
@@ -74,7 +78,8 @@ def write_map_file(path: str | Path, runs: Sequence[Any], evolution_runs: Sequen
                    page_title: str = "", n_frames: int = 9, seed: int = 0, view: str = "dose") -> Path:
     """Write the map file of ``runs`` (:class:`mrl.runs.Run` on the same materials, one map each in the first
     projection of :func:`mrl.run_outputs.map_methods`) and of the training evolution of ``evolution_runs``
-    (``n_frames`` steps, PCA) to ``path``; ``page`` / ``page_title``: the book page the maps link back to."""
+    (``n_frames`` steps; raw at size 2, else PCA) to ``path``; ``page`` / ``page_title``: the book page the maps
+    link back to."""
     if not runs:
         raise ValueError("write_map_file needs at least one run")
     emb0 = runs[0].embeddings
@@ -100,11 +105,12 @@ def write_map_file(path: str | Path, runs: Sequence[Any], evolution_runs: Sequen
         out["maps"].append(entry)
     for run in evolution_runs:
         dim = int(run.metrics["embedding_dim"])
-        frames, _ = evolution_coordinates(run, n_frames, "pca", seed, view)
+        method = map_methods(dim, ("pca",))[0]  # raw at size 2, else PCA (t-SNE cannot place earlier steps)
+        frames, _ = evolution_coordinates(run, n_frames, method, seed, view)
         steps = np.sort(frames["step"].unique())
         cube = {a: frames.pivot(index="step", columns="material_id", values=a).reindex(index=steps, columns=ids)
                 for a in ("x", "y")}
-        out["evolutions"].append({"name": _name("evolution", dim), "embedding_dim": dim, "method": "pca",
+        out["evolutions"].append({"name": _name("evolution", dim), "embedding_dim": dim, "method": method,
                                   "title": evolution_title(dim), "steps": [int(s) for s in steps],
                                   **{a: rounded(cube[a].to_numpy()) for a in ("x", "y")}})
     with atomic_path(path) as tmp:
@@ -136,25 +142,60 @@ def _table(materials: dict, **columns: Any) -> pd.DataFrame:
     return frame
 
 
-def map_pages(content: dict[str, Any], plotlyjs: str) -> dict[str, str]:
-    """The interactive pages of a map file's content (:func:`read_map_file`): ``<name>.html`` -> page, drawn by
-    :func:`mrl.plots.material_map_html` / :func:`mrl.plots.evolution_html` loading ``plotlyjs`` (a relative path)."""
-    view = VIEWS[content.get("view", "dose")]
+def _maps_and_evolutions(content: dict[str, Any]) -> tuple[list, list]:
+    """``(entry, emb, coords, influence)`` per map and ``(entry, emb, frames)`` per evolution of a map file."""
     materials = content["materials"]
-    pages = {}
+    maps, evolutions = [], []
     for m in content["maps"]:
         emb = _table(materials, norm=m["norm"])
-        coords = np.column_stack([_floats(m["x"]), _floats(m["y"])])
+        coords = np.nan_to_num(np.column_stack([_floats(m["x"]), _floats(m["y"])]))
         infl = pd.Series(_floats(m["influence"]), index=emb["material_id"].astype(str)) if m.get("influence") else None
-        pages[f"{m['name']}.html"] = material_map_html(np.nan_to_num(coords), emb, influence=infl, title=m["title"],
-                                                      plotlyjs=plotlyjs, view=view,
-                                                      axis_label=AXIS_LABELS.get(m["method"], "axis"),
-                                                      div_id=m["name"])
+        maps.append((m, emb, coords, infl))
     for e in content["evolutions"]:
         emb = _table(materials)
         ids = emb["material_id"].astype(str).to_numpy()
         frames = pd.DataFrame({"step": np.repeat(e["steps"], len(ids)), "material_id": np.tile(ids, len(e["steps"])),
                                "x": _floats(e["x"]).ravel(), "y": _floats(e["y"]).ravel()})
+        evolutions.append((e, emb, frames))
+    return maps, evolutions
+
+
+def map_pages(content: dict[str, Any], plotlyjs: str) -> dict[str, str]:
+    """The interactive pages of a map file's content (:func:`read_map_file`): ``<name>.html`` -> page, drawn by
+    :func:`mrl.plots.material_map_html` / :func:`mrl.plots.evolution_html` loading ``plotlyjs`` (a relative path)."""
+    view = VIEWS[content.get("view", "dose")]
+    maps, evolutions = _maps_and_evolutions(content)
+    pages = {}
+    for m, emb, coords, infl in maps:
+        pages[f"{m['name']}.html"] = material_map_html(coords, emb, influence=infl, title=m["title"], plotlyjs=plotlyjs,
+                                                      view=view, axis_label=AXIS_LABELS.get(m["method"], "axis"),
+                                                      div_id=m["name"])
+    for e, emb, frames in evolutions:
         pages[f"{e['name']}.html"] = evolution_html(frames, emb, e["title"], plotlyjs=plotlyjs, view=view,
                                                    axis_label=AXIS_LABELS.get(e["method"], "axis"), div_id=e["name"])
     return pages
+
+
+def map_figures(content: dict[str, Any], annotate: int = 12, font_size: float = 13) -> dict[str, Figure]:
+    """The static figures of a map file's content: ``<name>`` -> the map with its zoom panel
+    (:func:`mrl.plots.material_map`, ``annotate`` names) or the evolution's small multiples
+    (:func:`mrl.plots.evolution_grid`), as a run's report draws them, with text of ``font_size`` points (names
+    0.8 of it): a 12.5-inch-wide map shown in a book's ~830-pixel column then has text of about 11 pixels."""
+    view = VIEWS[content.get("view", "dose")]
+    maps, evolutions = _maps_and_evolutions(content)
+    out = {}
+    with rc_context({"font.size": font_size}):
+        _draw(out, maps, evolutions, view, annotate, 0.8 * font_size)
+    return out
+
+
+def _draw(out: dict, maps: list, evolutions: list, view: str, annotate: int, label_size: float) -> None:
+    for m, emb, coords, infl in maps:
+        origin = (0.0, 0.0) if m["method"] in ORIGIN_METHODS else None
+        out[m["name"]] = material_map(coords, emb, color_by="family", influence=infl, title=m["title"],
+                                      annotate=annotate, origin=origin, zoom=True, view=view,
+                                      axis_label=AXIS_LABELS.get(m["method"], "axis"), label_size=label_size)
+    for e, emb, frames in evolutions:
+        origin = (0.0, 0.0) if e["method"] in ORIGIN_METHODS else None
+        out[e["name"]] = evolution_grid(frames, emb, origin=origin, view=view,
+                                        axis_label=AXIS_LABELS.get(e["method"], "axis"))

@@ -106,7 +106,8 @@ def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, le
                 ax.scatter(xy[m, 0], xy[m, 1], s=sizes[m], color=col, alpha=0.8, edgecolors="white",
                            linewidths=0.4, label=str(fam) if legend else None, zorder=2)
         if legend and len(pal) > 1:
-            ax.legend(title="family", fontsize="small", loc="best", markerscale=0.8, frameon=True)
+            ax.legend(title="family", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+                      markerscale=0.8, frameon=False)  # beside the axes, never over the data
         return None
     vals = np.asarray(values, np.float64)
     pos = vals[used & np.isfinite(vals)]
@@ -184,7 +185,7 @@ def label_order(emb: pd.DataFrame, xy: np.ndarray, influence=None, origin: Seque
 
 def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
                  title: str | None = None, annotate: int = 0, origin: Sequence[float] | None = None,
-                 zoom: bool = False, view: str | None = None, axis_label: str = "axis") -> Figure:
+                 zoom: bool = False, view: str | None = None, axis_label: str = "axis", label_size: float = 7) -> Figure:
     """Scatter of materials at ``coords`` ``(n, 2)`` (from :func:`mrl.analysis.project`), marker area ~ usage,
     unused materials as grey crosses.
 
@@ -194,6 +195,7 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
     ``origin``: where the zero vector lands (``(0, 0)`` for raw or uncentred PCA), drawn as a cross. ``zoom`` adds a
     second panel on the central 90 % of the materials (where the most used ones crowd), with its own labels.
     ``view`` (e.g. "dose-weighted vectors") is written under the title, so every map says what it draws.
+    ``label_size``: font size (points) of the material names.
     """
     xy = np.asarray(coords, np.float64)
     if xy.shape != (len(emb), 2):
@@ -220,7 +222,7 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
         if zoom:
             ax.set_title(label, fontsize="medium")
     for ax in axes.ravel():
-        _place_labels(fig, ax, xy, names, order, annotate)
+        _place_labels(fig, ax, xy, names, order, annotate, fontsize=label_size)
     head = title or f"Material map ({len(emb)} materials, coloured by {color_by.replace('_', ' ')})"
     if zoom:
         fig.suptitle(head + (f"\n{view}" if view else ""))
@@ -321,9 +323,11 @@ def _limits(cube: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]
 
 
 def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "family", influence=None,
-                   origin: Sequence[float] | None = None, view: str | None = None) -> Figure:
+                   origin: Sequence[float] | None = None, view: str | None = None,
+                   axis_label: str = "uncentred PCA axis") -> Figure:
     """Small multiples of :func:`mrl.analysis.evolution_frames` output, one panel per step, all sharing limits;
-    ``origin`` (where the zero vector lands) is drawn as a cross in every panel."""
+    ``origin`` (where the zero vector lands) is drawn as a cross in every panel; ``axis_label`` names the axes
+    (outer panels)."""
     cube, steps, meta = _frame_arrays(frames, emb)
     n = len(steps)
     ncols = int(np.ceil(np.sqrt(n)))
@@ -337,9 +341,13 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
         _scatter(ax, cube[i], meta, color_by, influence, legend=False)
         if origin is not None:
             ax.scatter([origin[0]], [origin[1]], marker="+", s=80, c="black", linewidths=1.2, zorder=3)
-        ax.set_title(f"step {steps[i]}", fontsize="medium")
+        ax.set_title(f"step {int(steps[i]):,}", fontsize="medium")
         ax.set_xlim(xlim)
         ax.set_ylim(ylim)
+        if i // ncols == nrows - 1 or i + ncols >= n:
+            ax.set_xlabel(f"{axis_label} 1")
+        if i % ncols == 0:
+            ax.set_ylabel(f"{axis_label} 2")
     if color_by == "family":
         pal = _family_palette(_family_labels(meta))
         if len(pal) > 1:

@@ -398,13 +398,14 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
     PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in :func:`write_maps`."""
     emb = run.embeddings
     frames, origin = evolution_coordinates(run, n_frames, method, seed, view)
-    shown = save(evolution_grid(frames, emb, origin=origin, view=VIEWS[view]), run.path, "evolution")
+    axis = AXIS_LABELS.get(map_methods(len(vector_columns(emb)), (method,))[0], "axis")  # size 2: raw vectors
+    shown = save(evolution_grid(frames, emb, origin=origin, view=VIEWS[view], axis_label=axis), run.path, "evolution")
     if gif_frames != n_frames:
         frames, _ = evolution_coordinates(run, gif_frames, method, seed, view)
     evolution_animation(frames, emb, file_path(run.path, "evolution_gif"), origin=origin, view=VIEWS[view])
     save(evolution_html(frames, emb, evolution_title(run.metrics.get("embedding_dim")),
-                        plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view],
-                        axis_label=AXIS_LABELS.get(method, "axis")), run.path, "evolution_html")
+                        plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view], axis_label=axis),
+         run.path, "evolution_html")
     return shown
 
 
