@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,6 +80,22 @@ def test_a_map_file_of_another_format_is_refused(tmp_path):
     path.write_text("not gzip")
     with pytest.raises(ValueError, match="not a map file"):
         read_map_file(path)
+
+
+def test_the_committed_chapter_shows_maps_that_exist(tmp_path):
+    """Every figure and interactive map the seed-scale page shows is a committed file or a page `mrl report` draws
+    from the committed map file."""
+    book = tmp_path / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "generated"))
+    pages = {p.relative_to(book / "generated" / "_extra").as_posix() for p in chapter_map_pages(book)}
+    text = (book / "seed_scale.md").read_text()
+    frames = re.findall(r'<iframe src="([^"]+)"', text)
+    assert len(frames) >= 4 and any("evolution" in f for f in frames)  # maps at several sizes, the evolution
+    assert set(frames) <= pages, set(frames) - pages
+    pngs = re.findall(r"```\{figure\} (\S+)", text)
+    assert pngs and all((book / png).exists() for png in pngs)
+    size = sum((book / png).stat().st_size for png in pngs) + (book / "figures" / "seed_scale.maps.json.gz").stat().st_size
+    assert size < 3_000_000  # committed bytes of the chapter's figures
 
 
 def test_neighbours_of_data_poor_materials_are_scored_per_usage_bin():
