@@ -463,7 +463,8 @@ def results_of(folder: Path, with_truth: bool, figures: Path | None = None, prev
     table, runs = run_table(folder)
     if not runs:
         raise SystemExit(f"{folder}: no finished run (no */metrics.json)")
-    out = {k: v for k, v in (previous or {}).items() if k in ("truth", "figures", "data_poor", "sweep_seconds")}
+    kept = {k: v for k, v in (previous or {}).items() if k in ("truth", "figures", "data_poor", "sweep_seconds")}
+    out: dict = {}
     out.update({"what": "The seed-scale chapter's numbers: one run per embedding size of `mrl sweep "
                         f"params/{folder.name}.yaml` beside the seed report's table. Written by `python "
                         "benchmarks/lab_table.py runs/lab_seed_scale --truth --json "
@@ -478,7 +479,8 @@ def results_of(folder: Path, with_truth: bool, figures: Path | None = None, prev
         # seconds summed over the points (the sweep's workers ran in parallel): training, and all its notebooks
         out["sweep_seconds"] = {"training": round(float(s["wall_s"].sum())),
                                 **({"notebooks": round(float(s["notebooks_s"].sum()))} if "notebooks_s" in s else {})}
-    out["data_poor"] = {**out.get("data_poor", {}), "error": error_by_usage_section(runs)}
+    out.update({k: v for k, v in kept.items() if k not in out})
+    out["data_poor"] = {**kept.get("data_poor", {}), "error": error_by_usage_section(runs)}
     if with_truth:
         shown = [r for r in runs if int(r.metrics["embedding_dim"]) in FIGURE_SIZES]
         scores, by_usage = truth_table(shown)
