@@ -176,17 +176,20 @@ def map_pages(content: dict[str, Any], plotlyjs: str) -> dict[str, str]:
     return pages
 
 
-def map_figures(content: dict[str, Any], annotate: int = 12, font_size: float = 16) -> dict[str, Figure]:
+def map_figures(content: dict[str, Any], annotate: int = 12, font_size: float = 16,
+                evolution_font_size: float = 12) -> dict[str, Figure]:
     """The static figures of a map file's content: ``<name>`` -> the map with its zoom panel
     (:func:`mrl.plots.material_map`, ``annotate`` names) or the evolution's small multiples
     (:func:`mrl.plots.evolution_grid`), as a run's report draws them, with text of ``font_size`` points (names
-    0.8 of it): a 12.5-inch-wide map shown in a book's ~700-pixel column (at 1280 pixels) then has tick labels of
-    about 11 pixels."""
+    0.8 of it; ``evolution_font_size`` in the evolution's 9.6-inch grid of small panels): a 12.5-inch-wide map shown
+    in a book's ~700-pixel column (at 1280 pixels) then has tick labels of about 11 pixels."""
     view = VIEWS[content.get("view", "dose")]
     maps, evolutions = _maps_and_evolutions(content)
     out = {}
     with rc_context({"font.size": font_size}):
-        _draw(out, maps, evolutions, view, annotate, 0.8 * font_size)
+        _draw(out, maps, [], view, annotate, 0.8 * font_size)
+    with rc_context({"font.size": evolution_font_size}):
+        _draw(out, [], evolutions, view, annotate, 0.8 * evolution_font_size)
     return out
 
 

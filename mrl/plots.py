@@ -383,7 +383,7 @@ def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs
     xlim, ylim = _limits(cube)
     labels = [f"{int(step):,}" for step in steps]
     fig = go.Figure(data=data, frames=[go.Frame(data=positions(i), name=labels[i]) for i in range(len(steps))])
-    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step "), pad=dict(t=40), x=0.1, len=0.9,
+    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step ", xanchor="right"), pad=dict(t=40), x=0.1, len=0.9,
                   steps=[dict(label=lab, method="animate", args=[[lab], dict(mode="immediate",
                                                                              frame=dict(duration=0, redraw=True))])
                          for lab in labels])
