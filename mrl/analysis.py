@@ -627,16 +627,58 @@ def origin_check(infl: pd.DataFrame, low_quantile: float = 0.25) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 # scores against hidden truth (synthetic data)
 # ---------------------------------------------------------------------------------------------------------------------
-def _neighbour_agreement(X: np.ndarray, fam: np.ndarray, k: int, metric: str) -> tuple[float, float]:
-    """Mean share of each material's ``k`` nearest neighbours with its family, and the chance level."""
+def _neighbour_shares(X: np.ndarray, fam: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per material: the share of its ``k`` nearest neighbours with its family, and that share for random
+    vectors (its family's size - 1 over n - 1)."""
     n = len(X)
     D = _distances(X, X, metric)
     np.fill_diagonal(D, np.inf)
     nn = np.argsort(D, axis=1, kind="stable")[:, :k]
-    agree = float((fam[nn] == fam[:, None]).mean())
     counts = pd.Series(fam).map(pd.Series(fam).value_counts()).to_numpy(np.float64)
-    chance = float(((counts - 1) / (n - 1)).mean())
-    return agree, chance
+    return (fam[nn] == fam[:, None]).mean(axis=1), (counts - 1) / (n - 1)
+
+
+def _neighbour_agreement(X: np.ndarray, fam: np.ndarray, k: int, metric: str) -> tuple[float, float]:
+    """Mean share of each material's ``k`` nearest neighbours with its family, and the chance level."""
+    shares, chance = _neighbour_shares(X, fam, k, metric)
+    return float(shares.mean()), float(chance.mean())
+
+
+#: Bins of "formulas using the material" (left-closed) for :func:`neighbour_agreement_by_usage`.
+MATERIAL_USAGE_BINS = (1, 3, 10, 30, 100, np.inf)
+
+
+def usage_bin_label(lo: float, hi: float) -> str:
+    """The label of the left-closed count bin ``[lo, hi)``: ``"0"``, ``"3-9"``, ``"100+"``."""
+    if np.isinf(hi):
+        return f"{int(lo)}+"
+    if hi - lo == 1:
+        return str(int(lo))
+    return f"{int(lo)}-{int(hi) - 1}"
+
+
+def neighbour_agreement_by_usage(emb: pd.DataFrame, truth: pd.DataFrame, bins: Sequence[float] = MATERIAL_USAGE_BINS,
+                                 k: int = 10, metric: str = "cosine") -> pd.DataFrame:
+    """How well the vectors place data-poor materials: the share of each material's ``k`` nearest neighbours (among
+    all used materials, by ``metric``) in its hidden family, averaged per bin of ``n_formulas`` (formulas using the
+    material). One row per non-empty bin: ``usage_bin, n_materials, neighbour_agreement, neighbour_chance``."""
+    if "material_id" not in truth.columns or "family" not in truth.columns:
+        raise ValueError("truth needs material_id and family columns")
+    fam = truth.assign(material_id=truth["material_id"].astype(str)).drop_duplicates("material_id") \
+        .set_index("material_id")["family"].reindex(material_ids(emb))
+    n_use = usage(emb)
+    ok = (n_use > 0) & fam.notna().to_numpy()
+    shares, chance = _neighbour_shares(vectors(emb)[ok], fam.astype(str).to_numpy()[ok],
+                                       int(max(1, min(k, ok.sum() - 1))), metric)
+    edges = list(bins)
+    labels = [usage_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    binned = pd.cut(n_use[ok], edges, right=False, labels=labels)
+    table = pd.DataFrame({"usage_bin": binned, "share": shares, "chance": chance})
+    out = table.groupby("usage_bin", observed=True).agg(n_materials=("share", "size"),
+                                                        neighbour_agreement=("share", "mean"),
+                                                        neighbour_chance=("chance", "mean")).reset_index()
+    out["usage_bin"] = out["usage_bin"].astype(str)
+    return out
 
 
 def _purity(labels: np.ndarray, fam: np.ndarray) -> float:

@@ -33,6 +33,8 @@ from latex2mathml.converter import convert
 from PIL import Image
 
 from mrl.io import copy_if_changed, read_json, write_table, write_text
+from mrl.map_files import SUFFIX as MAP_FILE_SUFFIX
+from mrl.map_files import map_pages, read_map_file
 from mrl.plots import error_by_dim, history_figure, parity, plotly_js_path, save_figure, target_figure, usage_figure
 from mrl.run_baselines import report_lines as baseline_report_lines
 from mrl.run_files import METRICS
@@ -127,7 +129,7 @@ def markdown_table(frame: pd.DataFrame, columns: Sequence[str] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def _slim_png(data: bytes) -> bytes:
+def slim_png(data: bytes) -> bytes:
     """A PNG re-encoded with a 256-colour palette (plots have few colours; about a third of the bytes), or the
     original when that is not smaller."""
     try:
@@ -142,10 +144,10 @@ def _slim_png(data: bytes) -> bytes:
 
 
 def _copy_figure(src: Path, dst: Path) -> None:
-    """Copy a figure for the site, PNGs slimmed by :func:`_slim_png`."""
+    """Copy a figure for the site, PNGs slimmed by :func:`slim_png`."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.suffix.lower() == ".png":
-        dst.write_bytes(_slim_png(src.read_bytes()))
+        dst.write_bytes(slim_png(src.read_bytes()))
     else:
         shutil.copy2(src, dst)
 
@@ -188,7 +190,7 @@ def _copy_notebook(src: Path, dst: Path, suffix: str) -> None:
         for k, output in enumerate(cell.outputs):  # figures: the same palette PNGs as on the pages
             png = output.get("data", {}).get("image/png")
             if isinstance(png, str):
-                slim = _slim_png(base64.b64decode(png))
+                slim = slim_png(base64.b64decode(png))
                 same = shared.get(hashlib.sha1(slim).hexdigest())
                 if same:
                     cell.outputs[k] = nbformat.v4.new_output("display_data", data={"text/markdown": f"![]({same})"})
@@ -1192,10 +1194,44 @@ def _staged_pages(book_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
         _sync(maps_out, generated / "_extra" / "maps" / name)
 
 
+#: Folder under the site's ``maps/`` with the interactive maps of the hand-written chapters (one folder per page).
+CHAPTER_MAPS = "chapters"
+
+
+def chapter_map_pages(book_dir: str | Path) -> list[Path]:
+    """The interactive maps of the hand-written chapters, drawn from their committed map files
+    (``<book_dir>/figures/<page>.maps.json.gz``, :mod:`mrl.map_files`) into
+    ``generated/_extra/maps/chapters/<page>/`` (served at ``maps/chapters/<page>/``), each with a title and a link
+    back to its page, loading the site's one ``maps/plotly.min.js``. A page is rewritten only when it changed; pages
+    no map file gives any more are removed. Returns the pages."""
+    book_dir = Path(book_dir)
+    root = book_dir / "generated" / "_extra" / "maps" / CHAPTER_MAPS
+    written = []
+    for path in sorted((book_dir / "figures").glob(f"*{MAP_FILE_SUFFIX}")):
+        content = read_map_file(path)
+        page = content.get("page") or path.name[: -len(MAP_FILE_SUFFIX)]
+        if not (book_dir / f"{page}.md").exists():
+            log.warning("%s: its page %s.md is not in %s; its maps are left out", path, page, book_dir)
+            continue
+        back_title = content.get("page_title") or page
+        for name, text in map_pages(content, "../../plotly.min.js").items():
+            title = re.search(r"<title>([^<]*)</title>", text)
+            text = _map_page(text, title.group(1) if title else name, f"../../../{page}.html", back_title)
+            out = root / page / name
+            if not (out.exists() and out.read_text() == text):
+                write_text(text, out)
+            written.append(out)
+    for old in set(root.rglob("*.html")) - set(written) if root.exists() else ():
+        old.unlink()
+    return written
+
+
 def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
-    """After a sweep's or run's pages: the shared plotly.js (when a page needs it), the first page and the table
-    of contents, each rewritten only when it changed; returns the toc path."""
+    """After a sweep's or run's pages: the hand-written chapters' maps (:func:`chapter_map_pages`), the shared
+    plotly.js (when a page needs it), the first page and the table of contents, each rewritten only when it changed;
+    returns the toc path."""
     generated = book_dir / "generated"
+    needs_plotly = bool(chapter_map_pages(book_dir)) or needs_plotly
     if needs_plotly:  # one plotly.js for every interactive map of the site
         copy_if_changed(plotly_js_path(), generated / "_extra" / "maps" / "plotly.min.js")
     intro = generated / "intro.md"

@@ -106,7 +106,8 @@ def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, le
                 ax.scatter(xy[m, 0], xy[m, 1], s=sizes[m], color=col, alpha=0.8, edgecolors="white",
                            linewidths=0.4, label=str(fam) if legend else None, zorder=2)
         if legend and len(pal) > 1:
-            ax.legend(title="family", fontsize="small", loc="best", markerscale=0.8, frameon=True)
+            ax.legend(title="family", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+                      markerscale=0.8, frameon=False)  # beside the axes, never over the data
         return None
     vals = np.asarray(values, np.float64)
     pos = vals[used & np.isfinite(vals)]
@@ -191,7 +192,7 @@ def label_order(emb: pd.DataFrame, xy: np.ndarray, influence=None, origin: Seque
 
 def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
                  title: str | None = None, annotate: int = 0, origin: Sequence[float] | None = None,
-                 zoom: bool = False, view: str | None = None, axis_label: str = "axis") -> Figure:
+                 zoom: bool = False, view: str | None = None, axis_label: str = "axis", label_size: float = 7) -> Figure:
     """Scatter of materials at ``coords`` ``(n, 2)`` (from :func:`mrl.analysis.project`), marker area ~ usage,
     unused materials as grey crosses.
 
@@ -201,6 +202,7 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
     ``origin``: where the zero vector lands (``(0, 0)`` for raw or uncentred PCA), drawn as a cross. ``zoom`` adds a
     second panel on the central 90 % of the materials (where the most used ones crowd), with its own labels.
     ``view`` (e.g. "dose-weighted vectors") is written under the title, so every map says what it draws.
+    ``label_size``: font size (points) of the material names.
     """
     xy = np.asarray(coords, np.float64)
     if xy.shape != (len(emb), 2):
@@ -227,7 +229,7 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
         if zoom:
             ax.set_title(label, fontsize="medium")
     for ax in axes.ravel():
-        _place_labels(fig, ax, xy, names, order, annotate)
+        _place_labels(fig, ax, xy, names, order, annotate, fontsize=label_size)
     head = title or f"Material map ({len(emb)} materials, coloured by {color_by.replace('_', ' ')})"
     if zoom:
         fig.suptitle(head + (f"\n{view}" if view else ""))
@@ -238,13 +240,14 @@ def material_map(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family"
 
 def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "family", influence=None,
                       title: str | None = None, plotlyjs: str | bool = True, view: str | None = None,
-                      axis_label: str = "axis") -> str:
+                      axis_label: str = "axis", div_id: str | None = None) -> str:
     """Interactive map as an HTML page; hovering a point shows material_id, name, family, usage (n_formulas,
     median content), norm and influence when given.
 
     ``plotlyjs``: ``True`` inlines plotly.js (~4.6 MB, self-contained), a string is the relative path of a
     ``plotly.min.js`` next to the page (see :func:`plotly_js_path`), loaded once for a whole site; never a CDN.
-    ``view`` names the vectors drawn (shown under the title)."""
+    ``view`` names the vectors drawn (shown under the title); ``div_id``: the plot's element id (default: a random
+    one; a fixed one makes the same map give the same bytes)."""
     import plotly.graph_objects as go
 
     xy = np.asarray(coords, np.float64)
@@ -283,7 +286,7 @@ def material_map_html(coords: np.ndarray, emb: pd.DataFrame, color_by: str = "fa
     fig.update_layout(title=head + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
                       xaxis_title=f"{axis_label} 1", yaxis_title=f"{axis_label} 2", legend_title_text=color_by,
                       height=650, margin=dict(t=80))
-    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False)
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, div_id=div_id)
     return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(head)}</title>", 1)
 
 
@@ -327,9 +330,11 @@ def _limits(cube: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]
 
 
 def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "family", influence=None,
-                   origin: Sequence[float] | None = None, view: str | None = None) -> Figure:
+                   origin: Sequence[float] | None = None, view: str | None = None,
+                   axis_label: str = "uncentred PCA axis") -> Figure:
     """Small multiples of :func:`mrl.analysis.evolution_frames` output, one panel per step, all sharing limits;
-    ``origin`` (where the zero vector lands) is drawn as a cross in every panel."""
+    ``origin`` (where the zero vector lands) is drawn as a cross in every panel; ``axis_label`` names the axes
+    (outer panels)."""
     cube, steps, meta = _frame_arrays(frames, emb)
     n = len(steps)
     ncols = int(np.ceil(np.sqrt(n)))
@@ -343,9 +348,13 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
         _scatter(ax, cube[i], meta, color_by, influence, legend=False)
         if origin is not None:
             ax.scatter([origin[0]], [origin[1]], marker="+", s=80, c="black", linewidths=1.2, zorder=3)
-        ax.set_title(f"step {steps[i]}", fontsize="medium")
+        ax.set_title(f"step {int(steps[i]):,}", fontsize="medium")
         ax.set_xlim(xlim)
         ax.set_ylim(ylim)
+        if i // ncols == nrows - 1 or i + ncols >= n:
+            ax.set_xlabel(f"{axis_label} 1")
+        if i % ncols == 0:
+            ax.set_ylabel(f"{axis_label} 2")
     if color_by == "family":
         pal = _family_palette(_family_labels(meta))
         if len(pal) > 1:
@@ -357,29 +366,31 @@ def evolution_grid(frames: pd.DataFrame, emb: pd.DataFrame, color_by: str = "fam
 
 
 def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs: str | bool = True,
-                   view: str | None = None, axis_label: str = "uncentred PCA axis") -> str:
+                   view: str | None = None, axis_label: str = "uncentred PCA axis", div_id: str | None = None) -> str:
     """The material map through training as one interactive page: a step slider and a play button (plotly frames),
     one colour per family, the material's name and family on hover; coordinates from
-    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` as in :func:`material_map_html`."""
+    :func:`mrl.analysis.evolution_frames`. ``plotlyjs`` and ``div_id`` as in :func:`material_map_html`."""
     import plotly.graph_objects as go
 
     cube, steps, meta = _frame_arrays(frames, emb)
-    cube = np.round(np.nan_to_num(cube), 5)
+    cube = np.nan_to_num(cube).astype(np.float32)  # ~7 digits: plenty for a screen, half the bytes of float64
     names = np.asarray([f"{n}" for n in material_names(meta)], dtype=object)
     fam = families(meta)
     fam = np.asarray(fam if fam is not None else np.full(len(meta), "material"), dtype=object)
     groups = list(_family_palette(fam).items())
+    last = len(steps) - 1
+    data = [go.Scattergl(x=cube[last, fam == f, 0], y=cube[last, fam == f, 1], mode="markers", name=str(f),
+                         text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
+                         marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
 
-    def traces(i: int) -> list:
-        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1], mode="markers", name=str(f),
-                             text=names[fam == f], hovertemplate="%{text}<br>" + str(f) + "<extra></extra>",
-                             marker=dict(size=6, color=mcolors.to_hex(col), opacity=0.8)) for f, col in groups]
+    def positions(i: int) -> list:
+        """A frame moves the points only: names, colours and hover stay those of the traces (plotly merges)."""
+        return [go.Scattergl(x=cube[i, fam == f, 0], y=cube[i, fam == f, 1]) for f, _ in groups]
 
     xlim, ylim = _limits(cube)
     labels = [f"{int(step):,}" for step in steps]
-    fig = go.Figure(data=traces(len(steps) - 1),
-                    frames=[go.Frame(data=traces(i), name=labels[i]) for i in range(len(steps))])
-    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step "), pad=dict(t=40), x=0.1, len=0.9,
+    fig = go.Figure(data=data, frames=[go.Frame(data=positions(i), name=labels[i]) for i in range(len(steps))])
+    slider = dict(active=len(steps) - 1, currentvalue=dict(prefix="training step ", xanchor="right"), pad=dict(t=40), x=0.1, len=0.9,
                   steps=[dict(label=lab, method="animate", args=[[lab], dict(mode="immediate",
                                                                              frame=dict(duration=0, redraw=True))])
                          for lab in labels])
@@ -388,7 +399,8 @@ def evolution_html(frames: pd.DataFrame, emb: pd.DataFrame, title: str, plotlyjs
     fig.update_layout(title=title + (f"<br><sup>{view}</sup>" if view else ""), template="plotly_white",
                       xaxis=dict(title=f"{axis_label} 1", range=xlim), yaxis=dict(title=f"{axis_label} 2", range=ylim),
                       legend_title_text="family", height=700, sliders=[slider], updatemenus=[play])
-    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False)
+    page = fig.to_html(full_html=True, include_plotlyjs=plotlyjs, include_mathjax=False, auto_play=False,
+                       div_id=div_id)
     return page.replace("<head>", f"<head><meta charset=\"utf-8\" /><title>{html.escape(title)}</title>", 1)
 
 

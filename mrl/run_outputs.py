@@ -365,7 +365,7 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
     rows = []
     for i, method in enumerate(methods):
         coords, origin = map_coordinates(run, method, view, seed)
-        title = f"Materials, {METHOD_TITLES.get(method, method)} (embedding size {run.metrics.get('embedding_dim')})"
+        title = map_title(method, run.metrics.get("embedding_dim"))
         axis = AXIS_LABELS.get(method, "axis")
         save(material_map(coords, emb, color_by="family", influence=influence, title=title, annotate=annotate,
                           origin=origin, zoom=True, view=VIEWS[view], axis_label=axis), folder, "map_png", method)
@@ -385,12 +385,11 @@ def write_maps(run: Run, methods: Sequence[str] = MAP_METHODS, influence: pd.Dat
     return pd.DataFrame(rows, columns=["method", "png", "html"])
 
 
-def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
-                    seed: int = 0, view: str = "dose") -> Any:
-    """Write ``evolution.png`` (``n_frames`` small multiples), ``evolution.gif`` and the interactive
-    ``evolution.html`` with a step slider (``gif_frames`` steps) into the run folder; return the small multiples for display. One projection, fitted on the final vectors, is applied
-    to every step; PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in
-    :func:`write_maps` (the median contents are the final run's)."""
+def evolution_coordinates(run: Run, n_frames: int = 9, method: str = "pca", seed: int = 0,
+                          view: str = "dose") -> tuple[pd.DataFrame, Any]:
+    """2-D coordinates of a run's materials at ``n_frames`` training steps (:func:`mrl.analysis.evolution_frames`:
+    ``frame, step, material_id, x, y``) in projection ``method`` of the ``view`` vectors (``"dose"``: each step's
+    vector times the final median content), and where the zero vector lands (as :func:`map_coordinates`)."""
     emb = run.embeddings
     snaps = run.snapshots
     if view == "dose":
@@ -399,16 +398,37 @@ def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: st
         weight = snaps["material_id"].astype(str).map(med).fillna(0.0).to_numpy(np.float64)
         snaps = snaps.assign(**{c: snaps[c].to_numpy(np.float64) * weight for c in cols})
     kw = {"center": False} if method == "pca" else {}
-    origin = (0.0, 0.0) if method in ORIGIN_METHODS else None
     frames = evolution_frames(snaps, n_frames=n_frames, method=method, seed=seed, **kw)
-    shown = save(evolution_grid(frames, emb, origin=origin, view=VIEWS[view]), run.path, "evolution")
+    return frames, ((0.0, 0.0) if method in ORIGIN_METHODS else None)
+
+
+def write_evolution(run: Run, n_frames: int = 9, gif_frames: int = 9, method: str = "pca",
+                    seed: int = 0, view: str = "dose") -> Any:
+    """Write ``evolution.png`` (``n_frames`` small multiples), ``evolution.gif`` and the interactive
+    ``evolution.html`` with a step slider (``gif_frames`` steps) into the run folder; return the small multiples for
+    display. One projection, fitted on the final vectors, is applied to every step (:func:`evolution_coordinates`);
+    PCA is uncentred, so the frames show the vectors leaving the origin. ``view`` as in :func:`write_maps`."""
+    emb = run.embeddings
+    frames, origin = evolution_coordinates(run, n_frames, method, seed, view)
+    axis = AXIS_LABELS.get(map_methods(len(vector_columns(emb)), (method,))[0], "axis")  # size 2: raw vectors
+    shown = save(evolution_grid(frames, emb, origin=origin, view=VIEWS[view], axis_label=axis), run.path, "evolution")
     if gif_frames != n_frames:
-        frames = evolution_frames(snaps, n_frames=gif_frames, method=method, seed=seed, **kw)
+        frames, _ = evolution_coordinates(run, gif_frames, method, seed, view)
     evolution_animation(frames, emb, file_path(run.path, "evolution_gif"), origin=origin, view=VIEWS[view])
-    title = f"Materials through training (embedding size {run.metrics.get('embedding_dim')})"
-    save(evolution_html(frames, emb, title, plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view],
-                        axis_label=AXIS_LABELS.get(method, "axis")), run.path, "evolution_html")
+    save(evolution_html(frames, emb, evolution_title(run.metrics.get("embedding_dim")),
+                        plotlyjs=_plotly_js_next_to(run.path), view=VIEWS[view], axis_label=axis),
+         run.path, "evolution_html")
     return shown
+
+
+def map_title(method: str, embedding_dim: Any) -> str:
+    """The title of a material map (static and interactive)."""
+    return f"Materials, {METHOD_TITLES.get(method, method)} (embedding size {embedding_dim})"
+
+
+def evolution_title(embedding_dim: Any) -> str:
+    """The title of the interactive training evolution."""
+    return f"Materials through training (embedding size {embedding_dim})"
 
 
 def run_influence(run: Run, data: FormulaData, max_formulas: int = 200,

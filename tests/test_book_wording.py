@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mrl.book import _knowledge_sentences, _shape_sentences
+from mrl.wording import format_number
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,15 +85,38 @@ def test_seed_scale_page_is_rendered_from_its_result_file():
 
     results = json.loads((ROOT / "benchmarks" / "results" / "lab_seed_scale.json").read_text())
     table = lab_table.render_table(results)
-    assert "| 100 | 1,751 / 5,425 / 176 |" in table and "| 2 | 2,295 / 6,731 / 394 |" in table
-    assert "below that of the seed report at that size, 5,425 cP" in table
+    assert "| 100 | 1,751 | 5,425 | 176 |" in table and "| 2 | 2,295 | 6,731 | 394 |" in table
     page = (ROOT / "book" / "seed_scale.md").read_text()
     for render in lab_table.SECTIONS.values():
         assert render(results) in page, ("book/seed_scale.md is stale: python benchmarks/lab_table.py --render "
                                          "benchmarks/results/lab_seed_scale.json --book book/seed_scale.md")
+    assert "(no " not in page  # every section has its numbers (truth, figures, data-poor)
+    for value, relation in ((6000.0, "above"), (3000.0, "below")):
+        changed = copy.deepcopy(results)
+        next(r for r in changed["runs"] if r["embedding_dim"] == 100)["eval_mae"] = value
+        assert f"{relation} that of the seed report, 5,425 cP" in lab_table.render_key_result(changed)
+        assert f"{format_number(value)} cP (single run), {relation} that of the seed report at that size" in \
+            lab_table.render_table(changed)
+
+
+def test_seed_scale_truth_and_data_poor_sentences_follow_the_numbers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import lab_table  # benchmarks/lab_table.py
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "lab_seed_scale.json").read_text())
     changed = copy.deepcopy(results)
-    next(r for r in changed["runs"] if r["embedding_dim"] == 100)["eval_mae"] = 6000.0
-    assert "above that of the seed report, 5,425 cP" in lab_table.render_key_result(changed)
+    na = changed["truth"]["neighbour_agreement"]
+    na["learned"], na["svd"] = [0.9] * len(na["learned"]), [0.1] * len(na["svd"])
+    assert "family neighbours, the learned vectors against the SVD: above at size" in lab_table.render_truth(changed)
+    na["learned"], na["svd"] = na["svd"], na["learned"]
+    assert "family neighbours, the learned vectors against the SVD: below at size" in lab_table.render_truth(changed)
+    err = changed["data_poor"]["error"]
+    size = str(err["sizes"][-1])
+    err["median_abs_error"][size][0], err["median_abs_error"][size][-1] = 900, 100
+    text = lab_table.render_data_poor(changed)
+    assert f"median absolute error at size {size} of the group {err['bins'][0]} is 900 cP (single run), above" in text
+    err["median_abs_error"][size][0] = 50
+    assert f"of the group {err['bins'][0]} is 50.0 cP (single run), below" in lab_table.render_data_poor(changed)
 
 
 def test_liquid_page_names_compounds_with_smiles_on_hover():

@@ -151,8 +151,8 @@ def map_page_problems(html: Path) -> list[str]:
         text = page.read_text()
         if not re.search(r"<title>[^<\s][^<]*</title>", text):
             problems.append(f"{page.relative_to(html)}: no title")
-        backs = [h for h in re.findall(r'<a[^>]+href="([^"#]+)', text) if h.endswith(".html")]
-        if not any((page.parent / h).resolve().exists() and "generated" in h for h in backs):
+        backs = [(page.parent / h).resolve() for h in re.findall(r'<a[^>]+href="([^"#]+)', text) if h.endswith(".html")]
+        if not any(b.exists() and (html / "maps").resolve() not in b.parents for b in backs):  # a page of the book
             problems.append(f"{page.relative_to(html)}: no link back")
     return problems
 
@@ -198,6 +198,9 @@ def test_every_map_page_has_a_title_and_a_link_back(site):
     html, _ = site
     assert list((html / "maps").rglob("map_*.html")), "no interactive map page"
     assert list((html / "maps").rglob("evolution.html")), "no interactive evolution page (step slider)"
+    chapter = html / "maps" / "chapters" / "seed_scale"  # drawn from book/figures/seed_scale.maps.json.gz
+    assert list(chapter.glob("map_dim_*.html")) and list(chapter.glob("evolution_dim_*.html")), \
+        "the seed-scale chapter's maps are missing"
     problems = map_page_problems(html)
     assert not problems, problems
 
