@@ -189,7 +189,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
 
         With ``early_stopping`` the model trains on ``data`` less its validation part (:meth:`validation_split`),
         so its scalers, usage counts and content scales come from that part. ``steps="auto"`` with ``auto_refit``
-        first finds the best step that way (a copy of this estimator, no eval, no checkpoint), then trains on all of
+        first finds the best step that way (a copy of this estimator: no eval, no checkpoint), then trains on all of
         ``data`` over the same schedule (``steps_`` long) and stops at that step (``best_step_``).
         """
         self._validate_params()
@@ -197,7 +197,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("fit: no training samples")
         refit = None
         if self.steps == "auto" and self.auto_refit:
-            probe = clone(self).set_params(auto_refit=False, progress=False)
+            probe = clone(self).set_params(auto_refit=False)
             probe.fit(data, initial_table=initial_table)  # the choice: the validation share only, never eval
             refit = (max(1, int(probe.best_step_ or 0)), int(probe.steps_))
             log.info("%s: steps auto: best validation MAE at step %d of %d (%s); trained again on all %d training "
@@ -262,6 +262,11 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                 ckpt = load_checkpoint(checkpoint_path)
                 save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress=ckpt["progress"],
                                 training=ckpt["training"])
+        if refit is not None and checkpoint_path:  # finished: the chosen step and the stop, as a stopped run says
+            ckpt = load_checkpoint(checkpoint_path)
+            save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(),
+                            progress={**ckpt["progress"], "best_step": refit[0], "stopped_step": state.step},
+                            training=ckpt["training"])
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots

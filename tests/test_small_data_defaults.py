@@ -12,10 +12,11 @@ import scipy.sparse as sp
 import torch
 from conftest import tiny_tables
 
+from mrl.checkpoint import load_checkpoint
 from mrl.data import FormulaData, load_formulas, save_formulas
 from mrl.estimator import MixtureRegressor
 from mrl.params import RunParams
-from mrl.run_files import STACK
+from mrl.run_files import CHECKPOINT, STACK
 from mrl.runs import load_run, plan_run, run_experiment
 from mrl.small_data import SMALL_DATA, SMALL_DATA_MAX_FORMULAS, resolve_small_data
 from mrl.stacking import StackBase, fit_stack
@@ -194,6 +195,8 @@ def test_mrl_predict_reproduces_a_stacked_run(tmp_path, short_auto):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stack"] == "ridge" and "small-data settings" in metrics["small_data"]
     assert json.loads((out / STACK).read_text())["kind"] == "ridge"
+    progress = load_checkpoint(out / CHECKPOINT)["progress"]  # the refit's checkpoint says it finished
+    assert progress["stopped_step"] == progress["step"] == progress["best_step"] >= 1
     run = load_run(out)
     data, _ = run.data()
     ids = data.formula_ids[:30]
