@@ -58,8 +58,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     formulas, checks their MAE (``validation_metric="mae"``; ``"loss"``: the training loss) every ``eval_every``
     steps, stops after ``patience`` checks without improvement
     and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
-    ``steps="auto"`` does the same with a long patience over a budget that grows with the data
-    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``). ``stack`` (:mod:`mrl.stacking`) makes the network
+    ``steps="auto"`` does the same over a budget that grows with the data, never stopped before its end
+    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``), then, with ``auto_refit``, trains again on all
+    training formulas over the same schedule up to the best step. ``stack`` (:mod:`mrl.stacking`) makes the network
     learn the residual of a ridge or LightGBM base on the contents (``stack_``); predictions are base + network.
     """
 

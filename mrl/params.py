@@ -92,8 +92,9 @@ class RunParams:
     features: Optional[str] = None
     feature_map: str = "linear"  # linear | mlp (one hidden layer of 64): the map g from features to raw vectors
     # training
-    # an int, or "auto" (the default of `mrl train`): keep the best state on an inner validation share of the training
-    # formulas (validation_fraction; never eval) over a budget that grows with the data, mrl.train.resolve_steps
+    # an int, or "auto" (the default of `mrl train`): find the best step on an inner validation share of the training
+    # formulas (validation_fraction; never eval) over a budget that grows with the data, mrl.train.resolve_steps,
+    # then train on all training formulas up to that step (auto_refit)
     # (the lab sweeps and benchmarks keep fixed steps in their own params files)
     steps: Union[int, str] = "auto"
     batch_size: int = 256
