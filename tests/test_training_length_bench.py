@@ -43,7 +43,7 @@ def test_lab_seeds_run_in_separate_calls_are_merged_by_seed():
     bench = _bench("training_length")
     old = _lab([0.5, 0.4, 0.3], [0.4, 0.4, 0.4])["data_sets"]["lab"]
     new = copy.deepcopy(_lab([0.9], [0.8])["data_sets"]["lab"])
-    (row,) = bench.merge_seeds(old, new)
+    (row,) = bench.merge_runs(old, new)
     assert [r["value"] for r in row["fixed"]] == [0.9, 0.4, 0.3] and [r["seed"] for r in row["auto"]] == [0, 1, 2]
     assert row["split"].endswith("3 seeds")
 
