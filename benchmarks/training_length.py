@@ -301,7 +301,7 @@ def _cell(score: Score, digits: int = 3) -> str:
 def _steps(runs: list[dict]) -> str:
     best = [r.get("best_step") for r in runs if r.get("best_step") is not None]
     budget = sorted({r["budget"] for r in runs if r.get("budget")})
-    kept = f"kept {min(best):,}-{max(best):,}" if len(best) > 1 else f"kept {best[0]:,}" if best else ""
+    kept = f"kept {min(best):,}-{max(best):,}" if len(best) > 1 else f"kept {best[0]:,}" if best else "kept step not recorded"
     return f"budget {'/'.join(f'{b:,}' for b in budget)}; {kept}"
 
 
@@ -332,6 +332,10 @@ def render_table(results: dict) -> str:
                       "fit s (fixed / auto)": f"{_wall(row['fixed'])} / {_wall(row['auto'])}"})
         sentences.append(compare(auto, fixed, "steps: auto", f"{row['fixed_steps']:,} fixed steps",
                                  what=f"{row['metric']} on {row['data']} ({row['split']})", unit=row["unit"]).sentence)
+        if beside:
+            sentences.append(compare(auto, _score(beside["runs"], row["over"]), "steps: auto", beside["name"],
+                                     what=f"{row['metric']} on {row['data']} ({row['split']})",
+                                     unit=row["unit"]).sentence)
         if row.get("before"):
             before = _score(row["before"], row["over"])
             sentences.append(compare(before, fixed, "the rule before this fix (1,000 epochs, validation MSE)",
@@ -371,7 +375,11 @@ def render_inner(results: dict) -> str:
     text = markdown_table(pd.DataFrame(rows))
     refit, fixed = (Score.of([r[k] for r in inner]) for k in ("refit", "fixed"))
     best = Score.of([r["best"] for r in inner])
-    return (text + "\n" + compare(refit, fixed, "the chosen rule", "the fixed 20,000 steps",
+    diffs = [r["refit"] - r["fixed"] for r in inner]
+    paired = (f"Seed by seed (the same inner split), the chosen rule is below the fixed steps on "
+              f"{sum(d < 0 for d in diffs)} of {len(diffs)} seeds; the differences are "
+              + ", ".join(f"{d:+.3f}" for d in diffs) + " log10 cP.")
+    return (text + "\n" + paired + " " + compare(refit, fixed, "the chosen rule", "the fixed 20,000 steps",
                                   what="pseudo-eval MAE on the inner splits", unit="log10 cP").sentence + " "
             + compare(best, fixed, "the best state without the refit", "the fixed 20,000 steps",
                       what="pseudo-eval MAE", unit="log10 cP").sentence)
