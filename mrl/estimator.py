@@ -201,7 +201,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             probe = clone(self).set_params(auto_refit=False)
             probe.fit(data, initial_table=initial_table)  # the choice: the validation share only, never eval
             refit = (max(1, int(probe.best_step_ or 0)), int(probe.steps_))
-            log.info("%s: steps auto: best validation MAE at step %d of %d (%s); trained again on all %d training "
+            log.info("%s: steps auto: best validation check at step %d of %d (%s); trained again on all %d training "
                      "samples over the same schedule, stopped at that step", data.name, refit[0], refit[1],
                      f"{probe.wall_s_:.0f} s", data.n_samples)
         return self._fit(data, eval_data, checkpoint_path, resume, initial_table, refit)
