@@ -43,7 +43,7 @@ from mrl.params import RunParams  # noqa: E402
 from mrl.plots import save_figure  # noqa: E402
 from mrl.suggest import fit_predictor, suggest  # noqa: E402
 from mrl.synth import PRESETS, LabPreset, hidden_viscosity, lab_tables  # noqa: E402
-from mrl.wording import compare  # noqa: E402
+from mrl.wording import Score, against_target, compare  # noqa: E402
 
 log = logging.getLogger(__name__)
 HIT = 0.15
@@ -228,35 +228,51 @@ def render(results: dict) -> str:
              f"reaches the target when a made formula's true viscosity lies within {100 * s['hit']:.0f} % of it. "
              f"Single run per campaign (seed {s['seed']}); wall time {results['wall_s']:.0f} s on a shared 2-core "
              f"machine.", "",
-             "| method | campaigns | reached the target | experiments needed: median | 25 %-75 % of campaigns |",
+             "| method | campaigns | reached the target | experiments needed: median | experiments needed: 25 % to 75 % of campaigns |",
              "| --- | --: | --: | --: | --: |"]
     for m in METHODS:
         r = rows[m]
         lines.append(f"| {m} | {r['campaigns']} | {r['reached']} ({100 * r['share']:.0f} %) | "
-                     f"{_experiments(r['median'], r['cap'])} | {_experiments(r['q25'], r['cap'])}-"
+                     f"{_experiments(r['median'], r['cap'])} | {_experiments(r['q25'], r['cap'])} to "
                      f"{_experiments(r['q75'], r['cap'])} |")
     lines += ["", "Not reached counts as more than the cap (8 x rounds) in the median and quartiles.", ""]
     lines += [_sentence(rows, "mrl suggest", other) for other in ("random search", "perturb nearest")]
-    inf = float("inf")
-    med = {m: (rows[m]["median"] if rows[m]["median"] is not None else inf) for m in METHODS}
-    half = med["mrl suggest"] <= 0.5 * med["random search"]
-    fewer = med["mrl suggest"] < med["perturb nearest"]
-    lines += ["", f"Goal: at most half the experiments of random search (median {_experiments(rows['mrl suggest']['median'], rows['mrl suggest']['cap'])} "
-                  f"against {_experiments(rows['random search']['median'], rows['random search']['cap'])}): "
-                  f"{'met' if half else 'missed'}; fewer than the perturb-nearest habit (against "
-                  f"{_experiments(rows['perturb nearest']['median'], rows['perturb nearest']['cap'])}): "
-                  f"{'met' if fewer else 'missed'}."]
+    med = {m: (rows[m]["median"] if rows[m]["median"] is not None else float("inf")) for m in METHODS}
+    lines += ["", _goal(med["mrl suggest"], 0.5 * med["random search"], "half the median of random search", n),
+              _goal(med["mrl suggest"], med["perturb nearest"], "the median of the perturb-nearest habit", n,
+                    strict=True)]
     return "\n".join(lines)
 
 
+def _goal(value: float, target: float, target_name: str, n: int, strict: bool = False) -> str:
+    """The campaign goal "mrl suggest needs at most (``strict``: fewer than) ``target`` experiments", worded by
+    :func:`mrl.wording.against_target` (a median over campaigns: no spread)."""
+    if not (np.isfinite(value) and np.isfinite(target)):  # a median beyond the cap (not reached in most campaigns)
+        met = np.isfinite(value)
+        return (f"Goal: the median number of experiments of mrl suggest is {_experiments(value if met else None, 0)}"
+                f" against {target_name} beyond the cap: the goal is {'met' if met else 'missed'}.")
+    if value == target and not strict:  # "at most" half: equal meets it
+        return (f"Goal: the median number of experiments of mrl suggest is {value:.0f}, equal to {target_name} "
+                f"({target:g}): the goal is met.")
+    median = Score(value, note=f"over {n} campaigns")
+    sentence = against_target(median, target, "median number of experiments of mrl suggest", target_name,
+                              digits=2, goal=True, spread=False).sentence
+    return "Goal: " + sentence[0].lower() + sentence[1:]
+
+
 def _sentence(rows: dict, a: str, b: str) -> str:
-    share = compare(100 * rows[a]["share"], 100 * rows[b]["share"], a, b, what="share of campaigns reaching the "
-                    "target", unit="%", lower_is_better=False, digits=2, difference_unit="percentage points")
+    def over(value: float, method: str) -> Score:  # a share or a median over the method's campaigns
+        return Score(value, note=f"over {rows[method]['campaigns']} campaigns")
+
+    share = compare(over(100 * rows[a]["share"], a), over(100 * rows[b]["share"], b), a, b,
+                    what="share of campaigns reaching the target", unit="%", lower_is_better=False, digits=2,
+                    difference_unit="percentage points")
     cap = rows[a]["cap"]
     med_a = rows[a]["median"] if rows[a]["median"] is not None else float("inf")
     med_b = rows[b]["median"] if rows[b]["median"] is not None else float("inf")
     if np.isfinite(med_a) and np.isfinite(med_b):
-        need = compare(med_a, med_b, a, b, what="median number of experiments", digits=2).sentence
+        need = compare(over(med_a, a), over(med_b, b), a, b, what="median number of experiments",
+                       digits=2).sentence
     else:
         need = (f"The median number of experiments of {a} is {_experiments(rows[a]['median'], cap)}, of {b} "
                 f"{_experiments(rows[b]['median'], cap)} (not reached in half the campaigns or more).")

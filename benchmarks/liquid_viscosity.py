@@ -454,11 +454,39 @@ def _fold_score(runs: list[dict], key: str) -> Score:
     return Score.of([r[key] for r in runs if r.get(key) is not None], over="folds")
 
 
+def render_key_result(results: dict) -> str:
+    """The page's key result, worded by :func:`mrl.wording.compare` from the test rows: mrl from data alone against
+    LightGBM on fractions, mrl + RDKit features against LightGBM on the same descriptors, the ensemble against the
+    published model, the graph encoder (``features: graph``) against the RDKit features on the paper split and
+    against LightGBM on held-out compounds (mean ± SD over seeds)."""
+    test, unseen = results.get("test", {}), results.get("unseen", {})
+
+    def score(key: str) -> Score:
+        if key == "published":
+            return Score(test[key]["mae"], note="the published predictions, from the file")
+        return Score(test[key]["mae"])
+
+    pairs = (("mrl", "mrl from data alone", "lightgbm_fractions", "LightGBM on mole fractions"),
+             ("mrl_rdkit", "mrl + RDKit features (g(x) + r)", "lightgbm_descriptors", "LightGBM on the same descriptors"),
+             ("mrl_ensemble", "an ensemble of five mrl + RDKit models", "published",
+              "the published model (graph networks)"),
+             ("mrl_graph", "mrl + molecular-graph encoder (`features: graph`)", "mrl_rdkit", "mrl + RDKit features"))
+    parts = ["On the paper's test split (MAE, log10 cP):"]
+    parts += [compare(score(a), score(b), a_name, b_name, what="test MAE", unit="log10 cP", digits=3).sentence
+              for a, a_name, b, b_name in pairs if test.get(a) and test.get(b)]
+    if isinstance(unseen.get("mrl_graph"), list) and isinstance(unseen.get("lightgbm_descriptors"), list):
+        parts.append("On compounds held out of training: " + compare(
+            _seed_score(unseen["mrl_graph"]), _seed_score(unseen["lightgbm_descriptors"]), "mrl + graph encoder",
+            "LightGBM on descriptors", what="held-out-compound MAE", unit="log10 cP", digits=3).sentence)
+    return " ".join(parts)
+
+
 def write_book(results: dict, path: str | Path) -> Path:
-    """Fill ``<!-- liquid-similar -->`` ... ``<!-- /liquid-similar -->`` of the page with :func:`render_similar`,
-    and, where the page has their markers, ``liquid-graph`` (:func:`render_graph`) and ``liquid-new-compound``
-    (:func:`render_new_compound`)."""
-    return fill_marked_sections(path, {"liquid-similar": render_similar(results), "liquid-graph": render_graph(results),
+    """Fill the page's marked regions: ``key-result`` (:func:`render_key_result`), ``liquid-similar``
+    (:func:`render_similar`) and, where the page has their markers, ``liquid-graph`` (:func:`render_graph`),
+    ``liquid-new-compound`` (:func:`render_new_compound`) and ``liquid-folds`` (:func:`render_folds`)."""
+    return fill_marked_sections(path, {"key-result": render_key_result(results),
+                                       "liquid-similar": render_similar(results), "liquid-graph": render_graph(results),
                                        "liquid-new-compound": render_new_compound(results),
                                        "liquid-folds": render_folds(results)},
                                 optional=("liquid-graph", "liquid-new-compound", "liquid-folds"))

@@ -395,10 +395,12 @@ def mae_figure(result: dict, path: Path) -> Path:
     rows = sorted(result["rows"], key=lambda r: -r["mae_mean"])
     import textwrap
 
-    labels = [textwrap.fill(f"{r['model']} ({r['features']})", 44) for r in rows]
+    labels = [textwrap.fill(f"{r['model']} ({r['features']}" + (", one fold" if int(r.get("n_folds", 1)) == 1 else "")
+                            + ")", 44) for r in rows]
     fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
     colours = ["tab:red" if r["model"].startswith("mrl") else "tab:grey" for r in rows]
-    ax.barh(labels, [r["mae_mean"] for r in rows], xerr=[r["mae_std"] for r in rows], color=colours, alpha=0.8)
+    ax.barh(labels, [r["mae_mean"] for r in rows], xerr=[r.get("mae_std") or 0.0 for r in rows], color=colours,
+            alpha=0.8)
     for i, (name, mae) in enumerate(result["published_quoted"]):
         ax.axvline(mae, ls="--", lw=0.9, color=f"C{i}", label=f"{name} {mae:g} (quoted)")
     folds = sorted({int(r.get("n_folds", 1)) for r in rows})
@@ -656,8 +658,11 @@ def row_label(row: dict) -> str:
 
 
 def row_score(row: dict) -> Score:
-    """A row's mean MAE and SD over its folds."""
-    return Score(row["mae_mean"], row.get("mae_std"), int(row.get("n_folds", 1)), "folds")
+    """A row's mean MAE and SD over its folds (a row of one fold says so)."""
+    n = int(row.get("n_folds", 1))
+    if n == 1:
+        return Score(row["mae_mean"], note="one fold")
+    return Score(row["mae_mean"], row.get("mae_std"), n, "folds")
 
 
 def _published(result: dict, name: str) -> Score | None:
@@ -815,14 +820,15 @@ def render_mp_e_form(results: dict[str, dict]) -> str:
     """The mp_e_form rows over the five Matbench folds, the goal and the quoted composition-only figures."""
     result, unit = results["mp_e_form"], TASKS["mp_e_form"]["unit"]
     rows = sorted(result["rows"], key=lambda r: r["mae_mean"])
-    n = {int(r["n_folds"]) for r in rows}
-    lines = [f"| model | settings | MAE ({unit}), mean ± SD over {'/'.join(map(str, sorted(n)))} folds "
-             "| wall time per fold (s) |", "|---|---|--:|--:|"]
+    lines = [f"| model | settings | MAE ({unit}) | wall time per fold (s) |", "|---|---|--:|--:|"]
     for r in rows:
         walls = r.get("fold_wall_s") or [r["wall_s"]]
-        lines.append(f"| {r['model']} | {r['features']} | {format_number(r['mae_mean'])} ± "
-                     f"{format_number(r['mae_std'])} | {format_number(min(walls))}-{format_number(max(walls))} |")
-    best = _best(rows)
+        lines.append(f"| {r['model']} | {r['features']} | {row_score(r).text()} | "
+                     f"{format_number(min(walls))}" + (f"-{format_number(max(walls))}" if len(walls) > 1 else "")
+                     + " |")
+    most = max(int(r["n_folds"]) for r in rows)
+    full = [r for r in rows if int(r["n_folds"]) == most]
+    best = _best(full)
     goal = against_target(row_score(best), GOALS["mp_e_form"], f"MAE of {row_label(best)}", "the goal of", unit=unit,
                           goal=True)
     lines += ["", f"* {goal.sentence}"]
@@ -833,6 +839,14 @@ def render_mp_e_form(results: dict[str, dict]) -> str:
                      and r["features"].startswith(p["features"])]
             if plain:
                 lines.append(f"* {_vs(r, plain[0], unit)}")
+    for r in rows:  # a row on fewer folds: against the best full row on the same folds, and the quoted figure
+        n = int(r["n_folds"])
+        if n < most:
+            same = Score.of(best["fold_mae"][:n], "folds") if n > 1 else Score(best["fold_mae"][0], note="one fold")
+            on = "fold 1" if n == 1 else f"folds 1-{n}"
+            lines.append("* " + compare(row_score(r), same, f"{r['model']} on {on}", f"{best['model']} on {on}",
+                                        what="MAE", unit=unit).sentence)
+            lines.append(f"* {_vs(r, Score(MP_E_FORM_QUOTED[0][1], note='published, quoted'), unit, MP_E_FORM_QUOTED[0][0])}")
     return "\n".join(lines)
 
 

@@ -11,8 +11,12 @@ paper's *train* split; the winner is chosen on the *valid* split only (``eval`` 
     python benchmarks/melt_viscosity.py --json runs/melt_benchmark.json --figures book/figures
     python benchmarks/melt_viscosity.py --rows plain,features,ensemble \
         --rows-json runs/melt_rows.json                    # only some rows (here: ~10 min)
-    python benchmarks/melt_viscosity.py --render benchmarks/results/melt_viscosity_rows.json \
-        --book book/melt_viscosity.md                      # the book page's numbers, from the result file
+    python benchmarks/melt_viscosity.py --rows screen --json benchmarks/results/melt_viscosity.json \
+        --models runs/melt_models --figures book/figures   # the screening run, its analysis and the figures
+    python benchmarks/melt_viscosity.py --analysis-from runs/melt_models \
+        --json benchmarks/results/melt_viscosity.json --figures book/figures  # redo analysis + figures, no training
+    python benchmarks/melt_viscosity.py --render --book book/melt_viscosity.md
+        # the book page's numbers, from the committed result files (RESULT_FILES; their shared rows must agree)
 
 ``--rows`` picks row groups (:data:`ROW_GROUPS`; default all): ``screen`` is the screening run above (baselines on
 fractions, head x dim screening, the retrained winner, the other head, the grouped CV, the analysis and figures);
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -332,67 +337,127 @@ def embedding_analysis(est: MixtureRegressor, data: FormulaData, max_formulas: i
         d_m = np.linalg.norm(X[i] - X[m_mask].mean(0))
         correct += int((d_f < d_m) == bool(is_f[i]))
     sep = {"centroid_distance": float(np.linalg.norm(cf - cm)), "within_rms": float(within),
-           "loo_nearest_centroid_correct": f"{correct}/{int((is_f | is_m).sum())}"}
-    return {"emb": emb, "coords": coords, "influence": infl, "separation": sep}
+           "loo_nearest_centroid_correct": f"{correct}/{int((is_f | is_m).sum())}",
+           "loo_correct": int(correct), "loo_n": int((is_f | is_m).sum())}
+    centred = X - X.mean(0)
+    var = np.linalg.svd(centred, compute_uv=False) ** 2
+    share = (var / var.sum())[:2] if var.sum() > 0 else np.zeros(2)
+    return {"emb": emb, "coords": coords, "influence": infl, "separation": sep,
+            "pca_variance_share": [float(v) for v in share]}
+
+
+def analysis_summary(analysis: dict) -> dict:
+    """The JSON part of :func:`embedding_analysis`: per oxide (in effect order) its mean signed effect per +1 mol%,
+    mean absolute change, rows evaluated, median mole fraction where present, vector norm and map position; the
+    former/modifier separation and the variance share of the map's two axes."""
+    infl = analysis["influence"].set_index("material_id")
+    coords = dict(zip(analysis["emb"]["material_id"], np.asarray(analysis["coords"], np.float64)))
+    oxides = {}
+    for mid, row in infl.sort_values("effect").iterrows():
+        oxides[str(mid)] = {"effect": float(row["effect"]), "influence": float(row["influence"]),
+                            "n_evaluated": int(row["n_evaluated"]), "median_content": float(row["median_content"]),
+                            "norm": float(row["norm"]), "pc1": float(coords[mid][0]), "pc2": float(coords[mid][1])}
+    return {"oxides": oxides, "separation": analysis["separation"], "pca_variance_share": analysis["pca_variance_share"],
+            "delta": float(infl.attrs.get("delta", 0.01)), "formers": list(FORMERS), "modifiers": list(MODIFIERS)}
+
+
+def reference_melt_fits(best: MixtureRegressor, other: MixtureRegressor | None, data: FormulaData) -> dict:
+    """Per reference melt (:data:`REFERENCE_MELTS`): the compositions found, the measured points at 1 bar (by
+    split) and the RMSE of each model on them (log10 Pa s)."""
+    comp = composition_table(data)
+    props = data.properties
+    out = {}
+    for label, target in REFERENCE_MELTS.items():
+        ids = find_melt(comp, target)
+        mask = (props["formula_id"].isin(ids) & (props["P"] <= 1e-3)).to_numpy()
+        part = data.subset(mask)
+        y = part.target_values()
+        row = {"compositions": len(ids), "points": int(mask.sum()),
+               "splits": {str(k): int(v) for k, v in props.loc[mask, "split"].value_counts().items()},
+               "T_min": float(props.loc[mask, "T"].min()) if mask.any() else None,
+               "T_max": float(props.loc[mask, "T"].max()) if mask.any() else None,
+               "y_min": float(y.min()) if mask.any() else None, "y_max": float(y.max()) if mask.any() else None}
+        if mask.any():
+            row["rmse_best"] = rmse(y, best.predict(part))
+            if other is not None:
+                row["rmse_other"] = rmse(y, other.predict(part))
+        out[label] = row
+    return out
+
+
+#: Marker and colour of the measured points of each split in the viscosity-temperature figure.
+SPLIT_STYLE = {"train": ("o", "tab:blue"), "eval": ("s", "tab:orange"), "test": ("^", "tab:green")}
+#: Resolution of the page's figures (their text stays readable at 1280 px).
+FIGURE_DPI = 110
 
 
 def figures(best: MixtureRegressor, other: MixtureRegressor | None, data: FormulaData, analysis: dict,
             folder: Path, best_label: str, other_label: str) -> list[Path]:
-    """book/figures/melt_map.png, melt_effect.png, melt_vft_curves.png, melt_parity.png."""
-    from matplotlib.figure import Figure
+    """book/figures/melt_map.png, melt_effect.png, melt_vft_curves.png, melt_parity.png (units on every axis,
+    legends off the data)."""
+    import scipy.sparse as sp
+    from matplotlib.patches import Patch
 
-    from mrl.plots import material_map, parity, save_figure
+    from mrl.plots import material_map, new_figure, parity, save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     emb, infl = analysis["emb"], analysis["influence"]
+    share = analysis.get("pca_variance_share", [np.nan, np.nan])
     fig = material_map(analysis["coords"], emb, color_by="family", annotate=len(emb),
-                       title=f"Oxide vectors, {best_label} (PCA of the effective vectors)")
-    out.append(save_figure(fig, folder / "melt_map.png", dpi=90))
+                       title=f"Oxide vectors of {best_label}: first two principal components")
+    ax = fig.axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, title="family (from the data)", loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncols=3, frameon=False)
+    for k, axis in enumerate((ax.xaxis, ax.yaxis)):
+        axis.set_label_text(f"principal component {k + 1} ({share[k]:.0%} of the variance; vector units)")
+    out.append(save_figure(fig, folder / "melt_map.png", dpi=FIGURE_DPI))
 
     order = infl.sort_values("effect")
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
-    ax = fig.subplots()
-    colors = ["tab:red" if m in FORMERS else "tab:blue" if m in MODIFIERS else "tab:gray"
-              for m in order["material_id"]]
+    fig, axes = new_figure(figsize=(7, 4.2))
+    ax = axes[0, 0]
+    kinds = {"network former": ("tab:red", FORMERS), "modifier": ("tab:blue", MODIFIERS)}
+    colors = [next((c for c, members in kinds.values() if m in members), "tab:gray") for m in order["material_id"]]
     ax.barh(order["material_id"], order["effect"], color=colors)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("mean change of predicted log10 viscosity for +1 mol% (others renormalised), at measured T, P")
-    ax.set_title("Signed effect of each oxide (red: formers, blue: modifiers, grey: other)", fontsize=9)
-    out.append(save_figure(fig, folder / "melt_effect.png", dpi=90))
+    ax.set_xlabel("mean change of predicted log10 viscosity (Pa s) per +1 mol%")
+    ax.set_ylabel("oxide")
+    legend = [Patch(color=c, label=k) for k, (c, _) in kinds.items()] + [Patch(color="tab:gray", label="other")]
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title("Signed effect of each oxide (others renormalised, at the measured T and P)", fontsize="medium")
+    out.append(save_figure(fig, folder / "melt_effect.png", dpi=FIGURE_DPI))
 
     comp = composition_table(data)
     props = data.properties
-    fig = Figure(figsize=(9, 7), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    for ax, (label, target) in zip(axes, REFERENCE_MELTS.items()):
+    fig, axes = new_figure(2, 2, figsize=(8.5, 7.2))
+    for ax, (label, target) in zip(axes.ravel(), REFERENCE_MELTS.items()):
         ids = find_melt(comp, target)
         pts = props[props["formula_id"].isin(ids) & (props["P"] <= 1e-3)]
-        for split, marker in (("train", "o"), ("eval", "s"), ("test", "^")):
+        for split, (marker, color) in SPLIT_STYLE.items():
             part = pts[pts["split"] == split]
-            if len(part):
-                ax.scatter(1e4 / part["T"], part["viscosity"], marker=marker, s=18, label=f"measured ({split})",
-                           alpha=0.8)
+            ax.scatter(1e4 / part["T"], part["viscosity"], marker=marker, s=18, color=color, alpha=0.8,
+                       label=f"measured ({'valid' if split == 'eval' else split} split)")
         t_lo = float(pts["T"].min()) if len(pts) else 800.0
         t_hi = float(pts["T"].max()) if len(pts) else 2000.0
         grid = np.linspace(t_lo * 0.95, t_hi * 1.05, 80)
-        row = comp.loc[ids[0]].to_numpy()[None, :]
-        import scipy.sparse as sp
-
-        mat = sp.csr_matrix(np.repeat(row, len(grid), axis=0))
+        mat = sp.csr_matrix(np.repeat(comp.loc[ids[0]].to_numpy()[None, :], len(grid), axis=0))
         cond = np.column_stack([grid, np.zeros_like(grid)])
-        ax.plot(1e4 / grid, best.predict_matrix(mat, cond), color="black", label=best_label)
+        ax.plot(1e4 / grid, best.predict_matrix(mat, cond), color="black", label=f"{best_label} (chosen)")
         if other is not None:
             ax.plot(1e4 / grid, other.predict_matrix(mat, cond), color="gray", ls="--", label=other_label)
-        ax.set_title(f"{label} ({len(ids)} composition(s), {len(pts)} points at 1 bar)", fontsize=9)
-        ax.set_xlabel("10^4 / T (K^-1)")
+        ax.set_title(f"{label}: {len(ids)} composition(s), {len(pts)} points at 1 bar", fontsize="medium")
+        ax.set_xlabel("10⁴ / T (1/K)")
         ax.set_ylabel("log10 viscosity (Pa s)")
-        ax.legend(fontsize=7)
-    out.append(save_figure(fig, folder / "melt_vft_curves.png", dpi=80))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    out.append(save_figure(fig, folder / "melt_vft_curves.png", dpi=FIGURE_DPI))
 
     test = data.subset(props["split"].to_numpy() == "test")
-    fig = parity(test.target_values(), best.predict(test), log=False, label="log10 viscosity (Pa s)")
-    out.append(save_figure(fig, folder / "melt_parity.png", dpi=80))
+    fig = parity(test.target_values(), best.predict(test), split=np.full(test.n_samples, "test split"), log=False,
+                 label="log10 viscosity (Pa s)", points="measurements")
+    fig.axes[0].set_title(f"{best_label}: predicted against measured")
+    out.append(save_figure(fig, folder / "melt_parity.png", dpi=FIGURE_DPI))
     return out
 
 
@@ -428,6 +493,58 @@ def cv_only(data: FormulaData, head: str, dim: int, cv_steps: int, folds: int, q
     print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
 
 
+def _label(est: MixtureRegressor) -> str:
+    return f"mrl {est.head} d{est.embedding_dim}"
+
+
+def analyse(best: MixtureRegressor, other: MixtureRegressor | None, data: FormulaData, train: FormulaData,
+            results: dict, figures_dir: str | None) -> None:
+    """The analysis of the chosen model (fit on train) into ``results["analysis"]`` and
+    ``results["reference_melts"]``, printed; the figures into ``figures_dir`` (None: none)."""
+    print("\n## analysis of the winner (fit on train)")
+    analysis = embedding_analysis(best, train)
+    print_analysis(analysis)
+    results["analysis"] = {**analysis_summary(analysis),
+                           "models": {"best": _label(best), "other": _label(other) if other is not None else None}}
+    results["reference_melts"] = reference_melt_fits(best, other, data)
+    print("  reference melts:", json.dumps(results["reference_melts"], indent=1))
+    if figures_dir:
+        paths = figures(best, other, data, analysis, Path(figures_dir), _label(best),
+                        _label(other) if other is not None else "")
+        print("  figures:", ", ".join(str(p) for p in paths))
+
+
+def save_models(best: MixtureRegressor, other: MixtureRegressor | None, folder: str | Path) -> None:
+    """``best.pt`` (the chosen model) and ``other.pt`` (the best of the other head) in ``folder``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    best.save(Path(folder) / "best.pt")
+    if other is not None:
+        other.save(Path(folder) / "other.pt")
+    print(f"  models saved in {folder}")
+
+
+def analyse_saved(models: str | Path, json_path: str | None, figures_dir: str | None) -> dict:
+    """Redo the analysis and the figures from the models a screening run saved (``--models``), without training;
+    the analysis, the reference-melt fits and the data description replace those of the result file ``json_path``
+    (its scores are kept)."""
+    data = load_dataset("melt_viscosity")
+    split = data.properties["split"].to_numpy()
+    train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
+    results = json.loads(Path(json_path).read_text()) if json_path and Path(json_path).exists() else {}
+    results["data"] = describe_split(data, split, train, valid, test)
+    best = MixtureRegressor.load(Path(models) / "best.pt", device="cpu")
+    other_path = Path(models) / "other.pt"
+    other = MixtureRegressor.load(other_path, device="cpu") if other_path.exists() else None
+    analyse(best, other, data, train, results, figures_dir)
+    results.setdefault("provenance", {})["analysis"] = (f"python benchmarks/melt_viscosity.py --analysis-from {models}"
+                                                        f" --json {json_path}" + (f" --figures {figures_dir}"
+                                                                                  if figures_dir else ""))
+    if json_path:
+        write_json(results, json_path)
+        print(f"wrote {json_path}")
+    return results
+
+
 # ----------------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -447,10 +564,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated row groups among {', '.join(ROW_GROUPS)} (default: all)")
     parser.add_argument("--members", type=int, default=MEMBERS, help="members of the ensemble rows")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for ensemble members (1 thread each)")
-    parser.add_argument("--render", default=None, metavar="JSON", help="only render the book page's sections from "
-                                                                         "this --rows-json result file")
+    parser.add_argument("--render", nargs="*", default=None, metavar="JSON",
+                        help="only render the book page's sections from these result files (default: "
+                             f"{' '.join(RESULT_FILES)})")
     parser.add_argument("--book", default=None, help="with --render: fill the marked regions of this page "
                                                      "(book/melt_viscosity.md)")
+    parser.add_argument("--models", default=None, help="with screen: save the chosen model and the best of the other "
+                                                       "head here (best.pt, other.pt), to redraw the figures")
+    parser.add_argument("--analysis-from", default=None, metavar="MODELS",
+                        help="only redo the analysis and figures from the models saved by --models (no training); "
+                             "updates the --json file's analysis")
     parser.add_argument("--rows-json", default=None, help="write the results (updated after every row) here, e.g. "
                                                           "benchmarks/results/melt_viscosity_rows.json")
     args = parser.parse_args(argv)
@@ -461,8 +584,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def describe_split(data: FormulaData, split: np.ndarray, train: FormulaData, valid: FormulaData,
-                   test: FormulaData) -> None:
-    """Print the data's size and how far the published test split overlaps the training split."""
+                   test: FormulaData) -> dict:
+    """Print (and return) the data's size and how far the published test split overlaps the training split."""
     groups = data.properties["group"]
     train_names = set(groups[split == "train"])
     test_names = set(groups[split == "test"])
@@ -475,6 +598,12 @@ def describe_split(data: FormulaData, split: np.ndarray, train: FormulaData, val
     print(f"published split overlap: {len(test_names & train_names)} of {len(test_names)} test names "
           f"({len(test_forms & train_forms)} of {len(test_forms)} test compositions, {leak_rows} test rows) "
           f"also occur in train")
+    return {"measurements": int(data.n_samples), "compositions": int(data.n_formulas),
+            "oxides": int(data.n_materials), "rows": {"train": len(train.properties), "valid": len(valid.properties),
+                                                      "test": len(test.properties)},
+            "test_names": len(test_names), "test_names_in_train": len(test_names & train_names),
+            "test_compositions": len(test_forms), "test_compositions_in_train": len(test_forms & train_forms),
+            "test_rows_named_in_train": leak_rows}
 
 
 def screen_variants(heads: Sequence[str], dims: Sequence[int], steps: int, train: FormulaData, valid: FormulaData,
@@ -685,9 +814,211 @@ def render_cv(results: dict) -> str:
     return "\n".join(lines)
 
 
-#: Regions of book/melt_viscosity.md filled from the result file: marker name -> render function.
-SECTIONS = {"key-result": render_key_result, "melt-table": render_table, "melt-findings": render_findings,
-            "melt-screening": render_screening, "melt-cv": render_cv}
+#: The alkali and alkaline-earth modifiers, compared in the effect findings.
+ALKALIS, ALKALINE_EARTHS = ("Na2O", "K2O"), ("CaO", "MgO")
+#: Oxides whose median mole fraction where present is below this are called sparse (their mean effect rests on
+#: small contents).
+SPARSE_CONTENT = 0.005
+
+
+def _signed(value: float) -> str:
+    """``+0.12`` / ``−0.52``: an effect per mol% at two decimals, with a typographic minus."""
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def _listed(names: Sequence[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _share(k: int, n: int) -> str:
+    """``All six``, ``Three of the four``, ``No`` (capitalised, for the start of a sentence)."""
+    word = _WORDS[k] if k < len(_WORDS) else f"{k:,}"
+    total = _WORDS[n] if n < len(_WORDS) else f"{n:,}"
+    text = f"all {total}" if k == n else word if k == 0 else f"{word} of the {total}"
+    return text[0].upper() + text[1:]
+
+
+def _minus(value: float, digits: int = 1) -> str:
+    """A value at ``digits`` decimals with a typographic minus."""
+    return f"{value:.{digits}f}".replace("-", "−")
+
+
+def _span(values: Sequence[float]) -> str:
+    """``−0.13 to −0.19`` (weakest to strongest), or one value when they agree at two decimals."""
+    lo, hi = _signed(max(values, key=abs)), _signed(min(values, key=abs))
+    return lo if lo == hi else f"{hi} to {lo}"
+
+
+def render_data(results: dict) -> str:
+    """The data's size and the overlap of the published test split with the training split."""
+    d = results["data"]
+    rows = d["rows"]
+    return (f"{d['measurements']:,} measurements of {d['compositions']:,} compositions ({d['oxides']} oxides); the "
+            f"paper's split gives {rows['train']:,} training, {rows['valid']:,} validation and {rows['test']:,} test "
+            f"rows. The paper split by composition name: {d['test_names_in_train']} of its {d['test_names']} test "
+            f"names ({d['test_compositions_in_train']} of {d['test_compositions']} test compositions, "
+            f"{d['test_rows_named_in_train']} of the {rows['test']:,} test rows) also occur in the training split.")
+
+
+def render_effects(results: dict) -> str:
+    """The effect table (mean signed change of the predicted log10 viscosity per +1 mol%, with the median content
+    where present) and the findings worded from it: the strongest reducer, the modifiers, the formers, the sparse
+    oxides. Qualitative chemistry is said only where the numbers agree with it."""
+    ox = results["analysis"]["oxides"]
+    eff = {k: v["effect"] for k, v in sorted(ox.items(), key=lambda kv: kv[1]["effect"])}
+    med = {k: 100 * ox[k]["median_content"] for k in eff}
+    pct = results["analysis"].get("delta", 0.01) * 100
+    lines = [f"| oxide | effect per +{pct:g} mol% ({UNIT}) | median content where present (mol%) |",
+             "|---|--:|--:|"]
+    lines += [f"| {m} | {_signed(v)} | {format_number(med[m], 2)} |" for m, v in eff.items()]
+    lines += ["", "![Signed effect per oxide](figures/melt_effect.png)", ""]
+    first, second = list(eff)[:2]
+    bullet = (f"* **{first} lowers viscosity most**: {_signed(eff[first])} log units per mol%, "
+              f"{eff[first] / eff[second]:.1f} times {second} ({_signed(eff[second])}), the next strongest.")
+    if first == "H2O":
+        bullet += (" This matches the textbook picture: dissolved water depolymerises the silicate network very "
+                   "efficiently at low contents.")
+    lines.append(bullet)
+    lower = [m for m in MODIFIERS if eff[m] < 0]
+    raise_ = [m for m in MODIFIERS if eff[m] >= 0]
+    bullet = (f"* **{_share(len(lower), len(MODIFIERS))} modifiers lower{'s' if len(lower) == 1 else ''} viscosity**"
+              + (f" ({_listed(f'{m} {_signed(eff[m])}' for m in sorted(lower, key=eff.get))})" if lower else "")
+              + (f"; {_listed(raise_)} raise{'s' if len(raise_) == 1 else ''} it" if raise_ else "") + ".")
+    alk, ear = [eff[m] for m in ALKALIS], [eff[m] for m in ALKALINE_EARTHS]
+    stronger = np.mean(alk) < np.mean(ear)
+    bullet += (f" The alkalis ({_listed(ALKALIS)}: {_span(alk)}) lower it {'more' if stronger else 'less'} on "
+               f"average than the alkaline earths ({_listed(ALKALINE_EARTHS)}: {_span(ear)}).")
+    fe3, fe2 = eff["Fe2O3"], eff["FeO"]
+    how = (("lowers it less than" if fe3 > fe2 else "lowers it more than") if max(fe3, fe2) < 0 else
+           "has a higher effect than" if fe3 > fe2 else "has a lower effect than")
+    bullet += (f" Fe2O3 ({_signed(fe3)}) {how} FeO ({_signed(fe2)})" + (", in line with Fe³⁺ taking part in the network more than Fe²⁺." if fe3 > fe2
+                                      else ", against the expectation that Fe³⁺ takes part in the network more than "
+                                           "Fe²⁺."))
+    lines.append(bullet)
+    up = sorted((f for f in FORMERS if eff[f] > 0), key=eff.get, reverse=True)
+    down = [f for f in FORMERS if eff[f] <= 0]
+    bullet = (f"* **{_share(len(up), len(FORMERS))} network formers raise{'s' if len(up) == 1 else ''} viscosity**"
+              + (f" ({', '.join(f'{f} {_signed(eff[f])}' for f in up)})" if up else "") + ".")
+    if up and up[0] != "SiO2" and "SiO2" in up:
+        bullet += f" {up[0]} ranks above SiO2 here."
+        if up[0] == "Al2O3":
+            bullet += (" A likely reason is that Al2O3 added to melts rich in alkalis or alkaline earths takes those "
+                       "cations as charge balancers, which stops them acting as modifiers.")
+    for f in down:
+        bullet += f" **{f} disagrees** with a simple \"former\" label: {_signed(eff[f])} on average."
+        if f == "P2O5":
+            bullet += " In the literature P2O5 raises viscosity in peralkaline melts and lowers it in others."
+    lines.append(bullet)
+    strong = [m for m in eff if eff[m] < 0][:len(eff) // 2]
+    sparse = [m for m in list(eff) if ox[m]["median_content"] < SPARSE_CONTENT and (m in strong or m in down)]
+    if sparse:
+        lines.append(f"* **Sparse oxides:** {_listed(f'{m} ({format_number(med[m], 2)} mol%)' for m in sparse)} "
+                     f"{'has' if len(sparse) == 1 else 'have'} a median content below {100 * SPARSE_CONTENT:g} mol% "
+                     "where present, so "
+                     f"{'its average rests' if len(sparse) == 1 else 'their averages rest'} on small additions "
+                     "(and, for an oxide whose effect changes sign between melts, on a blend of regimes); they "
+                     "should not be over-read.")
+    return "\n".join(lines)
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def render_map(results: dict) -> str:
+    """The map's axes, the order along its first axis against the effect ranking, the alkaline earths' nearest
+    neighbours on the map, and the former/modifier separation in the full vector space."""
+    an = results["analysis"]
+    ox = an["oxides"]
+    ids = list(ox)
+    pc1 = np.array([ox[m]["pc1"] for m in ids])
+    eff = np.array([ox[m]["effect"] for m in ids])
+    rho = _spearman(pc1, eff)
+    order = [ids[i] for i in np.argsort(-pc1 * (1.0 if rho >= 0 else -1.0))]  # from the viscosity-raising end
+    share = an["pca_variance_share"]
+    xy = np.array([[ox[m]["pc1"], ox[m]["pc2"]] for m in ids])
+
+    def nearest(m: str) -> str:
+        d = np.linalg.norm(xy - xy[ids.index(m)], axis=1)
+        d[ids.index(m)] = np.inf
+        return ids[int(np.argmin(d))]
+
+    a, b = ALKALINE_EARTHS
+    pair = (f"{a} and {b} (the alkaline earths) are each other's nearest oxide on the map" if nearest(a) == b
+            and nearest(b) == a else f"{a}'s nearest oxide on the map is {nearest(a)}, {b}'s is {nearest(b)}")
+    sep = an["separation"]
+    dim = results.get("mrl", {}).get("dim")
+    space = f"{dim}-D" if dim else "vector"
+    apart = sep["centroid_distance"] < sep["within_rms"]
+    return "\n".join([
+        f"The first principal component holds {100 * share[0]:.0f} % of the variance of the oxide vectors, the "
+        f"second {100 * share[1]:.0f} %. Along the first axis, from the end of the oxides that raise viscosity most: "
+        f"{', '.join(order)}. The rank correlation of the first axis with the effect is {_signed(rho)} (Spearman, "
+        f"{len(ids)} oxides; single run, seed 0; the axis's sign is arbitrary). {pair}; P2O5's is "
+        f"{nearest('P2O5')}.",
+        "",
+        f"In the full {space} space a leave-one-out nearest-centroid test puts {sep['loo_correct']} of the "
+        f"{sep['loo_n']} formers ({_listed(FORMERS)}) and modifiers ({_listed(MODIFIERS)}) with their own group. "
+        f"The group centroids are {sep['centroid_distance']:.2f} apart against a within-group RMS spread of "
+        f"{sep['within_rms']:.2f}, so "
+        + ("formers and modifiers are separated only partly, rather than as two clusters." if apart else
+           "the two groups are further apart than they are wide.")])
+
+
+def render_curves(results: dict) -> str:
+    """Per reference melt: its points at 1 bar and the two heads' RMSE on them, worded by mrl.wording."""
+    models = results["analysis"]["models"]
+    lines = []
+    for label, r in results["reference_melts"].items():
+        if not r["points"]:
+            lines.append(f"* {label}: no measured point at 1 bar.")
+            continue
+        splits = ", ".join(f"{n} {'valid' if s == 'eval' else s}" for s, n in sorted(r["splits"].items()))
+        text = (f"* **{label}** ({r['compositions']} composition(s), {r['points']} points at 1 bar: {splits}; "
+                f"measured log10 η from {_minus(r['y_min'])} to {_minus(r['y_max'])}, {r['T_min']:,.0f}-{r['T_max']:,.0f} K): ")
+        if "rmse_other" in r:
+            text += compare(Score(r["rmse_best"]), Score(r["rmse_other"]), f"the chosen {models['best']}",
+                            f"{models['other']}", what="RMSE on these points", unit=UNIT).sentence
+        else:
+            text += f"RMSE of the chosen {models['best']} {Score(r['rmse_best']).text(UNIT)}."
+        lines.append(text)
+    return "\n".join(lines)
+
+
+#: Regions of book/melt_viscosity.md filled from the result files: marker name -> render function.
+SECTIONS = {"key-result": render_key_result, "melt-data": render_data, "melt-table": render_table,
+            "melt-findings": render_findings, "melt-screening": render_screening, "melt-cv": render_cv,
+            "melt-effects": render_effects, "melt-map": render_map, "melt-curves": render_curves}
+#: The committed result files the page is rendered from: the rows of the main table (all ``--rows``) and the
+#: screening run with its analysis (``--rows screen --models``). Their shared rows must agree.
+RESULT_FILES = ("benchmarks/results/melt_viscosity_rows.json", "benchmarks/results/melt_viscosity.json")
+
+
+#: The repository root (relative result paths are read from it).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def page_results(paths: Sequence[str | Path] = RESULT_FILES, root: Path = ROOT) -> dict:
+    """The result files merged into one dict: a key found in several comes from the first (its wall time too), and
+    its test RMSE must agree across them to 4 decimals (same seeds and code), else a ValueError names the key."""
+    merged: dict = {}
+    origin: dict[str, str] = {}
+    for path in paths:
+        path = Path(path) if Path(path).is_absolute() else root / path
+        for key, row in json.loads(path.read_text()).items():
+            if key not in merged:
+                merged[key], origin[key] = row, str(path)
+            elif isinstance(row, dict) and row.get("rmse") is not None and merged[key].get("rmse") is not None \
+                    and abs(row["rmse"] - merged[key]["rmse"]) > 5e-5:
+                raise ValueError(f"{path}: row {key!r} has test RMSE {row['rmse']:.4f}, but {origin[key]} has "
+                                 f"{merged[key]['rmse']:.4f}; the files come from different code or seeds: rerun both")
+    return merged
 
 
 def write_book(results: dict, path: str | Path) -> Path:
@@ -697,14 +1028,19 @@ def write_book(results: dict, path: str | Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.render:
-        results = json.loads(Path(args.render).read_text())
+    if args.render is not None:
+        results = page_results(args.render or RESULT_FILES)
+        if missing := [k for k in ("data", "analysis", "reference_melts") if k not in results]:
+            raise SystemExit(f"--render: {' '.join(args.render)} hold no {', '.join(missing)} (written by --rows screen "
+                             f"or --analysis-from); render from both {' '.join(RESULT_FILES)}")
         if args.book:
             print(f"wrote {write_book(results, args.book)}")
         else:
             print("\n\n".join(fn(results) for fn in SECTIONS.values()))
         return results
     torch.set_num_threads(1)
+    if args.analysis_from:
+        return analyse_saved(args.analysis_from, args.json, args.figures)
     quick = args.quick
     steps = args.steps or (150 if quick else 1000)
     final_steps = args.final_steps or (300 if quick else 12000)
@@ -719,8 +1055,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return {}
     split = data.properties["split"].to_numpy()
     train, valid, test = (data.subset(split == s) for s in ("train", "eval", "test"))
-    describe_split(data, split, train, valid, test)
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {"data": describe_split(data, split, train, valid, test),
+                                "provenance": {"run": " ".join(["python benchmarks/melt_viscosity.py",
+                                                                *(sys.argv[1:] if argv is None else argv)])}}
     head, dim = CHOSEN
     known: dict = {}
     screen = other_cfg = best = other = None
@@ -762,7 +1099,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     print("\n## test split (paper's test), log10 Pa s")
     table = pd.DataFrame([{"model": k, **{m: v.get(m) for m in ("rmse", "mae", "r2", "wall_s", "valid_rmse")}}
-                          for k, v in results.items() if not k.endswith("_screen")])
+                          for k, v in results.items() if not k.endswith("_screen") and "rmse" in v])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if screen is not None:
         print("\n## all screened variants (valid = selection, test = report only)")
@@ -772,13 +1109,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results.update(run_cv(data, head, dim, cv_steps, 2 if quick else args.folds, quick))
 
     if best is not None:
-        print("\n## analysis of the winner (fit on train)")
-        analysis = embedding_analysis(best, train)
-        print_analysis(analysis)
-        if args.figures:
-            paths = figures(best, other, data, analysis, Path(args.figures), f"mrl {head} d{dim}",
-                            f"mrl {other_cfg['head']} d{int(other_cfg['dim'])}" if other_cfg is not None else "")
-            print("  figures:", ", ".join(str(p) for p in paths))
+        analyse(best, other, data, train, results, args.figures)
+        if args.models:
+            save_models(best, other, args.models)
     results["total_wall_s"] = {"wall_s": time.perf_counter() - total_start}
     save_rows(results, args.rows_json)
     if args.json:

@@ -1,9 +1,13 @@
 """Speed and scale of mrl on CPU: step throughput against simpler paths and an arithmetic floor, cost curves,
-time to a target, prediction throughput. Prints tables (not a test).
+time to a target, prediction throughput. Prints tables (not a test); ``--json`` writes them as records with the
+machine's facts (torch, threads, cores, load at the start and end, date); ``--render`` fills the marked sections of
+``book/performance.md`` from that file (:data:`SECTIONS`; comparisons worded by :mod:`mrl.wording`).
 
-    python benchmarks/speed.py            # ~6-10 min on 2 loaded cores
+    python benchmarks/speed.py            # all four tables; (c) alone runs the seed's 195,000 steps (~22+ min)
     python benchmarks/speed.py --quick    # ~2 min: fewer sizes and steps
-    python benchmarks/speed.py --only step|cost|target|predict [--threads 1]
+    python benchmarks/speed.py --only step|cost|target|predict [...] [--threads 1] [--json PATH]
+    python benchmarks/speed.py --only step cost predict --json benchmarks/results/speed.json   # the page's run
+    python benchmarks/speed.py --render benchmarks/results/speed.json --book book/performance.md
 
 (a) **Training step** on the seed-scale lab (5,400 materials, 25,000 formulas, ~21 ingredients per formula), batch
     256, formulas/s for: a naive dense product (the batch's rows of the content matrix as a dense ``B x 5400``
@@ -33,9 +37,14 @@ Threads: ``--threads`` (default 1) sets torch's intra-op threads. On this projec
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
+import platform
+import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -44,16 +53,29 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from mrl.book import fill_from_results, markdown_table
+from mrl.estimator import MixtureRegressor
+from mrl.io import read_json, write_json
 from mrl.model import MixtureModel, make_batch, mlp
+from mrl.splits import make_split
+from mrl.synth import make_lab
 from mrl.train import LoopConfig, make_optimizer
+from mrl.wording import against_target, compare, format_number
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "speed.json"
 HIDDEN = (128, 128)
 BATCH = 256
+#: Goals of the issue that asked for these measurements: mrl's step this many times faster than the naive dense
+#: product; at most this many times its arithmetic floor (at dim >= 20); the attention step at most this many times
+#: the plain sum's; 100,000 predictions in under this many seconds.
+DENSE_SPEEDUP_GOAL = 10.0
+FLOOR_GOAL = 3.0
+ATTENTION_GOAL = 3.0
+PREDICT_TARGET_S = 5.0
 
 
 def load(preset: str = "seed-scale"):
-    from mrl.synth import make_lab
-
     data, _ = make_lab(preset)
     X = data.content_matrix()
     y = np.log10(data.target_values())
@@ -167,7 +189,8 @@ class Bench:
         return step
 
 
-def step_table(X, y, dims: list[int], budget: float, max_steps: int, threads: int, try_compile: bool) -> None:
+def step_table(X, y, dims: list[int], budget: float, max_steps: int, threads: int, try_compile: bool) -> dict:
+    """Table (a), printed; returned as records with the GEMM rate, the threads table and the compile check."""
     nnz = X.nnz / X.shape[0] * BATCH
     rate = gemm_rate()
     print(f"\n## (a) training step, seed-scale lab ({X.shape[1]} materials, {X.shape[0]} formulas, "
@@ -194,7 +217,7 @@ def step_table(X, y, dims: list[int], budget: float, max_steps: int, threads: in
         mrl_per_formula = min(seconds["mrl step"]) / BATCH
         for name, (_, batch) in paths.items():
             s = min(seconds[name])
-            rows.append({"dim": dim, "path": name, "ms/step": s * 1e3, "formulas/s": batch / s,
+            rows.append({"dim": dim, "path": name, "batch": batch, "ms/step": s * 1e3, "formulas/s": batch / s,
                          "x mrl (time/formula)": s / batch / mrl_per_formula,
                          "x floor": s / floor[batch], "floor ms": floor[batch] * 1e3})
     table = pd.DataFrame(rows)
@@ -209,14 +232,17 @@ def step_table(X, y, dims: list[int], budget: float, max_steps: int, threads: in
         ", ".join(f"dim {d}: {piv.loc[d, 'attention, length buckets'] / piv.loc[d, 'mrl step']:.1f}x" for d in piv.index),
         ", ".join(f"dim {d}: {piv.loc[d, 'attention, padded'] / piv.loc[d, 'attention, length buckets']:.2f}"
                   for d in piv.index)))
-    thread_table(X, y, budget, max_steps, threads)
-    if try_compile:
-        compile_check(X, y, budget, max_steps)
+    return {"materials": X.shape[1], "formulas": X.shape[0], "ingredients_per_formula": X.nnz / X.shape[0],
+            "batch": BATCH, "gemm_gflops": rate / 1e9, "records": rows,
+            "threads": thread_table(X, y, budget, max_steps, threads),
+            "compile": compile_check(X, y, budget, max_steps) if try_compile else None}
 
 
-def thread_table(X, y, budget: float, max_steps: int, threads: int) -> None:
+def thread_table(X, y, budget: float, max_steps: int, threads: int) -> dict:
+    """The mrl step at dim 20 with 1 and 2 torch threads, printed and returned as records."""
     others = sorted({1, 2} - {threads})
-    print(f"\n### threads: mrl step, dim 20, batch {BATCH} (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")
+    load = os.getloadavg()[0]
+    print(f"\n### threads: mrl step, dim 20, batch {BATCH} (load {load:.1f} on {os.cpu_count()} cores)\n")
     out = []
     for n in [threads, *others]:
         torch.set_num_threads(n)
@@ -226,9 +252,11 @@ def thread_table(X, y, budget: float, max_steps: int, threads: int) -> None:
     table = pd.DataFrame(out)
     table["x the first"] = table["ms/step"] / table["ms/step"].iloc[0]
     print(table.round(2).to_string(index=False))
+    return {"dim": 20, "load_1min": load, "records": table.to_dict("records")}
 
 
-def compile_check(X, y, budget: float, max_steps: int) -> None:
+def compile_check(X, y, budget: float, max_steps: int) -> dict:
+    """Eager against ``torch.compile`` (inductor) for mrl's step at dim 20, printed and returned."""
     print("\n### torch.compile (inductor, CPU), mrl step, dim 20\n")
     bench = Bench(X, y, 20)
     eager = timed(bench.mrl(), budget, max_steps)
@@ -239,14 +267,15 @@ def compile_check(X, y, budget: float, max_steps: int) -> None:
         compile_s = time.perf_counter() - start
         compiled = timed(step, budget, max_steps)
     except Exception as exc:  # noqa: BLE001 - report and go on
-        print(f"torch.compile failed after {time.perf_counter() - start:.0f} s: {type(exc).__name__}: "
-              f"{str(exc).splitlines()[0][:200]}")
-        return
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        print(f"torch.compile failed after {time.perf_counter() - start:.0f} s: {error}")
+        return {"dim": 20, "eager_ms": eager * 1e3, "error": error}
     print(f"eager {eager * 1e3:.2f} ms/step, compiled {compiled * 1e3:.2f} ms/step (x{eager / compiled:.2f} "
           f"speed-up), first compiled step {compile_s:.0f} s: pays after "
           f"{compile_s / max(eager - compiled, 1e-9):,.0f} steps" if compiled < eager else
           f"eager {eager * 1e3:.2f} ms/step, compiled {compiled * 1e3:.2f} ms/step: no gain "
           f"(first compiled step {compile_s:.0f} s)")
+    return {"dim": 20, "eager_ms": eager * 1e3, "compiled_ms": compiled * 1e3, "compile_s": compile_s}
 
 
 # ------------------------------------------------------------------------------------------------ cost curve
@@ -300,7 +329,8 @@ def _cost_worker(args: tuple) -> dict:
             "training peak MB": train_peak / 1e3}
 
 
-def cost_table(X, y, grid: list[tuple[int, int]], threads: int) -> None:
+def cost_table(X, y, grid: list[tuple[int, int]], threads: int) -> dict:
+    """Table (b), printed and returned as records."""
     print("\n## (b) cost curve: one epoch (dim 20, batch 256), peak memory of a fresh process\n")
     csr = (X.indptr, X.indices, X.data, X.shape)
     ctx = multiprocessing.get_context("spawn")
@@ -313,6 +343,7 @@ def cost_table(X, y, grid: list[tuple[int, int]], threads: int) -> None:
     print("\n'data peak MB': peak RSS growth while building the data (CSR, float64 + int32 per non-zero); "
           "'training peak MB': peak RSS growth during model set-up and one epoch (the table with its gradient and "
           "Adam's states: materials x dim; one batch). Neither grows with formulas x materials ('dense MB').")
+    return {"dim": 20, "batch": BATCH, "records": rows}
 
 
 # ----------------------------------------------------------------------------------------- time to target
@@ -331,12 +362,8 @@ def _within(history: pd.DataFrame, level: float) -> tuple[pd.Series | None, pd.S
     return history[within].iloc[0], stays
 
 
-def target_table(steps: int, seed_steps: int = SEED_STEPS) -> None:
+def target_table(steps: int, seed_steps: int = SEED_STEPS) -> dict:
     """Steps and seconds to within 2 % of the final eval MAE (and of the best final among schedules)."""
-    from mrl.estimator import MixtureRegressor
-    from mrl.splits import make_split
-    from mrl.synth import make_lab
-
     data, _ = make_lab("small")
     split = make_split(data, "random", 0.2, 0)
     train, ev = data.subset(split == "train"), data.subset(split == "eval")
@@ -372,12 +399,12 @@ def target_table(steps: int, seed_steps: int = SEED_STEPS) -> None:
         print(pd.DataFrame(rows).round(3).to_string(index=False))
     print("(eval MAE in cP; 'kept model': the last step, or the best inner-validation step with stopping, which "
           "never reads eval; seconds from the run history, evaluations included)")
+    return {"materials": data.n_materials, "formulas": data.n_formulas, "dim": 10, "batch": 256,
+            "eval_every": int(est.eval_every), "steps": steps, "seed_steps": seed_steps, "records": rows}
 
 
 # ------------------------------------------------------------------------------------------------ prediction
-def predict_table(data, X, dims: list[int], n: int = 100_000) -> None:
-    from mrl.estimator import MixtureRegressor
-
+def predict_table(data, X, dims: list[int], n: int = 100_000) -> dict:
     print(f"\n## (d) prediction: MixtureRegressor.predict_matrix on {n:,} seed-scale formulas (target < 5 s)\n")
     rows = np.random.default_rng(0).integers(0, X.shape[0], n)
     big = X[rows]
@@ -392,40 +419,280 @@ def predict_table(data, X, dims: list[int], n: int = 100_000) -> None:
             s = time.perf_counter() - start
             assert pred.shape == (n,) and np.isfinite(pred).all()
             out.append({"dim": dim, "interaction": interaction, "s": s, "formulas/s": n / s,
-                        "x the 5 s target": s / 5.0})
+                        "x the 5 s target": s / PREDICT_TARGET_S})
     print(pd.DataFrame(out).round(3).to_string(index=False))
+    return {"formulas": n, "target_s": PREDICT_TARGET_S, "records": out}
 
 
-def main() -> None:
+# ------------------------------------------------------------------------------- the page, from the result file
+#: The step table's paths as the page names them (the JSON keeps the printed names).
+PATH_WORDS = {"naive dense (B x M) @ table": "naive dense product (batch rows x materials) @ table",
+              "torch.sparse.mm": "`torch.sparse.mm`", "F.embedding_bag": "bare `F.embedding_bag`",
+              "mrl step": "mrl's step", "mrl step, float(loss) each step": "mrl's step, loss read every step",
+              "mrl step, batch 1024": "mrl's step, batch 1,024", "mrl step, batch 4096": "mrl's step, batch 4,096",
+              "attention, padded": "attention, one padded batch", "attention, length buckets":
+              "attention, length buckets"}
+MRL = "mrl step"
+DENSE = "naive dense (B x M) @ table"
+
+
+def _step(results: dict) -> pd.DataFrame:
+    return pd.DataFrame(results["tables"]["step"]["records"])
+
+
+def _value(table: pd.DataFrame, dim: int, path: str, column: str) -> float:
+    return float(table.loc[(table["dim"] == dim) & (table["path"] == path), column].iloc[0])
+
+
+def _by_dim(table: pd.DataFrame, column: str, paths: list[str] | None = None) -> pd.DataFrame:
+    """One row per path, one column per embedding size."""
+    dims = sorted(table["dim"].unique())
+    paths = paths or list(dict.fromkeys(table["path"]))
+    rows = []
+    for path in paths:
+        batch = int(table.loc[table["path"] == path, "batch"].iloc[0])
+        rows.append({"path": PATH_WORDS.get(path, path), "batch": batch,
+                     **{f"dim {d}": _value(table, d, path, column) for d in dims}})
+    return pd.DataFrame(rows)
+
+
+def _measured(table: str) -> Callable[[Callable[[dict], str]], Callable[[dict], str]]:
+    """A section renderer that says so, instead of failing, when the result file lacks ``table`` (a run with
+    ``--only``)."""
+    def wrap(render: Callable[[dict], str]) -> Callable[[dict], str]:
+        @functools.wraps(render)
+        def section(results: dict) -> str:
+            if table not in results.get("tables", {}):
+                return f"*Not in this result file: run `python benchmarks/speed.py` with `--only {table}` or all tables.*"
+            return render(results)
+        return section
+    return wrap
+
+
+def _load(values: list[float]) -> str:
+    return " / ".join(format_number(v, 2) for v in values)
+
+
+def render_setup(results: dict) -> str:
+    """Where and how the numbers were measured: command, date, torch, threads, cores, loads, wall time."""
+    m = results["machine"]
+    busy = max(m["load_start"][0], m["load_end"][0]) > m["cores"]
+    return (f"Measured on {m['date']} with `{results['command']}` (single run; {format_number(results['wall_s'] / 60)}"
+            f" min wall time): torch {m['torch']}, {m['threads']} torch thread{'s' * (m['threads'] > 1)} on a "
+            f"{m['cores']}-core machine "
+            f"shared with other jobs. Load (processes running or waiting, 1 / 5 / 15-minute averages) "
+            f"{_load(m['load_start'])} at the start and {_load(m['load_end'])} at the end"
+            + (f": more than {m['cores']} means processes queued for the cores, so the times are upper bounds of "
+               "an idle machine's." if busy else "."))
+
+
+@_measured("step")
+def render_goals(results: dict) -> str:
+    """Each goal of the issue, worded against its target at the size where it is hardest: the speed-up over the
+    dense product (its smallest), the step against its floor (every size >= 20), the attention step against the plain
+    sum (its closest size: if that misses, all do), the prediction time (the slowest size of each interaction)."""
+    table, step = _step(results), results["tables"]["step"]
+    dims = sorted(table["dim"].unique())
+    gain = {d: _value(table, d, DENSE, "ms/step") / _value(table, d, MRL, "ms/step") for d in dims}
+    worst = min(dims, key=gain.get)
+    lines = [against_target(gain[worst], DENSE_SPEEDUP_GOAL, f"speed-up of mrl's step over the naive dense product "
+                            f"at dim {worst}, where it is smallest,", "the goal of", unit="times",
+                            lower_is_better=False, goal=True).sentence]
+    lines += [against_target(_value(table, d, MRL, "x floor"), FLOOR_GOAL, f"time of mrl's step at dim {d}, batch "
+                             f"{step['batch']}, in multiples of its arithmetic floor", "the goal of", goal=True).sentence
+              for d in dims if d >= 20]
+    attention = {d: _value(table, d, "attention, length buckets", "ms/step") / _value(table, d, MRL, "ms/step")
+                 for d in dims}
+    best = min(dims, key=attention.get)
+    lines.append(against_target(attention[best], ATTENTION_GOAL, f"attention step at dim {best}, its closest size, in "
+                                "multiples of the plain sum's step", "the goal of", goal=True).sentence)
+    info = results["tables"].get("predict")
+    if info:
+        predict = pd.DataFrame(info["records"])
+        for interaction, rows in predict.groupby("interaction", sort=False):
+            slow = rows.loc[rows["s"].idxmax()]
+            name = "the plain sum" if interaction == "none" else interaction
+            lines.append(against_target(float(slow["s"]), info["target_s"],
+                                        f"time for {info['formulas']:,} predictions with {name} at its slowest size "
+                                        f"(dim {int(slow['dim'])})", "the target of", unit="s", goal=True).sentence)
+    return "\n".join(f"- {line}" for line in lines)
+
+
+@_measured("step")
+def render_step(results: dict) -> str:
+    """Time per training step of every path by embedding size, and the comparisons of mrl's step."""
+    info, table = results["tables"]["step"], _step(results)
+    dims = sorted(table["dim"].unique())
+    lines = [f"Seed-scale lab: {info['materials']:,} materials, {info['formulas']:,} formulas, "
+             f"{format_number(info['ingredients_per_formula'])} ingredients per formula. Milliseconds per training "
+             "step (forward, loss, backward, Adam), the best of two rounds:", "",
+             markdown_table(_by_dim(table, "ms/step").rename(columns={f"dim {d}": f"dim {d} (ms)" for d in dims}))]
+    per_second = ", ".join(f"{format_number(_value(table, d, MRL, 'formulas/s'))} at dim {d}" for d in dims)
+    lines += [f"Formulas per second of mrl's step at batch {info['batch']}: {per_second}.", ""]
+    gain = {d: _value(table, d, DENSE, "ms/step") / _value(table, d, MRL, "ms/step") for d in dims}
+    worst, best = min(dims, key=gain.get), max(dims, key=gain.get)
+    for d in sorted({worst, best}):  # the sizes where mrl gains least and most over the dense product
+        lines.append("- " + compare(_value(table, d, MRL, "ms/step"), _value(table, d, DENSE, "ms/step"),
+                                    f"mrl's step at dim {d}", "the naive dense product", what="time per step",
+                                    unit="ms").sentence)
+    for d in sorted({dims[0], dims[-1]}):
+        lines.append("- " + compare(_value(table, d, MRL, "ms/step"), _value(table, d, "F.embedding_bag", "ms/step"),
+                                    f"mrl's step at dim {d}", "a bare `F.embedding_bag` step", what="time per step",
+                                    unit="ms").sentence)
+    compiled = info.get("compile")
+    if compiled and "compiled_ms" in compiled:
+        lines.append("- " + compare(compiled["compiled_ms"], compiled["eager_ms"],
+                                    f"the step compiled by `torch.compile` (dim {compiled['dim']})", "the eager step",
+                                    what="time per step", unit="ms").sentence
+                     + f" Compiling took {format_number(compiled['compile_s'])} s (its first step).")
+    elif compiled:
+        lines.append(f"- `torch.compile` failed: {compiled['error']}.")
+    return "\n".join(lines)
+
+
+@_measured("step")
+def render_floor(results: dict) -> str:
+    """The mrl step as a multiple of its arithmetic floor, by embedding size and batch."""
+    info, table = results["tables"]["step"], _step(results)
+    paths = [p for p in (MRL, "mrl step, batch 1024", "mrl step, batch 4096") if p in set(table["path"])]
+    dims = sorted(table["dim"].unique())
+    frame = pd.DataFrame([{"embedding size": d, f"floor at batch {info['batch']} (ms)": _value(table, d, MRL, "floor ms"),
+                           **{f"step / floor, batch {_value(table, d, p, 'batch'):,.0f}": _value(table, d, p, "x floor")
+                              for p in paths}} for d in dims])
+    return "\n".join([f"Dense float32 GEMM rate of the same process: {format_number(info['gemm_gflops'])} GFLOP/s. "
+                      "The floor is the step's FLOPs at that rate:", "", markdown_table(frame)])
+
+
+@_measured("step")
+def render_threads(results: dict) -> str:
+    """The mrl step with one and two torch threads."""
+    info = results["tables"]["step"]["threads"]
+    rows = {int(r["threads"]): float(r["ms/step"]) for r in info["records"]}
+    frame = pd.DataFrame([{"torch threads": n, "time per step (ms)": ms, "times the one-thread step": ms / rows[1]}
+                          for n, ms in sorted(rows.items())])
+    lines = [f"mrl's step at dim {info['dim']} (load {format_number(info['load_1min'], 2)} when measured):", "",
+             markdown_table(frame)]
+    if 2 in rows:
+        lines.append(compare(rows[2], rows[1], "two threads", "one thread", what="time per step", unit="ms").sentence)
+    return "\n".join(lines)
+
+
+@_measured("step")
+def render_attention(results: dict) -> str:
+    """The attention interaction's step: length buckets against one padded batch, and against the plain sum."""
+    table = _step(results)
+    dims = sorted(table["dim"].unique())
+    ms = {(d, p): _value(table, d, p, "ms/step") for d in dims for p in ("attention, length buckets",
+                                                                          "attention, padded", MRL)}
+    frame = pd.DataFrame([{"embedding size": d, "one padded batch (ms)": ms[d, "attention, padded"],
+                           "length buckets (ms)": ms[d, "attention, length buckets"], "plain sum (ms)": ms[d, MRL],
+                           "buckets / plain sum": ms[d, "attention, length buckets"] / ms[d, MRL]} for d in dims])
+    least = max(dims, key=lambda d: ms[d, "attention, length buckets"] / ms[d, "attention, padded"])
+    return "\n".join([
+        f"Time per step at batch {results['tables']['step']['batch']}:", "", markdown_table(frame),
+        f"Length buckets gain least at dim {least}. "
+        + compare(ms[least, "attention, length buckets"], ms[least, "attention, padded"],
+                  f"length buckets at dim {least}", "one padded batch", what="time per attention step",
+                  unit="ms").sentence])
+
+
+@_measured("cost")
+def render_cost(results: dict) -> str:
+    """Time per epoch and memory by number of formulas and materials."""
+    info = results["tables"]["cost"]
+    frame = pd.DataFrame(info["records"]).rename(columns={
+        "nnz": "non-zeros", "epoch s": "one epoch (s)", "ms/step": "time per step (ms)", "CSR MB": "data as CSR (MB)",
+        "dense MB": "data as a dense matrix (MB)", "data peak MB": "peak memory: data (MB)",
+        "training peak MB": "peak memory: training (MB)"})
+    biggest = frame.loc[frame["formulas"].idxmax()]
+    size = ["formulas", "materials"]
+    return "\n".join([
+        f"One epoch at dim {info['dim']}, batch {info['batch']}, each size in a fresh process:", "",
+        markdown_table(frame, [*size, "non-zeros", "one epoch (s)", "time per step (ms)"]),
+        "Memory: the data as stored and as a dense matrix would be, and the growth of the process's peak resident "
+        "memory while it builds the data and while it sets up the model and trains the epoch:", "",
+        markdown_table(frame, [*size, "data as CSR (MB)", "data as a dense matrix (MB)", "peak memory: data (MB)",
+                               "peak memory: training (MB)"]),
+        f"At {int(biggest['formulas']):,} formulas the data take {format_number(biggest['data as CSR (MB)'])} MB as "
+        f"CSR, where a dense matrix would take {format_number(biggest['data as a dense matrix (MB)'])} MB; training "
+        f"memory peaks at {format_number(frame['peak memory: training (MB)'].min())}-"
+        f"{format_number(frame['peak memory: training (MB)'].max())} MB over all sizes."])
+
+
+@_measured("predict")
+def render_predict(results: dict) -> str:
+    """Prediction time for 100,000 formulas by embedding size and interaction."""
+    info = results["tables"]["predict"]
+    table = pd.DataFrame(info["records"])
+    frame = table.rename(columns={"dim": "embedding size", "s": "time (s)", "formulas/s": "formulas per second",
+                                  "x the 5 s target": f"times the {info['target_s']:g} s target"})
+    return "\n".join([f"`MixtureRegressor.predict_matrix` on {info['formulas']:,} seed-scale formulas:", "",
+                      markdown_table(frame)])
+
+
+#: Regions of book/performance.md filled from benchmarks/results/speed.json: marker name -> render function.
+SECTIONS = {"speed-goals": render_goals, "speed-setup": render_setup, "speed-step": render_step, "speed-floor": render_floor,
+            "speed-threads": render_threads, "speed-attention": render_attention, "speed-cost": render_cost,
+            "speed-predict": render_predict}
+
+
+def machine_facts(threads: int) -> dict:
+    """What the timings depend on: torch, threads, cores, the load (1/5/15 min), the date (UTC)."""
+    return {"torch": torch.__version__, "python": platform.python_version(), "threads": threads,
+            "cores": os.cpu_count(), "load": [round(v, 2) for v in os.getloadavg()],
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sizes and steps (~2 min)")
-    parser.add_argument("--only", choices=("step", "cost", "target", "predict"), help="one table only")
+    parser.add_argument("--only", nargs="+", choices=("step", "cost", "target", "predict"),
+                        help="these tables only (the page's run: step cost predict; see book/performance.md)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; see above)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, default=None, help="write every table as records, with the machine's "
+                        f"facts, to this file (the page's: {RESULT.relative_to(ROOT)})")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only render the page's sections from this result file")
+    parser.add_argument("--book", type=Path, default=None, help="with --render: fill the marked regions of this "
+                        "page (book/performance.md); without it the sections are printed")
+    args = parser.parse_args(argv)
+    if args.render:
+        out = fill_from_results(read_json(args.render), SECTIONS, args.book)
+        print(f"wrote {out}" if args.book else out)
+        return
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores, load "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (1/5/15 min)")
+    facts = machine_facts(args.threads)
+    print(f"torch {facts['torch']}, {args.threads} thread(s), {facts['cores']} cores, load "
+          f"{', '.join(f'{v:.1f}' for v in facts['load'])} (1/5/15 min)")
     started = time.perf_counter()
-    run = {args.only} if args.only else {"step", "cost", "target", "predict"}
+    run = set(args.only) if args.only else {"step", "cost", "target", "predict"}
+    tables: dict[str, dict] = {}
     data = X = y = None
     if run & {"step", "cost", "predict"}:
         data, X, y = load()
     if "step" in run:
-        step_table(X, y, [20] if args.quick else [2, 10, 20, 100], budget=0.6 if args.quick else 1.5,
-                   max_steps=40 if args.quick else 150, threads=args.threads,
-                   try_compile=not args.no_compile and not args.quick)
+        tables["step"] = step_table(X, y, [20] if args.quick else [2, 10, 20, 100],
+                                    budget=0.6 if args.quick else 1.5, max_steps=40 if args.quick else 150,
+                                    threads=args.threads, try_compile=not args.no_compile and not args.quick)
     if "cost" in run:
         grid = ([(1000, 5400), (10_000, 5400), (30_000, 5400), (10_000, 500)] if args.quick else
                 [(1000, 5400), (10_000, 5400), (30_000, 5400), (132_752, 5400), (10_000, 500), (10_000, 2700),
                  (10_000, 10_800), (30_000, 21_600)])
-        cost_table(X, y, grid, args.threads)
+        tables["cost"] = cost_table(X, y, grid, args.threads)
     if "target" in run:
-        target_table(4000 if args.quick else 20_000, 20_000 if args.quick else SEED_STEPS)
+        tables["target"] = target_table(4000 if args.quick else 20_000, 20_000 if args.quick else SEED_STEPS)
     if "predict" in run:
-        predict_table(data, X, [20] if args.quick else [2, 20, 100])
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; load now "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        tables["predict"] = predict_table(data, X, [20] if args.quick else [2, 20, 100])
+    wall = time.perf_counter() - started
+    load_end = [round(v, 2) for v in os.getloadavg()]
+    print(f"\ntotal {wall:.0f} s; load now {', '.join(f'{v:.1f}' for v in load_end)}")
+    if args.json:
+        command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_json({"command": command.strip(), "machine": {**{k: v for k, v in facts.items() if k != "load"},
+                                                            "load_start": facts["load"], "load_end": load_end},
+                    "quick": args.quick, "wall_s": wall, "tables": tables}, args.json)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

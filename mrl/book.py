@@ -49,6 +49,7 @@ from mrl.run_outputs import (
     write_maps,
 )
 from mrl.runs import load_run
+from mrl.stacking import stacked_vectors_note
 from mrl.sweep import DATA_POINT, DONE, load_summary
 from mrl.wording import BETTER, TIE, WORSE, Score, best_of, compare, format_number
 
@@ -949,6 +950,15 @@ def _searchable_table(frame: pd.DataFrame, table_id: str) -> str:
             f'<table id="{table_id}" class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n')
 
 
+def _stacked_note(run_dir: Path) -> list[str]:
+    """A note block (markdown lines) for the maps and neighbours pages of a stacked run, else no lines."""
+    note = stacked_vectors_note(run_dir)
+    if not note:
+        return []
+    text = note.removeprefix("note: ")
+    return [":::{note}", text[0].upper() + text[1:] + ".", ":::", ""]
+
+
 def _neighbours_page(run_dir: Path, emb: pd.DataFrame, out: Path, name: str) -> str:
     """The run's neighbours page: a caveat with the members' agreement, the neighbours of the most used materials
     (each with how many other members list it), a searchable table of every material and the CSV."""
@@ -1121,9 +1131,11 @@ def _run_pages(run_dir: Path, out: Path, maps_out: Path, map_methods: Sequence[s
 
         map_lines, plotly_needed = _map_section(Path(tmp), name, maps_out, figure, back=f"generated/{name}/maps",
                                                 back_title=f"Material maps of run {name}")
-    pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + map_lines[1:])
+    stacked = _stacked_note(run_dir)
+    pages["maps"] = "\n".join([f"# {RUN_PAGES['maps']}", ""] + stacked + map_lines[1:])
 
-    pages["neighbours"] = _neighbours_page(run_dir, run.embeddings, out, name)
+    neighbours = _neighbours_page(run_dir, run.embeddings, out, name).split("\n")
+    pages["neighbours"] = "\n".join(neighbours[:2] + stacked + neighbours[2:])
 
 
     show = preds.copy()

@@ -494,6 +494,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _target_arguments(p: argparse.ArgumentParser) -> None:
+    """The run, target and window options shared by ``design`` and ``suggest``."""
+    p.add_argument("run", help="finished run folder")
+    p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
+    p.add_argument("--window", type=_window, default="15%",
+                   help="a hit lies within this share of the target (default 15%%): P(hit) and 'already made'")
+
+
+def _output_arguments(p: argparse.ArgumentParser) -> None:
+    """The seed and output folder shared by ``design`` and ``suggest``."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (must not exist)")
+
+
 def _constraint_arguments(p: argparse.ArgumentParser) -> None:
     """The constraint options shared by ``design`` and ``suggest``."""
     p.add_argument("--conditions", nargs="*", default=[], metavar="NAME=VALUE", help="the model's conditions")
@@ -637,10 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "side by side, with names) and design_map.png into --out (refuses an existing "
                                    "folder). A proposal is vouched only inside the training domain with the target in "
                                    "its 80 % interval.")
-    p.add_argument("run", help="finished run folder")
+    _target_arguments(p)
     p.add_argument("--formula", required=True, help="a formula id of the run's data, or a long-format file holding "
                                                     "one formula")
-    p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
     _constraint_arguments(p)
     p.add_argument("--min-distance", type=float, default=None, metavar="PERCENT",
                    help="proposals differ from each other by at least this (L1 of contents, %%; default: half the "
@@ -650,12 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the formula's measured value: aim at target/measured under the model (default for a "
                         "formula id of the run's data: its recorded measurement)")
     p.add_argument("--no-anchor", action="store_true", help="aim at the target itself, ignoring any measurement")
-    p.add_argument("--window", type=_window, default="15%",
-                   help="a hit lies within this share of the target (default 15%%): P(hit) and 'already made'")
     p.add_argument("--no-measured", action="store_true",
                    help="ignore the run's measured formulas (no 'already made', no starts from measured formulas)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    _output_arguments(p)
     p.set_defaults(func=cmd_design)
 
     p = sub.add_parser("suggest", help="the next batch of formulas to make for a target (probability of a hit with a "
@@ -667,18 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "penalty for lying close (in the model's mixture vectors) to earlier picks. Writes "
                                    "batch.csv (interval, P(hit), flags, why chosen), formulas.csv and "
                                    "measured_within_constraints.csv into --out (refuses an existing folder).")
-    p.add_argument("run", help="finished run folder")
-    p.add_argument("--target", required=True, type=float, help="wanted property value (property units)")
-    p.add_argument("--window", type=_window, default="15%", help="a hit lies within this share of the target "
-                                                                  "(default 15%%)")
+    _target_arguments(p)
     p.add_argument("--batch", type=_positive_int, default=8, help="formulas to make (default 8)")
     p.add_argument("--formula", default=None, help="base formula: a formula id of the run's data or a long-format "
                                                    "file (default: the measured formula closest to the target)")
     _constraint_arguments(p)
     p.add_argument("--diversity", type=float, default=0.5, help="length scale of the diversity penalty (share of the "
                                                                 "candidates' median mixture distance; 0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (must not exist)")
+    _output_arguments(p)
     p.set_defaults(func=cmd_suggest)
 
     p = sub.add_parser("add-results", help="a new run trained on a run's data plus measured new formulas (the old "

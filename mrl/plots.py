@@ -126,8 +126,9 @@ def _scatter(ax, xy: np.ndarray, emb: pd.DataFrame, color_by: str, influence, le
 
 def _place_labels(fig: Figure, ax, xy: np.ndarray, names: np.ndarray, order: np.ndarray, k: int,
                   fontsize: float = 7) -> int:
-    """Label up to ``k`` materials of ``order`` (most important first) whose point lies inside the axes' limits,
-    skipping any label that would overlap one already placed; return the number placed."""
+    """Label up to ``k`` materials of ``order`` (most important first) whose point lies inside the axes' limits: each
+    label goes up-right of its point, else up-left, down-right or down-left, the first side where it stays inside the
+    axes and overlaps no label already placed (else it is skipped); return the number placed."""
     if k <= 0:
         return 0
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
@@ -142,16 +143,22 @@ def _place_labels(fig: Figure, ax, xy: np.ndarray, names: np.ndarray, order: np.
         x, y = xy[i]
         if not (np.isfinite(x) and np.isfinite(y) and x0 <= x <= x1 and y0 <= y <= y1):
             continue
-        text = ax.annotate(str(names[i]), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize,
-                           alpha=0.95, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
-                           zorder=4)
-        box = text.get_window_extent(renderer)
-        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-        if not inside or any(box.overlaps(other) for other in placed):
+        for (dx, dy), ha, va in _LABEL_SIDES:
+            text = ax.annotate(str(names[i]), (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                               fontsize=fontsize, alpha=0.95, zorder=4,
+                               bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7))
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
             text.remove()
-            continue
-        placed.append(box)
     return len(placed)
+
+
+#: Where :func:`_place_labels` tries a label, in order: (offset in points, horizontal and vertical alignment).
+_LABEL_SIDES = (((4, 3), "left", "bottom"), ((-4, 3), "right", "bottom"), ((4, -3), "left", "top"),
+                ((-4, -3), "right", "top"))
 
 
 def _zoom_limits(xy: np.ndarray, quantile: float = 0.9, origin: Sequence[float] | None = None
@@ -627,9 +634,10 @@ def error_by_dim(summary: pd.DataFrame, metric: str = "mae", baselines: pd.DataF
 
 
 def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = None, log: bool = True,
-           label: str = "property") -> Figure:
-    """Predicted vs measured with the y = x line, one colour per split (legend shows MAE and R2 per split).
-    ``log`` uses log axes when every value is positive (falls back to linear otherwise)."""
+           label: str = "property", points: str = "formulas") -> Figure:
+    """Predicted vs measured with the y = x line, one colour per split (legend, below the axes, shows the count of
+    ``points``, MAE and R2 per split). ``log`` uses log axes when every value is positive (falls back to linear
+    otherwise)."""
     yt = np.asarray(y_true, np.float64).ravel()
     yp = np.asarray(y_pred, np.float64).ravel()
     if yt.shape != yp.shape:
@@ -652,7 +660,7 @@ def parity(y_true: np.ndarray, y_pred: np.ndarray, split: np.ndarray | None = No
         ss = ((yt[m] - yt[m].mean()) ** 2).sum()
         r2 = 1 - (err**2).sum() / ss if ss > 0 else np.nan
         ax.scatter(yt[m], yp[m], s=10, alpha=0.5, color=pal[s],
-                   label=f"{s} ({m.sum():,} formulas, MAE {format_number(np.abs(err).mean())}, R² {r2:.2f})")
+                   label=f"{s} ({m.sum():,} {points}, MAE {format_number(np.abs(err).mean())}, R² {r2:.2f})")
     if ok.any():
         lo, hi = min(yt[ok].min(), yp[ok].min()), max(yt[ok].max(), yp[ok].max())
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", zorder=0)

@@ -44,6 +44,7 @@ from mrl.public_data import dataset_info
 from mrl.run_files import BASELINES as BASELINES_FILE
 from mrl.run_files import EMBEDDINGS, METRICS, SPLIT, member_dir
 from mrl.runs import load_run, run_dir
+from mrl.stacking import stacked_vectors_note
 from mrl.wording import format_number
 
 if TYPE_CHECKING:
@@ -193,6 +194,17 @@ def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None 
     if text:
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     return styler.set_caption(caption) if caption else styler
+
+
+def show_vectors_note(run: Any) -> str | None:
+    """Show, above a page of material vectors, what a stacked run's vectors mean (they learn only the correction to
+    the base model: maps and neighbours say little); nothing for a run that is not stacked. Returns the note."""
+    note = stacked_vectors_note(run.path)
+    if note:
+        text = note.removeprefix("note: ")
+        display(HTML(f'<div class="admonition note"><p class="admonition-title">Stacked run</p><p>'
+                     f'{text[0].upper() + text[1:]}</p></div>'))
+    return note
 
 
 def show_dict(result: dict, keys: Sequence[str] | None = None) -> Any:

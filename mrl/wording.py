@@ -117,7 +117,7 @@ def compare(first: Score | float, second: Score | float, first_name: str, second
     winner, loser = (first_name, second_name) if first_wins else (second_name, first_name)
     shown = max(decimals_for(a.value, digits), decimals_for(b.value, digits))  # the difference at the values' digits
     by_unit = suffix if difference_unit is None else f" {difference_unit}"
-    share = f" ({abs(relative) * 100:.0f} %)" if math.isfinite(relative) else ""  # no share of a zero
+    share = f" ({abs(relative) * 100:,.0f} %)" if math.isfinite(relative) else ""  # no share of a zero
     by = f"{format_number(abs(diff), decimals=shown)}{by_unit}{share}"
     sentence = f"{head}, {relation} {other}: {winner} is better than {loser} by {by}."
     return Comparison(BETTER if first_wins else WORSE, relation, diff, relative, sentence)

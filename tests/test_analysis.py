@@ -385,6 +385,14 @@ def test_material_map_variants(plot_emb):
     assert isinstance(fig, Figure)
 
 
+def test_material_map_labels_a_point_in_the_corner(plot_emb):
+    """A label that would leave the axes up-right of its point goes to another side instead of being dropped."""
+    xy = np.column_stack([np.arange(15.0), np.arange(15.0)])  # the last point sits in the top-right corner
+    fig = P.material_map(xy, plot_emb, annotate=15)
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert any(label.endswith(str(plot_emb["material_id"].iloc[-1])) for label in labels) and len(labels) == 15
+
+
 def test_material_map_html_offline(plot_emb, tmp_path):
     xy = A.project(A.vectors(plot_emb), "pca")
     html = P.material_map_html(xy, plot_emb)

@@ -201,15 +201,83 @@ def test_uncertainty_page_is_rendered_and_follows_its_numbers():
 
 def test_melt_page_is_rendered_and_follows_its_numbers():
     melt = load_benchmark("melt_viscosity")
-    results = _json("melt_viscosity_rows.json")
+    results = melt.page_results()
     _assert_rendered(melt.SECTIONS, results, "melt_viscosity.md", "python benchmarks/melt_viscosity.py --render "
-                     "benchmarks/results/melt_viscosity_rows.json --book book/melt_viscosity.md")
+                     "--book book/melt_viscosity.md")
     assert "below GP_model2's 0.439 by 0.001: the goal is met" in melt.render_findings(results)
     changed = copy.deepcopy(results)
     changed["mrl_ensemble"]["rmse"] = 0.45
     text = melt.render_findings(changed)
     assert "above GP_model2's 0.439 by 0.011: the goal is missed" in text
     assert "GP_model2) is better than an ensemble of five mrl models" in melt.render_key_result(changed)
+
+
+def test_melt_analysis_sections_follow_the_result_file():
+    """The effect table, the oxide findings, the map and the reference-melt sentences of the melt page come from
+    benchmarks/results/melt_viscosity.json: a changed number changes the sentence."""
+    melt = load_benchmark("melt_viscosity")
+    results = melt.page_results()
+    effects = melt.render_effects(results)
+    assert "* **H2O lowers viscosity most**: −0.52 log units per mol%, 2.7 times Na2O (−0.19)" in effects
+    assert "**Three of the four network formers raise viscosity** (Al2O3 +0.12, TiO2 +0.10, SiO2 +0.06)" in effects
+    assert "**P2O5 disagrees**" in effects and "Fe2O3 (−0.08) lowers it less than FeO (−0.13), in line" in effects
+    changed = copy.deepcopy(results)
+    ox = changed["analysis"]["oxides"]
+    ox["H2O"]["effect"], ox["P2O5"]["effect"], ox["Fe2O3"]["effect"] = -0.1, 0.05, -0.15
+    other = melt.render_effects(changed)
+    assert "* **Na2O lowers viscosity most**" in other and "H2O lowers viscosity most" not in other
+    assert "**All four network formers raise viscosity**" in other and "P2O5 disagrees" not in other
+    assert "Fe2O3 (−0.15) lowers it more than FeO (−0.13), against the expectation" in other
+
+    text = melt.render_map(results)
+    assert "puts 8 of the 10 formers" in text and "0.68 apart against a within-group RMS spread of 0.84" in text
+    assert "separated only partly" in text and "CaO and MgO (the alkaline earths) are each other's nearest" in text
+    changed["analysis"]["separation"].update(centroid_distance=1.5, loo_correct=10)
+    other = melt.render_map(changed)
+    assert "puts 10 of the 10" in other and "further apart than they are wide" in other
+
+    curves = melt.render_curves(results)
+    basalt = next(line for line in curves.splitlines() if "**basalt**" in line)
+    assert "mrl vft d16 is better than the chosen mrl direct d16" in basalt
+    changed["reference_melts"]["basalt"]["rmse_other"] = 0.5
+    basalt = next(line for line in melt.render_curves(changed).splitlines() if "**basalt**" in line)
+    assert "the chosen mrl direct d16 is better than mrl vft d16" in basalt
+
+    assert "66 of its 630 test names" in melt.render_data(results)
+    changed["data"]["test_names_in_train"] = 70
+    assert "70 of its 630 test names" in melt.render_data(changed)
+
+
+def test_melt_result_files_must_agree(tmp_path):
+    import pytest
+
+    melt = load_benchmark("melt_viscosity")
+    rows, run = (json.loads((ROOT / f).read_text()) for f in melt.RESULT_FILES)
+    run["mrl"]["rmse"] += 0.01
+    paths = [tmp_path / "rows.json", tmp_path / "run.json"]
+    for path, data in zip(paths, (rows, run)):
+        path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="row 'mrl' has test RMSE"):
+        melt.page_results(paths)
+    run["mrl"]["rmse"] -= 0.01
+    run["mrl"]["wall_s"] = 999.0  # a shared row is shown from the first file
+    paths[1].write_text(json.dumps(run))
+    assert melt.page_results(paths)["mrl"]["wall_s"] == rows["mrl"]["wall_s"]
+
+
+def test_liquid_key_result_includes_the_graph_rows():
+    liquid = load_benchmark("liquid_viscosity")
+    results = _json("liquid_viscosity.json")
+    text = liquid.render_key_result(results)
+    assert text in (ROOT / "book" / "liquid_viscosity.md").read_text(), (
+        "book/liquid_viscosity.md is stale: python benchmarks/liquid_viscosity.py --render "
+        "benchmarks/results/liquid_viscosity.json --book book/liquid_viscosity.md")
+    assert "mrl + RDKit features is better than mrl + molecular-graph encoder (`features: graph`)" in text
+    assert "LightGBM on descriptors is better than mrl + graph encoder" in text and "over 5 seeds" in text
+    changed = copy.deepcopy(results)
+    changed["test"]["mrl_graph"]["mae"] = 0.040
+    assert "mrl + molecular-graph encoder (`features: graph`) is better than mrl + RDKit features" in \
+        liquid.render_key_result(changed)
 
 
 def test_new_materials_and_error_sources_pages_follow_their_numbers():

@@ -58,6 +58,10 @@ def test_run_report_has_every_page_from_outside_the_checkout(run_report):
     assert "MAE (cP)" in error and "parity.png" in error and "history.png" in error
     lead = error.split("mean absolute error", 1)[1][:400]  # a log target leads with the log10 view, then cP
     assert lead.startswith(" of log10 viscosity") and "within 2x" in lead and lead.index("log10") < lead.index("cP")
+    stack = json.loads((run_report.parents[2] / "runs" / "tiny" / "stack.json").read_text())
+    for page in ("maps", "neighbours"):  # a stacked run's vectors pages say what its vectors are
+        said = "learn only the correction" in (pages / f"{page}.html").read_text()
+        assert said == (stack["kind"] not in (None, "none")), (page, stack)
     assert "data_target.png" in (pages / "data.html").read_text()
     intervals = (pages / "intervals.html").read_text()
     assert "inside 80 % interval" in intervals and "inside 95 % interval" in intervals

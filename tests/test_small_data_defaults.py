@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +247,22 @@ def test_sweep_params_keep_the_seed_experiment():
     for name in ("lab_small", "lab_small_seeds", "quick", "lab_seed_scale"):
         base = yaml.safe_load((root / f"{name}.yaml").read_text())["base"]
         assert isinstance(base["steps"], int) and base["small_data"] is False, name
+
+
+def test_the_vectors_page_says_what_a_stacked_runs_vectors_are(tmp_path):
+    """04_visualize shows the stacked-vectors note for a run with a base model, and nothing for one without."""
+    from types import SimpleNamespace
+
+    from mrl import run_outputs
+    from mrl.io import write_json
+    from mrl.run_files import STACK
+
+    run = SimpleNamespace(path=tmp_path)
+    assert run_outputs.show_vectors_note(run) is None  # no stack.json
+    write_json({"kind": "none"}, tmp_path / STACK)
+    assert run_outputs.show_vectors_note(run) is None
+    write_json({"kind": "lightgbm"}, tmp_path / STACK)
+    note = run_outputs.show_vectors_note(run)
+    assert note and "LightGBM base" in note and "small_data: off" in note
+    nb = (Path(__file__).resolve().parents[1] / "notebooks" / "04_visualize.ipynb").read_text()
+    assert "show_vectors_note(run)" in nb

@@ -212,3 +212,19 @@ def test_the_design_page_holds_the_rendering_of_the_committed_campaign_result(tm
     bench.write_book(results, page)
     assert page.read_text() == (root / "book" / "design.md").read_text()
     assert (root / "book" / "figures" / "campaign.png").stat().st_size < 300_000
+
+
+def test_the_campaign_goals_are_worded_from_the_medians():
+    """The goal lines come from :func:`mrl.wording.against_target`: a slower mrl suggest misses them."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    bench = load_benchmark("campaign")
+    results = json.loads((root / "benchmarks" / "results" / "campaign.json").read_text())
+    goals = [line for line in bench.render(results).splitlines() if line.startswith("Goal:")]
+    assert len(goals) == 2 and all("the goal is met" in g for g in goals)
+    for row in results["summary"]:
+        if row["method"] == "mrl suggest":
+            row["median"] = 32.0
+    goals = [line for line in bench.render(results).splitlines() if line.startswith("Goal:")]
+    assert all("the goal is missed" in g for g in goals), goals
