@@ -68,6 +68,7 @@ LAB_FIXED_STEPS = 20000
 #: The rule before issue 26's fix (``--before``, run beside on the lab): a budget of 1,000 epochs, the validation MSE,
 #: the kept state of that run (no refit). Its patience (a quarter of the checks) is not restored: it is the full budget.
 BEFORE = {"epochs": 1000, "validation_metric": "loss"}
+BEFORE_NAME = "the rule before the fix (1,000 epochs, validation MSE, no refit)"
 FOLDS = 5
 #: The inner study that chose the rule (written by hand from that run; single runs). Each seed's training formulas
 #: of the lab row's split were split again: 20 % of them a pseudo-eval set no run used, the rest trained on (with a
@@ -335,7 +336,9 @@ def render_table(results: dict) -> str:
         table.append({"data set": row["data"], "split": split, "metric": f"{row['metric']} ({row['unit']})",
                       "fixed steps": f"{_cell(fixed)} ({row['fixed_steps']:,} steps)",
                       "steps: auto": f"{_cell(auto)} ({_steps(row['auto'])})",
-                      "beside": (f"{beside['name']}: {_cell(_score(beside['runs'], row['over']))}" if beside else ""),
+                      "beside": (f"{beside['name']}: {_cell(_score(beside['runs'], row['over']))}" if beside else
+                                 f"{BEFORE_NAME}: {_cell(_score(row['before'], row['over']))}" if row.get("before")
+                                 else ""),
                       "fit s (fixed / auto)": f"{_wall(row['fixed'])} / {_wall(row['auto'])}"})
         sentences.append(compare(auto, fixed, "steps: auto", f"{row['fixed_steps']:,} fixed steps",
                                  what=f"{row['metric']} on {row['data']} ({row['split']})", unit=row["unit"]).sentence)
@@ -345,7 +348,7 @@ def render_table(results: dict) -> str:
                                      unit=row["unit"]).sentence)
         if row.get("before"):
             before = _score(row["before"], row["over"])
-            sentences.append(compare(before, fixed, "the rule before this fix (1,000 epochs, validation MSE)",
+            sentences.append(compare(before, fixed, BEFORE_NAME,
                                      f"{row['fixed_steps']:,} fixed steps",
                                      what=f"{row['metric']} on {row['data']}", unit=row["unit"]).sentence)
     return markdown_table(pd.DataFrame(table)) + "\n" + " ".join(sentences)
