@@ -2,6 +2,7 @@
 
     python benchmarks/training_length.py --json benchmarks/results/training_length.json        # every data set
     python benchmarks/training_length.py --only lab,steels --json ...   # some data sets, merged into the file
+    python benchmarks/training_length.py --only lab --seeds 1 --before --json ...  # one lab seed, the old rule too
     python benchmarks/training_length.py --render benchmarks/results/training_length.json [--book book/performance.md]
 
 ``steps: auto`` (:func:`mrl.train.resolve_steps`) keeps the state with the lowest validation MAE on an inner share of
@@ -12,8 +13,8 @@ reports, with everything else the same:
 
 * ``lab``: the bundled lab (``synth:small``, 3,000 formulas), random split by formula (eval 20 %, 10 % of the
   training formulas held out as calib, ``split_seed`` = seed), a plain network of dimension 10 (``small_data: off``),
-  seeds 0, 1, 2; fixed: the old default of 20,000 steps. Also the rule before issue 26's fix (1,000 epochs, the
-  validation MSE) on the same splits. Eval MAE of log10.
+  seeds 0, 1, 2 (``--seeds``; separate calls merge by seed); fixed: the old default of 20,000 steps. With
+  ``--before`` also the rule before issue 26's fix (:data:`BEFORE`) on the same splits. Eval MAE of log10.
 * ``steels``: Matbench steels, its 5 folds (:func:`mrl.public_data.matbench_folds`), the benchmark's best mrl row
   (mat2vec start, dimension 16, L1 loss; ``benchmarks/matbench.py``), fixed 1,500 steps. Test MAE, MPa.
 * ``liquid``: the vendored liquid viscosity, mrl + RDKit features with the settings of
