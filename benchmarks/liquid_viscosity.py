@@ -12,6 +12,15 @@ systems); the winner is refitted on all training rows and scored once on the tes
     python benchmarks/liquid_viscosity.py --render /tmp/lv.json # markdown tables from a --json file
     python benchmarks/liquid_viscosity.py --graph-only --json benchmarks/results/liquid_viscosity.json \
         --figures book/figures                                   # add the graph rows (features: graph) to a file
+    python benchmarks/liquid_viscosity.py --folds 5 --json benchmarks/results/liquid_viscosity.json
+                                                                 # add the 5-random-fold rows to a file (~5 min)
+
+Random folds (``--folds K``, :func:`row_folds`): K-fold by row over all rows of the data set (the paper's train and
+test rows together; ``KFold(K, shuffle=True, random_state=FOLD_SEED)``), the protocol of mixture benchmarks such as
+CheMixHub's random splits: a mixture measured at several temperatures can sit in training and test folds. Rows
+(:data:`FOLD_ROWS`): ridge (the paper-split alpha), LightGBM on descriptors, mrl and mrl + RDKit features with the
+settings chosen on the paper split's inner split; mean ± SD over the folds, pure and mixture rows apart. The
+published model's predictions are left out (it trained on most of these rows).
 
 Graph rows (``features: graph``, :mod:`mrl.graph`): each compound's vector is a chemprop message-passing network
 over its molecular graph plus a learned residual, trained end to end; the plain mrl row's chosen settings plus
@@ -79,6 +88,9 @@ GRAPH_SCREEN = [
     {"variant": "inner unseen compounds: residual weight decay 0.1, 400 steps", "inner_mae": 0.1508,
      "inner_pure_mae": 0.1200, "inner_mix_mae": 0.1520, "wall_s": 276},
 ]
+#: ``--folds``: the shuffle seed of the K-fold split by row, and its rows (keys of ``_LABELS``).
+FOLD_SEED = 0
+FOLD_ROWS = ("ridge", "lightgbm_descriptors", "mrl", "mrl_rdkit")
 PENDING = {"mrl_rdkit": "mrl + RDKit features (g(x)+r)", "mrl_ensemble": "mrl ensemble"}
 NAMED = ("water", "ethanol", "glycerol", "hexane", "toluene", "DMSO (dimethyl sulfoxide)")
 CURVE_SYSTEMS = (("water", "ethanol"), ("water", "glycerol"))
@@ -152,8 +164,10 @@ def fit_lightgbm(X_train: Any, y_train: np.ndarray, X_test: Any, quick: bool, se
     return model.predict(X_test)
 
 
-def make_mrl(settings: dict, steps: int, **extra: Any) -> MixtureRegressor:
-    every = max(steps, 1)
+def make_mrl(settings: dict, steps: int | str, **extra: Any) -> MixtureRegressor:
+    """An mrl model with :data:`MRL_BASE`, ``settings`` and ``extra``; ``steps`` fixed (no checks on the way) or ``"auto"``
+    (:func:`mrl.train.resolve_steps`: its validation checks only)."""
+    every = steps if isinstance(steps, int) else 10 ** 9
     return MixtureRegressor(steps=steps, eval_every=every, snapshot_every=every, checkpoint_every=every,
                             **{**MRL_BASE, **settings, **extra})
 
@@ -206,6 +220,45 @@ def unseen_compound_split(train: FormulaData, fraction: float = 0.1,
     bad_formulas = set(train.formulas.loc[train.formulas["material_id"].isin(held), "formula_id"])
     held_rows = train.properties["formula_id"].isin(bad_formulas).to_numpy()
     return ~held_rows, held_rows, held
+
+
+def row_folds(n: int, k: int, seed: int = FOLD_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` folds by row over ``n`` rows: ``(train indices, test indices)`` of each (shuffled, seeded)."""
+    from sklearn.model_selection import KFold
+
+    if not 2 <= k <= n:
+        raise ValueError(f"--folds must be between 2 and the number of rows ({n}), got {k}")
+    return [(tr, te) for tr, te in KFold(k, shuffle=True, random_state=seed).split(np.arange(n))]
+
+
+def fold_row_fits(settings: dict, steps: int | str, alpha: float, desc: np.ndarray,
+                  quick: bool = False) -> dict[str, Callable[[FormulaData, FormulaData], np.ndarray]]:
+    """The :data:`FOLD_ROWS` as ``key -> fit(train, test) -> test predictions``; mrl rows with ``steps``."""
+    return {"ridge": lambda tr, te: fit_ridge(tr, te, alpha),
+            "lightgbm_descriptors": lambda tr, te: fit_lightgbm(descriptor_features(tr, desc), tr.target_values(),
+                                                                descriptor_features(te, desc), quick),
+            "mrl": lambda tr, te: make_mrl(settings, steps).fit(tr).predict(te),
+            "mrl_rdkit": lambda tr, te: make_mrl(settings, steps, features="rdkit").fit(tr).predict(te)}
+
+
+def run_folds(data: FormulaData, k: int, fits: dict[str, Callable[[FormulaData, FormulaData], np.ndarray]],
+              save: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Each row of ``fits`` on each of :func:`row_folds`: ``{"k", "seed", "rows": {key: [scores of each fold]}}``
+    (:func:`scores` plus ``wall_s`` and ``fold``); ``save`` is called with the result after every fold."""
+    out: dict[str, Any] = {"k": k, "seed": FOLD_SEED, "n_rows": data.n_samples, "rows": {key: [] for key in fits}}
+    for fold, (tr_idx, _) in enumerate(row_folds(data.n_samples, k)):
+        mask = np.zeros(data.n_samples, bool)
+        mask[tr_idx] = True
+        tr, te = data.subset(mask), data.subset(~mask)
+        kind = _kind(te)
+        for key, fit in fits.items():
+            pred, wall = timed(lambda: fit(tr, te))
+            out["rows"][key].append({**scores(te.target_values(), pred, kind), "wall_s": wall, "fold": fold})
+        print(f"  fold {fold}: " + ", ".join(f"{key} {runs[-1]['mae']:.4f}" for key, runs in out["rows"].items()),
+              flush=True)
+        if save is not None:
+            save(out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -367,6 +420,40 @@ def render_new_compound(results: dict) -> str:
             f"formulas): {neighbours}. {pub}")
 
 
+def render_folds(results: dict) -> str:
+    """The ``--folds`` rows: a table (MAE overall, pure, mixtures; mean ± SD over the folds; fit seconds) and the
+    comparison of mrl + RDKit features with LightGBM on descriptors (:func:`mrl.wording.compare`)."""
+    folds = results.get("folds")
+    if not folds or not folds.get("rows"):
+        return "Random-fold rows pending: run `python benchmarks/liquid_viscosity.py --folds 5 --json ...`."
+    rows, k = folds["rows"], folds["k"]
+    lines = [f"| model | MAE (mean ± SD over {k} folds) | MAE pure | MAE mixtures | fit time per fold (s) |",
+             "|---|--:|--:|--:|--:|"]
+    for key in FOLD_ROWS:
+        runs = rows.get(key)
+        if not runs:
+            continue
+        cells = [_seed_score(runs, field) for field in ("mae", "pure_mae", "mix_mae")]
+        name = _LABELS[key][0] + (f" ({_LABELS[key][1]})" if key in ("ridge", "lightgbm_descriptors") else "")
+        lines.append(f"| {name} | " + " | ".join(f"{c.value:.4f} ± {c.spread:.4f}" for c in cells)
+                     + f" | {np.mean([r['wall_s'] for r in runs]):.0f} |")
+    text = "\n".join(lines)
+    if rows.get("mrl_rdkit") and rows.get("lightgbm_descriptors"):
+        for field, what in (("mae", "random-fold MAE"), ("pure_mae", "random-fold MAE on pure liquids"),
+                            ("mix_mae", "random-fold MAE on mixtures")):
+            sentence = compare(_fold_score(rows["mrl_rdkit"], field), _fold_score(rows["lightgbm_descriptors"], field),
+                               "mrl + RDKit features", "LightGBM on descriptors", what=what, unit="log10 cP").sentence
+            text += ("\n\n" if field == "mae" else " ") + sentence
+    n_pure = rows[FOLD_ROWS[0]][0]["pure_n"] if rows.get(FOLD_ROWS[0]) else 0
+    text += (f"\n\n{folds['n_rows']:,} rows in {k} folds by row (seed {folds['seed']}); about {n_pure:,} pure-liquid "
+             f"rows per test fold. Fit time on 2 CPU cores shared with other jobs, one thread.")
+    return text
+
+
+def _fold_score(runs: list[dict], key: str) -> Score:
+    return Score.of([r[key] for r in runs if r.get(key) is not None], over="folds")
+
+
 def render_key_result(results: dict) -> str:
     """The page's key result, worded by :func:`mrl.wording.compare` from the test rows: mrl from data alone against
     LightGBM on fractions, mrl + RDKit features against LightGBM on the same descriptors, the ensemble against the
@@ -396,12 +483,13 @@ def render_key_result(results: dict) -> str:
 
 def write_book(results: dict, path: str | Path) -> Path:
     """Fill the page's marked regions: ``key-result`` (:func:`render_key_result`), ``liquid-similar``
-    (:func:`render_similar`) and, where the page has their markers, ``liquid-graph`` (:func:`render_graph`) and
-    ``liquid-new-compound`` (:func:`render_new_compound`)."""
+    (:func:`render_similar`) and, where the page has their markers, ``liquid-graph`` (:func:`render_graph`),
+    ``liquid-new-compound`` (:func:`render_new_compound`) and ``liquid-folds`` (:func:`render_folds`)."""
     return fill_marked_sections(path, {"key-result": render_key_result(results),
                                        "liquid-similar": render_similar(results), "liquid-graph": render_graph(results),
-                                       "liquid-new-compound": render_new_compound(results)},
-                                optional=("liquid-graph", "liquid-new-compound"))
+                                       "liquid-new-compound": render_new_compound(results),
+                                       "liquid-folds": render_folds(results)},
+                                optional=("liquid-graph", "liquid-new-compound", "liquid-folds"))
 
 
 def render_markdown(results: dict) -> str:
@@ -659,6 +747,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--graph-only", action="store_true",
                         help="only the graph rows, added to the --json file's results (other keys kept)")
     parser.add_argument("--graph-steps", type=int, default=GRAPH_STEPS, help="steps of the graph rows")
+    parser.add_argument("--folds", type=int, default=None, metavar="K",
+                        help="only the K-fold-by-row rows (FOLD_ROWS), added to the --json file's results")
     return parser.parse_args()
 
 
@@ -689,6 +779,23 @@ def main() -> None:
     data = load_dataset("liquid_viscosity")
     split = data.properties["split"].to_numpy()
     train, test = data.subset(split == "train"), data.subset(split == "test")
+    if args.folds:
+        if not args.json:
+            raise SystemExit("--folds adds to a --json file's results; give --json")
+        path = Path(args.json)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        settings = results.get("settings", {})
+        fits = fold_row_fits(settings.get("mrl") or MRL_VARIANTS[0][1], args.steps or settings.get("steps", 3000),
+                             settings.get("ridge_alpha", 1.0), descriptor_table(data), quick)
+        print(f"## {args.folds} folds by row over {data.n_samples} rows; mrl {settings.get('mrl_variant')}")
+
+        def save(folds: dict) -> None:
+            results["folds"] = folds
+            write_json(results, path)
+        run_folds(data, args.folds, fits, save)
+        print("\n" + render_folds(results))
+        print(f"wrote {path}; fold rows {time.perf_counter() - total:.0f} s")
+        return
     if args.graph_only:
         if not args.json:
             raise SystemExit("--graph-only adds to a --json file's results; give --json")

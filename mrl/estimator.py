@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 import mrl
@@ -33,7 +33,7 @@ from mrl.run_files import snapshots_path
 from mrl.splits import validation_split
 from mrl.stacking import StackBase, fit_stack, refit_stack
 from mrl.tables import DataError
-from mrl.train import LOSSES, LoopConfig, resolve_device, resolve_steps, run_loop
+from mrl.train import LOSSES, VALIDATION_METRICS, LoopConfig, resolve_device, resolve_steps, run_loop
 from mrl.transforms import resolve_target_transform
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,12 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
     ``features`` (see :mod:`mrl.features`) adds known material features: each raw vector becomes ``g(x_i) + r_i``
     (:class:`mrl.model.MixtureModel`), the residual table pulled to 0 by ``residual_weight_decay`` so that a
     data-poor material leans on ``g(x_i)``. ``early_stopping`` holds out ``validation_fraction`` of the training
-    formulas, checks their loss every ``eval_every`` steps, stops after ``patience`` checks without improvement
+    formulas, checks their MAE (``validation_metric="mae"``; ``"loss"``: the training loss) every ``eval_every``
+    steps, stops after ``patience`` checks without improvement
     and keeps the best state (``best_step_``, ``stopped_step_``); ``eval_data`` is only ever monitored.
-    ``steps="auto"`` does the same with a long patience over a budget that grows with the data
-    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``). ``stack`` (:mod:`mrl.stacking`) makes the network
+    ``steps="auto"`` does the same over a budget that grows with the data, never stopped before its end
+    (:func:`mrl.train.resolve_steps`; the budget in ``steps_``), then, with ``auto_refit``, trains again on all
+    training formulas over the same schedule up to the best step. ``stack`` (:mod:`mrl.stacking`) makes the network
     learn the residual of a ridge or LightGBM base on the contents (``stack_``); predictions are base + network.
     """
 
@@ -82,6 +84,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                  lr_schedule: str = _DEFAULTS.lr_schedule, loss: str = _DEFAULTS.loss,
                  eval_every: int = _DEFAULTS.eval_every, early_stopping: bool = _DEFAULTS.early_stopping,
                  validation_fraction: float = _DEFAULTS.validation_fraction, patience: int = _DEFAULTS.patience,
+                 validation_metric: str = _DEFAULTS.validation_metric, auto_refit: bool = _DEFAULTS.auto_refit,
                  snapshot_every: int = _DEFAULTS.snapshot_every, checkpoint_every: int = _DEFAULTS.checkpoint_every,
                  seed: int = _DEFAULTS.seed, device: str = _DEFAULTS.device, stack: str = _DEFAULTS.stack,
                  unknown: str = "error", progress: bool = True) -> None:
@@ -119,6 +122,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.validation_metric = validation_metric
+        self.auto_refit = auto_refit
         self.snapshot_every = snapshot_every
         self.checkpoint_every = checkpoint_every
         self.seed = seed
@@ -184,13 +189,29 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         ``features``: of the residual table).
 
         With ``early_stopping`` the model trains on ``data`` less its validation part (:meth:`validation_split`),
-        so its scalers, usage counts and content scales come from that part.
+        so its scalers, usage counts and content scales come from that part. ``steps="auto"`` with ``auto_refit``
+        first finds the best step that way (a copy of this estimator: no eval, no checkpoint), then trains on all of
+        ``data`` over the same schedule (``steps_`` long) and stops at that step (``best_step_``).
         """
         self._validate_params()
         if data.n_samples == 0:
             raise ValueError("fit: no training samples")
+        refit = None
+        if self.steps == "auto" and self.auto_refit:
+            probe = clone(self).set_params(auto_refit=False)
+            probe.fit(data, initial_table=initial_table)  # the choice: the validation share only, never eval
+            refit = (max(1, int(probe.best_step_ or 0)), int(probe.steps_))
+            log.info("%s: steps auto: best validation check at step %d of %d (%s); trained again on all %d training "
+                     "samples over the same schedule, stopped at that step", data.name, refit[0], refit[1],
+                     f"{probe.wall_s_:.0f} s", data.n_samples)
+        return self._fit(data, eval_data, checkpoint_path, resume, initial_table, refit)
+
+    def _fit(self, data: FormulaData, eval_data: FormulaData | None, checkpoint_path: str | Path | None,
+             resume: bool, initial_table: np.ndarray | None, refit: tuple[int, int] | None) -> "MixtureRegressor":
+        """One training run (see :meth:`fit`); ``refit``: ``(stop step, schedule length)`` of steps: auto's second
+        run, on all of ``data`` without a validation share."""
         val_data, full = None, data
-        if self.early_stopping or self.steps == "auto":
+        if refit is None and (self.early_stopping or self.steps == "auto"):
             data, val_data = self.validation_split(data)
         self.target_ = data.targets[0]
         self.conditions_ = list(data.conditions)
@@ -216,12 +237,17 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         module.fit_scalers(y_net, conditions, net_transform, inverse)
         self.module_ = module.to(self.device_)
         y_scaled = module.target_to_scaled(torch.as_tensor(y_net, dtype=torch.float32, device=self.device_))
-        plan = resolve_steps(self.steps, data.n_samples, self.batch_size, self.eval_every, self.early_stopping,
-                             self.patience)
-        self.steps_ = plan.steps
-        log.info("%s: %s", data.name, plan.reason)
-        cfg = LoopConfig.from_params({**self.get_params(), "steps": plan.steps, "eval_every": plan.eval_every,
-                                      "early_stopping": plan.early_stopping, "patience": plan.patience})
+        if refit is None:
+            plan = resolve_steps(self.steps, data.n_samples, self.batch_size, self.eval_every, self.early_stopping,
+                                 self.patience)
+            self.steps_ = plan.steps
+            log.info("%s: %s", data.name, plan.reason)
+            cfg = LoopConfig.from_params({**self.get_params(), "steps": plan.steps, "eval_every": plan.eval_every,
+                                          "early_stopping": plan.early_stopping, "patience": plan.patience})
+        else:
+            self.steps_ = refit[1]
+            cfg = LoopConfig.from_params({**self.get_params(), "steps": refit[0], "schedule_steps": refit[1],
+                                          "early_stopping": False})
         evaluate = self._monitor(data, eval_data)
         matrix = data.content_matrix()
         state = run_loop(self.module_, matrix, data.sample_rows(), conditions, y_scaled.cpu().numpy(), cfg,
@@ -237,12 +263,17 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                 ckpt = load_checkpoint(checkpoint_path)
                 save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress=ckpt["progress"],
                                 training=ckpt["training"])
+        if refit is not None and checkpoint_path:  # finished: the chosen step and the stop, as a stopped run says
+            ckpt = load_checkpoint(checkpoint_path)
+            save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(),
+                            progress={**ckpt["progress"], "best_step": refit[0], "stopped_step": state.step},
+                            training=ckpt["training"])
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots
         self.wall_s_ = state.wall_s
-        self.best_step_ = state.best_step
-        self.stopped_step_ = state.stopped_step
+        self.best_step_ = state.best_step if refit is None else refit[0]
+        self.stopped_step_ = state.stopped_step if refit is None else state.step
         return self
 
     def _fit_stack(self, data: FormulaData, y: np.ndarray, conditions: np.ndarray,
@@ -279,19 +310,21 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         """``(train part, validation part)`` of training data for early stopping (:func:`mrl.splits.validation_split`
         with ``validation_fraction`` and ``seed``)."""
         train, val = validation_split(data, self.validation_fraction, self.seed)
-        log.info("%s: early stopping on %d validation formulas (%d measurements) held out of training", data.name,
-                 val.properties["formula_id"].nunique(), len(val.properties))
+        log.info("%s: early stopping on %d validation formulas (%d measurements) held out of training, criterion: "
+                 "%s", data.name, val.properties["formula_id"].nunique(), len(val.properties),
+                 "their MAE (standardised target)" if self.validation_metric == "mae" else f"the {self.loss} loss")
         return train, val
 
     def _validation_loss(self, val_data: FormulaData | None) -> Callable[[MixtureModel], float] | None:
-        """The training loss on the validation part (standardised target), or None without early stopping."""
+        """What early stopping minimises on the validation part (standardised target; ``validation_metric``: its
+        MAE, or the training loss), or None without early stopping."""
         if val_data is None:
             return None
         matrix, cond = self.encode(val_data)
         # a writable copy; with a stack base its residual, as the network learns it
         y_val = self.network_target(val_data.target_values(self.target_), matrix, cond).astype(np.float32)
         y = self.module_.target_to_scaled(torch.from_numpy(y_val).to(self.device_))
-        loss_fn = LOSSES[self.loss]
+        loss_fn = VALIDATION_METRICS[self.validation_metric] or LOSSES[self.loss]
         batches = [make_batch(matrix, np.arange(start, min(len(y), start + PREDICT_CHUNK)),
                               cond[start:start + PREDICT_CHUNK]).to(self.device_)
                    for start in range(0, len(y), PREDICT_CHUNK)]

@@ -92,8 +92,9 @@ class RunParams:
     features: Optional[str] = None
     feature_map: str = "linear"  # linear | mlp (one hidden layer of 64): the map g from features to raw vectors
     # training
-    # an int, or "auto" (the default of `mrl train`): keep the best state on an inner validation share of the training
-    # formulas (validation_fraction; never eval) over a budget that grows with the data, mrl.train.resolve_steps
+    # an int, or "auto" (the default of `mrl train`): find the best step on an inner validation share of the training
+    # formulas (validation_fraction; never eval) over a budget that grows with the data, mrl.train.resolve_steps,
+    # then train on all training formulas up to that step (auto_refit)
     # (the lab sweeps and benchmarks keep fixed steps in their own params files)
     steps: Union[int, str] = "auto"
     batch_size: int = 256
@@ -112,6 +113,15 @@ class RunParams:
     early_stopping: bool = False
     validation_fraction: float = 0.1
     patience: int = 10  # evaluations without a lower validation loss before stopping (early_stopping only)
+    # what early stopping and steps: auto minimise on the validation share: mae (mean absolute error of the
+    # standardised transformed target: the argmin of the MAE the metrics report, log10 MAE for a log target) | loss
+    # (the training loss, e.g. MSE: the criterion before issue 26; runs made with it, e.g. the seed-scale sweep of
+    # params/lab_seed_scale.yaml, need validation_metric: loss to be repeated exactly). mrl.train.VALIDATION_METRICS
+    validation_metric: str = "mae"
+    # steps: auto: after the best step is found on the validation share, train again on all training formulas over
+    # the same schedule and stop at that step (the validation share is not lost to the final model; ~1.5x the time);
+    # false: keep the best state of the run with the validation share held out. mrl.estimator.MixtureRegressor.fit
+    auto_refit: bool = True
     snapshot_every: int = 500  # material vectors recorded every this many steps
     checkpoint_every: int = 2000
     seed: int = 0
@@ -173,6 +183,7 @@ CHOICES: dict[str, tuple] = {
     "feature_map": ("linear", "mlp"),
     "lr_schedule": ("cosine", "constant"),
     "loss": ("mse", "l1", "huber"),
+    "validation_metric": ("mae", "loss"),
     "unknown": ("error", "zero"),
     "stack": ("none", "ridge", "lightgbm", "auto"),
     "small_data": ("auto", "on", "off"),
@@ -203,7 +214,7 @@ def check_constraints(values: dict[str, Any], source: str = "params") -> None:
         raise ValueError(f"{source}: dropout must be < 1, got {values['dropout']!r}")
     if values.get("validation_fraction") is not None and not 0 < values["validation_fraction"] < 1:
         raise ValueError(f"{source}: validation_fraction must be in (0, 1), got {values['validation_fraction']!r}")
-    for key in ("early_stopping", "baselines"):
+    for key in ("early_stopping", "baselines", "auto_refit"):
         if key in values and not isinstance(values[key], bool):
             raise ValueError(f"{source}: {key} must be true or false, got {values[key]!r}")
     if "steps" in values:

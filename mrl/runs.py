@@ -219,7 +219,10 @@ class RunPlan:
             f"content_scale {p.content_scale}, loss {p.loss}, "
             + (f"material features {p.features} through a {p.feature_map} map (residual weight decay "
                f"{p.residual_weight_decay:g})" if p.features else "no material features (vectors from data alone)"),
-            f"training: {self.steps().reason}, batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
+            f"training: {self.steps().reason}"
+            + ("; then trained again on all training formulas over the same schedule up to the best step (auto_refit)"
+               if p.steps == "auto" and p.auto_refit else "")
+            + f", batch {p.batch_size}, lr {p.lr:g}, seed {p.seed}, device {self.device}"
             + (f" ({p.device})" if p.device != self.device else "")
             + (f"; early stopping on {p.validation_fraction:g} of the training formulas (patience {p.patience})"
                if p.early_stopping and p.steps != "auto" else "")

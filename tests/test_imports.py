@@ -106,7 +106,7 @@ def test_the_estimator_and_the_loop_take_their_defaults_from_run_params():
         else:
             assert (list(value) if isinstance(value, tuple) else value) == expected, key
     for f in fields(LoopConfig):
-        if f.default is not MISSING:
+        if f.default is not MISSING and f.name != "schedule_steps":  # the loop's own: steps auto's refit sets it
             assert f.default == defaults[f.name], f.name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,15 @@ import scipy.sparse as sp
 import torch
 from conftest import tiny_tables
 
+from mrl.checkpoint import load_checkpoint
 from mrl.data import FormulaData, load_formulas, save_formulas
 from mrl.estimator import MixtureRegressor
 from mrl.params import RunParams
-from mrl.run_files import STACK
+from mrl.run_files import CHECKPOINT, STACK
 from mrl.runs import load_run, plan_run, run_experiment
 from mrl.small_data import SMALL_DATA, SMALL_DATA_MAX_FORMULAS, resolve_small_data
 from mrl.stacking import StackBase, fit_stack
-from mrl.train import AUTO_MAX_STEPS, AUTO_MIN_STEPS, resolve_steps
+from mrl.train import AUTO_EPOCHS, AUTO_MAX_STEPS, AUTO_MIN_STEPS, cosine_factor, resolve_steps
 
 FAST = dict(embedding_dim=4, hidden=(16,), batch_size=64, snapshot_every=50, checkpoint_every=100, progress=False,
             device="cpu")
@@ -45,9 +47,9 @@ def _absurd(data: FormulaData) -> FormulaData:
 
 
 def test_the_auto_budget_grows_with_the_data_and_is_clipped():
-    budgets = [resolve_steps("auto", n, 256, 500, False, 10).steps for n in (50, 2_000, 20_000, 200_000)]
-    assert budgets == sorted(budgets) and budgets[1] < budgets[2]
-    assert budgets[0] == AUTO_MIN_STEPS and budgets[-1] == AUTO_MAX_STEPS
+    budgets = [resolve_steps("auto", n, 256, 500, False, 10).steps for n in (50, 300, 1_000, 200_000)]
+    assert budgets == sorted(budgets) and budgets[0] < budgets[1] < budgets[2]
+    assert budgets[0] == max(AUTO_MIN_STEPS, AUTO_EPOCHS) and budgets[-1] == AUTO_MAX_STEPS
     plan = resolve_steps("auto", 2_000, 256, 500, False, 10)
     assert plan.early_stopping and plan.patience > 10 and "steps auto" in plan.reason
     fixed = resolve_steps(300, 2_000, 256, 500, False, 10)
@@ -57,17 +59,67 @@ def test_the_auto_budget_grows_with_the_data_and_is_clipped():
 def test_steps_auto_restores_the_best_state_and_logs_its_budget(tiny_data, caplog, short_auto):
     train, ev = _split(tiny_data)
     with caplog.at_level(logging.INFO, logger="mrl.estimator"):
-        est = MixtureRegressor(steps="auto", lr=0.03, **FAST).fit(train, ev)
-    assert "steps auto: budget" in caplog.text
+        est = MixtureRegressor(steps="auto", auto_refit=False, lr=0.03, **FAST).fit(train, ev)
+    assert "steps auto: budget" in caplog.text and "never stopped before the budget's end" in caplog.text
     hist = est.history_
-    assert 200 <= est.steps_ <= 400 and est.n_steps_ <= est.steps_
-    assert est.stopped_step_ == est.n_steps_
+    assert 200 <= est.steps_ <= 400
+    assert est.stopped_step_ == est.n_steps_ == est.steps_  # the whole budget: no patience stop (issue 26)
     _, val = est.validation_split(train)
     restored = est._validation_loss(val)(est.module_)
     assert restored <= hist["val_loss"].min() * (1 + 1e-6)
     if est.best_step_:  # the best state is a logged check
         assert est.best_step_ == int(hist.loc[hist["val_loss"].idxmin(), "step"])
         assert restored == pytest.approx(hist["val_loss"].min(), rel=1e-6)
+
+
+def test_steps_auto_trains_again_on_all_formulas_up_to_the_best_step(tiny_data, caplog, short_auto):
+    """auto_refit (the default): the best step is found with the validation share held out (no eval), then the
+    model trains on every training formula over the same schedule and stops there."""
+    train, ev = _split(tiny_data)
+    kw = dict(steps="auto", lr=0.03, **FAST)
+    probe = MixtureRegressor(auto_refit=False, **kw).fit(train)
+    with caplog.at_level(logging.INFO, logger="mrl.estimator"):
+        est = MixtureRegressor(**kw).fit(train, ev)
+    assert "trained again on all" in caplog.text
+    best = max(1, probe.best_step_)
+    assert (est.best_step_, est.steps_) == (best, probe.steps_)
+    assert est.n_steps_ == est.stopped_step_ == best and "val_loss" not in est.history_
+    assert est.history_["step"].iloc[-1] == best
+    # the same as a fixed run of that many steps whose cosine schedule spans the budget, on all training formulas
+    lr = est.history_["lr"].iloc[-1]
+    assert lr == pytest.approx(0.03 * cosine_factor(best, probe.steps_))
+    assert lr > 0.03 * cosine_factor(probe.steps_, probe.steps_) or best == probe.steps_
+
+
+def test_the_bundled_lab_gets_the_old_fixed_default_as_its_auto_budget():
+    """The small lab (~1,750 training formulas after calib and validation shares, batch 256) trains 20,000 steps,
+    never stopped before the end: its validation error falls a second time after a long plateau (issue 26)."""
+    plan = resolve_steps("auto", 1_750, 256, 500, False, 10)
+    assert plan.steps == 20_000 and plan.early_stopping
+    assert plan.patience >= math.ceil(plan.steps / plan.eval_every)  # never stopped by patience
+
+
+@pytest.mark.parametrize("metric", ["mae", "loss"])
+def test_the_validation_metric_is_the_mae_of_the_standardised_target_or_the_loss(tiny_data, metric):
+    """``validation_metric: mae`` (the default) minimises the validation MAE of the standardised target (the argmin
+    of the reported MAE); ``loss`` the training loss (MSE here), as before issue 26."""
+    train, _ = _split(tiny_data)
+    est = MixtureRegressor(steps=60, early_stopping=True, eval_every=20, patience=10, validation_metric=metric,
+                           **FAST).fit(train)
+    _, val = est.validation_split(train)
+    scaled = [est.module_.target_to_scaled(torch.tensor(np.asarray(v), dtype=torch.float64)).numpy()
+              for v in (val.target_values(), est.predict(val))]
+    err = scaled[1] - scaled[0]
+    expected = np.abs(err).mean() if metric == "mae" else np.square(err).mean()
+    got = est._validation_loss(val)(est.module_)
+    assert got == pytest.approx(expected, rel=1e-3)
+    assert got == pytest.approx(est.history_["val_loss"].min(), rel=1e-6)  # the kept state is the best checked
+    assert RunParams().validation_metric == "mae"
+
+
+def test_an_unknown_validation_metric_is_refused(tiny_data):
+    with pytest.raises(ValueError, match="validation_metric"):
+        MixtureRegressor(steps=10, early_stopping=True, validation_metric="rmse", **FAST).fit(tiny_data)
 
 
 @pytest.mark.parametrize("stack", ["none", "ridge"])
@@ -144,6 +196,8 @@ def test_mrl_predict_reproduces_a_stacked_run(tmp_path, short_auto):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stack"] == "ridge" and "small-data settings" in metrics["small_data"]
     assert json.loads((out / STACK).read_text())["kind"] == "ridge"
+    progress = load_checkpoint(out / CHECKPOINT)["progress"]  # the refit's checkpoint says it finished
+    assert progress["stopped_step"] == progress["step"] == progress["best_step"] >= 1
     run = load_run(out)
     data, _ = run.data()
     ids = data.formula_ids[:30]
