@@ -77,7 +77,8 @@ TRANSFORMER_GRID = ({**MAT2VEC_L1, "interaction": "transformer", "interaction_la
                      "interaction_mixing": "pooling"})
 #: Fixed in advance for the feature rows (issue 18): early stopping holds out 10 % of the training formulas, checks
 #: their loss every 50 steps and stops after 10 checks (500 steps) without improvement, keeping the best state.
-EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 50}
+EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 50,
+         "validation_metric": "loss"}  # the criterion the committed rows were run with (the default is now mae)
 #: Ensemble rows: the mean prediction of this many members, seeds ``mrl.ensemble.member_seed(0, k)``.
 ENSEMBLE_MEMBERS = 5
 

@@ -62,7 +62,8 @@ CHOSEN = ("direct", 16)
 FEATURES = "magpie"
 #: Early stopping of the ``early`` row: 10 % of the *train* compositions held out (drawn with the model's seed),
 #: their loss checked every 200 steps, stop after 10 checks (2,000 steps) without improvement, best state kept.
-EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 200}
+EARLY = {"early_stopping": True, "validation_fraction": 0.1, "patience": 10, "eval_every": 200,
+         "validation_metric": "loss"}  # the criterion the committed rows were run with (the default is now mae)
 #: The ``best_checkpoint`` row: the same held-out part and checks, but never stopped before the last step (patience
 #: 60 checks = the whole 12,000 steps): the state with the lowest held-out loss is kept.
 BEST_CHECKPOINT = {**EARLY, "patience": 60}
