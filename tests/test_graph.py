@@ -122,8 +122,9 @@ def test_liquid_benchmark_renders_graph_rows_and_new_compound_story():
     text = bench.render_graph(results)
     assert "| held-out compounds (10 %, 2 seeds) | all | 0.0550 ± 0.0071 |" in text
     assert "mrl + graph encoder is 0.0550 ± 0.00707 log10 cP (mean ± SD over 2 seeds), within the spread" in text
-    assert "below the published 0.0333: missed by 0.0067" in text and "at most 0.045: missed by 0.0100" in text
-    assert "LightGBM on descriptors (0.059): met" in text and "own-class share" in text
+    assert "above the goal of 0.0333 log10 cP by 0.0067 log10 cP: the goal is missed" in text
+    assert "above the goal of 0.0450 log10 cP by 0.0100 log10 cP: the goal is missed" in text
+    assert "within the spread of the goal of 0.0590 log10 cP: the goal is met" in text and "own-class share" in text
     story = {"name": "1-propanol", "family": "alcohol", "smiles": "CCCO", "n_mixture_rows": 3, "measured": [0.3, 0.2],
              "norm_graph": 1.0, "norm_residual": 0.01, "pure_mae": 0.05, "published_pure_mae": 0.02,
              "neighbours": [{"name": "1-butanol", "family": "alcohol"}]}

@@ -200,3 +200,26 @@ def test_render_markdown():
     assert "| ridge (alpha 0.1) |" in text and "0.0500 | 0.0800 | 0.0600 | 0.0490 | 12 |" in text
     assert "pending: needs features=rdkit" in text and "0.0600 ± 0.0141" in text
     assert text.count("|---|") == 2
+
+
+def test_the_pages_comparisons_follow_the_result_file():
+    """The paper-split and held-out sections are worded from the numbers: mrl made worse than ridge flips the sentence;
+    the graph goals are worded by against_target."""
+    import copy
+    import json
+
+    bench = load_benchmark("liquid_viscosity")
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "benchmarks" / "results" / "liquid_viscosity.json").read_text())
+    before = bench.render_test(results)
+    assert "mrl (vectors from data alone) is better than ridge" in before
+    worse = copy.deepcopy(results)
+    worse["test"]["mrl"]["mae"] = 0.09
+    assert "ridge is better than mrl (vectors from data alone)" in bench.render_test(worse)
+    unseen = bench.render_unseen(results)
+    assert "LightGBM on descriptors is better than mrl + RDKit features" in unseen
+    for run in worse["unseen"]["mrl_rdkit"]:
+        run["mae"] = 0.03
+    assert "mrl + RDKit features is better than LightGBM on descriptors" in bench.render_unseen(worse)
+    graph = bench.render_graph(results)
+    assert "Goals: " in graph and "the goal is missed" in graph and "issue" not in graph
