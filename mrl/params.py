@@ -115,7 +115,7 @@ class RunParams:
     patience: int = 10  # evaluations without a lower validation loss before stopping (early_stopping only)
     # what early stopping and steps: auto minimise on the validation share: mae (mean absolute error of the
     # standardised transformed target: the argmin of the MAE the metrics report, log10 MAE for a log target) | loss
-    # (the training loss, e.g. MSE: the criterion before issue 26; runs made with it, e.g. the seed-scale sweep of
+    # (the training loss, e.g. MSE: the criterion of earlier versions; runs made with it, e.g. the seed-scale sweep of
     # params/lab_seed_scale.yaml, need validation_metric: loss to be repeated exactly). mrl.train.VALIDATION_METRICS
     validation_metric: str = "mae"
     # steps: auto: after the best step is found on the validation share, train again on all training formulas over
