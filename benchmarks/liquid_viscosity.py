@@ -939,28 +939,22 @@ def main() -> None:
         print("\n" + render_folds(results))
         print(f"wrote {path}; fold rows {time.perf_counter() - total:.0f} s")
         return
-    if args.ensemble_auto:
+    if args.ensemble_auto or args.graph_only:
         if not args.json:
-            raise SystemExit("--ensemble-auto adds to a --json file's results; give --json")
+            raise SystemExit("--ensemble-auto and --graph-only add to a --json file's results; give --json")
         path = Path(args.json)
         results = json.loads(path.read_text()) if path.is_file() else {}
         chosen = results.get("settings", {}).get("mrl") or MRL_VARIANTS[0][1]
-        results.setdefault("test", {})["mrl_ensemble_auto"] = ensemble_row(
-            chosen, "auto", train, test, test.target_values(), _kind(test), workers=args.ensemble_auto)
-        write_json(results, path)
+        if args.ensemble_auto:
+            results.setdefault("test", {})["mrl_ensemble_auto"] = ensemble_row(
+                chosen, "auto", train, test, test.target_values(), _kind(test), workers=args.ensemble_auto)
+            write_json(results, path)
+        else:
+            run_graph_rows(results, data, train, test, descriptor_table(data), chosen, args.graph_steps, seeds,
+                           lambda: write_json(results, path), args.figures)
         print("\n" + render_markdown(results))
-        print(f"wrote {path}; ensemble with steps auto {time.perf_counter() - total:.0f} s")
-        return
-    if args.graph_only:
-        if not args.json:
-            raise SystemExit("--graph-only adds to a --json file's results; give --json")
-        path = Path(args.json)
-        results = json.loads(path.read_text()) if path.is_file() else {}
-        chosen = results.get("settings", {}).get("mrl") or MRL_VARIANTS[0][1]
-        run_graph_rows(results, data, train, test, descriptor_table(data), chosen, args.graph_steps, seeds,
-                       lambda: write_json(results, path), args.figures)
-        print("\n" + render_markdown(results))
-        print(f"wrote {path}; graph rows {time.perf_counter() - total:.0f} s")
+        print(f"wrote {path}; {'ensemble with steps auto' if args.ensemble_auto else 'graph rows'} "
+              f"{time.perf_counter() - total:.0f} s")
         return
     y_train, y_test, kind_test = train.target_values(), test.target_values(), _kind(test)
     print(f"liquid_viscosity: {data.n_samples} rows ({len(train.properties)} train / {len(test.properties)} test), "

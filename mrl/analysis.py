@@ -36,6 +36,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from mrl.error_sources import usage_bin_label
+
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[sp.csr_matrix, "np.ndarray | None"], np.ndarray]
@@ -646,15 +648,6 @@ def _neighbour_agreement(X: np.ndarray, fam: np.ndarray, k: int, metric: str) ->
 
 #: Bins of "formulas using the material" (left-closed) for :func:`neighbour_agreement_by_usage`.
 MATERIAL_USAGE_BINS = (1, 3, 10, 30, 100, np.inf)
-
-
-def usage_bin_label(lo: float, hi: float) -> str:
-    """The label of the left-closed count bin ``[lo, hi)``: ``"0"``, ``"3-9"``, ``"100+"``."""
-    if np.isinf(hi):
-        return f"{int(lo)}+"
-    if hi - lo == 1:
-        return str(int(lo))
-    return f"{int(lo)}-{int(hi) - 1}"
 
 
 def neighbour_agreement_by_usage(emb: pd.DataFrame, truth: pd.DataFrame, bins: Sequence[float] = MATERIAL_USAGE_BINS,

@@ -135,7 +135,7 @@ def error_by_usage(table: pd.DataFrame, bins: Sequence[float] = USAGE_BINS) -> p
     ``n``, ``mae``, ``rmse``, ``mape`` and ``median_abs_error``; empty bins are left out.
     """
     edges = list(bins)
-    labels = [_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    labels = [usage_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
     binned = pd.cut(table["rarest_train_usage"], edges, right=False, labels=labels)
     rows = []
     for (split, label), grp in table.groupby([table["split"], binned], observed=True, sort=False):
@@ -193,7 +193,8 @@ def _error_summary(frame: pd.DataFrame) -> dict[str, float]:
             "mae_log10": log10_mae(y_true, y_pred)}
 
 
-def _bin_label(lo: float, hi: float) -> str:
+def usage_bin_label(lo: float, hi: float) -> str:
+    """The label of the left-closed count bin ``[lo, hi)``: ``"0"``, ``"3-9"``, ``"100+"``."""
     if np.isinf(hi):
         return f"{int(lo)}+"
     if hi - lo == 1:
