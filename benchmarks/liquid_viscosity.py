@@ -596,6 +596,11 @@ def render_test(results: dict) -> str:
                 vs("mrl_rdkit", "lightgbm_descriptors", "mix_mae", "test MAE on mixtures"),
                 vs("mrl_ensemble", "mrl_rdkit"), vs("mrl_ensemble", "published"),
                 vs("mrl_ensemble_auto", "mrl_ensemble"), vs("mrl_ensemble_auto", "published")]
+    auto = test.get("mrl_ensemble_auto") or {}
+    if auto.get("members") and test.get("published"):
+        members = Score.of(auto["members"])
+        bullets.append(compare(members, _test_score(test, "published"), "the members of the steps-auto ensemble, each alone",
+                               names["published"], what="test MAE", unit="log10 cP", digits=3).sentence)
     out += [f"- {b}" for b in bullets if b]
     return "\n".join(out)
 
