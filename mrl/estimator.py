@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -260,14 +260,9 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             log.info("%s: stack base %s refitted on all %d training samples (validation share included)", full.name,
                      self.stack_.kind, full.n_samples)
             if checkpoint_path:  # the checkpoint (what mrl predict reads) holds the refitted base
-                ckpt = load_checkpoint(checkpoint_path)
-                save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress=ckpt["progress"],
-                                training=ckpt["training"])
+                self._rewrite_checkpoint(checkpoint_path)
         if refit is not None and checkpoint_path:  # finished: the chosen step and the stop, as a stopped run says
-            ckpt = load_checkpoint(checkpoint_path)
-            save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(),
-                            progress={**ckpt["progress"], "best_step": refit[0], "stopped_step": state.step},
-                            training=ckpt["training"])
+            self._rewrite_checkpoint(checkpoint_path, best_step=refit[0], stopped_step=state.step)
         self.n_steps_ = state.step
         self.history_ = pd.DataFrame(state.history)
         self.snapshots_ = state.snapshots
@@ -275,6 +270,13 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         self.best_step_ = state.best_step if refit is None else refit[0]
         self.stopped_step_ = state.stopped_step if refit is None else state.step
         return self
+
+    def _rewrite_checkpoint(self, checkpoint_path: str | Path, **progress: Any) -> None:
+        """Save the model and estimator state into the loop's final checkpoint again, its ``progress`` updated with
+        ``progress`` (its training section kept)."""
+        ckpt = load_checkpoint(checkpoint_path)
+        save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress={**ckpt["progress"], **progress},
+                        training=ckpt["training"])
 
     def _fit_stack(self, data: FormulaData, y: np.ndarray, conditions: np.ndarray,
                    inverse: list[bool]) -> tuple[np.ndarray, str]:
