@@ -68,6 +68,13 @@ def tiny_lab_run(root: Path, **params) -> Path:
     return run_experiment(RunParams(name="tiny", runs_dir=str(root / "runs"), data=str(folder), **params),
                           progress=False)
 
+def first_formula(data, min_ingredients: int = 5) -> pd.DataFrame:
+    """The first formula of ``data`` with at least ``min_ingredients`` ingredients, contents in % (long format)."""
+    sizes = data.formulas.groupby("formula_id").size()
+    fid = sizes[sizes >= min_ingredients].index[0]
+    return data.formulas[data.formulas["formula_id"] == fid].assign(content=lambda f: f["content"] * 100)
+
+
 def load_benchmark(name: str) -> ModuleType:
     """A script of ``benchmarks/`` (not a package) imported as a module, e.g. ``load_benchmark("design")``."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import load_benchmark, tiny_lab_run
+from conftest import first_formula, load_benchmark, tiny_lab_run
 
 from mrl.design import CHANGE_TOLERANCE, design, project_to_simplex, random_search
 from mrl.predict import Predictor
@@ -34,10 +34,7 @@ def predictor(tiny_run) -> Predictor:
 
 @pytest.fixture(scope="module")
 def formula(tiny_run) -> pd.DataFrame:
-    data, _ = load_run(tiny_run).data()
-    sizes = data.formulas.groupby("formula_id").size()
-    fid = sizes[sizes >= 5].index[0]
-    return data.formulas[data.formulas["formula_id"] == fid].assign(content=lambda f: f["content"] * 100)
+    return first_formula(load_run(tiny_run).data()[0])
 
 
 def _contents(result, fid) -> pd.Series:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_benchmark, tiny_lab_run
+from conftest import first_formula, load_benchmark, tiny_lab_run
 
 from mrl.cli import main
 from mrl.data import content_matrix, load_formulas
@@ -42,9 +42,7 @@ def data(tiny_run):
 
 @pytest.fixture(scope="module")
 def formula(data) -> pd.DataFrame:
-    sizes = data.formulas.groupby("formula_id").size()
-    fid = sizes[sizes >= 5].index[0]
-    return data.formulas[data.formulas["formula_id"] == fid].assign(content=lambda f: f["content"] * 100)
+    return first_formula(data)
 
 
 def _target(predictor, formula, factor=1.5) -> float:
