@@ -51,7 +51,7 @@ from mrl.run_outputs import (
     write_maps,
 )
 from mrl.runs import load_run
-from mrl.stacking import stacked_vectors_note
+from mrl.stacking import stacked_vectors_sentence
 from mrl.sweep import DATA_POINT, DONE, load_summary
 from mrl.wording import BETTER, TIE, WORSE, Score, best_of, compare, format_number
 
@@ -954,11 +954,8 @@ def _searchable_table(frame: pd.DataFrame, table_id: str) -> str:
 
 def _stacked_note(run_dir: Path) -> list[str]:
     """A note block (markdown lines) for the maps and neighbours pages of a stacked run, else no lines."""
-    note = stacked_vectors_note(run_dir)
-    if not note:
-        return []
-    text = note.removeprefix("note: ")
-    return [":::{note}", text[0].upper() + text[1:] + ".", ":::", ""]
+    note = stacked_vectors_sentence(run_dir)
+    return [":::{note}", note, ":::", ""] if note else []
 
 
 def _neighbours_page(run_dir: Path, emb: pd.DataFrame, out: Path, name: str) -> str:

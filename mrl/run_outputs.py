@@ -44,7 +44,7 @@ from mrl.public_data import dataset_info
 from mrl.run_files import BASELINES as BASELINES_FILE
 from mrl.run_files import EMBEDDINGS, METRICS, SPLIT, member_dir
 from mrl.runs import load_run, run_dir
-from mrl.stacking import stacked_vectors_note
+from mrl.stacking import stacked_vectors_sentence
 from mrl.wording import format_number
 
 if TYPE_CHECKING:
@@ -199,11 +199,9 @@ def show_table(frame: pd.DataFrame | None, digits: int = 3, caption: str | None 
 def show_vectors_note(run: Any) -> str | None:
     """Show, above a page of material vectors, what a stacked run's vectors mean (they learn only the correction to
     the base model: maps and neighbours say little); nothing for a run that is not stacked. Returns the note."""
-    note = stacked_vectors_note(run.path)
+    note = stacked_vectors_sentence(run.path)
     if note:
-        text = note.removeprefix("note: ")
-        display(HTML(f'<div class="admonition note"><p class="admonition-title">Stacked run</p><p>'
-                     f'{text[0].upper() + text[1:]}</p></div>'))
+        display(HTML(f'<div class="admonition note"><p class="admonition-title">Stacked run</p><p>{note}</p></div>'))
     return note
 
 

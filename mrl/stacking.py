@@ -212,13 +212,26 @@ STACKED_VECTORS_NOTE = ("the material vectors of a stacked run learn only the co
                         "none) for vectors learned from the data alone")
 
 
-def stacked_vectors_note(run: str | Path) -> str | None:
-    """A note for readers of a run folder's vectors when the run is stacked on a base model (its ``stack.json``
-    names one), else None."""
+def _stacked_base(run: str | Path) -> str | None:
+    """The name of a run folder's stack base (its ``stack.json``), or None when the run is not stacked."""
     path = Path(run) / STACK
-    if not path.exists():
-        return None
-    kind = read_json(path).get("kind")
+    kind = read_json(path).get("kind") if path.exists() else None
     if kind in (None, "none"):
         return None
-    return "note: " + STACKED_VECTORS_NOTE.format(base={"lightgbm": "LightGBM", "ridge": "ridge"}.get(kind, kind))
+    return {"lightgbm": "LightGBM", "ridge": "ridge"}.get(kind, kind)
+
+
+def stacked_vectors_note(run: str | Path) -> str | None:
+    """A note for readers of a run folder's vectors when the run is stacked on a base model (its ``stack.json``
+    names one), else None: ``note: the material vectors ...`` (a command's output)."""
+    base = _stacked_base(run)
+    return None if base is None else "note: " + STACKED_VECTORS_NOTE.format(base=base)
+
+
+def stacked_vectors_sentence(run: str | Path) -> str | None:
+    """:func:`stacked_vectors_note` as a sentence for a page (capitalised, with its full stop), else None."""
+    base = _stacked_base(run)
+    if base is None:
+        return None
+    text = STACKED_VECTORS_NOTE.format(base=base)
+    return text[0].upper() + text[1:] + "."
