@@ -506,11 +506,6 @@ def render_key_result(results: dict) -> str:
     against LightGBM on held-out compounds (mean ± SD over seeds)."""
     test, unseen = results.get("test", {}), results.get("unseen", {})
 
-    def score(key: str) -> Score:
-        if key == "published":
-            return Score(test[key]["mae"], note="the published predictions, from the file")
-        return Score(test[key]["mae"])
-
     pairs = (("mrl", "mrl from data alone", "lightgbm_fractions", "LightGBM on mole fractions"),
              ("mrl_rdkit", "mrl + RDKit features (g(x) + r)", "lightgbm_descriptors", "LightGBM on the same descriptors"),
              ("mrl_ensemble", "an ensemble of five mrl + RDKit models", "published",
@@ -519,7 +514,8 @@ def render_key_result(results: dict) -> str:
               "the published model (graph networks)"),
              ("mrl_graph", "mrl + molecular-graph encoder (`features: graph`)", "mrl_rdkit", "mrl + RDKit features"))
     parts = ["On the paper's test split (MAE, log10 cP):"]
-    parts += [compare(score(a), score(b), a_name, b_name, what="test MAE", unit="log10 cP", digits=3).sentence
+    parts += [compare(_test_score(test, a), _test_score(test, b), a_name, b_name, what="test MAE", unit="log10 cP",
+                      digits=3).sentence
               for a, a_name, b, b_name in pairs if test.get(a) and test.get(b)]
     held = [compare(_seed_score(unseen[key]), _seed_score(unseen["lightgbm_descriptors"]), name,
                     "LightGBM on descriptors", what="held-out-compound MAE", unit="log10 cP", digits=3).sentence
@@ -678,8 +674,9 @@ def render_unseen(results: dict) -> str:
     if isinstance(unseen.get("mrl_rdkit_auto"), list):
         bullets += [_goal(_seed_score(unseen["mrl_rdkit_auto"]), threshold, words)
                     for split, threshold, words in HELD_OUT_GOALS]
-    sizes = [r.get("n") for r in unseen.get("mrl", []) if isinstance(unseen.get("mrl"), list) and r.get("n")]
-    pure = [r.get("pure_n") for r in unseen.get("mrl", []) if isinstance(unseen.get("mrl"), list) and r.get("pure_n")]
+    runs = unseen.get("mrl") if isinstance(unseen.get("mrl"), list) else []
+    sizes = [r["n"] for r in runs if r.get("n")]
+    pure = [r["pure_n"] for r in runs if r.get("pure_n")]
     head = (f"{format_number(min(sizes), 3)}-{format_number(max(sizes), 3)} held-out rows per seed "
             f"({format_number(min(pure), 3)}-{format_number(max(pure), 3)} of them pure liquids).\n\n"
             if sizes and pure else "")
