@@ -58,7 +58,6 @@ def main() -> None:
         old = json.loads(args.json.read_text())
         ran = {r["model"] for r in out["rows"]}
         old["rows"] = [r for r in old["rows"] if r["model"] not in ran] + out["rows"]
-        old.setdefault("row_wall_s", {}).update({r["model"]: r["wall_s"] for r in out["rows"]})
         out = old
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
