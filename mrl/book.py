@@ -32,7 +32,7 @@ from docutils import nodes
 from latex2mathml.converter import convert
 from PIL import Image
 
-from mrl.io import copy_if_changed, read_json, write_table, write_text
+from mrl.io import copy_if_changed, read_json, write_table, write_text, write_text_if_changed
 from mrl.map_files import SUFFIX as MAP_FILE_SUFFIX
 from mrl.map_files import map_pages, read_map_file
 from mrl.plots import error_by_dim, history_figure, parity, plotly_js_path, save_figure, target_figure, usage_figure
@@ -1215,8 +1215,7 @@ def chapter_map_pages(book_dir: str | Path) -> list[Path]:
             title = re.search(r"<title>([^<]*)</title>", text)
             text = _map_page(text, title.group(1) if title else name, f"../../../{page}.html", back_title)
             out = root / page / name
-            if not (out.exists() and out.read_text() == text):
-                write_text(text, out)
+            write_text_if_changed(text, out)
             written.append(out)
     for old in set(root.rglob("*.html")) - set(written) if root.exists() else ():
         old.unlink()
@@ -1231,14 +1230,9 @@ def _finish_generated(book_dir: Path, needs_plotly: bool) -> Path:
     needs_plotly = bool(chapter_map_pages(book_dir)) or needs_plotly
     if needs_plotly:  # one plotly.js for every interactive map of the site
         copy_if_changed(plotly_js_path(), generated / "_extra" / "maps" / "plotly.min.js")
-    intro = generated / "intro.md"
-    text = _intro_page(book_dir, _all_findings(book_dir))
-    if not (intro.exists() and intro.read_text() == text):
-        write_text(text, intro)
+    write_text_if_changed(_intro_page(book_dir, _all_findings(book_dir)), generated / "intro.md")
     toc = generated / "_toc.yml"
-    text = _toc(book_dir)
-    if not (toc.exists() and toc.read_text() == text):
-        write_text(text, toc)
+    write_text_if_changed(_toc(book_dir), toc)
     return toc
 
 

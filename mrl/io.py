@@ -132,6 +132,16 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_text_if_changed(text: str, path: str | Path) -> bool:
+    """Write ``text`` to ``path`` (atomically) unless the file already holds it, so an unchanged page keeps its time
+    stamp (Sphinx then skips it); returns True when it wrote."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    write_text(text, path)
+    return True
+
+
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame as Parquet or CSV (by suffix) atomically."""
     path = Path(path)
