@@ -34,7 +34,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -47,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import liquid_viscosity as liquid  # noqa: E402  (benchmarks/liquid_viscosity.py)
 import matbench  # noqa: E402  (benchmarks/matbench.py)
 import melt_viscosity as melt  # noqa: E402  (benchmarks/melt_viscosity.py)
+from liquid_viscosity import timed  # noqa: E402
 
 import mrl.train  # noqa: E402
 from mrl.book import fill_from_results, markdown_table  # noqa: E402
@@ -97,12 +97,6 @@ def auto_epochs(epochs: int) -> Iterator[None]:
         yield
     finally:
         mrl.train.AUTO_EPOCHS = old
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def auto_facts(est: MixtureRegressor) -> dict:
