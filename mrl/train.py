@@ -13,12 +13,11 @@ and the validation loss is taken on predictions clipped as they are at predictio
 ``steps: auto`` (:func:`resolve_steps`, the default of ``mrl train``) keeps the state with the lowest validation
 MAE over a budget that grows with the data: :data:`AUTO_EPOCHS` epochs clipped to [:data:`AUTO_MIN_STEPS`,
 :data:`AUTO_MAX_STEPS`] steps, the cosine schedule spread over that budget, never stopped before its end
-(:data:`AUTO_PATIENCE_SHARE`). Why (issue 26, ``benchmarks/training_length.py``, ``book/performance.md``): on the
-small lab the network first fits the training formulas (train loss near 0 by ~2,000 steps) and only then, still at
-a high learning rate, does the validation error fall a second time (best validation states at 10,000-11,000 of
-20,000 steps). The earlier rule (1,000 epochs = 7,000-8,000 steps there, MSE, a patience of a quarter of the
-checks) annealed the learning rate before that second descent and stopped on the first dip: it kept states from
-steps 200-2,400 and lost to the fixed 20,000 steps.
+(:data:`AUTO_PATIENCE_SHARE`). Why (``benchmarks/training_length.py``, ``book/performance.md``): on the small lab
+the network first fits the training formulas (train loss near 0 by ~2,000 steps) and only then, still at a high
+learning rate, does the validation error fall a second time (best validation states at 10,000-11,000 of 20,000
+steps); a shorter budget anneals before that second descent and a patience stop ends on the first dip (the history
+of the rule is in CHANGELOG.md).
 """
 from __future__ import annotations
 
