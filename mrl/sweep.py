@@ -97,6 +97,11 @@ KERNEL_START_TIMEOUT = 180
 #: Kernel command-line options: keep the kernels' own log quiet (ipykernel warns in every kernel that its local TCP
 #: connection is unencrypted, and logs the interrupt sent at shutdown); errors still land in the notebooks.
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+#: A kernel that dies before it answers (jupyter_client picks free ports before the kernel binds them, so two kernels
+#: started at once can race for a port: "ZMQError: Address already in use") ran no cell: its notebook is started
+#: again, at most this many times.
+KERNEL_START_RETRIES = 2
+KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
 
 
 class SweepFailed(RuntimeError):
@@ -328,10 +333,18 @@ def execute_point(point: Point, notebooks_dir: str, cwd: str | None = None) -> d
     try:
         for notebook in point.notebooks:
             current = notebook
-            papermill.execute_notebook(
-                str(Path(notebooks_dir) / f"{notebook}.ipynb"), str(point.folder / f"{notebook}.ipynb"),
-                parameters=point.parameters[notebook], kernel_name="python3", progress_bar=False,
-                start_timeout=KERNEL_START_TIMEOUT, cwd=cwd or os.getcwd(), extra_arguments=KERNEL_ARGUMENTS)
+            for attempt in range(KERNEL_START_RETRIES + 1):
+                try:
+                    papermill.execute_notebook(
+                        str(Path(notebooks_dir) / f"{notebook}.ipynb"), str(point.folder / f"{notebook}.ipynb"),
+                        parameters=point.parameters[notebook], kernel_name="python3", progress_bar=False,
+                        start_timeout=KERNEL_START_TIMEOUT, cwd=cwd or os.getcwd(), extra_arguments=KERNEL_ARGUMENTS)
+                    break
+                except RuntimeError as exc:
+                    if KERNEL_START_FAILURE not in str(exc) or attempt == KERNEL_START_RETRIES:
+                        raise
+                    log.warning("%s: %s: the kernel died before it started (%s); starting it again", point.name,
+                                notebook, exc)
     except Exception as exc:  # noqa: BLE001 - any notebook error is recorded, the sweep goes on
         if _interrupted(exc):
             raise KeyboardInterrupt(f"{point.name}: {current} interrupted") from exc

@@ -180,3 +180,39 @@ def test_papermill_sees_every_parameter_of_every_notebook():
         assert len(assigned) == len(cell.source.strip().splitlines()), f"{path.name}: one annotated literal a line"
         assert list(papermill.inspect_notebook(str(path))) == assigned, path.name
         assert all(p["help"] for p in papermill.inspect_notebook(str(path)).values()), f"{path.name}: # help"
+
+
+def test_a_kernel_that_dies_before_it_starts_is_started_again(tmp_path, monkeypatch):
+    """Two kernels started at once can race for a port; a notebook whose kernel died before replying ran no cell and
+    is executed again (at most KERNEL_START_RETRIES times); any other error is recorded at once."""
+    import papermill
+
+    from mrl.sweep import KERNEL_START_FAILURE, KERNEL_START_RETRIES, Point, execute_point
+
+    calls = []
+
+    def flaky(src, dst, **kwargs):
+        calls.append(src)
+        if len(calls) <= KERNEL_START_RETRIES:
+            raise RuntimeError(KERNEL_START_FAILURE)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    point = Point("p", tmp_path / "p", ["02_train"], {"02_train": {}}, {})
+    assert execute_point(point, str(tmp_path))["status"] == "done"
+    assert len(calls) == KERNEL_START_RETRIES + 1
+
+    def always(src, dst, **kwargs):
+        calls.append(src)
+        raise RuntimeError(KERNEL_START_FAILURE)
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", always)
+    assert execute_point(point, str(tmp_path))["status"] == "failed" and len(calls) == KERNEL_START_RETRIES + 1
+
+    def broken(src, dst, **kwargs):
+        calls.append(src)
+        raise RuntimeError("something else")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    assert execute_point(point, str(tmp_path))["status"] == "failed" and len(calls) == 1
