@@ -338,7 +338,8 @@ def _model_values(predictor: "Predictor", problem: _Problem, x: torch.Tensor
         module.eval()
         value = module(batch) * module.y_std + module.y_mean
         if getattr(member, "stack_", None) is not None:  # a stacked run: base (mrl.stacking) + the network's residual
-            value = value + member.stack_.predict_local(x, problem.columns, problem.conditions)
+            value = value + member.stack_.predict_local(x, problem.columns, problem.conditions,
+                                                        member.stack_feature_rows())
         values.append(value)
         if k == 0:
             mixture = module.mixture(batch)

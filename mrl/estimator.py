@@ -233,7 +233,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
             module = self._build_module(data, initial_table, features)
         conditions = data.condition_values()
         inverse = [c in self.inverse_conditions for c in self.conditions_]
-        y_net, net_transform = self._fit_stack(data, y, conditions, inverse)
+        y_net, net_transform = self._fit_stack(data, y, conditions, inverse, features)
         module.fit_scalers(y_net, conditions, net_transform, inverse)
         self.module_ = module.to(self.device_)
         y_scaled = module.target_to_scaled(torch.as_tensor(y_net, dtype=torch.float32, device=self.device_))
@@ -256,7 +256,8 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
                          estimator_state=self._checkpoint_state(), progress=self.progress,
                          validate=self._validation_loss(val_data))
         if self.stack_ is not None and val_data is not None:  # the base's final fit sees every training formula
-            self.stack_ = refit_stack(self.stack_, *self.encode(full), self._transformed(full), self.seed)
+            self.stack_ = refit_stack(self.stack_, *self.encode(full), self._transformed(full), self.seed,
+                                      self.stack_feature_rows())
             log.info("%s: stack base %s refitted on all %d training samples (validation share included)", full.name,
                      self.stack_.kind, full.n_samples)
             if checkpoint_path:  # the checkpoint (what mrl predict reads) holds the refitted base
@@ -278,17 +279,19 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         save_checkpoint(checkpoint_path, self.module_, self._checkpoint_state(), progress={**ckpt["progress"], **progress},
                         training=ckpt["training"])
 
-    def _fit_stack(self, data: FormulaData, y: np.ndarray, conditions: np.ndarray,
-                   inverse: list[bool]) -> tuple[np.ndarray, str]:
+    def _fit_stack(self, data: FormulaData, y: np.ndarray, conditions: np.ndarray, inverse: list[bool],
+                   features: np.ndarray | None = None) -> tuple[np.ndarray, str]:
         """Fit the ``stack`` base (:mod:`mrl.stacking`) on the training rows and return what the network learns:
         ``(targets, its transform)``, the residual of the base's out-of-fold predictions in transformed units (no
-        further transform) with a base, else ``(y, target_transform_)``. Sets ``stack_`` and ``target_range_``."""
+        further transform) with a base, else ``(y, target_transform_)``. Sets ``stack_`` and ``target_range_``.
+        ``features``: the standardised feature rows of the vocabulary (the base reads their content-weighted sum)."""
         t = self._transformed(data)
         margin = PREDICTION_MARGIN * float(t.max() - t.min())
         self.target_range_ = (float(t.min()) - margin, float(t.max()) + margin)
         matrix = data.content_matrix()[data.sample_rows()]  # the training data's materials are the vocabulary
         self.stack_, oof, reason = fit_stack(self.stack, matrix, conditions, inverse, t,
-                                             data.properties["formula_id"].to_numpy(), self.seed)
+                                             data.properties["formula_id"].to_numpy(), self.seed,
+                                             None if features is None else features.astype(np.float32))
         log.info("%s: %s", data.name, reason)
         if self.stack_ is None:
             return y, self.target_transform_
@@ -306,7 +309,15 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         if getattr(self, "stack_", None) is None:
             return y
         t = np.log10(y) if self.target_transform_ == "log10" else y
-        return t - self.stack_.predict(matrix, conditions)
+        return t - self.stack_.predict(matrix, conditions, self.stack_feature_rows())
+
+    def stack_feature_rows(self) -> np.ndarray | None:
+        """The standardised feature rows of the vocabulary (new materials included) that a ``stack`` base with
+        features reads, or None (no base, or a base on contents and conditions only)."""
+        stack = getattr(self, "stack_", None)
+        if stack is None or not stack.n_features:
+            return None
+        return self.module_.features.detach().cpu().numpy().astype(np.float64)
 
     def validation_split(self, data: FormulaData) -> tuple[FormulaData, FormulaData]:
         """``(train part, validation part)`` of training data for early stopping (:func:`mrl.splits.validation_split`
@@ -457,7 +468,7 @@ class MixtureRegressor(RegressorMixin, BaseEstimator):
         pred = np.concatenate(out).astype(np.float64) if out else np.zeros(0)
         if getattr(self, "stack_", None) is None or not n:
             return pred
-        t = np.clip(self.stack_.predict(matrix, cond) + pred, *self.target_range_)
+        t = np.clip(self.stack_.predict(matrix, cond, self.stack_feature_rows()) + pred, *self.target_range_)
         return 10 ** t if self.target_transform_ == "log10" else t
 
     def prediction_range(self) -> tuple[float, float]:
