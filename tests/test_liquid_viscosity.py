@@ -223,3 +223,30 @@ def test_the_pages_comparisons_follow_the_result_file():
     assert "mrl + RDKit features is better than LightGBM on descriptors" in bench.render_unseen(worse)
     graph = bench.render_graph(results)
     assert "Goals: " in graph and "the goal is missed" in graph and "issue" not in graph
+
+
+def test_the_pull_screen_chooses_on_the_inner_split_and_the_goals_follow_it(monkeypatch):
+    """``--unseen-pull``: every candidate decay is fitted on the inner split of seed 0 only, the lowest inner MAE is
+    used on the seeds' splits, and the held-out goals are judged on that row once it is in the file."""
+    bench = load_benchmark("liquid_viscosity")
+    calls = []
+    inner_mae = {0.001: 0.10, 0.03: 0.09, 0.1: 0.08, 0.3: 0.085, 1.0: 0.12}
+
+    def fake(settings, seed, train, extra=None, inner=False):
+        calls.append((seed, inner, extra["residual_weight_decay"]))
+        mae = inner_mae[extra["residual_weight_decay"]] if inner else 0.05 + 0.001 * seed
+        return {"mae": mae, "rmse": mae, "pure_mae": mae, "mix_mae": mae, "wall_s": 1.0, "seed": seed, **extra}
+
+    monkeypatch.setattr(bench, "_unseen_auto_seed", fake)
+    screen, rows = bench.unseen_pull_rows({}, None, seeds=3)
+    assert [c for c in calls if c[1]] == [(0, True, d) for d in bench.PULL_CANDIDATES]  # the screen: inner only
+    assert [c for c in calls if not c[1]] == [(s, False, 0.1) for s in range(3)]  # the seeds: the chosen decay
+    assert [r["chosen"] for r in screen] == [d == 0.1 for d in bench.PULL_CANDIDATES]
+    row = {"mae": 0.07, "rmse": 0.1, "pure_mae": 0.1, "mix_mae": 0.07, "wall_s": 1.0}
+    results = {"unseen": {"lightgbm_descriptors": [{**row, "mae": 0.059, "seed": s} for s in range(3)],
+                          "mrl_rdkit_auto": [{**row, "seed": s} for s in range(3)]}}
+    assert "MAE of mrl + RDKit features with steps: auto (against" in bench.render_unseen(results)
+    results["unseen"]["mrl_rdkit_pull"], results["pull_screen"] = rows, screen
+    text = bench.render_unseen(results)
+    assert "pulled onto g(x) (against LightGBM on descriptors' 0.059)" in text and "the goal is met" in text
+    assert "| 0.1 (chosen) | 0.0800 |" in text
