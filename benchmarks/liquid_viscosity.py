@@ -240,16 +240,9 @@ def ensemble_row(settings: dict, steps: int | str, train: FormulaData, test: For
     """An ensemble of ``members`` mrl models (RDKit features where the option exists; seeds as in
     :func:`mrl.ensemble.member_seed`): the prediction is the members' mean (the target is already log10). ``workers``
     processes fit the members side by side (one thread each)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     extra = {"features": "rdkit"} if has_features_option() else {}
     start = time.perf_counter()
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            preds = list(pool.map(_member_prediction, *zip(*[(settings, steps, k, extra, train, test)
-                                                              for k in range(members)])))
-    else:
-        preds = [_member_prediction(settings, steps, k, extra, train, test) for k in range(members)]
+    preds = _parallel(_member_prediction, [(settings, steps, k, extra, train, test) for k in range(members)], workers)
     return {**scores(y_test, np.mean(preds, axis=0), kind_test), "wall_s": time.perf_counter() - start,
             "config": f"{members} members" + (", features rdkit" if extra else "")
             + (", steps auto" if steps == "auto" else ""),
