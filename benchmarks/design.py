@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from mrl.book import fill_marked_sections
-from mrl.wording import compare, format_number
+from mrl.wording import capitalised, compare, format_number
 
 HIT = 0.15
 TARGETS = (0.5, 2.0)
@@ -412,10 +412,10 @@ def render_key_result(results: dict) -> str:
     if "data-aware design" in hit:
         goal = 80.0
         gap = hit["data-aware design"] - goal
-        aware = (" " + _capital(compare(hit["data-aware design"], hit["nearest measured formula under the constraints"],
+        aware = (" " + capitalised(compare(hit["data-aware design"], hit["nearest measured formula under the constraints"],
                                          "the data-aware design", "the nearest measured formula under the same "
                                          "constraints", **words).sentence)
-                 + " " + _capital(compare(hit["data-aware design"], hit["nearest training formula"],
+                 + " " + capitalised(compare(hit["data-aware design"], hit["nearest training formula"],
                                           "the data-aware design", "the unconstrained nearest training formula",
                                           **words).sentence)
                  + f" The goal of at least {goal:.0f} % is {'met' if gap >= 0 else 'missed'}"
@@ -425,11 +425,7 @@ def render_key_result(results: dict) -> str:
             f"the measured viscosity of eval formulas, actives fixed, at most 3 changes), a task is a hit when the "
             f"best proposal's true viscosity is within 15 % of the target. Two references: random search with the "
             f"same number of model calls, and the measured training formula nearest the target (free of the "
-            f"constraints). {_capital(random.sentence)}{paired} {_capital(nearest.sentence)}{aware}")
-
-
-def _capital(sentence: str) -> str:
-    return sentence[:1].upper() + sentence[1:]
+            f"constraints). {capitalised(random.sentence)}{paired} {capitalised(nearest.sentence)}{aware}")
 
 
 def _plain_numbers(text: str) -> str:

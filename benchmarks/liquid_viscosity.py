@@ -55,7 +55,7 @@ from mrl.data import FormulaData
 from mrl.estimator import MixtureRegressor
 from mrl.io import write_json
 from mrl.public_data import load_dataset
-from mrl.wording import Score, against_target, compare, format_number
+from mrl.wording import Score, against_target, capitalised, compare, format_number
 
 #: Settings shared by every mrl variant (mole fractions, no trace dosing: no content scaling; log10 target).
 MRL_BASE = dict(activation="tanh", hidden=[128, 128], content_scale="none", target_transform="none",
@@ -320,8 +320,8 @@ def run_folds(data: FormulaData, k: int, fits: dict[str, Callable[[FormulaData, 
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-_ROW_ORDER = ("median", "ridge", "lightgbm_fractions", "lightgbm_descriptors", "mrl", "mrl_rdkit", "mrl_ensemble",
-              "mrl_ensemble_auto", "mrl_graph", "published")
+_ROW_ORDER = ("median", "ridge", "lightgbm_fractions", "lightgbm_descriptors", "mrl", "mrl_rdkit", "mrl_rdkit_pull",
+              "mrl_ensemble", "mrl_ensemble_auto", "mrl_graph", "published")
 _LABELS = {
     "median": ("median of training targets", "–"),
     "ridge": ("ridge", "fractions, 1000/*T*, fractions × 1000/*T*"),
@@ -544,7 +544,9 @@ def render_key_result(results: dict) -> str:
               "the published model (graph networks)"),
              ("mrl_ensemble_auto", "an ensemble of five mrl + RDKit models trained with `steps: auto`", "published",
               "the published model (graph networks)"),
-             ("mrl_graph", "mrl + molecular-graph encoder (`features: graph`)", "mrl_rdkit", "mrl + RDKit features"))
+             ("mrl_graph", "mrl + molecular-graph encoder (`features: graph`)", "mrl_rdkit", "mrl + RDKit features"),
+             ("mrl_rdkit_pull", "mrl + RDKit features with the vectors pulled onto g(x)", "mrl_rdkit",
+              "mrl + RDKit features"))
     parts = ["On the paper's test split (MAE, log10 cP):"]
     parts += [compare(_test_score(test, a), _test_score(test, b), a_name, b_name, what="test MAE", unit="log10 cP",
                       digits=3).sentence
@@ -742,11 +744,17 @@ def render_class_share(results: dict) -> str:
     share = results.get("analysis") or {}
     if not share:
         return "No neighbour analysis in the result file."
-    return (compare(share["share_learned"], share["share_descriptors"], "the learned vectors (mrl from data alone)",
-                    "standardised RDKit descriptors", what="own-class share of the 10 nearest neighbours",
-                    lower_is_better=False, digits=2).sentence
+    words = dict(what="own-class share of the 10 nearest neighbours", lower_is_better=False, digits=2)
+    text = (compare(share["share_learned"], share["share_descriptors"], "the learned vectors (mrl from data alone)",
+                    "standardised RDKit descriptors", **words).sentence
             + f" Chance: {share['share_chance']:.2f}; {share['n_compounds']:,} compounds in at least "
               f"{share['min_formulas']} training formulas (paper split, the pinned base left out).")
+    pull = results.get("analysis_pull")
+    if pull:
+        text += " " + capitalised(compare(pull["share_learned"], pull["share_descriptors"],
+                                       "the vectors of mrl + RDKit features pulled onto g(x)",
+                                       "standardised RDKit descriptors", **words).sentence)
+    return text
 
 
 def render_graph_screen(results: dict) -> str:
@@ -925,6 +933,28 @@ def new_compound_figure(story: dict, path: Path) -> Path:
     return save_figure(fig, path, dpi=90)
 
 
+def run_pull_rows(results: dict, data: FormulaData, train: FormulaData, test: FormulaData, desc: np.ndarray,
+                  settings: dict, seeds: int, workers: int, save: Callable[[], None]) -> None:
+    """The rows of mrl + RDKit features with the vectors pulled onto g(x) (``--unseen-pull``): the screen and the
+    held-out-compound seeds (:func:`unseen_pull_rows`), then the chosen decay on the paper split with the neighbour
+    analysis of that model. Parts already in ``results`` are kept (a second call finishes an interrupted one);
+    ``save`` is called after each part."""
+    if not results.get("pull_screen") or not isinstance(results.get("unseen", {}).get("mrl_rdkit_pull"), list):
+        results["pull_screen"], results.setdefault("unseen", {})["mrl_rdkit_pull"] = unseen_pull_rows(
+            settings, train, seeds, workers)
+        save()
+    decay = next(r["residual_weight_decay"] for r in results["pull_screen"] if r.get("chosen"))
+    print(f"## vectors pulled onto g(x): residual weight decay {decay:g} (inner split)", flush=True)
+    if "mrl_rdkit_pull" not in results.setdefault("test", {}):
+        est, wall = timed(lambda: make_mrl(settings, "auto", features="rdkit", residual_weight_decay=decay).fit(train))
+        results["test"]["mrl_rdkit_pull"] = {**scores(test.target_values(), est.predict(test), _kind(test)),
+                                             "wall_s": wall, "config": f"residual weight decay {decay:g}, steps auto"}
+        results["analysis_pull"] = analysis(est, train, data, desc)
+        print(f"  paper split: MAE {results['test']['mrl_rdkit_pull']['mae']:.4f} ({wall:.0f} s); own-class share "
+              f"of 10 nearest {results['analysis_pull']['share_learned']:.2f}", flush=True)
+        save()
+
+
 def run_graph_rows(results: dict, data: FormulaData, train: FormulaData, test: FormulaData, desc: np.ndarray,
                    settings: dict, steps: int, seeds: int, save: Callable[[], None],
                    figures: str | None = None) -> None:
@@ -1053,9 +1083,8 @@ def main() -> None:
                                                                                  args.unseen_auto)
             write_json(results, path)
         elif args.unseen_pull:
-            results["pull_screen"], results.setdefault("unseen", {})["mrl_rdkit_pull"] = unseen_pull_rows(
-                chosen, train, seeds, args.unseen_pull)
-            write_json(results, path)
+            run_pull_rows(results, data, train, test, descriptor_table(data), chosen, seeds, args.unseen_pull,
+                          lambda: write_json(results, path))
         else:
             run_graph_rows(results, data, train, test, descriptor_table(data), chosen, args.graph_steps, seeds,
                            lambda: write_json(results, path), args.figures)

@@ -37,7 +37,7 @@ from mrl.io import read_json
 from mrl.metrics import log_target_metrics, split_metrics
 from mrl.model import PREDICTION_MARGIN
 from mrl.run_files import BASELINES
-from mrl.wording import Score, best_of, compare, format_number
+from mrl.wording import Score, best_of, capitalised, compare, format_number
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def report_lines(folder: str | Path, metrics: dict, unit: str = "") -> list[str]
              f"split; the best baseline is chosen on {base['chosen_on']}.", ""]
     sentence = summary_line(metrics, base, unit=unit)
     if sentence:
-        lines += [sentence[0].upper() + sentence[1:], ""]
+        lines += [capitalised(sentence), ""]
     lines += ["| model | " + " | ".join(parts) + " | fit s |", "|---|" + "---:|" * (len(parts) + 1),
               "| **mrl** | " + " | ".join(format_number(metrics[s].get(metric, float("nan"))) for s in parts)
               + f" | {format_number(metrics.get('wall_s', float('nan')), decimals=1)} |"]

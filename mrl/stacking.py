@@ -34,6 +34,7 @@ from mrl.baselines import make_estimator
 from mrl.io import read_json
 from mrl.run_baselines import LIGHTGBM, MAX_DENSE_CELLS
 from mrl.run_files import STACK
+from mrl.wording import capitalised
 
 log = logging.getLogger(__name__)
 
@@ -284,4 +285,4 @@ def stacked_vectors_sentence(run: str | Path) -> str | None:
     if base is None:
         return None
     text = STACKED_VECTORS_NOTE.format(base=base)
-    return text[0].upper() + text[1:] + "."
+    return capitalised(text) + "."

@@ -166,3 +166,8 @@ def best_of(scores: dict[str, Score | float], lower_is_better: bool = True) -> s
     if not finite:
         raise ValueError("no finite score to choose from")
     return (min if lower_is_better else max)(finite, key=finite.get)
+
+
+def capitalised(sentence: str) -> str:
+    """``sentence`` with its first letter upper-case (a generated sentence placed at the start of a paragraph)."""
+    return sentence[:1].upper() + sentence[1:]
