@@ -14,6 +14,13 @@ systems); the winner is refitted on all training rows and scored once on the tes
         --figures book/figures                                   # add the graph rows (features: graph) to a file
     python benchmarks/liquid_viscosity.py --folds 5 --json benchmarks/results/liquid_viscosity.json
                                                                  # add the 5-random-fold rows to a file (~5 min)
+    python benchmarks/liquid_viscosity.py --unseen-pull 2 --json benchmarks/results/liquid_viscosity.json
+                                                                 # the pull onto g(x): screen, held-out, paper rows
+
+Pull rows (``--unseen-pull``, :func:`run_pull_rows`): a compound never seen in training gets only g(x), its vector
+from its RDKit features. The residual weight decay pulls every vector onto g(x) while training, so that g has to
+carry what the residuals would otherwise absorb; its value is chosen among :data:`PULL_CANDIDATES` on an inner
+held-out-compound split of seed 0's kept part, then used on the 5 held-out splits and the paper split.
 
 Random folds (``--folds K``, :func:`row_folds`): K-fold by row over all rows of the data set (the paper's train and
 test rows together; ``KFold(K, shuffle=True, random_state=FOLD_SEED)``), the protocol of mixture benchmarks such as
