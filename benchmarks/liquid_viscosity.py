@@ -759,7 +759,7 @@ def render_class_share(results: dict) -> str:
     pull = results.get("analysis_pull")
     if pull:
         text += " " + capitalised(compare(pull["share_learned"], pull["share_descriptors"],
-                                       "the vectors of mrl + RDKit features pulled onto g(x)",
+                                       "mrl + RDKit features with the vectors pulled onto g(x)",
                                        "standardised RDKit descriptors", **words).sentence)
     return text
 
@@ -955,7 +955,7 @@ def run_pull_rows(results: dict, data: FormulaData, train: FormulaData, test: Fo
     if "mrl_rdkit_pull" not in results.setdefault("test", {}):
         est, wall = timed(lambda: make_mrl(settings, "auto", features="rdkit", residual_weight_decay=decay).fit(train))
         results["test"]["mrl_rdkit_pull"] = {**scores(test.target_values(), est.predict(test), _kind(test)),
-                                             "wall_s": wall, "config": f"residual weight decay {decay:g}, steps auto"}
+                                             "wall_s": wall, "config": f"residual weight decay {decay:g}"}
         results["analysis_pull"] = analysis(est, train, data, desc)
         print(f"  paper split: MAE {results['test']['mrl_rdkit_pull']['mae']:.4f} ({wall:.0f} s); own-class share "
               f"of 10 nearest {results['analysis_pull']['share_learned']:.2f}", flush=True)
