@@ -14,6 +14,8 @@ systems); the winner is refitted on all training rows and scored once on the tes
         --figures book/figures                                   # add the graph rows (features: graph) to a file
     python benchmarks/liquid_viscosity.py --folds 5 --json benchmarks/results/liquid_viscosity.json
                                                                  # add the 5-random-fold rows to a file (~5 min)
+    python benchmarks/liquid_viscosity.py --folds 5 --fold-rows mrl_rdkit_pull mrl_graph \
+        --json benchmarks/results/liquid_viscosity.json           # add rows to those folds (~10 min per fold)
     python benchmarks/liquid_viscosity.py --unseen-pull 2 --json benchmarks/results/liquid_viscosity.json
                                                                  # the pull onto g(x): screen, held-out, paper rows
 
@@ -103,6 +105,9 @@ INNER_UNSEEN_SEED = 100
 #: ``--folds``: the shuffle seed of the K-fold split by row, and its rows (keys of ``_LABELS``).
 FOLD_SEED = 0
 FOLD_ROWS = ("ridge", "lightgbm_descriptors", "mrl", "mrl_rdkit")
+#: Rows ``--fold-rows`` may add to the folds of a result file (the graph encoder; the pull row needs ``--unseen-pull``
+#: first, for its decay).
+EXTRA_FOLD_ROWS = ("mrl_rdkit_pull", "mrl_graph")
 PENDING = {"mrl_rdkit": "mrl + RDKit features (g(x)+r)", "mrl_ensemble": "mrl ensemble"}
 NAMED = ("water", "ethanol", "glycerol", "hexane", "toluene", "DMSO (dimethyl sulfoxide)")
 CURVE_SYSTEMS = (("water", "ethanol"), ("water", "glycerol"))
@@ -296,14 +301,22 @@ def row_folds(n: int, k: int, seed: int = FOLD_SEED) -> list[tuple[np.ndarray, n
     return [(tr, te) for tr, te in KFold(k, shuffle=True, random_state=seed).split(np.arange(n))]
 
 
-def fold_row_fits(settings: dict, steps: int | str, alpha: float, desc: np.ndarray,
-                  quick: bool = False) -> dict[str, Callable[[FormulaData, FormulaData], np.ndarray]]:
-    """The :data:`FOLD_ROWS` as ``key -> fit(train, test) -> test predictions``; mrl rows with ``steps``."""
-    return {"ridge": lambda tr, te: fit_ridge(tr, te, alpha),
+def fold_row_fits(settings: dict, steps: int | str, alpha: float, desc: np.ndarray, quick: bool = False,
+                  pull_decay: float | None = None,
+                  graph_steps: int = GRAPH_STEPS) -> dict[str, Callable[[FormulaData, FormulaData], np.ndarray]]:
+    """The :data:`FOLD_ROWS` as ``key -> fit(train, test) -> test predictions``; mrl rows with ``steps``; with
+    ``pull_decay`` (the ``--unseen-pull`` choice) also ``mrl_rdkit_pull`` (steps auto), and ``mrl_graph`` (the graph
+    rows' settings, ``graph_steps``)."""
+    fits = {"ridge": lambda tr, te: fit_ridge(tr, te, alpha),
             "lightgbm_descriptors": lambda tr, te: fit_lightgbm(descriptor_features(tr, desc), tr.target_values(),
                                                                 descriptor_features(te, desc), quick),
             "mrl": lambda tr, te: make_mrl(settings, steps).fit(tr).predict(te),
-            "mrl_rdkit": lambda tr, te: make_mrl(settings, steps, features="rdkit").fit(tr).predict(te)}
+            "mrl_rdkit": lambda tr, te: make_mrl(settings, steps, features="rdkit").fit(tr).predict(te),
+            "mrl_graph": lambda tr, te: make_mrl({**settings, **GRAPH_EXTRA}, graph_steps).fit(tr).predict(te)}
+    if pull_decay is not None:
+        fits["mrl_rdkit_pull"] = lambda tr, te: make_mrl(settings, "auto", features="rdkit",
+                                                         residual_weight_decay=pull_decay).fit(tr).predict(te)
+    return fits
 
 
 def run_folds(data: FormulaData, k: int, fits: dict[str, Callable[[FormulaData, FormulaData], np.ndarray]],
@@ -513,7 +526,7 @@ def render_folds(results: dict) -> str:
     rows, k = folds["rows"], folds["k"]
     lines = [f"| model | MAE (mean ± SD over {k} folds) | MAE pure | MAE mixtures | fit time per fold (s) |",
              "|---|--:|--:|--:|--:|"]
-    for key in FOLD_ROWS:
+    for key in (*FOLD_ROWS, *EXTRA_FOLD_ROWS):
         runs = rows.get(key)
         if not runs:
             continue
@@ -1025,6 +1038,8 @@ def parse_args() -> argparse.Namespace:
                         help="only the residual-weight-decay screen (PULL_CANDIDATES, inner held-out-compound split) "
                              "and the chosen decay on the held-out-compound splits (--seeds seeds, WORKERS "
                              "processes), added to the --json file's results")
+    parser.add_argument("--fold-rows", nargs="+", default=None, choices=(*FOLD_ROWS, *EXTRA_FOLD_ROWS),
+                        help="with --folds: only these rows, added to the file's folds (default: FOLD_ROWS)")
     parser.add_argument("--folds", type=int, default=None, metavar="K",
                         help="only the K-fold-by-row rows (FOLD_ROWS), added to the --json file's results")
     return parser.parse_args()
@@ -1063,12 +1078,21 @@ def main() -> None:
         path = Path(args.json)
         results = json.loads(path.read_text()) if path.is_file() else {}
         settings = results.get("settings", {})
+        keys = args.fold_rows or list(FOLD_ROWS)
+        chosen = [r["residual_weight_decay"] for r in results.get("pull_screen", []) if r.get("chosen")]
+        if "mrl_rdkit_pull" in keys and not chosen:
+            raise SystemExit("--fold-rows mrl_rdkit_pull needs the decay chosen by --unseen-pull in the --json file")
         fits = fold_row_fits(settings.get("mrl") or MRL_VARIANTS[0][1], args.steps or settings.get("steps", 3000),
-                             settings.get("ridge_alpha", 1.0), descriptor_table(data), quick)
-        print(f"## {args.folds} folds by row over {data.n_samples} rows; mrl {settings.get('mrl_variant')}")
+                             settings.get("ridge_alpha", 1.0), descriptor_table(data), quick,
+                             chosen[0] if chosen else None, args.graph_steps)
+        fits = {key: fits[key] for key in keys}
+        print(f"## {args.folds} folds by row over {data.n_samples} rows; rows {', '.join(keys)}; mrl "
+              f"{settings.get('mrl_variant')}")
+        previous = results.get("folds") or {}
+        kept = previous.get("rows", {}) if (previous.get("k"), previous.get("seed")) == (args.folds, FOLD_SEED) else {}
 
-        def save(folds: dict) -> None:
-            results["folds"] = folds
+        def save(folds: dict) -> None:  # rows not run this time are kept from the file (same folds)
+            results["folds"] = {**folds, "rows": {**kept, **folds["rows"]}}
             write_json(results, path)
         run_folds(data, args.folds, fits, save)
         print("\n" + render_folds(results))
