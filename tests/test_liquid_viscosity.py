@@ -250,3 +250,18 @@ def test_the_pull_screen_chooses_on_the_inner_split_and_the_goals_follow_it(monk
     text = bench.render_unseen(results)
     assert "pulled onto g(x) (against LightGBM on descriptors' 0.059)" in text and "the goal is met" in text
     assert "| 0.1 (chosen) | 0.0800 |" in text
+
+
+def test_the_extra_fold_rows_are_fitted_with_their_settings_and_shown():
+    bench = load_benchmark("liquid_viscosity")
+    fits = bench.fold_row_fits({}, 3000, 1.0, np.zeros((2, 2)))
+    assert set(fits) == {*bench.FOLD_ROWS, "mrl_graph"}  # the pull row needs the decay chosen on the inner split
+    assert set(bench.fold_row_fits({}, 3000, 1.0, np.zeros((2, 2)), pull_decay=0.1)) == {*bench.FOLD_ROWS,
+                                                                                         *bench.EXTRA_FOLD_ROWS}
+    run = {"mae": 0.05, "pure_mae": 0.1, "mix_mae": 0.04, "pure_n": 10, "wall_s": 3.0}
+    folds = {"k": 2, "seed": 0, "n_rows": 100,
+             "rows": {key: [run, {**run, "mae": 0.07}] for key in ("ridge", "mrl_rdkit_pull", "mrl_graph")}}
+    text = bench.render_folds({"folds": folds})
+    for key in ("ridge", "mrl_rdkit_pull", "mrl_graph"):
+        assert f"| {bench._LABELS[key][0]}" in text
+    assert "0.0600 ± 0.0141" in text
