@@ -317,7 +317,7 @@ def render(results: dict) -> str:
     m = s["eval_metrics"]
     drawn = (f" drawn from the {s['eligible']} of {s['eval_formulas']} {s.get('pool', 'eval')} formulas measured at >= "
              f"{s['min_viscosity']:g} cP" if s.get("min_viscosity") else "")
-    lines = [f"Small lab, dim {s['embedding_dim']}, {s['steps']} steps, dropout {s.get('dropout', 0):g}, ensemble of "
+    lines = [f"Small lab, dim {s['embedding_dim']}, {format_number(s['steps']) if isinstance(s['steps'], (int, float)) else s['steps']} steps, dropout {s.get('dropout', 0):g}, ensemble of "
              f"{s['ensemble']} (the model's eval "
              f"MAPE {m['mape']:.0f} %, R2 {m['r2']:.2f}); {s['n_formulas']} {s.get('pool', 'eval')} formulas{drawn} x targets 0.5x and 2x the measured "
              f"viscosity = {2 * s['n_formulas']} tasks; actives fixed, at most 3 materials changed, additions from "
