@@ -541,6 +541,11 @@ def render_folds(results: dict) -> str:
             sentence = compare(_fold_score(rows["mrl_rdkit"], field), _fold_score(rows["lightgbm_descriptors"], field),
                                "mrl + RDKit features", "LightGBM on descriptors", what=what, unit="log10 cP").sentence
             text += ("\n\n" if field == "mae" else " ") + sentence
+    extra = [compare(_fold_score(rows[key], "mae"), _fold_score(rows["lightgbm_descriptors"], "mae"), _LABELS[key][0],
+                     "LightGBM on descriptors", what="random-fold MAE", unit="log10 cP").sentence
+             for key in EXTRA_FOLD_ROWS if rows.get(key) and rows.get("lightgbm_descriptors")]
+    if extra:
+        text += "\n\n" + " ".join(capitalised(sentence) for sentence in extra)
     n_pure = rows[FOLD_ROWS[0]][0]["pure_n"] if rows.get(FOLD_ROWS[0]) else 0
     text += (f"\n\n{folds['n_rows']:,} rows in {k} folds by row (seed {folds['seed']}); about {n_pure:,} pure-liquid "
              f"rows per test fold. Fit time on 2 CPU cores shared with other jobs, one thread.")
