@@ -410,11 +410,11 @@ GRAPH_GOALS = (("unseen", 0.059, "held-out-compound MAE of mrl + graph encoder (
 
 
 #: The held-out-compound goals for the best mrl row (log10 cP): below LightGBM on descriptors, then at most 0.045;
-#: ``{name}``: the row's name (:data:`_UNSEEN_NAMES`).
+#: ``{name}``: the row's name (:data:`_SENTENCE_NAMES`).
 HELD_OUT_GOALS = (("unseen", 0.059, "held-out-compound MAE of {name} (against LightGBM on descriptors' 0.059)"),
                   ("unseen", 0.045, "held-out-compound MAE of {name}"))
-#: Names of the held-out-compound rows in sentences.
-_UNSEEN_NAMES = {"ridge": "ridge", "lightgbm_descriptors": "LightGBM on descriptors", "mrl": "mrl from data alone",
+#: Names of the rows in the page's sentences (the tables use :data:`_LABELS`).
+_SENTENCE_NAMES = {"ridge": "ridge", "lightgbm_descriptors": "LightGBM on descriptors", "mrl": "mrl from data alone",
                  "mrl_rdkit": "mrl + RDKit features", "mrl_graph": "mrl + graph encoder",
                  "mrl_rdkit_auto": "mrl + RDKit features with steps: auto",
                  "mrl_rdkit_pull": "mrl + RDKit features with steps: auto and the vectors pulled onto g(x)"}
@@ -461,13 +461,13 @@ def render_graph(results: dict) -> str:
             lines.append(f"| {label} | {rows} | " + " | ".join(cell(k, field, split) for k, _ in cols) + " |")
     out = ["\n".join(lines), ""]
     g_unseen = _seed_score(runs)
-    sentences = [compare(g_unseen, _seed_score(unseen.get(key)), "mrl + graph encoder", name,
+    names = {**_SENTENCE_NAMES, "published": "the published model"}
+    sentences = [compare(g_unseen, _seed_score(unseen.get(key)), names["mrl_graph"], names[key],
                          what="held-out-compound MAE", unit="log10 cP", digits=3).sentence
-                 for key, name in (("lightgbm_descriptors", "LightGBM on descriptors"),
-                                   ("mrl_rdkit", "mrl + RDKit features")) if isinstance(unseen.get(key), list)]
-    for key, name in (("published", "the published model"), ("mrl_rdkit", "mrl + RDKit features")):
+                 for key in ("lightgbm_descriptors", "mrl_rdkit") if isinstance(unseen.get(key), list)]
+    for key in ("published", "mrl_rdkit"):
         if test.get(key):
-            sentences.append(compare(graph["mae"], test[key]["mae"], "mrl + graph encoder", name,
+            sentences.append(compare(graph["mae"], test[key]["mae"], names["mrl_graph"], names[key],
                                      what="paper-split MAE", unit="log10 cP", digits=3).sentence)
     out.append(" ".join(sentences))
     goals = [_goal(g_unseen if split == "unseen" else Score(graph["mae"]), threshold, words)
@@ -539,10 +539,11 @@ def render_folds(results: dict) -> str:
         for field, what in (("mae", "random-fold MAE"), ("pure_mae", "random-fold MAE on pure liquids"),
                             ("mix_mae", "random-fold MAE on mixtures")):
             sentence = compare(_fold_score(rows["mrl_rdkit"], field), _fold_score(rows["lightgbm_descriptors"], field),
-                               "mrl + RDKit features", "LightGBM on descriptors", what=what, unit="log10 cP").sentence
+                               _SENTENCE_NAMES["mrl_rdkit"], _SENTENCE_NAMES["lightgbm_descriptors"], what=what,
+                               unit="log10 cP").sentence
             text += ("\n\n" if field == "mae" else " ") + sentence
     extra = [compare(_fold_score(rows[key], "mae"), _fold_score(rows["lightgbm_descriptors"], "mae"), _LABELS[key][0],
-                     "LightGBM on descriptors", what="random-fold MAE", unit="log10 cP").sentence
+                     _SENTENCE_NAMES["lightgbm_descriptors"], what="random-fold MAE", unit="log10 cP").sentence
              for key in EXTRA_FOLD_ROWS if rows.get(key) and rows.get("lightgbm_descriptors")]
     if extra:
         text += "\n\n" + " ".join(capitalised(sentence) for sentence in extra)
@@ -576,11 +577,10 @@ def render_key_result(results: dict) -> str:
     parts += [compare(_test_score(test, a), _test_score(test, b), a_name, b_name, what="test MAE", unit="log10 cP",
                       digits=3).sentence
               for a, a_name, b, b_name in pairs if test.get(a) and test.get(b)]
-    held = [compare(_seed_score(unseen[key]), _seed_score(unseen["lightgbm_descriptors"]), name,
-                    "LightGBM on descriptors", what="held-out-compound MAE", unit="log10 cP", digits=3).sentence
-            for key, name in (("mrl_rdkit_auto", _UNSEEN_NAMES["mrl_rdkit_auto"]),
-                              ("mrl_rdkit_pull", _UNSEEN_NAMES["mrl_rdkit_pull"]),
-                              ("mrl_graph", _UNSEEN_NAMES["mrl_graph"]))
+    held = [compare(_seed_score(unseen[key]), _seed_score(unseen["lightgbm_descriptors"]), _SENTENCE_NAMES[key],
+                    _SENTENCE_NAMES["lightgbm_descriptors"], what="held-out-compound MAE", unit="log10 cP",
+                    digits=3).sentence
+            for key in ("mrl_rdkit_auto", "mrl_rdkit_pull", "mrl_graph")
             if isinstance(unseen.get(key), list) and isinstance(unseen.get("lightgbm_descriptors"), list)]
     if held:
         parts.append("On compounds held out of training: " + " ".join(held))
@@ -720,7 +720,7 @@ def render_unseen(results: dict) -> str:
     unseen = results.get("unseen", {})
     if not unseen:
         return "No held-out-compound rows in the result file."
-    names = _UNSEEN_NAMES
+    names = _SENTENCE_NAMES
 
     def vs(a: str, b: str) -> str:
         if not (isinstance(unseen.get(a), list) and isinstance(unseen.get(b), list)):
