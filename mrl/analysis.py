@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from mrl.error_sources import usage_bin_label
+from mrl.error_sources import usage_bins
 
 log = logging.getLogger(__name__)
 
@@ -663,9 +663,7 @@ def neighbour_agreement_by_usage(emb: pd.DataFrame, truth: pd.DataFrame, bins: S
     ok = (n_use > 0) & fam.notna().to_numpy()
     shares, chance = _neighbour_shares(vectors(emb)[ok], fam.astype(str).to_numpy()[ok],
                                        int(max(1, min(k, ok.sum() - 1))), metric)
-    edges = list(bins)
-    labels = [usage_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
-    binned = pd.cut(n_use[ok], edges, right=False, labels=labels)
+    binned = usage_bins(n_use[ok], bins)
     table = pd.DataFrame({"usage_bin": binned, "share": shares, "chance": chance})
     out = table.groupby("usage_bin", observed=True).agg(n_materials=("share", "size"),
                                                         neighbour_agreement=("share", "mean"),

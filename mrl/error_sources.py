@@ -8,7 +8,7 @@ one row per measurement) and the data's ``formulas`` table (``formula_id, materi
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,14 +134,12 @@ def error_by_usage(table: pd.DataFrame, bins: Sequence[float] = USAGE_BINS) -> p
     Returns one row per (split, bin) with ``split, usage_bin`` (e.g. ``"0"``, ``"1-2"``, ``"100+"``),
     ``n``, ``mae``, ``rmse``, ``mape`` and ``median_abs_error``; empty bins are left out.
     """
-    edges = list(bins)
-    labels = [usage_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
-    binned = pd.cut(table["rarest_train_usage"], edges, right=False, labels=labels)
+    binned = usage_bins(table["rarest_train_usage"], bins)
     rows = []
     for (split, label), grp in table.groupby([table["split"], binned], observed=True, sort=False):
         rows.append({"split": split, "usage_bin": str(label), **_error_summary(grp)})
     out = pd.DataFrame(rows, columns=["split", "usage_bin", "n", "mae", "rmse", "mape", "median_abs_error"])
-    order = {label: i for i, label in enumerate(labels)}
+    order = {label: i for i, label in enumerate(binned.cat.categories)}
     return out.sort_values(["split", "usage_bin"], key=lambda s: s.map(order) if s.name == "usage_bin" else s,
                            ignore_index=True)
 
@@ -191,6 +189,14 @@ def _error_summary(frame: pd.DataFrame) -> dict[str, float]:
     return {"n": m["n"], "mae": m["mae"], "rmse": m["rmse"], "mape": m["mape"],
             "median_abs_error": float(np.median(np.abs(y_pred - y_true))) if len(y_true) else float("nan"),
             "mae_log10": log10_mae(y_true, y_pred)}
+
+
+def usage_bins(counts: Any, bins: Sequence[float]) -> Any:
+    """Counts cut into the left-closed bins between the edges ``bins``, each labelled by :func:`usage_bin_label`
+    (a categorical of ``counts``' shape; NaN outside the edges)."""
+    edges = list(bins)
+    labels = [usage_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    return pd.cut(counts, edges, right=False, labels=labels)
 
 
 def usage_bin_label(lo: float, hi: float) -> str:
